@@ -1,0 +1,68 @@
+# Arca: the one entry point for building, testing and running locally.
+# `make test` is what CI runs (.ci/run). `make demo` is the five-minute tour.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+NAME ?= dev
+# The environment e2e tests run against; `make test` starts and stops its own.
+TEST_ENV_NAME ?= test-$(shell echo $$PPID)
+
+.PHONY: all build test lint fmt clippy unit e2e crds deploy testenv-build testenv-up testenv-down demo bench
+
+all: build
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+## test: everything CI checks: formatting, lints, CRDs in sync, unit and e2e tests against a
+## real local Kubernetes + S3 (started here, stopped afterwards).
+test: lint testenv-build unit e2e
+
+lint: fmt clippy
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --exclude arca-e2e
+
+e2e: testenv-build
+	$(CARGO) build -p arca -p arca-testenv -p arca-e2e --tests
+	@set -e; trap '$(CARGO) run -q -p arca-testenv -- down --name $(TEST_ENV_NAME)' EXIT; \
+	  $(CARGO) run -q -p arca-testenv -- up --name $(TEST_ENV_NAME); \
+	  ARCA_TESTENV=$(TEST_ENV_NAME) $(CARGO) test -p arca-e2e -- --test-threads=4
+
+## crds: regenerate crds/ from the Rust types (a unit test fails when they differ).
+crds:
+	$(CARGO) run -q -p arca -- crd --dir crds
+
+## deploy: regenerate deploy/helm/arca and deploy/rendered from `arca install` (a test fails
+## when they differ).
+deploy: crds
+	$(CARGO) run -q -p arca -- install --helm-chart deploy/helm/arca
+	$(CARGO) run -q -p arca -- install --dry-run -o yaml -n arca-system > deploy/rendered/arca.yaml
+
+## testenv-build: build the cluster and S3 components from Go modules into the cache (once).
+testenv-build:
+	bash hack/testenv/build.sh >/dev/null
+
+## testenv-up NAME=x: start a local cluster + S3 in target/testenv/x.
+testenv-up: testenv-build
+	$(CARGO) run -q -p arca-testenv -- up --name $(NAME)
+
+## testenv-down NAME=x: stop exactly what testenv-up started, remove target/testenv/x.
+testenv-down:
+	$(CARGO) run -q -p arca-testenv -- down --name $(NAME)
+
+## demo: bring up a local cluster and install Arca's CRDs (the backup demo comes with it).
+demo: testenv-build
+	bash hack/demo.sh
+
+## bench: speed and memory against their floors, side by side, on a fresh environment.
+## BENCH_ARGS="--sizes 10000" for a quick run. Report: target/bench/report.md
+bench: testenv-build
+	$(CARGO) build --release -p arca -p arca-bench
+	target/release/arca-bench $(BENCH_ARGS)

@@ -1,0 +1,177 @@
+//! `Backup`: one backup of the selected namespaces' manifests (and, on request, volume data).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{BackupHooks, Duration};
+
+/// What to back up and where. Immutable once created.
+#[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "arca.dev",
+    version = "v1alpha1",
+    kind = "Backup",
+    namespaced,
+    status = "BackupStatus",
+    shortname = "bk",
+    category = "arca",
+    doc = "A backup of the selected namespaces' resources, and on request their pod volume data, to a BackupStorageLocation. Data leaves storage only through a DeleteBackupRequest.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Items", type_ = "integer", json_path = ".status.progress.itemsBackedUp"),
+    printcolumn(name = "Total", type_ = "integer", json_path = ".status.progress.totalItems", priority = "1"),
+    printcolumn(name = "Errors", type_ = "integer", json_path = ".status.errors"),
+    printcolumn(name = "Warnings", type_ = "integer", json_path = ".status.warnings"),
+    printcolumn(name = "Location", type_ = "string", json_path = ".metadata.labels.arca\\.dev/storage-location"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiration", priority = "1"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.spec == oldSelf.spec").message("a Backup's spec cannot change after creation: create a new Backup instead")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.labelSelector) || !has(self.orLabelSelectors) || size(self.orLabelSelectors) == 0").message("labelSelector and orLabelSelectors cannot be used together: use one of them"))]
+pub struct BackupSpec {
+    /// Namespaces to back up; `*` and globs such as `team-*` allowed. Empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub included_namespaces: Vec<String>,
+    /// Namespaces never backed up (globs allowed). Wins over `includedNamespaces`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_namespaces: Vec<String>,
+    /// Resources to back up, by plural, singular, kind or short name, optionally with
+    /// the group (`deploy`, `deployments.apps`, `configmaps`). Empty or `*` means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub included_resources: Vec<String>,
+    /// Resources never backed up, named as in `includedResources`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_resources: Vec<String>,
+    /// Whether cluster-scoped resources are backed up. Unset: only those the namespaced
+    /// items need (their PVs, CRDs, the ClusterRoleBindings of their service accounts), or all
+    /// of them when the backup covers every namespace. `true`: all that the filters pass.
+    /// `false`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_cluster_resources: Option<bool>,
+    /// Only objects whose labels match this selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<LabelSelector>,
+    /// Objects whose labels match any of these selectors. Not with `labelSelector`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub or_label_selectors: Vec<LabelSelector>,
+    /// How long the backup is kept before garbage collection deletes it (`720h`, the
+    /// operator's `--default-backup-ttl`, when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<Duration>,
+    /// The BackupStorageLocation to write to. Default: the location marked `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_location: Option<String>,
+    /// Commands run in pods before and after their items are backed up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<BackupHooks>,
+    /// Back up the data of every pod volume (of supported types) unless a pod opts out with
+    /// the `backup.arca.dev/backup-volumes-excludes` annotation. Default: only the volumes
+    /// named in `backup.arca.dev/backup-volumes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_volumes_to_fs_backup: Option<bool>,
+    /// Per resource (`pods`, `persistentvolumeclaims`), the order its objects are written
+    /// in: a comma-separated list of `namespace/name` (or `name` for cluster objects).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ordered_resources: BTreeMap<String, String>,
+}
+
+/// Where a backup stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum BackupPhase {
+    /// Created, not yet picked up.
+    #[default]
+    New,
+    /// The spec is invalid; see `validationErrors`. Nothing was written.
+    FailedValidation,
+    /// Running.
+    InProgress,
+    /// Done, every selected item written.
+    Completed,
+    /// Done, but some items or hooks failed; see `errors` and the results.
+    PartiallyFailed,
+    /// Not usable; see `failureReason`.
+    Failed,
+    /// A DeleteBackupRequest is removing it.
+    Deleting,
+}
+
+impl BackupPhase {
+    /// True when the backup will not change any more (bar deletion).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::PartiallyFailed | Self::Failed | Self::FailedValidation
+        )
+    }
+}
+
+/// Counts of items.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupProgress {
+    /// Items selected so far (grows while resources are still being listed).
+    #[serde(default)]
+    pub total_items: u64,
+    /// Items written to the archive.
+    #[serde(default)]
+    pub items_backed_up: u64,
+}
+
+/// Counts of hooks run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HookStatus {
+    /// Hooks run.
+    #[serde(default)]
+    pub hooks_attempted: u32,
+    /// Hooks that failed (non-zero exit, timeout, or no such container).
+    #[serde(default)]
+    pub hooks_failed: u32,
+}
+
+/// What happened to a backup. Written by the operator only.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStatus {
+    /// New, FailedValidation, InProgress, Completed, PartiallyFailed, Failed or Deleting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<BackupPhase>,
+    /// Why the spec was refused, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation_errors: Vec<String>,
+    /// The version of the storage format the backup was written in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_version: Option<String>,
+    /// When the operator started the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_timestamp: Option<Time>,
+    /// When the backup ended, whatever the outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_timestamp: Option<Time>,
+    /// When garbage collection deletes the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<Time>,
+    /// Items selected and written, updated at most once a second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<BackupProgress>,
+    /// Warnings recorded (details in the uploaded results).
+    #[serde(default)]
+    pub warnings: u32,
+    /// Errors recorded (details in the uploaded results).
+    #[serde(default)]
+    pub errors: u32,
+    /// Why the backup failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    /// Hooks run and failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_status: Option<HookStatus>,
+    /// Bytes of manifests written (compressed archive size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_bytes: Option<u64>,
+}

@@ -1,0 +1,22 @@
+//! Label, annotation and finalizer keys: the one place they are spelled.
+
+/// On a Backup made by a Schedule: the schedule's name.
+pub const SCHEDULE_NAME: &str = "arca.dev/schedule-name";
+/// On a Backup: the storage location it is written to.
+pub const STORAGE_LOCATION: &str = "arca.dev/storage-location";
+/// On every restored object: the backup it came from.
+pub const BACKUP_NAME: &str = "arca.dev/backup-name";
+/// On every restored object: the restore that created it.
+pub const RESTORE_NAME: &str = "arca.dev/restore-name";
+/// On a DeleteBackupRequest: the backup it deletes.
+pub const DELETE_BACKUP_NAME: &str = "arca.dev/backup-name";
+/// Objects labelled `arca.dev/exclude-from-backup=true` are never backed up.
+pub const EXCLUDE_FROM_BACKUP: &str = "arca.dev/exclude-from-backup";
+/// Velero's spelling of [`EXCLUDE_FROM_BACKUP`], honoured too.
+pub const VELERO_EXCLUDE_FROM_BACKUP: &str = "velero.io/exclude-from-backup";
+/// On a Backup created by the storage sync from a `backup.json`: it is not to be run.
+pub const SYNCED_FROM_STORAGE: &str = "arca.dev/synced-from-storage";
+/// Why garbage collection could not delete an expired backup.
+pub const GC_FAILURE: &str = "arca.dev/gc-failure";
+/// The field manager every Arca controller writes with.
+pub const FIELD_MANAGER: &str = "arca";

@@ -1,0 +1,152 @@
+//! `BackupStorageLocation`: where backups are written.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{api::core::v1::SecretKeySelector, apimachinery::pkg::apis::meta::v1::Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::Duration;
+
+/// An object store (any S3-compatible service) or a directory that holds backups.
+#[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "arca.dev",
+    version = "v1alpha1",
+    kind = "BackupStorageLocation",
+    namespaced,
+    status = "BackupStorageLocationStatus",
+    shortname = "bsl",
+    category = "arca",
+    doc = "A place backups are written to and read from: an S3-compatible bucket (provider aws) or a directory (provider filesystem).",
+    printcolumn(name = "Provider", type_ = "string", json_path = ".spec.provider"),
+    printcolumn(
+        name = "Bucket",
+        type_ = "string",
+        json_path = ".spec.objectStorage.bucket"
+    ),
+    printcolumn(
+        name = "Prefix",
+        type_ = "string",
+        json_path = ".spec.objectStorage.prefix",
+        priority = "1"
+    ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Last Validated",
+        type_ = "date",
+        json_path = ".status.lastValidationTime"
+    ),
+    printcolumn(name = "Access", type_ = "string", json_path = ".spec.accessMode"),
+    printcolumn(name = "Default", type_ = "boolean", json_path = ".spec.default"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.provider != 'filesystem' || (has(self.config) && 'path' in self.config)").message("provider filesystem needs config.path, the directory that holds the bucket folders"))]
+pub struct BackupStorageLocationSpec {
+    /// `aws` for Amazon S3 or any S3-compatible store (MinIO, Ceph RGW, versitygw...);
+    /// `filesystem` for a directory the operator can write (single-node clusters, demos).
+    pub provider: Provider,
+    /// The bucket and prefix.
+    pub object_storage: ObjectStorage,
+    /// Provider settings, with Velero's keys. aws: `region`, `s3Url` (endpoint of a
+    /// non-AWS store), `s3ForcePathStyle` (`"true"` for most non-AWS stores),
+    /// `insecureSkipTLSVerify`, `profile` (in the credentials file). filesystem: `path`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// The Secret key holding an AWS shared-credentials file (`[default]`,
+    /// `aws_access_key_id=...`, `aws_secret_access_key=...`), as Velero's. Unset: the
+    /// operator's own environment (instance role, IRSA) is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<SecretKeySelector>,
+    /// The location Backups use when they name none. One location should be the default.
+    #[serde(default)]
+    pub default: bool,
+    /// `ReadWrite`, or `ReadOnly` to only read and restore (a migration target): no backup,
+    /// deletion or garbage collection writes to a ReadOnly location.
+    #[serde(default)]
+    pub access_mode: AccessMode,
+    /// How often the backups in storage are synced into Backup objects. `0` turns it off.
+    /// Default: the operator's `--backup-sync-period` (1m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_sync_period: Option<Duration>,
+    /// How often the location is checked. `0` checks once. Default 1m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_frequency: Option<Duration>,
+}
+
+/// Which kind of store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Amazon S3 or any S3-compatible store.
+    #[default]
+    Aws,
+    /// A directory on the operator's file system.
+    Filesystem,
+}
+
+/// Bucket, prefix and TLS trust.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStorage {
+    /// The bucket (aws) or the folder under `config.path` (filesystem).
+    #[x_kube(validation = Rule::new("self != ''").message("bucket must not be empty"))]
+    pub bucket: String,
+    /// A folder inside the bucket that holds everything Arca writes. Empty: the bucket's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// A PEM bundle of the CA that signed the store's certificate, base64-encoded (Velero's
+    /// `caCert`). Prefer `caCertRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
+    /// The Secret key holding the PEM bundle of a private CA that signed the store's
+    /// certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert_ref: Option<SecretKeySelector>,
+}
+
+/// Whether the location may be written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AccessMode {
+    /// Backups are written, deleted and garbage-collected here.
+    #[default]
+    ReadWrite,
+    /// Only read: sync and restore. Nothing is ever written or deleted.
+    ReadOnly,
+}
+
+/// Whether the location can be reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum LocationPhase {
+    /// Last check listed the prefix.
+    Available,
+    /// Last check failed; see `message`.
+    Unavailable,
+}
+
+/// What the last check found. Written by the operator only.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStorageLocationStatus {
+    /// Available or Unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<LocationPhase>,
+    /// Why the location is unavailable, and what to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the location was last checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_validation_time: Option<Time>,
+    /// When backups were last synced from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_synced_time: Option<Time>,
+    /// The `metadata.generation` the last check saw: a newer spec is checked at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

@@ -1,0 +1,53 @@
+//! `make bench`: Arca measured against its floor, side by side, in one run, on the real test
+//! environment (a fresh one named `bench`).
+//!
+//! - backup of N small ConfigMaps and Secrets (1-2 KiB) over 100 namespaces, against the
+//!   floor: a plain paginated LIST of the same resources;
+//! - restore of the first (smallest) set, against creating as many objects one at a time;
+//! - the operator's peak resident memory (VmHWM of the `arca server` process).
+
+mod seed;
+mod steps;
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Object counts to back up, in order (each adds to the previous).
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+    sizes: Vec<usize>,
+    /// The `arca` binary to measure (release build).
+    #[arg(long, default_value = "target/release/arca")]
+    arca: PathBuf,
+    /// Where the report goes (also printed).
+    #[arg(long, default_value = "target/bench/report.md")]
+    report: PathBuf,
+    /// Keep the environment afterwards.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let name = format!("bench-{}", std::process::id());
+    let env = arca_testenv::Environment::up(&name).await?;
+    let result = steps::run_all(&env, &args.arca, &args.sizes).await;
+    if !args.keep {
+        arca_testenv::Environment::down(&name)?;
+    }
+    let report = result?;
+    if let Some(dir) = args.report.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.report, &report)?;
+    println!("{report}");
+    Ok(())
+}
+
+/// Seconds, to two decimals.
+pub fn secs(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64())
+}

@@ -1,0 +1,138 @@
+//! Reading a backup's or restore's files without storage credentials: a DownloadRequest
+//! asks the operator for a short-lived URL, which is streamed from here.
+
+use std::{io::Write, time::Duration};
+
+use anyhow::Context as _;
+use arca_api::{DownloadRequest, DownloadRequestPhase, DownloadRequestSpec, DownloadTarget, DownloadTargetKind};
+use http_body_util::BodyExt;
+use kube::{
+    Api,
+    api::{DeleteParams, PostParams},
+};
+
+use crate::Ctx;
+
+/// Asks for the URL of one file; waits up to 60s for the operator's answer.
+async fn url(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> anyhow::Result<String> {
+    let api: Api<DownloadRequest> = Api::namespaced(ctx.client().await?, &ctx.namespace);
+    let mut request = DownloadRequest::new("", DownloadRequestSpec { target: DownloadTarget { kind, name: name.into() } });
+    request.metadata.name = None;
+    request.metadata.generate_name = Some(format!("{}-", &name[..name.len().min(50)]));
+    let created = api.create(&PostParams::default(), &request).await.context("creating a DownloadRequest")?;
+    let request_name = created.metadata.name.clone().unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let answer = loop {
+        let current = api.get(&request_name).await?;
+        let status = current.status.unwrap_or_default();
+        if status.phase == Some(DownloadRequestPhase::Processed) {
+            break status;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let _ = api.delete(&request_name, &DeleteParams::default()).await;
+            anyhow::bail!("the operator did not answer DownloadRequest {request_name} within 60s: is it running in namespace {}?", ctx.namespace);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let _ = api.delete(&request_name, &DeleteParams::default()).await;
+    answer
+        .download_url
+        .ok_or_else(|| anyhow::anyhow!("{}", answer.message.unwrap_or_else(|| "no URL was given".into())))
+}
+
+/// Streams the file at `url` into `sink`, chunk by chunk.
+async fn stream(url: &str, sink: &mut dyn Write) -> anyhow::Result<u64> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .context("loading the system's CA certificates")?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, http_body_util::Empty<bytes::Bytes>>(https);
+    let uri: http::Uri = url.parse().context("the download URL")?;
+    let response = client.get(uri).await.context("downloading")?;
+    if !response.status().is_success() {
+        anyhow::bail!("the store answered {} to the download", response.status());
+    }
+    let mut body = response.into_body();
+    let mut written = 0;
+    while let Some(frame) = body.frame().await {
+        if let Some(chunk) = frame.context("reading the download")?.data_ref() {
+            sink.write_all(chunk)?;
+            written += chunk.len() as u64;
+        }
+    }
+    sink.flush()?;
+    Ok(written)
+}
+
+/// Prints a run's log (`logs.jsonl.zst`) as `time level message` lines.
+pub async fn print_log(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> anyhow::Result<()> {
+    let url = url(ctx, kind, name).await?;
+    let lines = LogLines { pending: Vec::new(), out: std::io::stdout() };
+    let mut decoder = zstd::stream::write::Decoder::new(lines)?;
+    stream(&url, &mut decoder).await?;
+    decoder.flush()?;
+    let mut lines = decoder.into_inner();
+    lines.finish()
+}
+
+/// Saves a file to `path`, as stored (compressed files stay compressed).
+pub async fn save(ctx: &Ctx, kind: DownloadTargetKind, name: &str, path: &std::path::Path) -> anyhow::Result<u64> {
+    let url = url(ctx, kind, name).await?;
+    let mut file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    stream(&url, &mut file).await
+}
+
+/// Prints a small JSON file (results).
+pub async fn print_json(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> anyhow::Result<serde_json::Value> {
+    let url = url(ctx, kind, name).await?;
+    let mut buffer = Vec::new();
+    stream(&url, &mut buffer).await?;
+    serde_json::from_slice(&buffer).context("reading the results")
+}
+
+/// Turns JSON lines into readable ones as bytes arrive.
+struct LogLines {
+    pending: Vec<u8>,
+    out: std::io::Stdout,
+}
+
+impl LogLines {
+    fn emit(&mut self, line: &[u8]) -> std::io::Result<()> {
+        let text = String::from_utf8_lossy(line);
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(v) => writeln!(
+                self.out,
+                "{} {:<7} {}",
+                v["time"].as_str().unwrap_or(""),
+                v["level"].as_str().unwrap_or(""),
+                v["message"].as_str().unwrap_or("")
+            ),
+            Err(_) => writeln!(self.out, "{text}"),
+        }
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            self.emit(&line)?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for LogLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        while let Some(at) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=at).collect();
+            self.emit(&line[..line.len() - 1])?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}

@@ -1,0 +1,143 @@
+//! Flags shared by `backup create` and `schedule create` (Velero's names), and parsers that
+//! refuse bad input with one line naming the flag.
+
+use std::collections::BTreeMap;
+
+use arca_api::{BackupSpec, Duration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+/// What to back up.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackupFlags {
+    /// Namespaces to back up (globs allowed), comma-separated. Default: all.
+    #[arg(long, value_delimiter = ',')]
+    pub include_namespaces: Vec<String>,
+    /// Namespaces never backed up (globs allowed), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude_namespaces: Vec<String>,
+    /// Resources to back up (deploy, configmaps, widgets.example.com), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub include_resources: Vec<String>,
+    /// Resources never backed up, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude_resources: Vec<String>,
+    /// true: all cluster-scoped resources; false: none. Default: those needed, or all when
+    /// every namespace is backed up.
+    #[arg(long)]
+    pub include_cluster_resources: Option<bool>,
+    /// Only objects matching this label selector (`app=web,tier in (a,b)`).
+    #[arg(short = 'l', long, value_parser = selector)]
+    pub selector: Option<LabelSelector>,
+    /// Objects matching any of these selectors, separated by ` or ` (`app=a or app=b`).
+    #[arg(long, value_parser = or_selectors)]
+    pub or_selector: Option<Vec<LabelSelector>>,
+    /// How long the backup is kept (`720h`, `30m`).
+    #[arg(long)]
+    pub ttl: Option<Duration>,
+    /// The location to write to. Default: the default location.
+    #[arg(long)]
+    pub storage_location: Option<String>,
+    /// Back up the data of every pod volume unless a pod opts out.
+    #[arg(long)]
+    pub default_volumes_to_fs_backup: Option<bool>,
+}
+
+impl BackupFlags {
+    pub fn spec(&self) -> anyhow::Result<BackupSpec> {
+        if self.selector.is_some() && self.or_selector.is_some() {
+            anyhow::bail!("--selector and --or-selector cannot be used together: use one of them");
+        }
+        Ok(BackupSpec {
+            included_namespaces: self.include_namespaces.clone(),
+            excluded_namespaces: self.exclude_namespaces.clone(),
+            included_resources: self.include_resources.clone(),
+            excluded_resources: self.exclude_resources.clone(),
+            include_cluster_resources: self.include_cluster_resources,
+            label_selector: self.selector.clone(),
+            or_label_selectors: self.or_selector.clone().unwrap_or_default(),
+            ttl: self.ttl,
+            storage_location: self.storage_location.clone(),
+            default_volumes_to_fs_backup: self.default_volumes_to_fs_backup,
+            ..BackupSpec::default()
+        })
+    }
+}
+
+pub fn selector(text: &str) -> Result<LabelSelector, String> {
+    arca_engine::filters::parse_selector(text).map_err(|e| e.to_string())
+}
+
+fn or_selectors(text: &str) -> Result<Vec<LabelSelector>, String> {
+    text.split(" or ").map(selector).collect()
+}
+
+/// `a:b,c:d` into {a: b, c: d}.
+pub fn mappings(text: &str) -> Result<BTreeMap<String, String>, String> {
+    text.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (from, to) = pair
+                .split_once(':')
+                .ok_or_else(|| format!("{pair:?} is not source:target (write --namespace-mappings a:b,c:d)"))?;
+            let (from, to) = (from.trim(), to.trim());
+            if from.is_empty() || to.is_empty() {
+                return Err(format!("{pair:?} has an empty namespace"));
+            }
+            Ok((from.to_string(), to.to_string()))
+        })
+        .collect()
+}
+
+/// `k=v,k2=v2` into a map.
+pub fn key_values(text: &str) -> Result<BTreeMap<String, String>, String> {
+    text.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| format!("{pair:?} is not key=value"))
+        })
+        .collect()
+}
+
+/// A name Kubernetes accepts for an object (DNS-1123 subdomain, at most 63 for our labels).
+pub fn object_name(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 63
+        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && text.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!("{text:?} is not a valid name: lowercase letters, digits, '-' and '.', at most 63, starting and ending with a letter or digit"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mappings_and_key_values() {
+        assert_eq!(mappings("a:b, c:d").expect("ok"), BTreeMap::from([("a".into(), "b".into()), ("c".into(), "d".into())]));
+        assert!(mappings("a-b").expect_err("bad").contains("is not source:target"));
+        assert!(mappings("a:").is_err());
+        assert_eq!(key_values("region=eu,s3Url=http://x:9000").expect("ok")["s3Url"], "http://x:9000");
+        assert!(key_values("region").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(object_name("nightly-2026").is_ok());
+        assert!(object_name("Nightly").is_err());
+        assert!(object_name("-x").is_err());
+        assert!(object_name(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn or_selectors_split_on_or() {
+        assert_eq!(or_selectors("app=a or tier in (x,y)").expect("ok").len(), 2);
+    }
+}

@@ -1,0 +1,281 @@
+//! The objects `arca install` applies, built once here: the rendered manifests in
+//! deploy/rendered and the Helm chart's templates come from this code.
+//! Each RBAC rule says why it is needed (also in docs/reference/rbac.md).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/arca-dev/arca:", env!("CARGO_PKG_VERSION"));
+/// Namespaces with this label may scrape the operator's metrics (NetworkPolicy).
+pub const METRICS_ACCESS_LABEL: &str = "arca.dev/metrics-access";
+const METRICS_PORT: u16 = 8085;
+
+/// What to install.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub namespace: String,
+    pub image: String,
+    pub provider: Option<String>,
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub config: BTreeMap<String, String>,
+    /// An AWS shared-credentials file.
+    pub credentials: Option<String>,
+}
+
+fn labels(component: &str) -> Value {
+    json!({
+        "app.kubernetes.io/name": "arca",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": "arca",
+        "app.kubernetes.io/managed-by": "arca-install"
+    })
+}
+
+fn meta(name: &str, namespace: Option<&str>, component: &str) -> Value {
+    let mut m = json!({"name": name, "labels": labels(component)});
+    if let Some(ns) = namespace {
+        m["namespace"] = json!(ns);
+    }
+    m
+}
+
+/// Every object, in the order they are applied.
+pub fn manifests(o: &Options) -> anyhow::Result<Vec<Value>> {
+    let ns = o.namespace.as_str();
+    let mut out: Vec<Value> = arca_api::all_crds().into_iter().map(serde_json::to_value).collect::<Result<_, _>>()?;
+    out.push(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": ns, "labels": {
+            "app.kubernetes.io/part-of": "arca",
+            // The operator's pods meet the restricted Pod Security Standard.
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/warn": "restricted"
+        }}
+    }));
+    out.push(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta("arca", Some(ns), "operator"), "automountServiceAccountToken": true}));
+    out.extend(rbac(ns));
+    out.push(deployment(o));
+    out.push(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": meta("arca-metrics", Some(ns), "operator"),
+        "spec": {
+            "selector": {"app.kubernetes.io/name": "arca", "app.kubernetes.io/component": "operator"},
+            "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}]
+        }
+    }));
+    out.push(network_policy(o));
+    out.extend(location(o));
+    Ok(out)
+}
+
+fn rbac(ns: &str) -> Vec<Value> {
+    let cluster_role = |name: &str, rules: Value| json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": meta(name, None, "operator"), "rules": rules
+    });
+    let binding = |name: &str| json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": meta(name, None, "operator"),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": "arca", "namespace": ns}]
+    });
+    vec![
+        // Backups read every resource type they may take, and discovery.
+        cluster_role("arca-backup-reader", json!([
+            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
+            {"nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/version"], "verbs": ["get"]}
+        ])),
+        binding("arca-backup-reader"),
+        // Restores create and (existingResourcePolicy: update) replace objects of any type;
+        // restoring Roles and ClusterRoles needs escalate and bind (the apiserver refuses to
+        // let anyone grant permissions it lacks otherwise); hooks exec into pods.
+        cluster_role("arca-restore-writer", json!([
+            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["create", "update", "patch"]},
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "clusterroles"], "verbs": ["escalate", "bind"]},
+            {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}
+        ])),
+        binding("arca-restore-writer"),
+        // Arca's own resources, their status, and Events about them.
+        cluster_role("arca-operator", json!([
+            {"apiGroups": ["arca.dev"], "resources": ["*"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
+        ])),
+        binding("arca-operator"),
+        // Leader election: one Lease in Arca's namespace.
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": meta("arca-leader-election", Some(ns), "operator"),
+            "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": meta("arca-leader-election", Some(ns), "operator"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "arca-leader-election"},
+            "subjects": [{"kind": "ServiceAccount", "name": "arca", "namespace": ns}]
+        }),
+    ]
+}
+
+/// The container's hardening: no root, no privilege escalation, no capabilities, a
+/// read-only root file system, the runtime's seccomp profile.
+pub fn hardened_container() -> Value {
+    json!({
+        "runAsNonRoot": true,
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "privileged": false,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"}
+    })
+}
+
+fn deployment(o: &Options) -> Value {
+    let field = |path: &str| json!({"valueFrom": {"fieldRef": {"fieldPath": path}}});
+    let mut namespace_env = field("metadata.namespace");
+    namespace_env["name"] = json!("ARCA_NAMESPACE");
+    let mut pod_env = field("metadata.name");
+    pod_env["name"] = json!("POD_NAME");
+    let probe = |path: &str| json!({"httpGet": {"path": path, "port": "metrics"}, "periodSeconds": 10, "failureThreshold": 3});
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": meta("arca", Some(&o.namespace), "operator"),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "arca", "app.kubernetes.io/component": "operator"}},
+            "strategy": {"type": "Recreate"},
+            "template": {
+                "metadata": {"labels": labels("operator")},
+                "spec": {
+                    "serviceAccountName": "arca",
+                    // Work in flight finishes (or is failed cleanly) before the pod stops.
+                    "terminationGracePeriodSeconds": 300,
+                    "securityContext": {
+                        "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"}
+                    },
+                    "containers": [{
+                        "name": "arca",
+                        "image": o.image,
+                        "imagePullPolicy": "IfNotPresent",
+                        "args": ["server", "--log-format=json", "--metrics-bind-address=0.0.0.0:8085"],
+                        "env": [namespace_env, pod_env],
+                        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+                        "readinessProbe": probe("/readyz"),
+                        "livenessProbe": probe("/healthz"),
+                        "resources": {
+                            "requests": {"cpu": "100m", "memory": "128Mi"},
+                            "limits": {"cpu": "2", "memory": "512Mi"}
+                        },
+                        "securityContext": hardened_container(),
+                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]
+                    }],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+                }
+            }
+        }
+    })
+}
+
+/// The operator reaches the API server and the store (and DNS); only namespaces labelled
+/// `arca.dev/metrics-access=true` reach its metrics port.
+fn network_policy(o: &Options) -> Value {
+    let mut ports: Vec<u16> = vec![443, 6443];
+    let store_port = store_port(&o.config);
+    if !ports.contains(&store_port) {
+        ports.push(store_port);
+    }
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": meta("arca", Some(&o.namespace), "operator"),
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "arca", "app.kubernetes.io/component": "operator"}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{
+                "from": [{"namespaceSelector": {"matchLabels": {METRICS_ACCESS_LABEL: "true"}}}],
+                "ports": [{"protocol": "TCP", "port": METRICS_PORT}]
+            }],
+            "egress": [
+                {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+                {"ports": ports.iter().map(|p| json!({"protocol": "TCP", "port": p})).collect::<Vec<_>>()}
+            ]
+        }
+    })
+}
+
+/// The store's port, from `s3Url` (443 when it names none).
+pub fn store_port(config: &BTreeMap<String, String>) -> u16 {
+    config
+        .get("s3Url")
+        .and_then(|url| url.trim_end_matches('/').rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()))
+        .unwrap_or(443)
+}
+
+fn location(o: &Options) -> Vec<Value> {
+    let (Some(provider), Some(bucket)) = (&o.provider, &o.bucket) else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut spec = json!({
+        "provider": provider,
+        "default": true,
+        "objectStorage": {"bucket": bucket},
+        "config": o.config
+    });
+    if let Some(prefix) = &o.prefix {
+        spec["objectStorage"]["prefix"] = json!(prefix);
+    }
+    if let Some(credentials) = &o.credentials {
+        out.push(json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": meta("cloud-credentials", Some(&o.namespace), "operator"),
+            "stringData": {"cloud": credentials}
+        }));
+        spec["credential"] = json!({"name": "cloud-credentials", "key": "cloud"});
+    }
+    out.push(json!({
+        "apiVersion": "arca.dev/v1alpha1", "kind": "BackupStorageLocation",
+        "metadata": meta("default", Some(&o.namespace), "operator"),
+        "spec": spec
+    }));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_cluster_admin_and_a_hardened_operator() -> anyhow::Result<()> {
+        let objects = manifests(&Options { namespace: "arca-system".into(), image: "arca:test".into(), ..Default::default() })?;
+        for o in &objects {
+            if o["kind"] == "ClusterRoleBinding" || o["kind"] == "RoleBinding" {
+                assert_ne!(o["roleRef"]["name"], "cluster-admin", "{o}");
+            }
+        }
+        let deployment = objects.iter().find(|o| o["kind"] == "Deployment").expect("deployment");
+        let c = &deployment["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["securityContext"], hardened_container());
+        assert!(c["resources"]["limits"]["memory"].is_string() && c["resources"]["requests"]["cpu"].is_string());
+        assert!(objects.iter().all(|o| o["kind"] != "Secret"), "no location asked for, no Secret");
+        Ok(())
+    }
+
+    #[test]
+    fn a_location_with_its_credentials() -> anyhow::Result<()> {
+        let objects = manifests(&Options {
+            namespace: "backup".into(),
+            image: "arca:test".into(),
+            provider: Some("aws".into()),
+            bucket: Some("b".into()),
+            prefix: Some("p".into()),
+            config: BTreeMap::from([("s3Url".to_string(), "http://minio:9000".to_string())]),
+            credentials: Some("[default]\n".into()),
+        })?;
+        let bsl = objects.iter().find(|o| o["kind"] == "BackupStorageLocation").expect("location");
+        assert_eq!(bsl["spec"]["credential"]["name"], "cloud-credentials");
+        let policy = objects.iter().find(|o| o["kind"] == "NetworkPolicy").expect("policy");
+        let ports: Vec<u64> = policy["spec"]["egress"][1]["ports"].as_array().expect("ports").iter().filter_map(|p| p["port"].as_u64()).collect();
+        assert_eq!(ports, [443, 6443, 9000], "the store's port is open");
+        Ok(())
+    }
+}

@@ -1,0 +1,413 @@
+//! The backup engine: discovery -> choose namespaces -> list every chosen type
+//! concurrently, paginated -> related items -> archive and index streamed to storage ->
+//! results. Writing `backup.json` (what makes the backup exist) is left to the caller, once
+//! it has decided the backup's final status: see [`write_metadata`].
+
+mod collect;
+pub mod list;
+pub mod plan;
+mod related;
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex},
+};
+
+use arca_api::BackupSpec;
+use arca_store::{
+    Layout, ObjectStore, StoreError,
+    archive::{ArchiveStats, ArchiveWriter, BackupMetadata, EncodedFrame, Results},
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use kube::Client;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+pub use collect::Related;
+use collect::{Collector, Stopped};
+use list::{RawItem, fetch_page, list_url};
+use plan::{ListScope, plan_lists};
+
+use crate::{
+    catalogue::Catalogue,
+    filters::{ClusterResources, FilterError, LabelFilter, NamespaceFilter, ResourceFilter},
+    hooks::backup::{self as hooks, Phase},
+    progress::Progress,
+    runlog::RunLog,
+};
+
+/// What to back up.
+#[derive(Clone, Debug)]
+pub struct BackupRequest {
+    /// The Backup's name: its folder in storage.
+    pub name: String,
+    pub spec: BackupSpec,
+    /// `Some(namespace)`: a tenant's backup, confined to that namespace, with no
+    /// cluster-scoped item.
+    pub tenant: Option<String>,
+    /// Modification time written in the tar headers (the backup's start), in seconds.
+    pub mtime: u64,
+}
+
+/// Tuning.
+#[derive(Clone, Copy, Debug)]
+pub struct BackupSettings {
+    /// Lists running at once.
+    pub list_concurrency: usize,
+    /// Items per page (lowered automatically for big items).
+    pub page_size: u32,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        Self {
+            list_concurrency: 8,
+            page_size: 500,
+        }
+    }
+}
+
+/// What a finished backup wrote.
+#[derive(Clone, Debug)]
+pub struct BackupOutcome {
+    pub stats: ArchiveStats,
+    pub results: Results,
+    /// Resource types listed.
+    pub resource_types: usize,
+    /// Hooks run and failed, pre and post.
+    pub hooks: arca_api::HookStatus,
+}
+
+/// Why a backup could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("the spec is invalid: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error("reading the cluster's API discovery: {0}")]
+    Discovery(#[source] kube::Error),
+    #[error("listing namespaces: {0}")]
+    Namespaces(String),
+    #[error("writing to the storage location: {0}")]
+    Store(#[from] StoreError),
+    #[error("the backup task failed: {0}")]
+    Internal(String),
+}
+
+/// Checks of the spec that need no cluster: globs, selectors, a tenant's limits.
+pub fn validate(spec: &BackupSpec, tenant: Option<&str>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut push = |r: Result<(), FilterError>| {
+        if let Err(e) = r {
+            problems.push(e.to_string());
+        }
+    };
+    push(NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces).map(|_| ()));
+    push(LabelFilter::new(spec.label_selector.as_ref(), &spec.or_label_selectors).map(|_| ()));
+    if let Some(ns) = tenant {
+        let foreign: Vec<&String> = spec
+            .included_namespaces
+            .iter()
+            .filter(|n| *n != ns)
+            .collect();
+        if !foreign.is_empty() {
+            problems.push(format!(
+                "a Backup in namespace {ns} backs up {ns} only; remove {foreign:?} from includedNamespaces (or create the Backup in the operator's namespace)"
+            ));
+        }
+        if spec.include_cluster_resources == Some(true) {
+            problems.push(format!(
+                "a Backup in namespace {ns} cannot include cluster-scoped resources; remove includeClusterResources"
+            ));
+        }
+    }
+    problems
+}
+
+/// Runs a backup up to, not including, `backup.json`.
+pub async fn run(
+    client: Client,
+    store: &dyn ObjectStore,
+    request: &BackupRequest,
+    settings: BackupSettings,
+    progress: Arc<Progress>,
+    log: RunLog,
+) -> Result<BackupOutcome, BackupError> {
+    let problems = validate(&request.spec, request.tenant.as_deref());
+    if !problems.is_empty() {
+        return Err(BackupError::Invalid(problems));
+    }
+    let spec = &request.spec;
+    let catalogue = Catalogue::discover(&client)
+        .await
+        .map_err(BackupError::Discovery)?;
+    let resources = ResourceFilter::new(
+        &catalogue,
+        &spec.included_resources,
+        &spec.excluded_resources,
+    );
+    let labels = LabelFilter::new(spec.label_selector.as_ref(), &spec.or_label_selectors)
+        .map_err(|e| BackupError::Invalid(vec![e.to_string()]))?;
+    let (namespaces, cluster) = match &request.tenant {
+        Some(ns) => (NamespaceFilter::only(ns), ClusterResources::None),
+        None => {
+            let filter = NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces)
+                .map_err(|e| BackupError::Invalid(vec![e.to_string()]))?;
+            let cluster = ClusterResources::decide(spec.include_cluster_resources, &filter);
+            (filter, cluster)
+        }
+    };
+    let (chosen_namespaces, existing) =
+        choose_namespaces(&client, &catalogue, &namespaces, request.tenant.as_deref()).await?;
+    let selected: BTreeSet<String> = match &request.tenant {
+        Some(ns) => BTreeSet::from([ns.clone()]),
+        None => chosen_namespaces
+            .iter()
+            .map(|i| i.head.metadata.name.clone())
+            .collect(),
+    };
+    let custom_types = if cluster == ClusterResources::None {
+        BTreeSet::new()
+    } else {
+        custom_resource_types(&client, &catalogue).await
+    };
+
+    // Pre hooks run before any item is read; a pod whose `Fail` hook failed is left out.
+    let hook_pods = if resources.matches("pods") {
+        match hooks::plan(
+            &client,
+            &selected,
+            &labels,
+            &namespaces,
+            spec.hooks.as_ref(),
+        )
+        .await
+        {
+            Ok((pods, warnings)) => {
+                for (ns, warning) in warnings {
+                    log.warn(format!("{ns}: {warning}"));
+                }
+                pods
+            }
+            Err(e) => {
+                log.error(format!("listing pods for hooks: {e}; no hook was run"));
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let pre = hooks::run(&client, &hook_pods, Phase::Pre, &BTreeSet::new(), &log).await;
+
+    let mut writer = ArchiveWriter::create(store, &request.name).await?;
+    let (frames_tx, mut frames_rx) = mpsc::channel::<EncodedFrame>(8);
+    let writer_progress = progress.clone();
+    let writer_task = tokio::spawn(async move {
+        while let Some(frame) = frames_rx.recv().await {
+            let items = frame.entries.len() as u64;
+            if let Err(e) = writer.append(frame).await {
+                writer.abort().await;
+                return Err(e);
+            }
+            writer_progress.add_done(items);
+        }
+        Ok(writer)
+    });
+
+    let collector = Collector {
+        client: client.clone(),
+        namespaces,
+        labels,
+        custom_types,
+        skipped_pods: pre.failed_pods.clone(),
+        page_size: settings.page_size,
+        mtime: request.mtime,
+        frames: frames_tx,
+        progress,
+        log: log.clone(),
+        related: Mutex::new(Related::default()),
+        results: Mutex::new(Results::default()),
+    };
+    for name in &resources.unknown {
+        collector.record_warning(
+            Some(""),
+            format!("resource {name:?} is not served by this cluster; ignored"),
+        );
+    }
+    let tasks = plan_lists(&catalogue, &resources, cluster, &selected, existing);
+    let resource_types: BTreeSet<String> =
+        tasks.iter().map(|t| t.resource.group_resource()).collect();
+    log.info(format!(
+        "backing up {} namespaces, {} resource types ({} lists), cluster-scoped resources: {cluster:?}",
+        selected.len(),
+        resource_types.len(),
+        tasks.len()
+    ));
+
+    let listed = collect_everything(
+        &collector,
+        &catalogue,
+        &resources,
+        cluster,
+        chosen_namespaces,
+        tasks,
+        settings,
+    )
+    .await;
+    // Post hooks once everything of the pods is written (pods left out by a failed pre hook
+    // get none).
+    let post = hooks::run(&client, &hook_pods, Phase::Post, &pre.failed_pods, &log).await;
+    for outcome in [&pre, &post] {
+        for (ns, e) in &outcome.errors {
+            collector.record_error(Some(ns), e.clone());
+        }
+        for (ns, w) in &outcome.warnings {
+            collector.record_warning(Some(ns), w.clone());
+        }
+    }
+    let hook_status = arca_api::HookStatus {
+        hooks_attempted: pre.status.hooks_attempted + post.status.hooks_attempted,
+        hooks_failed: pre.status.hooks_failed + post.status.hooks_failed,
+    };
+    let results = collector.results.into_inner().unwrap_or_default();
+    drop(collector.frames);
+    let writer = writer_task
+        .await
+        .map_err(|e| BackupError::Internal(e.to_string()))??;
+    if listed.is_err() {
+        writer.abort().await;
+        return Err(BackupError::Internal(
+            "the archive stopped accepting items".into(),
+        ));
+    }
+    let stats = writer.finish().await?;
+    let results_json =
+        serde_json::to_vec_pretty(&results).map_err(|e| BackupError::Internal(e.to_string()))?;
+    store
+        .put(
+            &Layout::backup_results(&request.name),
+            Bytes::from(results_json),
+        )
+        .await?;
+    log.info(format!(
+        "wrote {} items ({} bytes compressed), {} errors, {} warnings",
+        stats.items,
+        stats.archive_bytes,
+        results.errors.count(),
+        results.warnings.count()
+    ));
+    Ok(BackupOutcome {
+        stats,
+        results,
+        resource_types: resource_types.len(),
+        hooks: hook_status,
+    })
+}
+
+async fn collect_everything(
+    collector: &Collector,
+    catalogue: &Catalogue,
+    resources: &ResourceFilter,
+    cluster: ClusterResources,
+    namespaces: Vec<RawItem>,
+    tasks: Vec<plan::ListTask>,
+    settings: BackupSettings,
+) -> Result<(), Stopped> {
+    if let Some(rt) = catalogue.get("namespaces") {
+        collector.write(rt, namespaces).await?;
+    }
+    let mut runs = futures::stream::iter(tasks)
+        .map(|task| collector.run(task))
+        .buffer_unordered(settings.list_concurrency.max(1));
+    while let Some(done) = runs.next().await {
+        done?;
+    }
+    related::add_related(collector, catalogue, resources, cluster).await
+}
+
+/// The Namespace objects chosen (to write) and how many namespaces exist.
+async fn choose_namespaces(
+    client: &Client,
+    catalogue: &Catalogue,
+    filter: &NamespaceFilter,
+    tenant: Option<&str>,
+) -> Result<(Vec<RawItem>, usize), BackupError> {
+    if tenant.is_some() {
+        return Ok((Vec::new(), 1));
+    }
+    let rt = catalogue.get("namespaces").ok_or_else(|| {
+        BackupError::Namespaces("the cluster serves no namespaces resource".into())
+    })?;
+    let url = list_url(rt, &ListScope::Cluster);
+    let (mut chosen, mut existing, mut token) = (Vec::new(), 0, None::<String>);
+    loop {
+        let page = fetch_page(client, &url, 500, token.as_deref(), None, rt)
+            .await
+            .map_err(|e| BackupError::Namespaces(e.to_string()))?;
+        existing += page.items.len();
+        token = page.continue_token.clone();
+        chosen.extend(page.items.into_iter().filter(|i| {
+            filter.matches(&i.head.metadata.name)
+                && i.head.metadata.deletion_timestamp.is_none()
+                && !crate::filters::excluded_by_label(&i.head.metadata.labels)
+        }));
+        if token.is_none() {
+            return Ok((chosen, existing));
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CrdNames {
+    spec: CrdSpec,
+}
+
+#[derive(Deserialize)]
+struct CrdSpec {
+    group: String,
+    names: CrdPlural,
+}
+
+#[derive(Deserialize)]
+struct CrdPlural {
+    plural: String,
+}
+
+/// `plural.group` of every type a CRD defines (their CRDs come along with their items).
+async fn custom_resource_types(client: &Client, catalogue: &Catalogue) -> BTreeSet<String> {
+    let Some(rt) = catalogue.get("customresourcedefinitions.apiextensions.k8s.io") else {
+        return BTreeSet::new();
+    };
+    let url = list_url(rt, &ListScope::Cluster);
+    let mut out = BTreeSet::new();
+    let mut token: Option<String> = None;
+    loop {
+        let Ok(page) = fetch_page(client, &url, 500, token.as_deref(), None, rt).await else {
+            return out;
+        };
+        for item in &page.items {
+            if let Ok(crd) = serde_json::from_slice::<CrdNames>(&item.json) {
+                out.insert(format!("{}.{}", crd.spec.names.plural, crd.spec.group));
+            }
+        }
+        token = page.continue_token;
+        if token.is_none() {
+            return out;
+        }
+    }
+}
+
+/// Writes `backup.json`: from this moment the backup exists.
+pub async fn write_metadata(
+    store: &dyn ObjectStore,
+    name: &str,
+    metadata: &BackupMetadata,
+) -> Result<(), StoreError> {
+    let json = serde_json::to_vec_pretty(metadata).map_err(|e| StoreError::Corrupt {
+        key: Layout::backup_metadata(name),
+        detail: e.to_string(),
+    })?;
+    store
+        .put(&Layout::backup_metadata(name), Bytes::from(json))
+        .await
+}

@@ -1,0 +1,12 @@
+//! Arca's engines: what a backup and a restore do, apart from the reconcile loops that
+//! drive them. Pure logic (catalogue resolution, filters, ordering, transforms) lives in
+//! modules of its own and is unit-tested without a cluster.
+
+pub mod backup;
+pub mod catalogue;
+pub mod exec;
+pub mod filters;
+pub mod hooks;
+pub mod progress;
+pub mod restore;
+pub mod runlog;

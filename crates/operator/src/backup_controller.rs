@@ -1,0 +1,434 @@
+//! The Backup controller: New -> (FailedValidation | InProgress -> Completed |
+//! PartiallyFailed | Failed). Runs the backup engine, writes `backup.json` last.
+
+use std::{sync::Arc, time::Duration};
+
+use arca_api::{Backup, BackupPhase, BackupProgress, BackupStatus, labels};
+use arca_engine::{
+    backup::{self, BackupError, BackupRequest},
+    progress::Progress,
+    runlog::RunLog,
+};
+use arca_store::{
+    Layout, ObjectStore,
+    archive::{BackupMetadata, FORMAT_VERSION},
+};
+use futures::StreamExt;
+use kube::{
+    Api, ResourceExt,
+    runtime::{Controller, controller::Action, watcher},
+};
+
+use crate::{
+    context::{Context, Ownership, time},
+    locations::{self, LocationError},
+    metrics::{OutcomeLabels, ScheduleLabels},
+    status::apply_status,
+};
+
+const MANAGER: &str = "arca-backup-controller";
+
+/// Why a reconcile failed (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing the status of {0}: {1}")]
+    Status(String, #[source] kube::Error),
+}
+
+/// Runs the controller until the shutdown signal.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let backups: Api<Backup> = ctx.settings.watched(&ctx.client);
+    let config = kube::runtime::controller::Config::default()
+        .concurrency(ctx.settings.max_concurrent_backups);
+    Controller::new(backups, watcher::Config::default())
+        .with_config(config)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("backup reconcile: {e}");
+            }
+        })
+        .await;
+}
+
+fn error_policy(_backup: Arc<Backup>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!("{error}");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let phase = backup
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .unwrap_or_default();
+    let uid = backup.uid().unwrap_or_default();
+    match phase {
+        // Made by the storage sync: its status (from backup.json) is on its way.
+        BackupPhase::New if backup.labels().contains_key(labels::SYNCED_FROM_STORAGE) => {
+            Ok(Action::await_change())
+        }
+        BackupPhase::New => {
+            run_backup(&backup, &ctx).await?;
+            Ok(Action::await_change())
+        }
+        BackupPhase::InProgress => match ctx.ownership(&uid) {
+            Ownership::Running => Ok(Action::await_change()),
+            Ownership::Finished => Ok(Action::requeue(Duration::from_secs(2))),
+            Ownership::Unknown => {
+                fail_leftover(&backup, &ctx).await?;
+                Ok(Action::await_change())
+            }
+        },
+        _ => Ok(Action::await_change()),
+    }
+}
+
+/// A backup left InProgress by a previous operator process is Failed: its archive may miss
+/// items, and without `backup.json` it does not exist in storage.
+async fn fail_leftover(backup: &Backup, ctx: &Context) -> Result<(), Error> {
+    let mut status = backup.status.clone().unwrap_or_default();
+    status.phase = Some(BackupPhase::Failed);
+    status.failure_reason = Some(
+        "the operator stopped while this backup was in progress; nothing usable was written. Create a new Backup".into(),
+    );
+    status.completion_timestamp = Some(time(ctx.clock.now()));
+    patch(backup, ctx, &status).await?;
+    ctx.metrics
+        .backups
+        .get_or_create(&OutcomeLabels {
+            outcome: "Failed".into(),
+        })
+        .inc();
+    ctx.event(
+        backup,
+        true,
+        "BackupFailed",
+        status.failure_reason.clone().unwrap_or_default(),
+    )
+    .await;
+    Ok(())
+}
+
+async fn patch(backup: &Backup, ctx: &Context, status: &BackupStatus) -> Result<(), Error> {
+    let name = backup.name_any();
+    let api: Api<Backup> =
+        Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
+    apply_status(&api, &name, MANAGER, status)
+        .await
+        .map_err(|e| Error::Status(name, e))
+}
+
+/// The namespace a tenant's backup is confined to, if it is one.
+pub fn tenant_of(namespace: &str, ctx: &Context) -> Option<String> {
+    (namespace != ctx.settings.namespace).then(|| namespace.to_string())
+}
+
+/// The location a backup (or restore) of `namespace` uses, and the store it opens: a
+/// tenant's own location, or else the operator's in a folder of the tenant's.
+pub async fn location_for(
+    ctx: &Context,
+    namespace: &str,
+    name: Option<&str>,
+) -> Result<(arca_api::BackupStorageLocation, Arc<dyn ObjectStore>), LocationError> {
+    let tenant = tenant_of(namespace, ctx);
+    let own = locations::find_location(&ctx.client, namespace, name).await;
+    let (location, sub_prefix) = match (own, &tenant) {
+        (Ok(location), _) => (location, None),
+        (Err(LocationError::NotFound { .. } | LocationError::NoDefault(_)), Some(tenant)) => (
+            locations::find_location(&ctx.client, &ctx.settings.namespace, name).await?,
+            Some(format!("tenants/{tenant}")),
+        ),
+        (Err(e), _) => return Err(e),
+    };
+    let store = locations::open_store(&ctx.client, &location, sub_prefix.as_deref()).await?;
+    Ok((location, store))
+}
+
+async fn run_backup(backup: &Backup, ctx: &Context) -> Result<(), Error> {
+    let uid = backup.uid().unwrap_or_default();
+    let namespace = backup.namespace().unwrap_or_default();
+    let tenant = tenant_of(&namespace, ctx);
+    let started = ctx.clock.now();
+    let ttl = backup
+        .spec
+        .ttl
+        .map(|t| t.as_std())
+        .unwrap_or(ctx.settings.default_backup_ttl);
+    let mut status = BackupStatus {
+        phase: Some(BackupPhase::InProgress),
+        format_version: Some(FORMAT_VERSION.into()),
+        start_timestamp: Some(time(started)),
+        expiration: jiff::SignedDuration::try_from(ttl)
+            .ok()
+            .and_then(|d| started.checked_add(d).ok())
+            .map(time),
+        progress: Some(BackupProgress::default()),
+        ..BackupStatus::default()
+    };
+
+    let mut problems = backup::validate(&backup.spec, tenant.as_deref());
+    let mut opened = None;
+    if problems.is_empty() {
+        match open_for_backup(ctx, backup, &namespace).await {
+            Ok(found) => opened = Some(found),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    let Some((location, store)) = opened else {
+        status.phase = Some(BackupPhase::FailedValidation);
+        status.validation_errors = problems.clone();
+        status.expiration = None;
+        status.completion_timestamp = Some(time(ctx.clock.now()));
+        patch(backup, ctx, &status).await?;
+        ctx.metrics
+            .backups
+            .get_or_create(&OutcomeLabels {
+                outcome: "FailedValidation".into(),
+            })
+            .inc();
+        ctx.event(backup, true, "FailedValidation", problems.join("; "))
+            .await;
+        return Ok(());
+    };
+
+    ctx.start(&uid);
+    ctx.metrics.backups_in_progress.inc();
+    let result = execute(backup, ctx, &mut status, &location, store.as_ref(), tenant).await;
+    ctx.metrics.backups_in_progress.dec();
+    ctx.finish(&uid);
+    result
+}
+
+/// The backup's location, writable and answering, with no backup of the same name in it
+/// (a new Backup never overwrites the data of an old one).
+async fn open_for_backup(
+    ctx: &Context,
+    backup: &Backup,
+    namespace: &str,
+) -> Result<(arca_api::BackupStorageLocation, Arc<dyn ObjectStore>), String> {
+    let (location, store) = location_for(ctx, namespace, backup.spec.storage_location.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    locations::ensure_writable(&location).map_err(|e| e.to_string())?;
+    locations::check(&location.name_any(), store.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = backup.name_any();
+    let existing = store
+        .size(&Layout::backup_metadata(&name))
+        .await
+        .map_err(|e| e.to_string())?;
+    if existing.is_some() {
+        return Err(format!(
+            "location {} already holds a backup named {name}; it is kept as it is: give this Backup another name",
+            location.name_any()
+        ));
+    }
+    Ok((location, store))
+}
+
+async fn execute(
+    backup: &Backup,
+    ctx: &Context,
+    status: &mut BackupStatus,
+    location: &arca_api::BackupStorageLocation,
+    store: &dyn ObjectStore,
+    tenant: Option<String>,
+) -> Result<(), Error> {
+    let name = backup.name_any();
+    label_location(backup, ctx, &location.name_any()).await;
+    patch(backup, ctx, status).await?;
+    ctx.event(
+        backup,
+        false,
+        "BackupStarted",
+        format!(
+            "writing to location {} ({})",
+            location.name_any(),
+            store.describe()
+        ),
+    )
+    .await;
+
+    let progress = Arc::new(Progress::default());
+    let ticker = crate::progress::Ticker::start(ctx, backup, MANAGER, progress.clone(), {
+        let status = status.clone();
+        move |(total, done)| {
+            let mut status = status.clone();
+            status.progress = Some(BackupProgress {
+                total_items: total,
+                items_backed_up: done,
+            });
+            status
+        }
+    });
+    let log = RunLog::create(store, &Layout::backup_logs(&name), &name).await;
+    let request = BackupRequest {
+        name: name.clone(),
+        spec: backup.spec.clone(),
+        tenant,
+        mtime: status
+            .start_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second().max(0) as u64)
+            .unwrap_or_default(),
+    };
+    let outcome = match log {
+        Ok((log, writer)) => {
+            let outcome = backup::run(
+                ctx.client.clone(),
+                store,
+                &request,
+                ctx.settings.backup,
+                progress.clone(),
+                log,
+            )
+            .await;
+            if let Err(e) = writer.finish().await {
+                tracing::warn!(backup = %name, "uploading the backup log: {e}");
+            }
+            outcome
+        }
+        Err(e) => Err(BackupError::Store(e)),
+    };
+    ticker.stop().await;
+    let (total, done) = progress.get();
+    status.progress = Some(BackupProgress {
+        total_items: total,
+        items_backed_up: done,
+    });
+    let finished = ctx.clock.now();
+    status.completion_timestamp = Some(time(finished));
+    match outcome {
+        Ok(outcome) => {
+            status.errors = outcome.results.errors.count() as u32;
+            status.warnings = outcome.results.warnings.count() as u32;
+            status.archive_bytes = Some(outcome.stats.archive_bytes);
+            if outcome.hooks.hooks_attempted > 0 {
+                status.hook_status = Some(outcome.hooks.clone());
+            }
+            status.phase = Some(if status.errors > 0 {
+                BackupPhase::PartiallyFailed
+            } else {
+                BackupPhase::Completed
+            });
+            let mut recorded = backup.clone();
+            recorded.metadata.managed_fields = None;
+            recorded.status = Some(status.clone());
+            let metadata = BackupMetadata {
+                format_version: FORMAT_VERSION.into(),
+                backup: serde_json::to_value(&recorded).unwrap_or_default(),
+                stats: outcome.stats.clone(),
+                cluster_version: ctx
+                    .client
+                    .apiserver_version()
+                    .await
+                    .ok()
+                    .map(|v| v.git_version),
+            };
+            if let Err(e) = backup::write_metadata(store, &name, &metadata).await {
+                status.phase = Some(BackupPhase::Failed);
+                status.failure_reason = Some(format!("writing backup.json: {e}"));
+            } else {
+                ctx.metrics.backup_items.inc_by(outcome.stats.items);
+                ctx.metrics.backup_bytes.inc_by(outcome.stats.archive_bytes);
+            }
+        }
+        Err(BackupError::Invalid(problems)) => {
+            status.phase = Some(BackupPhase::FailedValidation);
+            status.validation_errors = problems;
+        }
+        Err(e) => {
+            status.phase = Some(BackupPhase::Failed);
+            status.failure_reason = Some(e.to_string());
+        }
+    }
+    patch(backup, ctx, status).await?;
+    let phase = status.phase.unwrap_or_default();
+    let seconds = (finished.as_millisecond()
+        - status
+            .start_timestamp
+            .as_ref()
+            .map(|t| t.0.as_millisecond())
+            .unwrap_or_default()) as f64
+        / 1000.0;
+    ctx.metrics.backup_duration.observe(seconds);
+    ctx.metrics
+        .backups
+        .get_or_create(&OutcomeLabels {
+            outcome: format!("{phase:?}"),
+        })
+        .inc();
+    if phase == BackupPhase::Completed {
+        let schedule = backup
+            .labels()
+            .get(labels::SCHEDULE_NAME)
+            .cloned()
+            .unwrap_or_default();
+        ctx.metrics
+            .backup_last_success
+            .get_or_create(&ScheduleLabels { schedule })
+            .set(finished.as_second());
+    }
+    let (warning, note) = match phase {
+        BackupPhase::Completed => (
+            false,
+            format!(
+                "{} items in {seconds:.1}s",
+                status
+                    .progress
+                    .as_ref()
+                    .map(|p| p.items_backed_up)
+                    .unwrap_or_default()
+            ),
+        ),
+        BackupPhase::PartiallyFailed => (
+            true,
+            format!(
+                "{} errors, {} warnings: see `arca backup describe {name}`",
+                status.errors, status.warnings
+            ),
+        ),
+        _ => (
+            true,
+            status
+                .failure_reason
+                .clone()
+                .unwrap_or_else(|| status.validation_errors.join("; ")),
+        ),
+    };
+    ctx.event(backup, warning, &format!("Backup{phase:?}"), note)
+        .await;
+    Ok(())
+}
+
+/// Labels the Backup with its location (`arca.dev/storage-location`), as Velero does, so a
+/// restore finds the data when the Backup named no location.
+async fn label_location(backup: &Backup, ctx: &Context, location: &str) {
+    if backup
+        .labels()
+        .get(labels::STORAGE_LOCATION)
+        .map(String::as_str)
+        == Some(location)
+    {
+        return;
+    }
+    let api: Api<Backup> =
+        Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"metadata": {"labels": {labels::STORAGE_LOCATION: location}}});
+    if let Err(e) = api
+        .patch(
+            &backup.name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+    {
+        tracing::warn!(backup = %backup.name_any(), "labelling with its location: {e}");
+    }
+}

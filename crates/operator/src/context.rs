@@ -1,0 +1,175 @@
+//! What every controller shares.
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use arca_engine::{backup::BackupSettings, restore::RestoreSettings};
+use kube::{
+    Client, Resource,
+    runtime::events::{Event, EventType, Recorder, Reporter},
+};
+
+use crate::metrics::Metrics;
+
+/// The clock controllers read; tests substitute their own.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> jiff::Timestamp;
+}
+
+/// The system clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+    }
+}
+
+/// Operator settings (flags of `arca server`).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The operator's own namespace: Backups and Restores elsewhere are a tenant's.
+    pub namespace: String,
+    pub default_backup_ttl: Duration,
+    pub backup: BackupSettings,
+    pub restore: RestoreSettings,
+    pub max_concurrent_backups: u16,
+    pub max_concurrent_restores: u16,
+    /// Default check period of locations.
+    pub validation_frequency: Duration,
+    /// How often garbage collection looks for expired backups.
+    pub gc_frequency: Duration,
+    /// How often locations are synced, unless they say otherwise (`0`: never).
+    pub backup_sync_period: Duration,
+    /// Hold a Lease so only one replica works; None runs without (a single process).
+    pub leader_election: Option<crate::leader::LeaderElection>,
+    /// Watch only this namespace's Backups, Restores and locations (as Velero does).
+    /// None: every namespace, so tenants can back up their own.
+    pub watch_namespace: Option<String>,
+}
+
+impl Settings {
+    /// The API of `K` objects this operator handles.
+    pub fn watched<K>(&self, client: &Client) -> kube::Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+    {
+        match &self.watch_namespace {
+            Some(ns) => kube::Api::namespaced(client.clone(), ns),
+            None => kube::Api::all(client.clone()),
+        }
+    }
+}
+
+/// Shared by the controllers.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    recorder: Recorder,
+    /// uids of the backups and restores this process runs now, or ran: an InProgress object
+    /// not among them was left by a previous process.
+    pub running: Mutex<BTreeSet<String>>,
+    pub finished: Mutex<BTreeSet<String>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "arca".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            metrics,
+            clock,
+            running: Mutex::new(BTreeSet::new()),
+            finished: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Publishes an Event about `object`; failures to publish are only logged.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!("publishing event {reason}: {e}");
+        }
+    }
+
+    /// Where a uid stands in this process.
+    pub fn ownership(&self, uid: &str) -> Ownership {
+        if self.running.lock().is_ok_and(|r| r.contains(uid)) {
+            Ownership::Running
+        } else if self.finished.lock().is_ok_and(|f| f.contains(uid)) {
+            Ownership::Finished
+        } else {
+            Ownership::Unknown
+        }
+    }
+
+    pub fn start(&self, uid: &str) {
+        if let Ok(mut r) = self.running.lock() {
+            r.insert(uid.into());
+        }
+    }
+
+    pub fn finish(&self, uid: &str) {
+        if let Ok(mut r) = self.running.lock() {
+            r.remove(uid);
+        }
+        if let Ok(mut f) = self.finished.lock() {
+            f.insert(uid.into());
+        }
+    }
+}
+
+/// Whether this process runs (or ran) a given backup or restore.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    Running,
+    /// Done here; the cache may still show it InProgress.
+    Finished,
+    /// Not this process's: left InProgress by a previous one.
+    Unknown,
+}
+
+/// A Kubernetes timestamp.
+pub fn time(t: jiff::Timestamp) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t)
+}

@@ -1,0 +1,233 @@
+//! DeleteBackupRequest: the only way backup data leaves storage. Refused while the backup
+//! runs; deletes `backup.json` first (the backup stops existing at once), then every other
+//! object of the backup, then the Backup object.
+
+use std::{sync::Arc, time::Duration};
+
+use arca_api::{
+    Backup, BackupPhase, DeleteBackupRequest, DeleteBackupRequestPhase, DeleteBackupRequestSpec,
+    DeleteBackupRequestStatus, labels,
+};
+use arca_store::{Layout, delete_prefix};
+use futures::StreamExt;
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, ListParams, PostParams},
+    runtime::{Controller, controller::Action, watcher},
+};
+
+use crate::{backup_controller::location_for, context::Context, locations, status::apply_status};
+
+const MANAGER: &str = "arca-deletion-controller";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing the status of {0}: {1}")]
+    Status(String, #[source] kube::Error),
+}
+
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let requests: Api<DeleteBackupRequest> = ctx.settings.watched(&ctx.client);
+    Controller::new(requests, watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("deletion reconcile: {e}");
+            }
+        })
+        .await;
+}
+
+fn error_policy(_request: Arc<DeleteBackupRequest>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!("{error}");
+    Action::requeue(Duration::from_secs(10))
+}
+
+/// Files a request to delete `backup` (once: an open request for it is enough).
+pub async fn request_deletion(ctx: &Context, backup: &Backup, why: &str) {
+    let namespace = backup.namespace().unwrap_or_default();
+    let api: Api<DeleteBackupRequest> = Api::namespaced(ctx.client.clone(), &namespace);
+    let open = api
+        .list(&ListParams::default().labels(&format!(
+            "{}={}",
+            labels::DELETE_BACKUP_NAME,
+            backup.name_any()
+        )))
+        .await
+        .map(|l| {
+            l.items.iter().any(|r| {
+                r.status.as_ref().and_then(|s| s.phase) != Some(DeleteBackupRequestPhase::Processed)
+            })
+        })
+        .unwrap_or(false);
+    if open {
+        return;
+    }
+    let mut request = DeleteBackupRequest::new(
+        "",
+        DeleteBackupRequestSpec {
+            backup_name: backup.name_any(),
+        },
+    );
+    request.metadata.name = None;
+    request.metadata.generate_name = Some(format!("{}-", truncate(&backup.name_any(), 50)));
+    request.metadata.labels = Some(
+        [(labels::DELETE_BACKUP_NAME.to_string(), backup.name_any())]
+            .into_iter()
+            .collect(),
+    );
+    match api.create(&PostParams::default(), &request).await {
+        Ok(_) => {
+            tracing::info!(backup = %backup.name_any(), "deletion requested ({why})");
+            ctx.event(
+                backup,
+                false,
+                "DeletionRequested",
+                format!("deletion requested by {why}"),
+            )
+            .await;
+        }
+        Err(e) => tracing::warn!(backup = %backup.name_any(), "requesting deletion ({why}): {e}"),
+    }
+}
+
+fn truncate(name: &str, max: usize) -> &str {
+    &name[..name.len().min(max)]
+}
+
+async fn reconcile(request: Arc<DeleteBackupRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let phase = request
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .unwrap_or_default();
+    if phase == DeleteBackupRequestPhase::Processed {
+        return Ok(Action::await_change());
+    }
+    let namespace = request.namespace().unwrap_or_default();
+    let name = request.name_any();
+    let api: Api<DeleteBackupRequest> = Api::namespaced(ctx.client.clone(), &namespace);
+    let done = |errors: Vec<String>| DeleteBackupRequestStatus {
+        phase: Some(DeleteBackupRequestPhase::Processed),
+        errors,
+    };
+    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let backup_name = &request.spec.backup_name;
+    let backup = match backups.get_opt(backup_name).await {
+        Ok(Some(backup)) => backup,
+        Ok(None) => {
+            let status = done(vec![format!(
+                "no Backup {backup_name:?} in namespace {namespace}"
+            )]);
+            apply_status(&api, &name, MANAGER, &status)
+                .await
+                .map_err(|e| Error::Status(name.clone(), e))?;
+            return Ok(Action::await_change());
+        }
+        Err(e) => {
+            tracing::warn!("reading backup {backup_name}: {e}");
+            return Ok(Action::requeue(Duration::from_secs(10)));
+        }
+    };
+    let backup_phase = backup
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .unwrap_or_default();
+    if matches!(backup_phase, BackupPhase::New | BackupPhase::InProgress) {
+        let status = done(vec![format!(
+            "backup {backup_name} is {backup_phase:?}: delete it once it has finished"
+        )]);
+        apply_status(&api, &name, MANAGER, &status)
+            .await
+            .map_err(|e| Error::Status(name.clone(), e))?;
+        ctx.event(
+            request.as_ref(),
+            true,
+            "DeletionRefused",
+            status.errors.join("; "),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let in_progress = DeleteBackupRequestStatus {
+        phase: Some(DeleteBackupRequestPhase::InProgress),
+        errors: Vec::new(),
+    };
+    apply_status(&api, &name, MANAGER, &in_progress)
+        .await
+        .map_err(|e| Error::Status(name.clone(), e))?;
+    let errors = delete_backup(&ctx, &backup).await;
+    let status = done(errors.clone());
+    apply_status(&api, &name, MANAGER, &status)
+        .await
+        .map_err(|e| Error::Status(name.clone(), e))?;
+    if errors.is_empty() {
+        ctx.event(
+            request.as_ref(),
+            false,
+            "BackupDeleted",
+            format!("backup {backup_name} and its data are deleted"),
+        )
+        .await;
+    } else {
+        ctx.event(request.as_ref(), true, "DeletionFailed", errors.join("; "))
+            .await;
+    }
+    Ok(Action::await_change())
+}
+
+/// Deletes the backup's data, then the Backup object. Returns what failed.
+async fn delete_backup(ctx: &Context, backup: &Backup) -> Vec<String> {
+    let name = backup.name_any();
+    let namespace = backup.namespace().unwrap_or_default();
+    let mut status = backup.status.clone().unwrap_or_default();
+    status.phase = Some(BackupPhase::Deleting);
+    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
+    if let Err(e) = apply_status(&backups, &name, "arca-backup-controller", &status).await {
+        return vec![format!("marking backup {name} Deleting: {e}")];
+    }
+    let location_name = backup
+        .spec
+        .storage_location
+        .clone()
+        .or_else(|| backup.labels().get(labels::STORAGE_LOCATION).cloned());
+    let store = match location_for(ctx, &namespace, location_name.as_deref()).await {
+        Ok((location, store)) => match locations::ensure_writable(&location) {
+            Ok(()) => Some(store),
+            Err(e) => {
+                return vec![format!(
+                    "{e}: its backups cannot be deleted; the Backup object is kept"
+                )];
+            }
+        },
+        // A location that is gone leaves nothing to delete in storage; the object goes.
+        Err(locations::LocationError::NotFound { .. }) => None,
+        Err(e) => {
+            return vec![format!(
+                "opening the location of backup {name}: {e}; nothing was deleted"
+            )];
+        }
+    };
+    if let Some(store) = store {
+        if let Err(e) = store.delete(&Layout::backup_metadata(&name)).await {
+            return vec![format!(
+                "deleting backup.json of {name}: {e}; nothing was deleted"
+            )];
+        }
+        if let Err(e) = delete_prefix(store.as_ref(), &Layout::backup_dir(&name)).await {
+            return vec![format!(
+                "backup {name} no longer exists, but some of its objects could not be deleted ({e}): create another DeleteBackupRequest to finish"
+            )];
+        }
+    }
+    match backups.delete(&name, &DeleteParams::default()).await {
+        Ok(_) => Vec::new(),
+        Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
+        Err(e) => vec![format!("deleting the Backup object {name}: {e}")],
+    }
+}

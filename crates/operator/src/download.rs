@@ -1,0 +1,157 @@
+//! DownloadRequest: a presigned URL to one file of a backup or restore, valid 10 minutes;
+//! the request is deleted when it expires.
+
+use std::{sync::Arc, time::Duration};
+
+use arca_api::{
+    Backup, DownloadRequest, DownloadRequestPhase, DownloadRequestStatus, DownloadTargetKind,
+    Restore, labels,
+};
+use arca_store::Layout;
+use futures::StreamExt;
+use kube::{
+    Api, ResourceExt,
+    api::DeleteParams,
+    runtime::{Controller, controller::Action, watcher},
+};
+
+use crate::{
+    backup_controller::location_for,
+    context::{Context, time},
+    status::apply_status,
+};
+
+const MANAGER: &str = "arca-download-controller";
+const VALID_FOR: Duration = Duration::from_secs(600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing the status of {0}: {1}")]
+    Status(String, #[source] kube::Error),
+}
+
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let requests: Api<DownloadRequest> = ctx.settings.watched(&ctx.client);
+    Controller::new(requests, watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("download reconcile: {e}");
+            }
+        })
+        .await;
+}
+
+fn error_policy(_request: Arc<DownloadRequest>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!("{error}");
+    Action::requeue(Duration::from_secs(10))
+}
+
+async fn reconcile(request: Arc<DownloadRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = request.namespace().unwrap_or_default();
+    let name = request.name_any();
+    let api: Api<DownloadRequest> = Api::namespaced(ctx.client.clone(), &namespace);
+    let now = ctx.clock.now();
+    let status = request.status.clone().unwrap_or_default();
+    if status.phase == Some(DownloadRequestPhase::Processed) {
+        let expires = status.expiration.map(|t| t.0).unwrap_or(now);
+        if expires <= now {
+            let _ = api.delete(&name, &DeleteParams::default()).await;
+            return Ok(Action::await_change());
+        }
+        return Ok(Action::requeue(expires.duration_since(now).unsigned_abs()));
+    }
+    let answer = match url_for(&ctx, &request).await {
+        Ok(url) => DownloadRequestStatus {
+            phase: Some(DownloadRequestPhase::Processed),
+            download_url: Some(url),
+            expiration: jiff::SignedDuration::try_from(VALID_FOR)
+                .ok()
+                .and_then(|d| now.checked_add(d).ok())
+                .map(time),
+            message: None,
+        },
+        Err(message) => DownloadRequestStatus {
+            phase: Some(DownloadRequestPhase::Processed),
+            download_url: None,
+            expiration: jiff::SignedDuration::try_from(VALID_FOR)
+                .ok()
+                .and_then(|d| now.checked_add(d).ok())
+                .map(time),
+            message: Some(message),
+        },
+    };
+    apply_status(&api, &name, MANAGER, &answer)
+        .await
+        .map_err(|e| Error::Status(name.clone(), e))?;
+    Ok(Action::requeue(VALID_FOR))
+}
+
+async fn url_for(ctx: &Context, request: &DownloadRequest) -> Result<String, String> {
+    let namespace = request.namespace().unwrap_or_default();
+    let target = &request.spec.target;
+    let backup_kind = matches!(
+        target.kind,
+        DownloadTargetKind::BackupLog
+            | DownloadTargetKind::BackupContents
+            | DownloadTargetKind::BackupResults
+    );
+    let backup_name = if backup_kind {
+        target.name.clone()
+    } else {
+        let restores: Api<Restore> = Api::namespaced(ctx.client.clone(), &namespace);
+        let restore = restores
+            .get_opt(&target.name)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no Restore {:?} in namespace {namespace}", target.name))?;
+        restore
+            .status
+            .and_then(|s| s.backup_name)
+            .or(restore.spec.backup_name)
+            .ok_or_else(|| format!("restore {} has not started yet", target.name))?
+    };
+    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let backup = backups
+        .get_opt(&backup_name)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no Backup {backup_name:?} in namespace {namespace}"))?;
+    let location = backup
+        .spec
+        .storage_location
+        .clone()
+        .or_else(|| backup.labels().get(labels::STORAGE_LOCATION).cloned());
+    let (_, store) = location_for(ctx, &namespace, location.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let key = match target.kind {
+        DownloadTargetKind::BackupLog => Layout::backup_logs(&target.name),
+        DownloadTargetKind::BackupContents => Layout::backup_archive(&target.name),
+        DownloadTargetKind::BackupResults => Layout::backup_results(&target.name),
+        DownloadTargetKind::RestoreLog => Layout::restore_logs(&target.name),
+        DownloadTargetKind::RestoreResults => Layout::restore_results(&target.name),
+        DownloadTargetKind::RestoreItems => Layout::restore_items(&target.name),
+    };
+    if store.size(&key).await.map_err(|e| e.to_string())?.is_none() {
+        return Err(format!(
+            "{} has no {key} in {}",
+            target.name,
+            store.describe()
+        ));
+    }
+    store
+        .presign_get(&key, VALID_FOR)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "the location is a directory ({}): read {key} there",
+                store.describe()
+            )
+        })
+}

@@ -1,0 +1,224 @@
+//! From a BackupStorageLocation to an object store: provider, bucket, prefix, credentials
+//! (an AWS shared-credentials file in a Secret, as Velero's), private CA.
+
+use std::sync::Arc;
+
+use arca_api::{AccessMode, BackupStorageLocation, Provider};
+use arca_store::{FsStore, ObjectStore, S3Config, S3Store, StoreError, parse_shared_credentials};
+use base64::Engine;
+use k8s_openapi::api::core::v1::{Secret, SecretKeySelector};
+use kube::{Api, Client, ResourceExt, api::ListParams};
+
+/// Why a location cannot be used, said so an operator can fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum LocationError {
+    #[error("no BackupStorageLocation {name:?} in namespace {namespace}")]
+    NotFound { name: String, namespace: String },
+    #[error(
+        "no storage location given and none is marked default in namespace {0}: set spec.storageLocation or mark a location `default: true`"
+    )]
+    NoDefault(String),
+    #[error("location {0} is ReadOnly: nothing can be written to it")]
+    ReadOnly(String),
+    #[error("secret {namespace}/{name} (key {key:?}) of location {location}: {problem}")]
+    Secret {
+        location: String,
+        namespace: String,
+        name: String,
+        key: String,
+        problem: String,
+    },
+    #[error("location {location}: {problem}")]
+    Config { location: String, problem: String },
+    #[error("location {location}: {source}")]
+    Store {
+        location: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("reading locations: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Finds the location a Backup uses: `name`, or the default, in `namespace`.
+pub async fn find_location(
+    client: &Client,
+    namespace: &str,
+    name: Option<&str>,
+) -> Result<BackupStorageLocation, LocationError> {
+    let api: Api<BackupStorageLocation> = Api::namespaced(client.clone(), namespace);
+    match name.filter(|n| !n.is_empty()) {
+        Some(name) => api
+            .get_opt(name)
+            .await?
+            .ok_or_else(|| LocationError::NotFound {
+                name: name.into(),
+                namespace: namespace.into(),
+            }),
+        None => {
+            let all = api.list(&ListParams::default()).await?.items;
+            let mut defaults: Vec<_> = all.iter().filter(|l| l.spec.default).cloned().collect();
+            defaults.sort_by_key(|l| l.name_any());
+            match (defaults.into_iter().next(), all.len()) {
+                (Some(default), _) => Ok(default),
+                (None, 1) => Ok(all
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| LocationError::NoDefault(namespace.into()))?),
+                (None, _) => Err(LocationError::NoDefault(namespace.into())),
+            }
+        }
+    }
+}
+
+/// Fails unless the location may be written.
+pub fn ensure_writable(location: &BackupStorageLocation) -> Result<(), LocationError> {
+    if location.spec.access_mode == AccessMode::ReadOnly {
+        return Err(LocationError::ReadOnly(location.name_any()));
+    }
+    Ok(())
+}
+
+/// Opens the location's store. `sub_prefix` narrows it further (a tenant's folder).
+pub async fn open_store(
+    client: &Client,
+    location: &BackupStorageLocation,
+    sub_prefix: Option<&str>,
+) -> Result<Arc<dyn ObjectStore>, LocationError> {
+    let name = location.name_any();
+    let namespace = location.namespace().unwrap_or_default();
+    let spec = &location.spec;
+    let config = |problem: String| LocationError::Config {
+        location: name.clone(),
+        problem,
+    };
+    let mut prefix = spec.object_storage.prefix.clone().unwrap_or_default();
+    if let Some(sub) = sub_prefix {
+        prefix = format!("{}/{sub}", prefix.trim_end_matches('/'));
+    }
+    let store: Arc<dyn ObjectStore> = match spec.provider {
+        Provider::Filesystem => {
+            let path = spec
+                .config
+                .get("path")
+                .ok_or_else(|| config("provider filesystem needs config.path".into()))?;
+            Arc::new(
+                FsStore::new(
+                    std::path::Path::new(path),
+                    &spec.object_storage.bucket,
+                    &prefix,
+                )
+                .map_err(|source| LocationError::Store {
+                    location: name.clone(),
+                    source,
+                })?,
+            )
+        }
+        Provider::Aws => {
+            if spec
+                .config
+                .get("insecureSkipTLSVerify")
+                .is_some_and(|v| v == "true")
+            {
+                return Err(config(
+                    "insecureSkipTLSVerify is not supported: put the store's CA certificate in a Secret and set objectStorage.caCertRef".into(),
+                ));
+            }
+            let credentials = match &spec.credential {
+                Some(selector) => {
+                    let text = read_secret(client, &name, &namespace, selector).await?;
+                    let profile = spec
+                        .config
+                        .get("profile")
+                        .map(String::as_str)
+                        .unwrap_or("default");
+                    Some(parse_shared_credentials(&text, profile).map_err(|e| {
+                        LocationError::Secret {
+                            location: name.clone(),
+                            namespace: namespace.clone(),
+                            name: selector.name.clone(),
+                            key: selector.key.clone(),
+                            problem: e.to_string(),
+                        }
+                    })?)
+                }
+                None => None,
+            };
+            let ca_pem = match (
+                &spec.object_storage.ca_cert_ref,
+                &spec.object_storage.ca_cert,
+            ) {
+                (Some(selector), _) => Some(
+                    read_secret(client, &name, &namespace, selector)
+                        .await?
+                        .into_bytes(),
+                ),
+                (None, Some(b64)) => Some(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64.trim())
+                        .map_err(|e| config(format!("objectStorage.caCert is not base64: {e}")))?,
+                ),
+                (None, None) => None,
+            };
+            Arc::new(
+                S3Store::new(S3Config {
+                    bucket: spec.object_storage.bucket.clone(),
+                    prefix,
+                    region: spec.config.get("region").cloned(),
+                    endpoint: spec.config.get("s3Url").cloned(),
+                    force_path_style: spec
+                        .config
+                        .get("s3ForcePathStyle")
+                        .is_some_and(|v| v == "true"),
+                    credentials,
+                    ca_pem,
+                    public_endpoint: spec.config.get("publicUrl").cloned(),
+                })
+                .await
+                .map_err(|source| LocationError::Store {
+                    location: name.clone(),
+                    source,
+                })?,
+            )
+        }
+    };
+    Ok(store)
+}
+
+/// Checks the store answers: lists the backups folder (as Velero does).
+pub async fn check(location: &str, store: &dyn ObjectStore) -> Result<(), LocationError> {
+    store
+        .list_folders(arca_store::Layout::BACKUPS)
+        .await
+        .map(|_| ())
+        .map_err(|source| LocationError::Store {
+            location: location.into(),
+            source,
+        })
+}
+
+async fn read_secret(
+    client: &Client,
+    location: &str,
+    namespace: &str,
+    selector: &SecretKeySelector,
+) -> Result<String, LocationError> {
+    let problem = |problem: &str| LocationError::Secret {
+        location: location.into(),
+        namespace: namespace.into(),
+        name: selector.name.clone(),
+        key: selector.key.clone(),
+        problem: problem.into(),
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets
+        .get_opt(&selector.name)
+        .await?
+        .ok_or_else(|| problem("the Secret does not exist"))?;
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&selector.key))
+        .ok_or_else(|| problem("the Secret has no such key"))?;
+    String::from_utf8(value.0.clone()).map_err(|_| problem("the value is not text"))
+}

@@ -1,0 +1,372 @@
+//! The Restore controller: New -> (FailedValidation | InProgress -> Completed |
+//! PartiallyFailed | Failed).
+
+use std::{sync::Arc, time::Duration};
+
+use arca_api::{
+    AccessMode, Backup, BackupPhase, Restore, RestorePhase, RestoreProgress, RestoreStatus, labels,
+};
+use arca_engine::{
+    progress::Progress,
+    restore::{self, RestoreError, RestoreRequest},
+    runlog::RunLog,
+};
+use arca_store::{DiscardStore, Layout, ObjectStore, archive::BackupMetadata};
+use futures::StreamExt;
+use kube::{
+    Api, ResourceExt,
+    api::ListParams,
+    runtime::{Controller, controller::Action, watcher},
+};
+
+use crate::{
+    backup_controller::{location_for, tenant_of},
+    context::{Context, Ownership, time},
+    metrics::OutcomeLabels,
+    status::apply_status,
+};
+
+const MANAGER: &str = "arca-restore-controller";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing the status of {0}: {1}")]
+    Status(String, #[source] kube::Error),
+}
+
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let restores: Api<Restore> = ctx.settings.watched(&ctx.client);
+    let config = kube::runtime::controller::Config::default()
+        .concurrency(ctx.settings.max_concurrent_restores);
+    Controller::new(restores, watcher::Config::default())
+        .with_config(config)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("restore reconcile: {e}");
+            }
+        })
+        .await;
+}
+
+fn error_policy(_restore: Arc<Restore>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!("{error}");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let phase = restore
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .unwrap_or_default();
+    let uid = restore.uid().unwrap_or_default();
+    match phase {
+        RestorePhase::New => {
+            run_restore(&restore, &ctx).await?;
+            Ok(Action::await_change())
+        }
+        RestorePhase::InProgress => match ctx.ownership(&uid) {
+            Ownership::Running => Ok(Action::await_change()),
+            Ownership::Finished => Ok(Action::requeue(Duration::from_secs(2))),
+            Ownership::Unknown => {
+                let mut status = restore.status.clone().unwrap_or_default();
+                status.phase = Some(RestorePhase::Failed);
+                status.failure_reason = Some(
+                    "the operator stopped while this restore was in progress; some items may have been restored. Check them, then create a new Restore (existing items are kept or updated per existingResourcePolicy)".into(),
+                );
+                status.completion_timestamp = Some(time(ctx.clock.now()));
+                patch(&restore, &ctx, &status).await?;
+                ctx.metrics
+                    .restores
+                    .get_or_create(&OutcomeLabels {
+                        outcome: "Failed".into(),
+                    })
+                    .inc();
+                ctx.event(
+                    restore.as_ref(),
+                    true,
+                    "RestoreFailed",
+                    status.failure_reason.clone().unwrap_or_default(),
+                )
+                .await;
+                Ok(Action::await_change())
+            }
+        },
+        _ => Ok(Action::await_change()),
+    }
+}
+
+async fn patch(restore: &Restore, ctx: &Context, status: &RestoreStatus) -> Result<(), Error> {
+    let name = restore.name_any();
+    let api: Api<Restore> =
+        Api::namespaced(ctx.client.clone(), &restore.namespace().unwrap_or_default());
+    apply_status(&api, &name, MANAGER, status)
+        .await
+        .map_err(|e| Error::Status(name, e))
+}
+
+/// The Backup to restore: named, or the newest Completed one of the schedule.
+async fn find_backup(ctx: &Context, restore: &Restore) -> Result<Backup, String> {
+    let namespace = restore.namespace().unwrap_or_default();
+    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let backup = match (&restore.spec.backup_name, &restore.spec.schedule_name) {
+        (Some(name), _) if !name.is_empty() => backups
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("reading Backup {name}: {e}"))?
+            .ok_or_else(|| format!("no Backup {name:?} in namespace {namespace} (see `arca backup get -n {namespace}`)"))?,
+        (_, Some(schedule)) => {
+            let params = ListParams::default().labels(&format!("{}={schedule}", labels::SCHEDULE_NAME));
+            let mut found: Vec<Backup> = backups
+                .list(&params)
+                .await
+                .map_err(|e| format!("listing backups of schedule {schedule}: {e}"))?
+                .items
+                .into_iter()
+                .filter(|b| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Completed))
+                .collect();
+            found.sort_by_key(|b| b.status.as_ref().and_then(|s| s.start_timestamp.clone()).map(|t| t.0));
+            found.pop().ok_or_else(|| format!("schedule {schedule:?} has no Completed backup in namespace {namespace}"))?
+        }
+        _ => return Err("set exactly one of backupName and scheduleName".into()),
+    };
+    let phase = backup
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .unwrap_or_default();
+    if !matches!(phase, BackupPhase::Completed | BackupPhase::PartiallyFailed) {
+        return Err(format!(
+            "backup {} is {phase:?}: only Completed or PartiallyFailed backups can be restored",
+            backup.name_any()
+        ));
+    }
+    Ok(backup)
+}
+
+async fn run_restore(restore: &Restore, ctx: &Context) -> Result<(), Error> {
+    let uid = restore.uid().unwrap_or_default();
+    let namespace = restore.namespace().unwrap_or_default();
+    let tenant = tenant_of(&namespace, ctx);
+    let mut status = RestoreStatus {
+        phase: Some(RestorePhase::InProgress),
+        start_timestamp: Some(time(ctx.clock.now())),
+        progress: Some(RestoreProgress::default()),
+        ..RestoreStatus::default()
+    };
+    let mut problems = restore::validate(&restore.spec, tenant.as_deref());
+    let mut ready = None;
+    if problems.is_empty() {
+        match prepare(ctx, restore).await {
+            Ok(found) => ready = Some(found),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    let Some((backup, metadata, store, output)) = ready else {
+        status.phase = Some(RestorePhase::FailedValidation);
+        status.validation_errors = problems.clone();
+        status.completion_timestamp = Some(time(ctx.clock.now()));
+        patch(restore, ctx, &status).await?;
+        ctx.metrics
+            .restores
+            .get_or_create(&OutcomeLabels {
+                outcome: "FailedValidation".into(),
+            })
+            .inc();
+        ctx.event(restore, true, "FailedValidation", problems.join("; "))
+            .await;
+        return Ok(());
+    };
+    status.backup_name = Some(backup.name_any());
+    ctx.start(&uid);
+    let result = execute(
+        restore,
+        ctx,
+        &mut status,
+        &metadata,
+        store.as_ref(),
+        output.as_ref(),
+        tenant,
+    )
+    .await;
+    ctx.finish(&uid);
+    result
+}
+
+type Prepared = (
+    Backup,
+    BackupMetadata,
+    Arc<dyn ObjectStore>,
+    Arc<dyn ObjectStore>,
+);
+
+async fn prepare(ctx: &Context, restore: &Restore) -> Result<Prepared, String> {
+    let namespace = restore.namespace().unwrap_or_default();
+    let backup = find_backup(ctx, restore).await?;
+    let location_name = backup
+        .spec
+        .storage_location
+        .clone()
+        .or_else(|| backup.labels().get(labels::STORAGE_LOCATION).cloned());
+    let (location, store) = location_for(ctx, &namespace, location_name.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = backup.name_any();
+    let raw = store.get(&Layout::backup_metadata(&name)).await.map_err(|e| {
+        if e.is_not_found() {
+            format!("backup {name} has no backup.json in {}: it never completed there, or its data was deleted", store.describe())
+        } else {
+            format!("reading backup {name}: {e}")
+        }
+    })?;
+    let metadata: BackupMetadata = serde_json::from_slice(&raw)
+        .map_err(|e| format!("backup.json of {name} cannot be read: {e}"))?;
+    let output: Arc<dyn ObjectStore> = if location.spec.access_mode == AccessMode::ReadOnly {
+        Arc::new(DiscardStore)
+    } else {
+        store.clone()
+    };
+    Ok((backup, metadata, store, output))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    restore: &Restore,
+    ctx: &Context,
+    status: &mut RestoreStatus,
+    metadata: &BackupMetadata,
+    store: &dyn ObjectStore,
+    output: &dyn ObjectStore,
+    tenant: Option<String>,
+) -> Result<(), Error> {
+    let name = restore.name_any();
+    let backup_name = status.backup_name.clone().unwrap_or_default();
+    patch(restore, ctx, status).await?;
+    ctx.event(
+        restore,
+        false,
+        "RestoreStarted",
+        format!(
+            "restoring backup {backup_name}{}",
+            if restore.spec.dry_run {
+                " (dry run)"
+            } else {
+                ""
+            }
+        ),
+    )
+    .await;
+    let progress = Arc::new(Progress::default());
+    let ticker = crate::progress::Ticker::start(ctx, restore, MANAGER, progress.clone(), {
+        let status = status.clone();
+        move |(total, done)| {
+            let mut status = status.clone();
+            status.progress = Some(RestoreProgress {
+                total_items: total,
+                items_restored: done,
+            });
+            status
+        }
+    });
+    let request = RestoreRequest {
+        name: name.clone(),
+        backup_name: backup_name.clone(),
+        spec: restore.spec.clone(),
+        tenant,
+    };
+    let outcome = match RunLog::create(output, &Layout::restore_logs(&name), &name).await {
+        Ok((log, writer)) => {
+            let outcome = restore::run(
+                ctx.client.clone(),
+                store,
+                output,
+                &request,
+                metadata,
+                ctx.settings.restore,
+                progress.clone(),
+                log,
+            )
+            .await;
+            if let Err(e) = writer.finish().await {
+                tracing::warn!(restore = %name, "uploading the restore log: {e}");
+            }
+            outcome
+        }
+        Err(e) => Err(RestoreError::Store(e)),
+    };
+    ticker.stop().await;
+    let (total, done) = progress.get();
+    status.progress = Some(RestoreProgress {
+        total_items: total,
+        items_restored: done,
+    });
+    let finished = ctx.clock.now();
+    status.completion_timestamp = Some(time(finished));
+    match outcome {
+        Ok(outcome) => {
+            status.errors = outcome.results.errors.count() as u32;
+            status.warnings = outcome.results.warnings.count() as u32;
+            let failed = outcome.outcomes.failed;
+            ctx.metrics.restore_items.inc_by(outcome.total);
+            if outcome.hooks.hooks_attempted > 0 {
+                status.hook_status = Some(outcome.hooks.clone());
+            }
+            status.outcomes = Some(outcome.outcomes);
+            status.phase = Some(if failed > 0 || status.errors > 0 {
+                RestorePhase::PartiallyFailed
+            } else {
+                RestorePhase::Completed
+            });
+        }
+        Err(RestoreError::Invalid(problems)) => {
+            status.phase = Some(RestorePhase::FailedValidation);
+            status.validation_errors = problems;
+        }
+        Err(e) => {
+            status.phase = Some(RestorePhase::Failed);
+            status.failure_reason = Some(e.to_string());
+        }
+    }
+    patch(restore, ctx, status).await?;
+    let phase = status.phase.unwrap_or_default();
+    let seconds = (finished.as_millisecond()
+        - status
+            .start_timestamp
+            .as_ref()
+            .map(|t| t.0.as_millisecond())
+            .unwrap_or_default()) as f64
+        / 1000.0;
+    ctx.metrics.restore_duration.observe(seconds);
+    ctx.metrics
+        .restores
+        .get_or_create(&OutcomeLabels {
+            outcome: format!("{phase:?}"),
+        })
+        .inc();
+    let note = match phase {
+        RestorePhase::Completed | RestorePhase::PartiallyFailed => {
+            let o = status.outcomes.clone().unwrap_or_default();
+            format!(
+                "{} created, {} updated, {} existing, {} skipped, {} failed in {seconds:.1}s",
+                o.created, o.updated, o.existing, o.skipped, o.failed
+            )
+        }
+        _ => status
+            .failure_reason
+            .clone()
+            .unwrap_or_else(|| status.validation_errors.join("; ")),
+    };
+    ctx.event(
+        restore,
+        phase != RestorePhase::Completed,
+        &format!("Restore{phase:?}"),
+        note,
+    )
+    .await;
+    Ok(())
+}

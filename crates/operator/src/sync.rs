@@ -1,0 +1,187 @@
+//! Storage is the source of truth: every location's `backupSyncPeriod`, the backups in its
+//! `backups/` that have a `backup.json` but no Backup object here get one (rewritten to this
+//! namespace and location), and Completed or PartiallyFailed Backups of the location whose
+//! data is gone are removed. Works on ReadOnly locations: this is how another cluster sees
+//! the backups to restore (migration).
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use arca_api::{
+    Backup, BackupPhase, BackupStatus, BackupStorageLocation, BackupStorageLocationStatus, labels,
+};
+use arca_store::{Layout, ObjectStore, archive::BackupMetadata};
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, ListParams, PostParams},
+};
+
+use crate::{
+    context::{Context, time},
+    locations,
+    status::apply_status,
+};
+
+const MANAGER: &str = "arca-sync";
+/// How often locations are looked at; each is synced when its own period has passed.
+const TICK: Duration = Duration::from_secs(2);
+
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {}
+        }
+        let api: Api<BackupStorageLocation> = ctx.settings.watched(&ctx.client);
+        let Ok(list) = api.list(&ListParams::default()).await else {
+            continue;
+        };
+        for location in list.items {
+            let period = location
+                .spec
+                .backup_sync_period
+                .map(|d| d.as_std())
+                .unwrap_or(ctx.settings.backup_sync_period);
+            if period.is_zero() {
+                continue;
+            }
+            let now = ctx.clock.now();
+            let last = location
+                .status
+                .as_ref()
+                .and_then(|s| s.last_synced_time.as_ref())
+                .map(|t| t.0);
+            if last.is_some_and(|last| now.duration_since(last).unsigned_abs() < period) {
+                continue;
+            }
+            match sync(&ctx, &location).await {
+                Ok(()) => {
+                    let status = BackupStorageLocationStatus {
+                        last_synced_time: Some(time(now)),
+                        ..Default::default()
+                    };
+                    let namespace = location.namespace().unwrap_or_default();
+                    let api: Api<BackupStorageLocation> =
+                        Api::namespaced(ctx.client.clone(), &namespace);
+                    if let Err(e) = apply_status(&api, &location.name_any(), MANAGER, &status).await
+                    {
+                        tracing::warn!(location = %location.name_any(), "recording the sync time: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!(location = %location.name_any(), "sync: {e}"),
+            }
+        }
+    }
+}
+
+async fn sync(ctx: &Context, location: &BackupStorageLocation) -> Result<(), String> {
+    let name = location.name_any();
+    let namespace = location.namespace().unwrap_or_default();
+    let store = locations::open_store(&ctx.client, location, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let in_storage: BTreeSet<String> = store
+        .list_folders(Layout::BACKUPS)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect();
+    let api: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let local = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| e.to_string())?
+        .items;
+    let local_names: BTreeSet<String> = local.iter().map(|b| b.name_any()).collect();
+    for folder in in_storage.difference(&local_names) {
+        match adopt(ctx, store.as_ref(), &api, location, folder).await {
+            Ok(true) => {
+                tracing::info!(location = %name, backup = %folder, "synced from storage");
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(location = %name, backup = %folder, "syncing: {e}"),
+        }
+    }
+    for backup in &local {
+        let of_this_location = backup
+            .spec
+            .storage_location
+            .clone()
+            .or_else(|| backup.labels().get(labels::STORAGE_LOCATION).cloned())
+            == Some(name.clone());
+        let finished = matches!(
+            backup.status.as_ref().and_then(|s| s.phase),
+            Some(BackupPhase::Completed | BackupPhase::PartiallyFailed)
+        );
+        if !of_this_location || !finished {
+            continue;
+        }
+        let gone = !in_storage.contains(&backup.name_any())
+            || store
+                .size(&Layout::backup_metadata(&backup.name_any()))
+                .await
+                .map_err(|e| e.to_string())?
+                .is_none();
+        if gone {
+            tracing::info!(location = %name, backup = %backup.name_any(), "its data is gone from storage: removing the Backup object");
+            let _ = api
+                .delete(&backup.name_any(), &DeleteParams::default())
+                .await;
+        }
+    }
+    Ok(())
+}
+
+/// Creates the Backup object of a backup found in storage; false when the folder holds no
+/// `backup.json` (unfinished, failed, or being deleted).
+async fn adopt(
+    ctx: &Context,
+    store: &dyn ObjectStore,
+    api: &Api<Backup>,
+    location: &BackupStorageLocation,
+    name: &str,
+) -> Result<bool, String> {
+    let raw = match store.get(&Layout::backup_metadata(name)).await {
+        Ok(raw) => raw,
+        Err(e) if e.is_not_found() => return Ok(false),
+        Err(e) => return Err(e.to_string()),
+    };
+    let metadata: BackupMetadata =
+        serde_json::from_slice(&raw).map_err(|e| format!("backup.json: {e}"))?;
+    let stored: Backup = serde_json::from_value(metadata.backup.clone())
+        .map_err(|e| format!("the Backup in backup.json: {e}"))?;
+    let mut spec = stored.spec.clone();
+    spec.storage_location = Some(location.name_any());
+    let mut backup = Backup::new(name, spec);
+    backup.metadata.namespace = location.namespace();
+    let mut object_labels = stored.metadata.labels.clone().unwrap_or_default();
+    object_labels.insert(labels::STORAGE_LOCATION.into(), location.name_any());
+    object_labels.insert(labels::SYNCED_FROM_STORAGE.into(), "true".into());
+    backup.metadata.labels = Some(object_labels);
+    backup.metadata.annotations = stored.metadata.annotations.clone();
+    match api.create(&PostParams::default(), &backup).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => return Ok(false),
+        Err(e) => return Err(e.to_string()),
+    }
+    let status: BackupStatus = stored.status.unwrap_or_default();
+    apply_status(api, name, "arca-backup-controller", &status)
+        .await
+        .map_err(|e| format!("status: {e}"))?;
+    ctx.event(
+        &backup,
+        false,
+        "BackupSynced",
+        format!(
+            "found in location {} ({})",
+            location.name_any(),
+            store.describe()
+        ),
+    )
+    .await;
+    Ok(true)
+}

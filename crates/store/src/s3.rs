@@ -1,0 +1,562 @@
+//! Any S3-compatible store through aws-sdk-s3: custom endpoint, path-style addressing,
+//! credentials from a shared-credentials file, a private CA.
+
+use std::{ops::Range, time::Duration};
+
+use async_trait::async_trait;
+use aws_credential_types::Credentials;
+use aws_sdk_s3::{
+    Client,
+    config::http::HttpResponse,
+    config::{BehaviorVersion, Region, timeout::TimeoutConfig},
+    error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
+    primitives::ByteStream,
+    types::{CompletedMultipartUpload, CompletedPart},
+};
+use aws_smithy_http_client::tls;
+use bytes::{Bytes, BytesMut};
+use tokio::task::JoinSet;
+
+use crate::{ObjectInfo, ObjectReader, ObjectStore, ObjectWriter, SharedCredentials, StoreError};
+
+/// Parts of a streaming upload. S3 wants at least 5 MiB per part but the last.
+const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts uploaded at once by one writer; with the buffer, a writer holds at most
+/// `(PARTS_IN_FLIGHT + 1) * PART_SIZE` bytes.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// How to reach a bucket.
+#[derive(Clone, Debug, Default)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Folder inside the bucket; empty for the root.
+    pub prefix: String,
+    /// Region; `us-east-1` when unset.
+    pub region: Option<String>,
+    /// Endpoint of a non-AWS store (`config.s3Url`).
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`config.s3ForcePathStyle`), needed by most non-AWS stores.
+    pub force_path_style: bool,
+    /// Keys; when None, the SDK's default chain (environment, web identity, instance role).
+    pub credentials: Option<SharedCredentials>,
+    /// PEM bundle of a private CA to trust (in addition to the system roots).
+    pub ca_pem: Option<Vec<u8>>,
+    /// The endpoint users reach the store at, when it differs from `endpoint`
+    /// (`config.publicUrl`): download URLs are made for it.
+    pub public_endpoint: Option<String>,
+}
+
+/// An S3 bucket (and prefix) as an object store.
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    client: Client,
+    /// Signs download URLs (for `public_endpoint` when there is one).
+    signer: Client,
+    bucket: String,
+    /// Ends with `/` unless empty.
+    root: String,
+    endpoint: String,
+}
+
+impl S3Store {
+    pub async fn new(config: S3Config) -> Result<Self, StoreError> {
+        if config.bucket.is_empty() {
+            return Err(StoreError::Config("objectStorage.bucket is empty".into()));
+        }
+        let region = Region::new(config.region.clone().unwrap_or_else(|| "us-east-1".into()));
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(120))
+            .build();
+        let mut builder = match &config.credentials {
+            Some(creds) => aws_sdk_s3::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .credentials_provider(Credentials::new(
+                    &creds.access_key_id,
+                    &creds.secret_access_key,
+                    creds.session_token.clone(),
+                    None,
+                    "arca-location-secret",
+                )),
+            None => {
+                let shared = aws_config::defaults(BehaviorVersion::latest())
+                    .region(region.clone())
+                    .load()
+                    .await;
+                aws_sdk_s3::config::Builder::from(&shared)
+            }
+        };
+        builder = builder
+            .region(region)
+            .timeout_config(timeouts)
+            .force_path_style(config.force_path_style);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        if let Some(pem) = &config.ca_pem {
+            let trust = tls::TrustStore::default().with_pem_certificate(pem.clone());
+            let context = tls::TlsContext::builder()
+                .with_trust_store(trust)
+                .build()
+                .map_err(|e| {
+                    StoreError::Config(format!("the CA certificate cannot be used: {e}"))
+                })?;
+            let http = aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .tls_context(context)
+                .build_https();
+            builder = builder.http_client(http);
+        }
+        let prefix = config.prefix.trim_matches('/');
+        let client_config = builder.build();
+        let signer = match &config.public_endpoint {
+            Some(public) => {
+                Client::from_conf(client_config.to_builder().endpoint_url(public).build())
+            }
+            None => Client::from_conf(client_config.clone()),
+        };
+        Ok(Self {
+            client: Client::from_conf(client_config),
+            signer,
+            bucket: config.bucket.clone(),
+            root: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+            endpoint: config.endpoint.unwrap_or_else(|| "AWS S3".into()),
+        })
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.root)
+    }
+
+    fn error<E>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        err: SdkError<E, HttpResponse>,
+    ) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        SdkError<E, HttpResponse>: std::error::Error,
+    {
+        classify(operation, key, &self.bucket, &self.endpoint, err)
+    }
+}
+
+/// Turns an SDK error into one that says what is wrong and what to do.
+fn classify<E>(
+    operation: &'static str,
+    key: &str,
+    bucket: &str,
+    endpoint: &str,
+    err: SdkError<E, HttpResponse>,
+) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    SdkError<E, HttpResponse>: std::error::Error,
+{
+    let detail = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            let lower = detail.to_ascii_lowercase();
+            if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+            {
+                StoreError::Tls {
+                    endpoint: endpoint.into(),
+                    detail,
+                }
+            } else {
+                StoreError::Unreachable {
+                    endpoint: endpoint.into(),
+                    detail,
+                }
+            }
+        }
+        SdkError::ServiceError(_) => match err.code() {
+            Some("NoSuchBucket") => StoreError::NoSuchBucket {
+                bucket: bucket.into(),
+                endpoint: endpoint.into(),
+            },
+            Some(
+                "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "ExpiredToken",
+            ) => StoreError::Credentials {
+                detail: err.message().unwrap_or("rejected").to_string(),
+            },
+            Some("AccessDenied" | "Forbidden") => StoreError::AccessDenied {
+                what: format!("{operation} {key}"),
+                detail: err.message().unwrap_or("access denied").to_string(),
+            },
+            Some("NoSuchKey" | "NotFound") => StoreError::NotFound { key: key.into() },
+            // Stores have codes of their own (versitygw: XAdminUserNotFound for an unknown
+            // key); an unrecognised refusal is still a refusal.
+            Some(code) if matches!(http_status(&err), Some(401 | 403)) => {
+                StoreError::AccessDenied {
+                    what: format!("{operation} {key}"),
+                    detail: format!("{code}: {}", err.message().unwrap_or("refused")),
+                }
+            }
+            _ => StoreError::Service {
+                operation,
+                key: key.into(),
+                detail,
+            },
+        },
+        _ => StoreError::Service {
+            operation,
+            key: key.into(),
+            detail,
+        },
+    }
+}
+
+fn http_status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| self.error("writing", key, e))?;
+        Ok(())
+    }
+
+    async fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>, StoreError> {
+        Ok(Box::new(S3Writer {
+            store: self.clone(),
+            key: key.into(),
+            buffer: BytesMut::new(),
+            upload_id: None,
+            parts: Vec::new(),
+            in_flight: JoinSet::new(),
+            next_part: 1,
+            written: 0,
+            done: false,
+        }))
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+            .map_err(|e| self.error("reading", key, e))?;
+        let body = out.body.collect().await.map_err(|e| StoreError::Service {
+            operation: "reading",
+            key: key.into(),
+            detail: e.to_string(),
+        })?;
+        Ok(body.into_bytes())
+    }
+
+    async fn reader(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<ObjectReader, StoreError> {
+        let mut request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key));
+        if let Some(range) = range {
+            if range.is_empty() {
+                return Ok(Box::pin(tokio::io::empty()));
+            }
+            request = request.range(format!("bytes={}-{}", range.start, range.end - 1));
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| self.error("reading", key, e))?;
+        Ok(Box::pin(out.body.into_async_read()))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.full(prefix))
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("listing", prefix, e))?;
+            for object in page.contents() {
+                if let Some(key) = object.key().and_then(|k| k.strip_prefix(&self.root)) {
+                    out.push(ObjectInfo {
+                        key: key.to_string(),
+                        size: object.size().unwrap_or_default().max(0) as u64,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let full = self.full(prefix);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("listing", prefix, e))?;
+            for common in page.common_prefixes() {
+                if let Some(name) = common.prefix().and_then(|p| p.strip_prefix(&full)) {
+                    out.push(name.trim_end_matches('/').to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+            .map_err(|e| self.error("deleting", key, e))?;
+        Ok(())
+    }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out.content_length().unwrap_or_default().max(0) as u64)),
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => Ok(None),
+            Err(e) => Err(self.error("reading", key, e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.root)
+    }
+
+    async fn presign_get(
+        &self,
+        key: &str,
+        valid_for: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(valid_for)
+            .map_err(|e| StoreError::Config(format!("presigning: {e}")))?;
+        let request = self
+            .signer
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .presigned(config)
+            .await
+            .map_err(|e| self.error("presigning", key, e))?;
+        Ok(Some(request.uri().to_string()))
+    }
+}
+
+/// A multipart upload that holds at most a few parts in memory.
+struct S3Writer {
+    store: S3Store,
+    key: String,
+    buffer: BytesMut,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+    in_flight: JoinSet<Result<CompletedPart, StoreError>>,
+    next_part: i32,
+    written: u64,
+    done: bool,
+}
+
+impl S3Writer {
+    async fn upload_id(&mut self) -> Result<String, StoreError> {
+        if let Some(id) = &self.upload_id {
+            return Ok(id.clone());
+        }
+        let out = self
+            .store
+            .client
+            .create_multipart_upload()
+            .bucket(&self.store.bucket)
+            .key(self.store.full(&self.key))
+            .send()
+            .await
+            .map_err(|e| self.store.error("starting upload of", &self.key, e))?;
+        let id = out.upload_id().unwrap_or_default().to_string();
+        self.upload_id = Some(id.clone());
+        Ok(id)
+    }
+
+    async fn send_part(&mut self, body: Bytes) -> Result<(), StoreError> {
+        let upload_id = self.upload_id().await?;
+        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+            self.collect_one().await?;
+        }
+        let number = self.next_part;
+        self.next_part += 1;
+        let (store, key) = (self.store.clone(), self.key.clone());
+        self.in_flight.spawn(async move {
+            let out = store
+                .client
+                .upload_part()
+                .bucket(&store.bucket)
+                .key(store.full(&key))
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map_err(|e| store.error("uploading part of", &key, e))?;
+            Ok(CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag().map(str::to_string))
+                .build())
+        });
+        Ok(())
+    }
+
+    async fn collect_one(&mut self) -> Result<(), StoreError> {
+        if let Some(joined) = self.in_flight.join_next().await {
+            let part = joined.map_err(|e| StoreError::Service {
+                operation: "uploading",
+                key: self.key.clone(),
+                detail: e.to_string(),
+            })??;
+            self.parts.push(part);
+        }
+        Ok(())
+    }
+
+    async fn complete(&mut self) -> Result<u64, StoreError> {
+        if self.upload_id.is_none() {
+            let body = self.buffer.split().freeze();
+            self.store.put(&self.key, body).await?;
+            return Ok(self.written);
+        }
+        let rest = self.buffer.split().freeze();
+        if !rest.is_empty() {
+            self.send_part(rest).await?;
+        }
+        while !self.in_flight.is_empty() {
+            self.collect_one().await?;
+        }
+        let mut parts = std::mem::take(&mut self.parts);
+        parts.sort_by_key(|p| p.part_number());
+        let upload_id = self.upload_id().await?;
+        self.store
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.store.bucket)
+            .key(self.store.full(&self.key))
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.store.error("completing upload of", &self.key, e))?;
+        Ok(self.written)
+    }
+
+    async fn abort_upload(&mut self) {
+        self.in_flight.abort_all();
+        if let Some(id) = self.upload_id.take() {
+            let _ = self
+                .store
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.store.bucket)
+                .key(self.store.full(&self.key))
+                .upload_id(id)
+                .send()
+                .await;
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectWriter for S3Writer {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        self.written += chunk.len() as u64;
+        self.buffer.extend_from_slice(&chunk);
+        while self.buffer.len() >= PART_SIZE {
+            let part = self.buffer.split_to(PART_SIZE).freeze();
+            if let Err(e) = self.send_part(part).await {
+                self.abort_upload().await;
+                self.done = true;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<u64, StoreError> {
+        self.done = true;
+        match self.complete().await {
+            Ok(size) => Ok(size),
+            Err(e) => {
+                self.abort_upload().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn abort(mut self: Box<Self>) {
+        self.done = true;
+        self.abort_upload().await;
+    }
+}
+
+impl Drop for S3Writer {
+    /// A writer dropped unfinished (a cancelled backup) aborts its multipart upload, so no
+    /// half-uploaded parts linger in the bucket.
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.in_flight.abort_all();
+        if let (Some(id), Ok(handle)) =
+            (self.upload_id.take(), tokio::runtime::Handle::try_current())
+        {
+            let store = self.store.clone();
+            let key = store.full(&self.key);
+            handle.spawn(async move {
+                let _ = store
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&store.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await;
+            });
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The components' binaries, built from Go modules by `hack/testenv/build.sh`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use crate::{TestenvError, workspace_root};
+
+/// Builds what is missing (a no-op when the cache is warm) and returns the bin folder.
+pub(crate) fn ensure_built() -> Result<PathBuf, TestenvError> {
+    if which("go").is_none() {
+        return Err(TestenvError::Missing {
+            program: "go".into(),
+            hint: "the test environment is built from Go modules. Install Go >= 1.24 \
+                   (`apt-get install golang-go` or https://go.dev/dl) and retry"
+                .into(),
+        });
+    }
+    let script = workspace_root().join("hack/testenv/build.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(crate::error::io(&script))?;
+    if !out.status.success() {
+        return Err(TestenvError::Build {
+            code: out.status.code(),
+        });
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let bin = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
+    for name in [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kubectl",
+        "kwok",
+        "kwokctl",
+        "versitygw",
+    ] {
+        if !bin.join(name).is_file() {
+            return Err(TestenvError::Missing {
+                program: bin.join(name).display().to_string(),
+                hint: "the build reported success but left no binary: remove the cache \
+                       folder and run hack/testenv/build.sh again"
+                    .into(),
+            });
+        }
+    }
+    Ok(bin)
+}
+
+/// The path of `program` on PATH, if any.
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// The pinned versions, read from `hack/testenv/versions.env` (the one place they live).
+pub(crate) struct Versions {
+    pub k8s: String,
+    pub etcd: String,
+    pub kwok: String,
+}
+
+pub(crate) fn versions() -> Versions {
+    let text = std::fs::read_to_string(workspace_root().join("hack/testenv/versions.env"))
+        .unwrap_or_default();
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    Versions {
+        k8s: get("K8S_VERSION"),
+        etcd: get("ETCD_VERSION"),
+        kwok: get("KWOK_VERSION"),
+    }
+}

@@ -1,0 +1,110 @@
+//! The S3 side: versitygw with its posix backend, and a bucket.
+
+use std::{
+    net::TcpListener,
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use aws_credential_types::Credentials;
+use aws_sdk_s3::config::{BehaviorVersion, Region};
+
+use crate::{S3Settings, TestenvError, error::io};
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub(crate) fn free_port() -> Result<u16, TestenvError> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io("127.0.0.1:0"))?;
+    let port = listener.local_addr().map_err(io("127.0.0.1:0"))?.port();
+    Ok(port)
+}
+
+/// Starts versitygw on a free port, detached from the caller, and records its pid in
+/// `pids/versitygw.pid`. Returns the settings to reach it.
+pub(crate) fn start(dir: &Path, bin: &Path) -> Result<S3Settings, TestenvError> {
+    let data = dir.join("s3data");
+    std::fs::create_dir_all(&data).map_err(io(&data))?;
+    let port = free_port()?;
+    let access = format!("arca{}", rand::random::<u32>());
+    let secret = format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    );
+    let log_path = dir.join("logs/versitygw.log");
+    let log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
+    let log_err = log.try_clone().map_err(io(&log_path))?;
+    let mut cmd = Command::new(bin.join("versitygw"));
+    cmd.args(["--access", &access, "--secret", &secret])
+        .args(["--port", &format!("127.0.0.1:{port}")])
+        .args(["--region", "us-east-1"])
+        .arg("posix");
+    if !supports_xattrs(&data) {
+        // The posix backend keeps object metadata in extended attributes; without them
+        // it keeps it in a sidecar folder.
+        cmd.arg("--sidecar").arg(dir.join("s3meta"));
+        std::fs::create_dir_all(dir.join("s3meta")).map_err(io(dir.join("s3meta")))?;
+    }
+    cmd.arg(&data)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    // Its own process group: an interrupt of the command that started it does not stop it.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let child = cmd.spawn().map_err(io(bin.join("versitygw")))?;
+    let pid_path = dir.join("pids/versitygw.pid");
+    std::fs::write(&pid_path, child.id().to_string()).map_err(io(&pid_path))?;
+    Ok(S3Settings {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        access_key_id: access,
+        secret_access_key: secret,
+        region: "us-east-1".into(),
+        bucket: "arca-test".into(),
+    })
+}
+
+fn supports_xattrs(dir: &Path) -> bool {
+    xattr::set(dir, "user.arca.probe", b"1").is_ok()
+}
+
+/// An S3 client for the test server: custom endpoint, path-style addressing.
+pub fn client(s3: &S3Settings) -> aws_sdk_s3::Client {
+    let creds = Credentials::new(
+        &s3.access_key_id,
+        &s3.secret_access_key,
+        None,
+        None,
+        "arca-testenv",
+    );
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(s3.region.clone()))
+        .endpoint_url(&s3.endpoint)
+        .credentials_provider(creds)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Waits for the server to answer, then creates the bucket (idempotent).
+pub(crate) async fn create_bucket(s3: &S3Settings, log: &Path) -> Result<(), TestenvError> {
+    let client = client(s3);
+    let answers = || async { client.list_buckets().send().await.ok().map(|_| ()) };
+    crate::cluster::wait_for("the S3 server (versitygw)", 30, log, answers).await?;
+    match client.create_bucket().bucket(&s3.bucket).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let already = e.as_service_error().is_some_and(|s| {
+                s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()
+            });
+            if already {
+                Ok(())
+            } else {
+                Err(TestenvError::S3(format!(
+                    "creating bucket {}: {}",
+                    s3.bucket,
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )))
+            }
+        }
+    }
+}

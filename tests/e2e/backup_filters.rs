@@ -1,0 +1,174 @@
+//! Velero's filter semantics, checked against what lands in the bucket.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use arca_api::BackupPhase;
+use arca_e2e::{
+    env, index_of, kubectl_apply,
+    operator::{Operator, backup_done, phase_of_backup, s3_location, settings},
+};
+
+fn names(index: &[arca_store::archive::IndexEntry], namespace: &str) -> BTreeSet<String> {
+    index
+        .iter()
+        .filter(|e| e.namespace.as_deref() == Some(namespace))
+        .map(|e| format!("{}/{}", e.group_resource(), e.name))
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_choose_what_is_backed_up() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let app = env.namespace("filters").await.expect("namespace");
+    let twin = env.namespace("filters").await.expect("namespace");
+    let prefix = env.prefix();
+    let ns = &app.name;
+    kubectl_apply(
+        env,
+        &format!(
+            r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: a, namespace: {ns}, labels: {{app: a}}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: b, namespace: {ns}, labels: {{app: b, tier: x}}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: c, namespace: {ns}, labels: {{arca.dev/exclude-from-backup: "true"}}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: d, namespace: {ns}, labels: {{velero.io/exclude-from-backup: "true"}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: s, namespace: {ns}, labels: {{app: a}}}}
+stringData: {{k: v}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  replicas: 0
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {{containers: [{{name: web, image: nginx}}]}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: twin, namespace: {twin}}}
+"#,
+            twin = twin.name
+        ),
+    );
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let operator = Operator::start(env, settings(&arca.name)).await;
+    let backups = [
+        (
+            "only-configmaps",
+            format!("includedNamespaces: [{ns}]\n  includedResources: [cm]"),
+        ),
+        (
+            "short-and-grouped",
+            format!("includedNamespaces: [{ns}]\n  includedResources: [deploy, secrets]"),
+        ),
+        (
+            "no-config",
+            format!(
+                "includedNamespaces: [{ns}]\n  excludedResources: [configmaps, secrets, serviceaccounts]"
+            ),
+        ),
+        (
+            "label-a",
+            format!("includedNamespaces: [{ns}]\n  labelSelector: {{matchLabels: {{app: a}}}}"),
+        ),
+        (
+            "a-or-x",
+            format!(
+                "includedNamespaces: [{ns}]\n  orLabelSelectors: [{{matchLabels: {{app: a}}}}, {{matchExpressions: [{{key: tier, operator: In, values: [x]}}]}}]"
+            ),
+        ),
+        (
+            "glob",
+            format!(
+                "includedNamespaces: ['filters-*']\n  excludedNamespaces: [{ns}]\n  includedResources: [configmaps]"
+            ),
+        ),
+    ];
+    for (name, spec) in &backups {
+        kubectl_apply(
+            env,
+            &format!(
+                "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: {name}, namespace: {}}}\nspec:\n  {spec}\n",
+                arca.name
+            ),
+        );
+    }
+    for (name, _) in &backups {
+        let backup = backup_done(&client, &arca.name, name, Duration::from_secs(120)).await;
+        assert_eq!(
+            phase_of_backup(&backup),
+            BackupPhase::Completed,
+            "{name}: {:?}",
+            backup.status
+        );
+    }
+    let only_cm = index_of(env, &prefix.prefix, "only-configmaps").await;
+    assert_eq!(
+        names(&only_cm, ns),
+        set(&[
+            "configmaps/a",
+            "configmaps/b",
+            "configmaps/kube-root-ca.crt"
+        ]),
+        "excluded by either label: c and d"
+    );
+    assert!(
+        only_cm
+            .iter()
+            .any(|e| e.resource == "namespaces" && e.name == *ns),
+        "the namespace itself comes along"
+    );
+
+    let grouped = index_of(env, &prefix.prefix, "short-and-grouped").await;
+    assert_eq!(
+        names(&grouped, ns),
+        set(&["deployments.apps/web", "secrets/s"])
+    );
+
+    let no_config = names(&index_of(env, &prefix.prefix, "no-config").await, ns);
+    assert!(no_config.contains("deployments.apps/web"));
+    assert!(
+        !no_config
+            .iter()
+            .any(|n| n.starts_with("configmaps/") || n.starts_with("secrets/")),
+        "{no_config:?}"
+    );
+
+    assert_eq!(
+        names(&index_of(env, &prefix.prefix, "label-a").await, ns),
+        set(&["configmaps/a", "secrets/s"])
+    );
+    assert_eq!(
+        names(&index_of(env, &prefix.prefix, "a-or-x").await, ns),
+        set(&["configmaps/a", "configmaps/b", "secrets/s"])
+    );
+
+    let glob = index_of(env, &prefix.prefix, "glob").await;
+    assert!(names(&glob, ns).is_empty(), "excluded namespace");
+    assert!(
+        names(&glob, &twin.name).contains("configmaps/twin"),
+        "matched by the glob"
+    );
+    operator.stop().await;
+}

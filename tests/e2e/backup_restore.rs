@@ -1,0 +1,242 @@
+//! Backup and restore of a realistic namespace, end to end, against the real cluster and S3.
+
+use std::time::Duration;
+
+use arca_api::{BackupPhase, RestorePhase};
+use arca_e2e::{
+    apply_fixture, env, eventually, index_of, kubectl, kubectl_apply,
+    operator::{
+        Operator, backup_done, phase_of_backup, phase_of_restore, restore_done, s3_location,
+        settings,
+    },
+    snapshot,
+};
+
+const TYPES: &str = "deployments,statefulsets,services,ingresses,networkpolicies,horizontalpodautoscalers,cronjobs,poddisruptionbudgets,limitranges,resourcequotas,configmaps,secrets,serviceaccounts,roles,rolebindings,persistentvolumeclaims";
+
+fn fixture(ns: &str, other: &str, suffix: &str) -> String {
+    include_str!("fixtures/app.yaml")
+        .replace("NS", ns)
+        .replace("OTHER", other)
+        .replace("SUFFIX", suffix)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_realistic_namespace_comes_back_identical() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("operator namespace");
+    let app = env.namespace("shop").await.expect("app namespace");
+    let other = env
+        .namespace("neighbour")
+        .await
+        .expect("neighbour namespace");
+    let prefix = env.prefix();
+    let suffix = format!("t{}", &app.name[app.name.len() - 6..]);
+    apply_fixture(env, &fixture(&app.name, &other.name, &suffix), &["Widget"]);
+    eventually(
+        "the claim to bind to its volume",
+        Duration::from_secs(60),
+        || async {
+            let phase = kubectl(
+                env,
+                &[
+                    "get",
+                    "pvc",
+                    "static-claim",
+                    "-n",
+                    &app.name,
+                    "-o",
+                    "jsonpath={.status.phase}",
+                ],
+            );
+            (phase == "Bound").then_some(())
+        },
+    )
+    .await;
+    let crd = format!("widgets.{suffix}.example.com");
+    let pv = format!("pv-{suffix}");
+    let before = snapshot(
+        env,
+        Some(&app.name),
+        &format!("{TYPES},widgets.{suffix}.example.com"),
+    );
+    let crd_before = snapshot(env, None, &format!("crd/{crd}"));
+    let pv_before = snapshot(env, None, &format!("pv/{pv}"));
+    assert!(
+        before.len() >= 25,
+        "the fixture made {} objects",
+        before.len()
+    );
+
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let operator = Operator::start(env, settings(&arca.name)).await;
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: full, namespace: {}}}\nspec: {{includedNamespaces: [{}], ttl: 24h}}\n",
+            arca.name, app.name
+        ),
+    );
+    let backup = backup_done(&client, &arca.name, "full", Duration::from_secs(120)).await;
+    assert_eq!(
+        phase_of_backup(&backup),
+        BackupPhase::Completed,
+        "{:?}",
+        backup.status
+    );
+    let status = backup.status.clone().unwrap_or_default();
+    assert_eq!(status.errors, 0);
+    assert!(status.expiration.is_some() && status.completion_timestamp.is_some());
+
+    let index = index_of(env, &prefix.prefix, "full").await;
+    assert!(
+        !index
+            .iter()
+            .any(|e| e.namespace.as_deref() == Some(other.name.as_str()) || e.name == other.name),
+        "the neighbour is not in the backup"
+    );
+    for (resource, name) in [
+        ("customresourcedefinitions", crd.as_str()),
+        ("persistentvolumes", pv.as_str()),
+        ("namespaces", app.name.as_str()),
+    ] {
+        assert!(
+            index
+                .iter()
+                .any(|e| e.resource == resource && e.name == name),
+            "{resource}/{name} comes along"
+        );
+    }
+    let progress = status.progress.unwrap_or_default();
+    assert_eq!(progress.items_backed_up, index.len() as u64);
+    assert_eq!(progress.total_items, index.len() as u64);
+
+    // The disaster: the namespace, the CRD (and with it the widgets) and the volume are gone.
+    kubectl(
+        env,
+        &[
+            "delete",
+            "namespace",
+            &app.name,
+            "--wait=true",
+            "--timeout=120s",
+        ],
+    );
+    kubectl(
+        env,
+        &["delete", "crd", &crd, "--wait=true", "--timeout=60s"],
+    );
+    kubectl(env, &["delete", "pv", &pv, "--wait=true", "--timeout=60s"]);
+
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: back, namespace: {}}}\nspec: {{backupName: full}}\n",
+            arca.name
+        ),
+    );
+    let restore = restore_done(&client, &arca.name, "back", Duration::from_secs(180)).await;
+    assert_eq!(
+        phase_of_restore(&restore),
+        RestorePhase::Completed,
+        "{:?}",
+        restore.status
+    );
+    let outcomes = restore
+        .status
+        .clone()
+        .unwrap_or_default()
+        .outcomes
+        .unwrap_or_default();
+    assert_eq!(outcomes.failed, 0);
+    assert!(outcomes.created >= before.len() as u64, "{outcomes:?}");
+
+    let after = snapshot(
+        env,
+        Some(&app.name),
+        &format!("{TYPES},widgets.{suffix}.example.com"),
+    );
+    for (key, value) in &before {
+        let restored = after
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} was not restored"));
+        assert_eq!(restored, value, "{key} differs after the restore");
+    }
+    assert_eq!(
+        snapshot(env, None, &format!("crd/{crd}")),
+        crd_before,
+        "the CRD"
+    );
+    assert_eq!(
+        snapshot(env, None, &format!("pv/{pv}")),
+        pv_before,
+        "the volume"
+    );
+    eventually(
+        "the restored claim to bind to the restored volume",
+        Duration::from_secs(60),
+        || async {
+            let phase = kubectl(
+                env,
+                &[
+                    "get",
+                    "pvc",
+                    "static-claim",
+                    "-n",
+                    &app.name,
+                    "-o",
+                    "jsonpath={.status.phase}",
+                ],
+            );
+            (phase == "Bound").then_some(())
+        },
+    )
+    .await;
+    eventually(
+        "the deployment's pods to run again",
+        Duration::from_secs(60),
+        || async {
+            let ready = kubectl(
+                env,
+                &[
+                    "get",
+                    "deploy",
+                    "web",
+                    "-n",
+                    &app.name,
+                    "-o",
+                    "jsonpath={.status.readyReplicas}",
+                ],
+            );
+            (ready == "2").then_some(())
+        },
+    )
+    .await;
+    let labels = kubectl(
+        env,
+        &[
+            "get",
+            "cm",
+            "settings",
+            "-n",
+            &app.name,
+            "-o",
+            "jsonpath={.metadata.labels}",
+        ],
+    );
+    assert!(
+        labels.contains("\"arca.dev/backup-name\":\"full\"")
+            && labels.contains("\"arca.dev/restore-name\":\"back\""),
+        "{labels}"
+    );
+    operator.stop().await;
+    kubectl(
+        env,
+        &["delete", "pv", &pv, "--ignore-not-found", "--wait=false"],
+    );
+    kubectl(
+        env,
+        &["delete", "crd", &crd, "--ignore-not-found", "--wait=false"],
+    );
+}

@@ -1,0 +1,308 @@
+//! What goes wrong: an unusable location, storage failing mid-upload, a damaged archive, the
+//! operator killed mid-backup. Each ends with a clear phase and reason, and nothing lost or
+//! half-applied.
+
+use std::time::Duration;
+
+use arca_api::{Backup, BackupPhase, BackupStorageLocation, LocationPhase, RestorePhase};
+use arca_e2e::{
+    FaultyProxy, create_configmaps, env, eventually, kubectl_apply,
+    operator::{
+        Operator, backup_done, create_location, phase_of_backup, phase_of_restore, restore_done,
+        s3_location, settings, spawn_server,
+    },
+    store,
+};
+use kube::Api;
+
+fn backup_yaml(arca: &str, name: &str, ns: &str) -> String {
+    format!(
+        "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: {name}, namespace: {arca}}}\nspec: {{includedNamespaces: [{ns}]}}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_location_is_explained() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let s3 = &env.env.s3;
+    create_location(
+        &env.env.s3,
+        &client,
+        &arca.name,
+        "wrong-key",
+        "p",
+        &s3.endpoint,
+        &s3.bucket,
+        "not-the-secret",
+    )
+    .await;
+    create_location(
+        &env.env.s3,
+        &client,
+        &arca.name,
+        "no-bucket",
+        "p",
+        &s3.endpoint,
+        "no-such-bucket",
+        &s3.secret_access_key,
+    )
+    .await;
+    create_location(
+        &env.env.s3,
+        &client,
+        &arca.name,
+        "nobody-home",
+        "p",
+        "http://127.0.0.1:9",
+        &s3.bucket,
+        &s3.secret_access_key,
+    )
+    .await;
+    let operator = Operator::start(env, settings(&arca.name)).await;
+    let locations: Api<BackupStorageLocation> = Api::namespaced(client.clone(), &arca.name);
+    for (name, expected) in [
+        ("wrong-key", "rejected the credentials"),
+        ("no-bucket", "bucket \"no-such-bucket\" does not exist"),
+        (
+            "nobody-home",
+            "cannot reach the store at http://127.0.0.1:9",
+        ),
+    ] {
+        let message = eventually(
+            &format!("location {name} to be Unavailable"),
+            Duration::from_secs(60),
+            || async {
+                let status = locations.get(name).await.ok()?.status?;
+                (status.phase? == LocationPhase::Unavailable).then_some(status.message?)
+            },
+        )
+        .await;
+        assert!(message.contains(expected), "{name}: {message}");
+    }
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: b, namespace: {}}}\nspec: {{storageLocation: wrong-key}}\n",
+            arca.name
+        ),
+    );
+    let backup = backup_done(&client, &arca.name, "b", Duration::from_secs(60)).await;
+    assert_eq!(phase_of_backup(&backup), BackupPhase::FailedValidation);
+    let errors = backup
+        .status
+        .unwrap_or_default()
+        .validation_errors
+        .join("; ");
+    assert!(errors.contains("rejected the credentials"), "{errors}");
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: nowhere, namespace: {}}}\nspec: {{storageLocation: missing}}\n",
+            arca.name
+        ),
+    );
+    let backup = backup_done(&client, &arca.name, "nowhere", Duration::from_secs(60)).await;
+    assert_eq!(phase_of_backup(&backup), BackupPhase::FailedValidation);
+    assert!(
+        backup
+            .status
+            .unwrap_or_default()
+            .validation_errors
+            .join(";")
+            .contains("no BackupStorageLocation \"missing\"")
+    );
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_failing_mid_upload_fails_the_backup_and_leaves_no_backup_json() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let app = env.namespace("big").await.expect("namespace");
+    let prefix = env.prefix();
+    create_configmaps(&client, &app.name, 300, 2048).await;
+    let proxy = FaultyProxy::start(&env.env.s3.endpoint, 256 * 1024).await;
+    let s3 = &env.env.s3;
+    create_location(
+        &env.env.s3,
+        &client,
+        &arca.name,
+        "flaky",
+        &prefix.prefix,
+        &proxy.endpoint,
+        &s3.bucket,
+        &s3.secret_access_key,
+    )
+    .await;
+    let operator = Operator::start(env, settings(&arca.name)).await;
+    kubectl_apply(env, &backup_yaml(&arca.name, "cut", &app.name));
+    let backup = backup_done(&client, &arca.name, "cut", Duration::from_secs(180)).await;
+    let status = backup.status.clone().unwrap_or_default();
+    assert_eq!(phase_of_backup(&backup), BackupPhase::Failed, "{status:?}");
+    let reason = status.failure_reason.unwrap_or_default();
+    assert!(reason.contains("storage location"), "{reason}");
+    let direct = store(env, &prefix.prefix).await;
+    let metadata = direct.get("backups/cut/backup.json").await;
+    assert!(
+        metadata.is_err_and(|e| e.is_not_found()),
+        "a failed backup has no backup.json"
+    );
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_archive_is_refused_and_nothing_is_applied() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let app = env.namespace("dmg").await.expect("namespace");
+    let prefix = env.prefix();
+    create_configmaps(&client, &app.name, 20, 512).await;
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let operator = Operator::start(env, settings(&arca.name)).await;
+    kubectl_apply(env, &backup_yaml(&arca.name, "good", &app.name));
+    assert_eq!(
+        phase_of_backup(&backup_done(&client, &arca.name, "good", Duration::from_secs(60)).await),
+        BackupPhase::Completed
+    );
+
+    let direct = store(env, &prefix.prefix).await;
+    let key = "backups/good/resources.tar.zst";
+    let mut archive = direct.get(key).await.expect("archive").to_vec();
+    let middle = archive.len() / 2;
+    archive[middle] ^= 0x5a;
+    direct
+        .put(key, bytes::Bytes::from(archive))
+        .await
+        .expect("damaged archive written");
+
+    let target = format!("{}-restored", app.name);
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: r, namespace: {}}}\nspec: {{backupName: good, namespaceMapping: {{{}: {target}}}}}\n",
+            arca.name, app.name
+        ),
+    );
+    let restore = restore_done(&client, &arca.name, "r", Duration::from_secs(60)).await;
+    let status = restore.status.clone().unwrap_or_default();
+    assert_eq!(
+        phase_of_restore(&restore),
+        RestorePhase::Failed,
+        "{status:?}"
+    );
+    let reason = status.failure_reason.unwrap_or_default();
+    assert!(
+        reason.contains("is damaged, nothing was restored") && reason.contains("checksum mismatch"),
+        "{reason}"
+    );
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    assert!(
+        namespaces.get_opt(&target).await.expect("read").is_none(),
+        "nothing was applied"
+    );
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_cut_short_by_the_operator_dying_ends_failed() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let app = env.namespace("slow").await.expect("namespace");
+    let prefix = env.prefix();
+    create_configmaps(&client, &app.name, 1500, 256).await;
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    // The real binary, made slow: 10 items a page, one list at a time.
+    let mut server = spawn_server(
+        env,
+        &arca.name,
+        &arca.name,
+        &["--page-size", "10", "--list-concurrency", "1"],
+    );
+    kubectl_apply(env, &backup_yaml(&arca.name, "cut", &app.name));
+    let backups: Api<Backup> = Api::namespaced(client.clone(), &arca.name);
+    eventually(
+        "the backup to be in progress with items written",
+        Duration::from_secs(60),
+        || async {
+            let b = backups.get("cut").await.ok()?;
+            let s = b.status?;
+            (s.phase? == BackupPhase::InProgress && s.progress?.items_backed_up > 0).then_some(())
+        },
+    )
+    .await;
+    server.kill().await.expect("operator killed");
+
+    let operator = Operator::start(env, settings(&arca.name)).await;
+    let backup = backup_done(&client, &arca.name, "cut", Duration::from_secs(60)).await;
+    let status = backup.status.clone().unwrap_or_default();
+    assert_eq!(phase_of_backup(&backup), BackupPhase::Failed, "{status:?}");
+    assert!(
+        status
+            .failure_reason
+            .unwrap_or_default()
+            .contains("operator stopped"),
+        "a reason is given"
+    );
+    let direct = store(env, &prefix.prefix).await;
+    assert!(
+        direct
+            .get("backups/cut/backup.json")
+            .await
+            .is_err_and(|e| e.is_not_found()),
+        "never Completed: no backup.json"
+    );
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_backup_never_overwrites_an_old_one_of_the_same_name() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let app = env.namespace("same").await.expect("namespace");
+    let prefix = env.prefix();
+    create_configmaps(&client, &app.name, 3, 64).await;
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let operator = Operator::start(env, settings(&arca.name)).await;
+    kubectl_apply(env, &backup_yaml(&arca.name, "nightly", &app.name));
+    assert_eq!(
+        phase_of_backup(
+            &backup_done(&client, &arca.name, "nightly", Duration::from_secs(60)).await
+        ),
+        BackupPhase::Completed
+    );
+    let direct = store(env, &prefix.prefix).await;
+    let before = direct
+        .get("backups/nightly/backup.json")
+        .await
+        .expect("backup.json");
+
+    // The Backup object goes (its data stays), and a new one takes its name.
+    arca_e2e::kubectl(env, &["delete", "backup", "nightly", "-n", &arca.name]);
+    kubectl_apply(env, &backup_yaml(&arca.name, "nightly", &app.name));
+    let again = backup_done(&client, &arca.name, "nightly", Duration::from_secs(60)).await;
+    assert_eq!(phase_of_backup(&again), BackupPhase::FailedValidation);
+    let errors = again
+        .status
+        .unwrap_or_default()
+        .validation_errors
+        .join("; ");
+    assert!(
+        errors.contains("already holds a backup named nightly"),
+        "{errors}"
+    );
+    assert_eq!(
+        direct
+            .get("backups/nightly/backup.json")
+            .await
+            .expect("still there"),
+        before,
+        "the old data is untouched"
+    );
+    operator.stop().await;
+}

@@ -1,0 +1,365 @@
+//! Hooks by pod exec. kwok runs exec'd commands on this host, in the environment's exec
+//! folder: hooks append lines to marker files there, which the tests read.
+
+use std::time::{Duration, Instant};
+
+use arca_api::{BackupPhase, RestorePhase};
+use arca_e2e::{
+    env, eventually, index_of, kubectl, kubectl_apply,
+    operator::{
+        Operator, backup_done, phase_of_backup, phase_of_restore, restore_done, s3_location,
+        settings,
+    },
+};
+
+fn marker(env: &arca_e2e::TestEnv, name: &str) -> Vec<String> {
+    std::fs::read_to_string(env.env.exec_dir.join(name))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn pod(
+    ns: &str,
+    name: &str,
+    labels: &str,
+    annotations: &[(&str, String)],
+    extra_spec: &str,
+) -> String {
+    let annotations: Vec<String> = annotations
+        .iter()
+        .map(|(k, v)| format!("    {k}: {}", serde_json::to_string(v).expect("json")))
+        .collect();
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {labels}\n  annotations:\n{}\nspec:\n  containers: [{{name: main, image: busybox}}, {{name: side, image: busybox}}]\n{extra_spec}---\n",
+        if annotations.is_empty() {
+            "    {}".to_string()
+        } else {
+            annotations.join("\n")
+        }
+    )
+}
+
+/// A hook command appending `word` to the marker file `file` (JSON array, as annotations take it).
+fn append(file: &str, word: &str) -> String {
+    serde_json::json!(["sh", "-c", format!("echo {word} >> {file}")]).to_string()
+}
+
+async fn running(env: &arca_e2e::TestEnv, ns: &str, pods: &[&str]) {
+    for p in pods {
+        eventually(
+            &format!("pod {p} to run"),
+            Duration::from_secs(60),
+            || async {
+                (kubectl(
+                    env,
+                    &["get", "pod", p, "-n", ns, "-o", "jsonpath={.status.phase}"],
+                ) == "Running")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_and_post_hooks_run_in_order_from_annotations_and_spec() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let app = env.namespace("hooks").await.expect("namespace");
+    let prefix = env.prefix();
+    let ns = &app.name;
+    let file = |p: &str| format!("{ns}-{p}.log");
+    let mut yaml = String::new();
+    yaml += &pod(
+        ns,
+        "arca-annotated",
+        "{app: web}",
+        &[
+            (
+                "pre.hook.backup.arca.dev/command",
+                append(&file("arca-annotated"), "pre"),
+            ),
+            (
+                "post.hook.backup.arca.dev/command",
+                append(&file("arca-annotated"), "post"),
+            ),
+            ("pre.hook.backup.arca.dev/container", "side".into()),
+        ],
+        "",
+    );
+    yaml += &pod(
+        ns,
+        "velero-annotated",
+        "{app: web}",
+        &[
+            (
+                "pre.hook.backup.velero.io/command",
+                append(&file("velero-annotated"), "pre"),
+            ),
+            (
+                "post.hook.backup.velero.io/command",
+                append(&file("velero-annotated"), "post"),
+            ),
+        ],
+        "",
+    );
+    yaml += &pod(ns, "selected", "{app: db}", &[], "");
+    yaml += &pod(ns, "unselected", "{app: cache}", &[], "");
+    kubectl_apply(env, &yaml);
+    running(
+        env,
+        ns,
+        &[
+            "arca-annotated",
+            "velero-annotated",
+            "selected",
+            "unselected",
+        ],
+    )
+    .await;
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let operator = Operator::start(env, settings(&arca.name)).await;
+    kubectl_apply(
+        env,
+        &format!(
+            r#"
+apiVersion: arca.dev/v1alpha1
+kind: Backup
+metadata: {{name: hooked, namespace: {a}}}
+spec:
+  includedNamespaces: [{ns}]
+  hooks:
+    resources:
+    - name: db-freeze
+      labelSelector: {{matchLabels: {{app: db}}}}
+      pre: [{{exec: {{command: {pre}}}}}]
+      post: [{{exec: {{command: {post}, container: main}}}}]
+"#,
+            a = arca.name,
+            pre = append(&file("selected"), "pre"),
+            post = append(&file("selected"), "post")
+        ),
+    );
+    let backup = backup_done(&client, &arca.name, "hooked", Duration::from_secs(120)).await;
+    let status = backup.status.clone().unwrap_or_default();
+    assert_eq!(
+        phase_of_backup(&backup),
+        BackupPhase::Completed,
+        "{status:?}"
+    );
+    for p in ["arca-annotated", "velero-annotated", "selected"] {
+        assert_eq!(
+            marker(env, &file(p)),
+            ["pre", "post"],
+            "{p}: pre before post, once each"
+        );
+    }
+    assert!(
+        marker(env, &file("unselected")).is_empty(),
+        "no hook chose this pod"
+    );
+    let hooks = status.hook_status.clone().unwrap_or_default();
+    assert_eq!((hooks.hooks_attempted, hooks.hooks_failed), (6, 0));
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_hooks_fail_continue_or_time_out() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let app = env.namespace("badhooks").await.expect("namespace");
+    let prefix = env.prefix();
+    let ns = &app.name;
+    let command = |c: &str| serde_json::json!(["sh", "-c", c]).to_string();
+    let mut yaml = String::new();
+    yaml += &pod(
+        ns,
+        "fails",
+        "{}",
+        &[("pre.hook.backup.arca.dev/command", command("exit 1"))],
+        "",
+    );
+    yaml += &pod(
+        ns,
+        "warns",
+        "{}",
+        &[
+            ("pre.hook.backup.velero.io/command", command("exit 2")),
+            ("pre.hook.backup.velero.io/on-error", "Continue".into()),
+        ],
+        "",
+    );
+    yaml += &pod(
+        ns,
+        "stuck",
+        "{}",
+        &[
+            ("pre.hook.backup.arca.dev/command", command("sleep 25")),
+            ("pre.hook.backup.arca.dev/timeout", "2s".into()),
+            ("pre.hook.backup.arca.dev/on-error", "Continue".into()),
+        ],
+        "",
+    );
+    yaml += &pod(ns, "fine", "{}", &[], "");
+    yaml += &pod(
+        ns,
+        "pending",
+        "{}",
+        &[("pre.hook.backup.arca.dev/command", command("true"))],
+        "  nodeSelector: {nowhere: \"true\"}\n",
+    );
+    kubectl_apply(env, &yaml);
+    running(env, ns, &["fails", "warns", "stuck", "fine"]).await;
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let operator = Operator::start(env, settings(&arca.name)).await;
+    let started = Instant::now();
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: b, namespace: {}}}\nspec: {{includedNamespaces: [{ns}]}}\n",
+            arca.name
+        ),
+    );
+    let backup = backup_done(&client, &arca.name, "b", Duration::from_secs(120)).await;
+    let took = started.elapsed();
+    let status = backup.status.clone().unwrap_or_default();
+    assert_eq!(
+        phase_of_backup(&backup),
+        BackupPhase::PartiallyFailed,
+        "{status:?}"
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "the stuck hook was cut off at its timeout, not waited for: {took:?}"
+    );
+    let hooks = status.hook_status.clone().unwrap_or_default();
+    assert_eq!(
+        (hooks.hooks_attempted, hooks.hooks_failed),
+        (3, 3),
+        "fails, warns and stuck ran and failed; pending did not run"
+    );
+    assert!(status.errors >= 1 && status.warnings >= 3, "{status:?}");
+    let pods: Vec<String> = index_of(env, &prefix.prefix, "b")
+        .await
+        .into_iter()
+        .filter(|e| e.resource == "pods")
+        .map(|e| e.name)
+        .collect();
+    assert!(
+        !pods.contains(&"fails".to_string()),
+        "a failed Fail hook leaves the pod out: {pods:?}"
+    );
+    for kept in ["warns", "stuck", "fine", "pending"] {
+        assert!(
+            pods.contains(&kept.to_string()),
+            "{kept} is backed up: {pods:?}"
+        );
+    }
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_hooks_add_init_containers_and_run_in_restored_pods() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let app = env.namespace("rhooks").await.expect("namespace");
+    let prefix = env.prefix();
+    let ns = &app.name;
+    let restored = format!("{ns}-restored.log");
+    let yaml = pod(
+        ns,
+        "worker",
+        "{app: worker}",
+        &[
+            (
+                "init.hook.restore.arca.dev/container-image",
+                "busybox".into(),
+            ),
+            (
+                "init.hook.restore.arca.dev/container-name",
+                "restore-init".into(),
+            ),
+            (
+                "init.hook.restore.arca.dev/command",
+                serde_json::json!(["sh", "-c", "echo init"]).to_string(),
+            ),
+            (
+                "post.hook.restore.velero.io/command",
+                append(&restored, "restored"),
+            ),
+        ],
+        "",
+    );
+    kubectl_apply(env, &yaml);
+    running(env, ns, &["worker"]).await;
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let operator = Operator::start(env, settings(&arca.name)).await;
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: b, namespace: {}}}\nspec: {{includedNamespaces: [{ns}]}}\n",
+            arca.name
+        ),
+    );
+    assert_eq!(
+        phase_of_backup(&backup_done(&client, &arca.name, "b", Duration::from_secs(60)).await),
+        BackupPhase::Completed
+    );
+    assert!(marker(env, &restored).is_empty());
+    kubectl(
+        env,
+        &["delete", "namespace", ns, "--wait=true", "--timeout=120s"],
+    );
+    kubectl_apply(
+        env,
+        &format!(
+            r#"
+apiVersion: arca.dev/v1alpha1
+kind: Restore
+metadata: {{name: r, namespace: {a}}}
+spec:
+  backupName: b
+  hooks:
+    resources:
+    - name: spec-exec
+      labelSelector: {{matchLabels: {{app: worker}}}}
+      postHooks: [{{exec: {{command: {spec}, waitTimeout: 60s}}}}]
+"#,
+            a = arca.name,
+            spec = append(&restored, "spec-ignored")
+        ),
+    );
+    let restore = restore_done(&client, &arca.name, "r", Duration::from_secs(180)).await;
+    let status = restore.status.clone().unwrap_or_default();
+    assert_eq!(
+        phase_of_restore(&restore),
+        RestorePhase::Completed,
+        "{status:?}"
+    );
+    let init = kubectl(
+        env,
+        &[
+            "get",
+            "pod",
+            "worker",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.initContainers[0].name}",
+        ],
+    );
+    assert_eq!(init, "restore-init", "the init hook was injected first");
+    assert_eq!(
+        marker(env, &restored),
+        ["restored"],
+        "the annotation's exec hook ran once in the restored pod, taking precedence over the spec's"
+    );
+    let hooks = status.hook_status.clone().unwrap_or_default();
+    assert_eq!((hooks.hooks_attempted, hooks.hooks_failed), (1, 0));
+    operator.stop().await;
+}
