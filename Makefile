@@ -30,7 +30,9 @@ unit:
 	$(CARGO) test --workspace --exclude arca-e2e
 
 e2e: testenv-build
-	$(CARGO) build -p arca -p arca-testenv -p arca-e2e --tests
+	# The e2e tests spawn target/debug/arca: build the binaries, not only the test harnesses.
+	$(CARGO) build -p arca -p arca-testenv --bins
+	$(CARGO) build -p arca-e2e --tests
 	@set -e; trap '$(CARGO) run -q -p arca-testenv -- down --name $(TEST_ENV_NAME)' EXIT; \
 	  $(CARGO) run -q -p arca-testenv -- up --name $(TEST_ENV_NAME); \
 	  ARCA_TESTENV=$(TEST_ENV_NAME) $(CARGO) test -p arca-e2e -- --test-threads=4

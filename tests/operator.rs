@@ -111,14 +111,16 @@ pub fn arca_binary() -> PathBuf {
     path
 }
 
-/// `arca server` as a child process confined to `namespace`.
-pub fn spawn_server(env: &TestEnv, namespace: &str, extra: &[&str]) -> tokio::process::Child {
-    let log = std::fs::File::create(
-        env.env
-            .dir
-            .join(format!("logs/arca-server-{namespace}.log")),
-    )
-    .expect("log file");
+/// `arca server` as a child process confined to `namespace`, its log in
+/// `logs/arca-server-<log>.log` of the environment.
+pub fn spawn_server(
+    env: &TestEnv,
+    log: &str,
+    namespace: &str,
+    extra: &[&str],
+) -> tokio::process::Child {
+    let log = std::fs::File::create(env.env.dir.join(format!("logs/arca-server-{log}.log")))
+        .expect("log file");
     tokio::process::Command::new(arca_binary())
         .arg("server")
         .arg(format!("--kubeconfig={}", env.env.kubeconfig.display()))

@@ -3,7 +3,10 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Context as _;
-use arca_api::{Backup, BackupPhase, DeleteBackupRequest, DeleteBackupRequestSpec, DownloadTargetKind, Schedule, labels};
+use arca_api::{
+    Backup, BackupPhase, DeleteBackupRequest, DeleteBackupRequestSpec, DownloadTargetKind,
+    Schedule, labels,
+};
 use kube::{
     Api, ResourceExt,
     api::{ListParams, PostParams},
@@ -17,6 +20,10 @@ use crate::{
 };
 
 #[derive(Debug, clap::Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing would only obscure the clap derive"
+)]
 pub enum BackupCommand {
     /// Create a backup.
     Create {
@@ -58,14 +65,25 @@ pub enum BackupCommand {
 pub async fn run(ctx: &Ctx, command: BackupCommand) -> anyhow::Result<()> {
     let api: Api<Backup> = Api::namespaced(ctx.client().await?, &ctx.namespace);
     match command {
-        BackupCommand::Create { name, flags, from_schedule, wait } => {
+        BackupCommand::Create {
+            name,
+            flags,
+            from_schedule,
+            wait,
+        } => {
             let spec = match &from_schedule {
                 Some(schedule) => {
-                    let schedules: Api<Schedule> = Api::namespaced(ctx.client().await?, &ctx.namespace);
+                    let schedules: Api<Schedule> =
+                        Api::namespaced(ctx.client().await?, &ctx.namespace);
                     schedules
                         .get_opt(schedule)
                         .await?
-                        .ok_or_else(|| anyhow::anyhow!("--from-schedule: no schedule {schedule:?} in namespace {}", ctx.namespace))?
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "--from-schedule: no schedule {schedule:?} in namespace {}",
+                                ctx.namespace
+                            )
+                        })?
                         .spec
                         .template
                 }
@@ -73,22 +91,39 @@ pub async fn run(ctx: &Ctx, command: BackupCommand) -> anyhow::Result<()> {
             };
             let mut backup = Backup::new(&name, spec);
             if let Some(schedule) = from_schedule {
-                backup.metadata.labels = Some([(labels::SCHEDULE_NAME.to_string(), schedule)].into_iter().collect());
+                backup.metadata.labels = Some(
+                    [(labels::SCHEDULE_NAME.to_string(), schedule)]
+                        .into_iter()
+                        .collect(),
+                );
             }
-            api.create(&PostParams::default(), &backup).await.map_err(|e| refused("backup", &name, e))?;
-            println!("Backup {name} submitted. `arca backup describe {name} -n {}` shows how it goes.", ctx.namespace);
+            api.create(&PostParams::default(), &backup)
+                .await
+                .map_err(|e| refused("backup", &name, e))?;
+            println!(
+                "Backup {name} submitted. `arca backup describe {name} -n {}` shows how it goes.",
+                ctx.namespace
+            );
             if wait {
-                let end = wait::until_done(&format!("backup {name}"), || snapshot(&api, &name)).await?;
+                let end =
+                    wait::until_done(&format!("backup {name}"), || snapshot(&api, &name)).await?;
                 println!("Backup {name}: {}", end.phase);
                 if end.phase != "Completed" {
-                    anyhow::bail!("backup {name} ended {}: see `arca backup describe {name}`", end.phase);
+                    anyhow::bail!(
+                        "backup {name} ended {}: see `arca backup describe {name}`",
+                        end.phase
+                    );
                 }
             }
             Ok(())
         }
         BackupCommand::Get { name } => {
             let backups = match name {
-                Some(name) => vec![api.get_opt(&name).await?.ok_or_else(|| not_found("backup", &name, &ctx.namespace))?],
+                Some(name) => vec![
+                    api.get_opt(&name)
+                        .await?
+                        .ok_or_else(|| not_found("backup", &name, &ctx.namespace))?,
+                ],
                 None => api.list(&ListParams::default()).await?.items,
             };
             if ctx.output != Format::Table {
@@ -105,48 +140,90 @@ pub async fn run(ctx: &Ctx, command: BackupCommand) -> anyhow::Result<()> {
                         s.warnings.to_string(),
                         when(s.start_timestamp.as_ref()),
                         when(s.expiration.as_ref()),
-                        b.spec.storage_location.clone().or_else(|| b.labels().get(labels::STORAGE_LOCATION).cloned()).unwrap_or_default(),
+                        b.spec
+                            .storage_location
+                            .clone()
+                            .or_else(|| b.labels().get(labels::STORAGE_LOCATION).cloned())
+                            .unwrap_or_default(),
                         age(b.metadata.creation_timestamp.as_ref()),
                     ]
                 })
                 .collect();
-            output::print_table(&["NAME", "STATUS", "ERRORS", "WARNINGS", "STARTED", "EXPIRES", "LOCATION", "AGE"], &rows);
+            output::print_table(
+                &[
+                    "NAME", "STATUS", "ERRORS", "WARNINGS", "STARTED", "EXPIRES", "LOCATION", "AGE",
+                ],
+                &rows,
+            );
             Ok(())
         }
         BackupCommand::Describe { name } => {
-            let backup = api.get_opt(&name).await?.ok_or_else(|| not_found("backup", &name, &ctx.namespace))?;
+            let backup = api
+                .get_opt(&name)
+                .await?
+                .ok_or_else(|| not_found("backup", &name, &ctx.namespace))?;
             if ctx.output != Format::Table {
                 return output::print_objects(ctx.output, &[backup]);
             }
             describe(ctx, &backup).await
         }
         BackupCommand::Logs { name } => {
-            api.get_opt(&name).await?.ok_or_else(|| not_found("backup", &name, &ctx.namespace))?;
+            api.get_opt(&name)
+                .await?
+                .ok_or_else(|| not_found("backup", &name, &ctx.namespace))?;
             files::print_log(ctx, DownloadTargetKind::BackupLog, &name).await
         }
         BackupCommand::Download { name, file } => {
-            api.get_opt(&name).await?.ok_or_else(|| not_found("backup", &name, &ctx.namespace))?;
+            api.get_opt(&name)
+                .await?
+                .ok_or_else(|| not_found("backup", &name, &ctx.namespace))?;
             let path = file.unwrap_or_else(|| format!("{name}-data.tar.zst").into());
             let bytes = files::save(ctx, DownloadTargetKind::BackupContents, &name, &path).await?;
-            println!("Backup {name}: {bytes} bytes written to {} (read it with: zstd -d < {} | tar t)", path.display(), path.display());
+            println!(
+                "Backup {name}: {bytes} bytes written to {} (read it with: zstd -d < {} | tar t)",
+                path.display(),
+                path.display()
+            );
             Ok(())
         }
         BackupCommand::Delete { names, confirm } => {
             for name in &names {
-                api.get_opt(name).await?.ok_or_else(|| not_found("backup", name, &ctx.namespace))?;
+                api.get_opt(name)
+                    .await?
+                    .ok_or_else(|| not_found("backup", name, &ctx.namespace))?;
             }
-            if !confirm && !ask(&format!("Delete backup(s) {} and all their data? (y/N) ", names.join(", ")))? {
+            if !confirm
+                && !ask(&format!(
+                    "Delete backup(s) {} and all their data? (y/N) ",
+                    names.join(", ")
+                ))?
+            {
                 println!("Nothing deleted.");
                 return Ok(());
             }
-            let requests: Api<DeleteBackupRequest> = Api::namespaced(ctx.client().await?, &ctx.namespace);
+            let requests: Api<DeleteBackupRequest> =
+                Api::namespaced(ctx.client().await?, &ctx.namespace);
             for name in names {
-                let mut request = DeleteBackupRequest::new("", DeleteBackupRequestSpec { backup_name: name.clone() });
+                let mut request = DeleteBackupRequest::new(
+                    "",
+                    DeleteBackupRequestSpec {
+                        backup_name: name.clone(),
+                    },
+                );
                 request.metadata.name = None;
                 request.metadata.generate_name = Some(format!("{}-", &name[..name.len().min(50)]));
-                request.metadata.labels = Some([(labels::DELETE_BACKUP_NAME.to_string(), name.clone())].into_iter().collect());
-                requests.create(&PostParams::default(), &request).await.context("creating the DeleteBackupRequest")?;
-                println!("Request to delete backup {name} submitted; `arca backup get` shows it Deleting, then gone.");
+                request.metadata.labels = Some(
+                    [(labels::DELETE_BACKUP_NAME.to_string(), name.clone())]
+                        .into_iter()
+                        .collect(),
+                );
+                requests
+                    .create(&PostParams::default(), &request)
+                    .await
+                    .context("creating the DeleteBackupRequest")?;
+                println!(
+                    "Request to delete backup {name} submitted; `arca backup get` shows it Deleting, then gone."
+                );
             }
             Ok(())
         }
@@ -169,7 +246,13 @@ async fn snapshot(api: &Api<Backup>, name: &str) -> anyhow::Result<wait::Snapsho
 async fn describe(ctx: &Ctx, b: &Backup) -> anyhow::Result<()> {
     let s = b.status.clone().unwrap_or_default();
     let spec = &b.spec;
-    let list = |v: &[String]| if v.is_empty() { "*".to_string() } else { v.join(", ") };
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "*".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
     println!("Name:         {}", b.name_any());
     println!("Namespace:    {}", ctx.namespace);
     println!("Phase:        {:?}", s.phase.unwrap_or_default());
@@ -180,19 +263,61 @@ async fn describe(ctx: &Ctx, b: &Backup) -> anyhow::Result<()> {
         println!("Invalid:      {problem}");
     }
     println!();
-    println!("Namespaces:   included {}; excluded {}", list(&spec.included_namespaces), if spec.excluded_namespaces.is_empty() { "none".into() } else { spec.excluded_namespaces.join(", ") });
-    println!("Resources:    included {}; excluded {}", list(&spec.included_resources), if spec.excluded_resources.is_empty() { "none".into() } else { spec.excluded_resources.join(", ") });
-    println!("Cluster-scoped: {}", match spec.include_cluster_resources { Some(true) => "all", Some(false) => "none", None => "auto" });
-    println!("Location:     {}", spec.storage_location.clone().or_else(|| b.labels().get(labels::STORAGE_LOCATION).cloned()).unwrap_or_else(|| "default".into()));
-    println!("TTL:          {}", spec.ttl.map(|t| t.to_string()).unwrap_or_else(|| "operator default".into()));
+    println!(
+        "Namespaces:   included {}; excluded {}",
+        list(&spec.included_namespaces),
+        if spec.excluded_namespaces.is_empty() {
+            "none".into()
+        } else {
+            spec.excluded_namespaces.join(", ")
+        }
+    );
+    println!(
+        "Resources:    included {}; excluded {}",
+        list(&spec.included_resources),
+        if spec.excluded_resources.is_empty() {
+            "none".into()
+        } else {
+            spec.excluded_resources.join(", ")
+        }
+    );
+    println!(
+        "Cluster-scoped: {}",
+        match spec.include_cluster_resources {
+            Some(true) => "all",
+            Some(false) => "none",
+            None => "auto",
+        }
+    );
+    println!(
+        "Location:     {}",
+        spec.storage_location
+            .clone()
+            .or_else(|| b.labels().get(labels::STORAGE_LOCATION).cloned())
+            .unwrap_or_else(|| "default".into())
+    );
+    println!(
+        "TTL:          {}",
+        spec.ttl
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "operator default".into())
+    );
     println!();
     println!("Started:      {}", when(s.start_timestamp.as_ref()));
     println!("Completed:    {}", when(s.completion_timestamp.as_ref()));
     println!("Expires:      {}", when(s.expiration.as_ref()));
     let progress = s.progress.clone().unwrap_or_default();
-    println!("Items:        {} of {} written ({} bytes compressed)", progress.items_backed_up, progress.total_items, s.archive_bytes.unwrap_or_default());
+    println!(
+        "Items:        {} of {} written ({} bytes compressed)",
+        progress.items_backed_up,
+        progress.total_items,
+        s.archive_bytes.unwrap_or_default()
+    );
     let hooks = s.hook_status.clone().unwrap_or_default();
-    println!("Hooks:        {} attempted, {} failed", hooks.hooks_attempted, hooks.hooks_failed);
+    println!(
+        "Hooks:        {} attempted, {} failed",
+        hooks.hooks_attempted, hooks.hooks_failed
+    );
     println!("Errors:       {}", s.errors);
     println!("Warnings:     {}", s.warnings);
     if s.errors + s.warnings > 0 && s.phase.is_some_and(|p| p.is_terminal()) {
@@ -222,7 +347,14 @@ pub fn print_results(results: &serde_json::Value) {
             }
         }
         if !lines.is_empty() {
-            println!("{}:", if severity == "errors" { "Errors" } else { "Warnings" });
+            println!(
+                "{}:",
+                if severity == "errors" {
+                    "Errors"
+                } else {
+                    "Warnings"
+                }
+            );
             for l in lines {
                 println!("{l}");
             }
@@ -243,13 +375,17 @@ pub fn ask(question: &str) -> anyhow::Result<bool> {
 }
 
 pub fn not_found(kind: &str, name: &str, namespace: &str) -> anyhow::Error {
-    anyhow::anyhow!("no {kind} {name:?} in namespace {namespace} (`arca {kind} get -n {namespace}` lists them)")
+    anyhow::anyhow!(
+        "no {kind} {name:?} in namespace {namespace} (`arca {kind} get -n {namespace}` lists them)"
+    )
 }
 
 /// The apiserver's refusal, said plainly.
 pub fn refused(kind: &str, name: &str, e: kube::Error) -> anyhow::Error {
     match e {
-        kube::Error::Api(s) if s.code == 409 => anyhow::anyhow!("a {kind} named {name} already exists"),
+        kube::Error::Api(s) if s.code == 409 => {
+            anyhow::anyhow!("a {kind} named {name} already exists")
+        }
         kube::Error::Api(s) => anyhow::anyhow!("the {kind} was refused: {}", s.message),
         other => anyhow::anyhow!("creating the {kind}: {other}"),
     }

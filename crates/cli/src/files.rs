@@ -4,7 +4,9 @@
 use std::{io::Write, time::Duration};
 
 use anyhow::Context as _;
-use arca_api::{DownloadRequest, DownloadRequestPhase, DownloadRequestSpec, DownloadTarget, DownloadTargetKind};
+use arca_api::{
+    DownloadRequest, DownloadRequestPhase, DownloadRequestSpec, DownloadTarget, DownloadTargetKind,
+};
 use http_body_util::BodyExt;
 use kube::{
     Api,
@@ -16,10 +18,21 @@ use crate::Ctx;
 /// Asks for the URL of one file; waits up to 60s for the operator's answer.
 async fn url(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> anyhow::Result<String> {
     let api: Api<DownloadRequest> = Api::namespaced(ctx.client().await?, &ctx.namespace);
-    let mut request = DownloadRequest::new("", DownloadRequestSpec { target: DownloadTarget { kind, name: name.into() } });
+    let mut request = DownloadRequest::new(
+        "",
+        DownloadRequestSpec {
+            target: DownloadTarget {
+                kind,
+                name: name.into(),
+            },
+        },
+    );
     request.metadata.name = None;
     request.metadata.generate_name = Some(format!("{}-", &name[..name.len().min(50)]));
-    let created = api.create(&PostParams::default(), &request).await.context("creating a DownloadRequest")?;
+    let created = api
+        .create(&PostParams::default(), &request)
+        .await
+        .context("creating a DownloadRequest")?;
     let request_name = created.metadata.name.clone().unwrap_or_default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let answer = loop {
@@ -30,14 +43,20 @@ async fn url(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> anyhow::Result<
         }
         if tokio::time::Instant::now() > deadline {
             let _ = api.delete(&request_name, &DeleteParams::default()).await;
-            anyhow::bail!("the operator did not answer DownloadRequest {request_name} within 60s: is it running in namespace {}?", ctx.namespace);
+            anyhow::bail!(
+                "the operator did not answer DownloadRequest {request_name} within 60s: is it running in namespace {}?",
+                ctx.namespace
+            );
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     let _ = api.delete(&request_name, &DeleteParams::default()).await;
-    answer
-        .download_url
-        .ok_or_else(|| anyhow::anyhow!("{}", answer.message.unwrap_or_else(|| "no URL was given".into())))
+    answer.download_url.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}",
+            answer.message.unwrap_or_else(|| "no URL was given".into())
+        )
+    })
 }
 
 /// Streams the file at `url` into `sink`, chunk by chunk.
@@ -70,7 +89,10 @@ async fn stream(url: &str, sink: &mut dyn Write) -> anyhow::Result<u64> {
 /// Prints a run's log (`logs.jsonl.zst`) as `time level message` lines.
 pub async fn print_log(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> anyhow::Result<()> {
     let url = url(ctx, kind, name).await?;
-    let lines = LogLines { pending: Vec::new(), out: std::io::stdout() };
+    let lines = LogLines {
+        pending: Vec::new(),
+        out: std::io::stdout(),
+    };
     let mut decoder = zstd::stream::write::Decoder::new(lines)?;
     stream(&url, &mut decoder).await?;
     decoder.flush()?;
@@ -79,14 +101,24 @@ pub async fn print_log(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> anyho
 }
 
 /// Saves a file to `path`, as stored (compressed files stay compressed).
-pub async fn save(ctx: &Ctx, kind: DownloadTargetKind, name: &str, path: &std::path::Path) -> anyhow::Result<u64> {
+pub async fn save(
+    ctx: &Ctx,
+    kind: DownloadTargetKind,
+    name: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<u64> {
     let url = url(ctx, kind, name).await?;
-    let mut file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     stream(&url, &mut file).await
 }
 
 /// Prints a small JSON file (results).
-pub async fn print_json(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> anyhow::Result<serde_json::Value> {
+pub async fn print_json(
+    ctx: &Ctx,
+    kind: DownloadTargetKind,
+    name: &str,
+) -> anyhow::Result<serde_json::Value> {
     let url = url(ctx, kind, name).await?;
     let mut buffer = Vec::new();
     stream(&url, &mut buffer).await?;

@@ -76,9 +76,9 @@ pub fn mappings(text: &str) -> Result<BTreeMap<String, String>, String> {
     text.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|pair| {
-            let (from, to) = pair
-                .split_once(':')
-                .ok_or_else(|| format!("{pair:?} is not source:target (write --namespace-mappings a:b,c:d)"))?;
+            let (from, to) = pair.split_once(':').ok_or_else(|| {
+                format!("{pair:?} is not source:target (write --namespace-mappings a:b,c:d)")
+            })?;
             let (from, to) = (from.trim(), to.trim());
             if from.is_empty() || to.is_empty() {
                 return Err(format!("{pair:?} has an empty namespace"));
@@ -105,13 +105,17 @@ pub fn key_values(text: &str) -> Result<BTreeMap<String, String>, String> {
 pub fn object_name(text: &str) -> Result<String, String> {
     let ok = !text.is_empty()
         && text.len() <= 63
-        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && text.starts_with(|c: char| c.is_ascii_alphanumeric())
         && text.ends_with(|c: char| c.is_ascii_alphanumeric());
     if ok {
         Ok(text.to_string())
     } else {
-        Err(format!("{text:?} is not a valid name: lowercase letters, digits, '-' and '.', at most 63, starting and ending with a letter or digit"))
+        Err(format!(
+            "{text:?} is not a valid name: lowercase letters, digits, '-' and '.', at most 63, starting and ending with a letter or digit"
+        ))
     }
 }
 
@@ -121,10 +125,20 @@ mod tests {
 
     #[test]
     fn mappings_and_key_values() {
-        assert_eq!(mappings("a:b, c:d").expect("ok"), BTreeMap::from([("a".into(), "b".into()), ("c".into(), "d".into())]));
-        assert!(mappings("a-b").expect_err("bad").contains("is not source:target"));
+        assert_eq!(
+            mappings("a:b, c:d").expect("ok"),
+            BTreeMap::from([("a".into(), "b".into()), ("c".into(), "d".into())])
+        );
+        assert!(
+            mappings("a-b")
+                .expect_err("bad")
+                .contains("is not source:target")
+        );
         assert!(mappings("a:").is_err());
-        assert_eq!(key_values("region=eu,s3Url=http://x:9000").expect("ok")["s3Url"], "http://x:9000");
+        assert_eq!(
+            key_values("region=eu,s3Url=http://x:9000").expect("ok")["s3Url"],
+            "http://x:9000"
+        );
         assert!(key_values("region").is_err());
     }
 

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use arca_api::{AccessMode, BackupStorageLocation, BackupStorageLocationSpec, ObjectStorage, Provider};
+use arca_api::{
+    AccessMode, BackupStorageLocation, BackupStorageLocationSpec, ObjectStorage, Provider,
+};
 use k8s_openapi::api::core::v1::SecretKeySelector;
 use kube::{
     Api, ResourceExt,
@@ -71,7 +73,9 @@ fn provider(text: &str) -> Result<Provider, String> {
     match text {
         "aws" | "velero.io/aws" => Ok(Provider::Aws),
         "filesystem" => Ok(Provider::Filesystem),
-        other => Err(format!("{other:?} is not a provider Arca has: aws (any S3-compatible store) or filesystem")),
+        other => Err(format!(
+            "{other:?} is not a provider Arca has: aws (any S3-compatible store) or filesystem"
+        )),
     }
 }
 
@@ -84,24 +88,45 @@ fn access_mode(text: &str) -> Result<AccessMode, String> {
 }
 
 fn secret_key(text: &str) -> Result<SecretKeySelector, String> {
-    let (name, key) = text.split_once('=').ok_or_else(|| format!("{text:?} is not secret=key"))?;
+    let (name, key) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not secret=key"))?;
     if name.is_empty() || key.is_empty() {
         return Err(format!("{text:?} is not secret=key"));
     }
-    Ok(SecretKeySelector { name: name.into(), key: key.into(), optional: None })
+    Ok(SecretKeySelector {
+        name: name.into(),
+        key: key.into(),
+        optional: None,
+    })
 }
 
 pub async fn run(ctx: &Ctx, command: LocationCommand) -> anyhow::Result<()> {
     let api: Api<BackupStorageLocation> = Api::namespaced(ctx.client().await?, &ctx.namespace);
     match command {
-        LocationCommand::Create { name, provider, bucket, prefix, config, credential, cacert, default, access_mode } => {
+        LocationCommand::Create {
+            name,
+            provider,
+            bucket,
+            prefix,
+            config,
+            credential,
+            cacert,
+            default,
+            access_mode,
+        } => {
             let config = config.unwrap_or_default();
             if provider == Provider::Filesystem && !config.contains_key("path") {
                 anyhow::bail!("--config: provider filesystem needs path=<directory>");
             }
             let spec = BackupStorageLocationSpec {
                 provider,
-                object_storage: ObjectStorage { bucket, prefix, ca_cert: None, ca_cert_ref: cacert },
+                object_storage: ObjectStorage {
+                    bucket,
+                    prefix,
+                    ca_cert: None,
+                    ca_cert_ref: cacert,
+                },
                 config,
                 credential,
                 default,
@@ -109,13 +134,24 @@ pub async fn run(ctx: &Ctx, command: LocationCommand) -> anyhow::Result<()> {
                 backup_sync_period: None,
                 validation_frequency: None,
             };
-            api.create(&PostParams::default(), &BackupStorageLocation::new(&name, spec)).await.map_err(|e| refused("location", &name, e))?;
-            println!("Location {name} created; `arca location get {name}` shows whether it is Available.");
+            api.create(
+                &PostParams::default(),
+                &BackupStorageLocation::new(&name, spec),
+            )
+            .await
+            .map_err(|e| refused("location", &name, e))?;
+            println!(
+                "Location {name} created; `arca location get {name}` shows whether it is Available."
+            );
             Ok(())
         }
         LocationCommand::Get { name } => {
             let locations = match name {
-                Some(name) => vec![api.get_opt(&name).await?.ok_or_else(|| not_found("location", &name, &ctx.namespace))?],
+                Some(name) => vec![
+                    api.get_opt(&name)
+                        .await?
+                        .ok_or_else(|| not_found("location", &name, &ctx.namespace))?,
+                ],
                 None => api.list(&ListParams::default()).await?.items,
             };
             if ctx.output != Format::Table {
@@ -128,21 +164,52 @@ pub async fn run(ctx: &Ctx, command: LocationCommand) -> anyhow::Result<()> {
                     vec![
                         l.name_any(),
                         format!("{:?}", l.spec.provider).to_lowercase(),
-                        format!("{}/{}", l.spec.object_storage.bucket, l.spec.object_storage.prefix.clone().unwrap_or_default()),
-                        s.phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "Unknown".into()),
+                        format!(
+                            "{}/{}",
+                            l.spec.object_storage.bucket,
+                            l.spec.object_storage.prefix.clone().unwrap_or_default()
+                        ),
+                        s.phase
+                            .map(|p| format!("{p:?}"))
+                            .unwrap_or_else(|| "Unknown".into()),
                         when(s.last_validation_time.as_ref()),
                         format!("{:?}", l.spec.access_mode),
-                        if l.spec.default { "true".into() } else { String::new() },
+                        if l.spec.default {
+                            "true".into()
+                        } else {
+                            String::new()
+                        },
                         s.message.unwrap_or_default(),
                         age(l.metadata.creation_timestamp.as_ref()),
                     ]
                 })
                 .collect();
-            output::print_table(&["NAME", "PROVIDER", "BUCKET/PREFIX", "PHASE", "LAST VALIDATED", "ACCESS MODE", "DEFAULT", "MESSAGE", "AGE"], &rows);
+            output::print_table(
+                &[
+                    "NAME",
+                    "PROVIDER",
+                    "BUCKET/PREFIX",
+                    "PHASE",
+                    "LAST VALIDATED",
+                    "ACCESS MODE",
+                    "DEFAULT",
+                    "MESSAGE",
+                    "AGE",
+                ],
+                &rows,
+            );
             Ok(())
         }
-        LocationCommand::Set { name, default, access_mode, credential, cacert } => {
-            api.get_opt(&name).await?.ok_or_else(|| not_found("location", &name, &ctx.namespace))?;
+        LocationCommand::Set {
+            name,
+            default,
+            access_mode,
+            credential,
+            cacert,
+        } => {
+            api.get_opt(&name)
+                .await?
+                .ok_or_else(|| not_found("location", &name, &ctx.namespace))?;
             let mut spec = serde_json::Map::new();
             if let Some(d) = default {
                 spec.insert("default".into(), d.into());
@@ -157,9 +224,16 @@ pub async fn run(ctx: &Ctx, command: LocationCommand) -> anyhow::Result<()> {
                 spec.insert("objectStorage".into(), serde_json::json!({"caCertRef": c}));
             }
             if spec.is_empty() {
-                anyhow::bail!("nothing to set: give --default, --access-mode, --credential or --cacert");
+                anyhow::bail!(
+                    "nothing to set: give --default, --access-mode, --credential or --cacert"
+                );
             }
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": spec}))).await?;
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": spec})),
+            )
+            .await?;
             println!("Location {name} updated.");
             Ok(())
         }

@@ -20,12 +20,23 @@ mod wait;
 use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "arca", version, about = "Kubernetes backup and restore", propagate_version = true)]
+#[command(
+    name = "arca",
+    version,
+    about = "Kubernetes backup and restore",
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub kube: kube_args::KubeArgs,
     /// The namespace of Arca's resources (the operator's, or a tenant's own).
-    #[arg(short = 'n', long, global = true, env = "ARCA_NAMESPACE", default_value = "arca-system")]
+    #[arg(
+        short = 'n',
+        long,
+        global = true,
+        env = "ARCA_NAMESPACE",
+        default_value = "arca-system"
+    )]
     pub namespace: String,
     /// Output: table (for people), json or yaml (for programs).
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = output::Format::Table)]
@@ -53,9 +64,7 @@ enum Command {
     /// Print the client's version and the installed operator's.
     Version,
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
-    Completion {
-        shell: clap_complete::Shell,
-    },
+    Completion { shell: clap_complete::Shell },
     /// Print Arca's CustomResourceDefinitions as YAML (or write one file each with --dir).
     Crd(crd::CrdArgs),
     /// Run the operator: the controllers of locations, backups, restores, schedules.
@@ -73,7 +82,11 @@ fn main() -> std::process::ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "arca", &mut std::io::stdout());
             Ok(())
         }
-        Command::Server(ref args) => tokio_main(server::run(cli.kube.clone(), cli.namespace.clone(), (**args).clone())),
+        Command::Server(ref args) => tokio_main(server::run(
+            cli.kube.clone(),
+            cli.namespace.clone(),
+            (**args).clone(),
+        )),
         _ => tokio_main(run(cli)),
     };
     match outcome {
@@ -86,7 +99,11 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let ctx = Ctx { kube: cli.kube.clone(), namespace: cli.namespace.clone(), output: cli.output };
+    let ctx = Ctx {
+        kube: cli.kube.clone(),
+        namespace: cli.namespace.clone(),
+        output: cli.output,
+    };
     match cli.command {
         Command::Backup(c) => backup_cmd::run(&ctx, c).await,
         Command::Restore(c) => restore_cmd::run(&ctx, c).await,
@@ -116,7 +133,9 @@ impl Ctx {
 fn clap_error(e: clap::Error) -> std::process::ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
             if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
                 std::process::ExitCode::FAILURE
@@ -134,16 +153,26 @@ fn clap_error(e: clap::Error) -> std::process::ExitCode {
                 .filter(|l| !l.is_empty())
                 .collect();
             let message = message.join(" ");
-            eprintln!("error: {}", message.strip_prefix("error: ").unwrap_or(&message));
+            eprintln!(
+                "error: {}",
+                message.strip_prefix("error: ").unwrap_or(&message)
+            );
             std::process::ExitCode::FAILURE
         }
     }
 }
 
 fn one_line(text: &str) -> String {
-    text.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+    text.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn tokio_main(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(work)
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(work)
 }

@@ -67,5 +67,6 @@ pub fn age(t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> 
 
 /// A timestamp for people: `2026-11-26 12:00:05 UTC`.
 pub fn when(t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> String {
-    t.map(|t| t.0.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "<none>".into())
+    t.map(|t| t.0.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| "<none>".into())
 }

@@ -18,6 +18,10 @@ use crate::{
 };
 
 #[derive(Debug, clap::Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing would only obscure the clap derive"
+)]
 pub enum RestoreCommand {
     /// Restore a backup (or the newest Completed backup of a schedule).
     #[command(group(clap::ArgGroup::new("source").required(true).args(["from_backup", "from_schedule"])))]
@@ -104,8 +108,17 @@ pub async fn run(ctx: &Ctx, command: RestoreCommand) -> anyhow::Result<()> {
             restore_volumes,
             wait,
         } => {
-            let source = from_backup.clone().or(from_schedule.clone()).unwrap_or_default();
-            let name = name.unwrap_or_else(|| format!("{}-{}", &source[..source.len().min(47)], jiff::Timestamp::now().strftime("%Y%m%d%H%M%S")));
+            let source = from_backup
+                .clone()
+                .or(from_schedule.clone())
+                .unwrap_or_default();
+            let name = name.unwrap_or_else(|| {
+                format!(
+                    "{}-{}",
+                    &source[..source.len().min(47)],
+                    jiff::Timestamp::now().strftime("%Y%m%d%H%M%S")
+                )
+            });
             let spec = RestoreSpec {
                 backup_name: from_backup,
                 schedule_name: from_schedule,
@@ -122,20 +135,33 @@ pub async fn run(ctx: &Ctx, command: RestoreCommand) -> anyhow::Result<()> {
                 dry_run,
                 ..RestoreSpec::default()
             };
-            api.create(&PostParams::default(), &Restore::new(&name, spec)).await.map_err(|e| refused("restore", &name, e))?;
-            println!("Restore {name} submitted. `arca restore describe {name} -n {}` shows how it goes.", ctx.namespace);
+            api.create(&PostParams::default(), &Restore::new(&name, spec))
+                .await
+                .map_err(|e| refused("restore", &name, e))?;
+            println!(
+                "Restore {name} submitted. `arca restore describe {name} -n {}` shows how it goes.",
+                ctx.namespace
+            );
             if wait {
-                let end = wait::until_done(&format!("restore {name}"), || snapshot(&api, &name)).await?;
+                let end =
+                    wait::until_done(&format!("restore {name}"), || snapshot(&api, &name)).await?;
                 println!("Restore {name}: {}", end.phase);
                 if end.phase != "Completed" {
-                    anyhow::bail!("restore {name} ended {}: see `arca restore describe {name}`", end.phase);
+                    anyhow::bail!(
+                        "restore {name} ended {}: see `arca restore describe {name}`",
+                        end.phase
+                    );
                 }
             }
             Ok(())
         }
         RestoreCommand::Get { name } => {
             let restores = match name {
-                Some(name) => vec![api.get_opt(&name).await?.ok_or_else(|| not_found("restore", &name, &ctx.namespace))?],
+                Some(name) => vec![
+                    api.get_opt(&name)
+                        .await?
+                        .ok_or_else(|| not_found("restore", &name, &ctx.namespace))?,
+                ],
                 None => api.list(&ListParams::default()).await?.items,
             };
             if ctx.output != Format::Table {
@@ -147,27 +173,52 @@ pub async fn run(ctx: &Ctx, command: RestoreCommand) -> anyhow::Result<()> {
                     let s = r.status.clone().unwrap_or_default();
                     vec![
                         r.name_any(),
-                        s.backup_name.clone().or(r.spec.backup_name.clone()).unwrap_or_default(),
+                        s.backup_name
+                            .clone()
+                            .or(r.spec.backup_name.clone())
+                            .unwrap_or_default(),
                         format!("{:?}", s.phase.unwrap_or_default()),
                         s.errors.to_string(),
                         s.warnings.to_string(),
-                        if r.spec.dry_run { "yes".into() } else { String::new() },
+                        if r.spec.dry_run {
+                            "yes".into()
+                        } else {
+                            String::new()
+                        },
                         age(r.metadata.creation_timestamp.as_ref()),
                     ]
                 })
                 .collect();
-            output::print_table(&["NAME", "BACKUP", "STATUS", "ERRORS", "WARNINGS", "DRY RUN", "AGE"], &rows);
+            output::print_table(
+                &[
+                    "NAME", "BACKUP", "STATUS", "ERRORS", "WARNINGS", "DRY RUN", "AGE",
+                ],
+                &rows,
+            );
             Ok(())
         }
         RestoreCommand::Describe { name } => {
-            let r = api.get_opt(&name).await?.ok_or_else(|| not_found("restore", &name, &ctx.namespace))?;
+            let r = api
+                .get_opt(&name)
+                .await?
+                .ok_or_else(|| not_found("restore", &name, &ctx.namespace))?;
             if ctx.output != Format::Table {
                 return output::print_objects(ctx.output, &[r]);
             }
             let s = r.status.clone().unwrap_or_default();
             println!("Name:        {name}");
-            println!("Backup:      {}", s.backup_name.clone().or(r.spec.backup_name.clone()).unwrap_or_default());
-            println!("Phase:       {:?}{}", s.phase.unwrap_or_default(), if r.spec.dry_run { " (dry run)" } else { "" });
+            println!(
+                "Backup:      {}",
+                s.backup_name
+                    .clone()
+                    .or(r.spec.backup_name.clone())
+                    .unwrap_or_default()
+            );
+            println!(
+                "Phase:       {:?}{}",
+                s.phase.unwrap_or_default(),
+                if r.spec.dry_run { " (dry run)" } else { "" }
+            );
             if let Some(reason) = &s.failure_reason {
                 println!("Failure:     {reason}");
             }
@@ -175,7 +226,12 @@ pub async fn run(ctx: &Ctx, command: RestoreCommand) -> anyhow::Result<()> {
                 println!("Invalid:     {problem}");
             }
             if !r.spec.namespace_mapping.is_empty() {
-                let pairs: Vec<String> = r.spec.namespace_mapping.iter().map(|(a, b)| format!("{a} -> {b}")).collect();
+                let pairs: Vec<String> = r
+                    .spec
+                    .namespace_mapping
+                    .iter()
+                    .map(|(a, b)| format!("{a} -> {b}"))
+                    .collect();
                 println!("Mapping:     {}", pairs.join(", "));
             }
             println!("Started:     {}", when(s.start_timestamp.as_ref()));
@@ -183,9 +239,15 @@ pub async fn run(ctx: &Ctx, command: RestoreCommand) -> anyhow::Result<()> {
             let p = s.progress.clone().unwrap_or_default();
             println!("Items:       {} of {}", p.items_restored, p.total_items);
             let o = s.outcomes.clone().unwrap_or_default();
-            println!("Outcomes:    {} created, {} updated, {} existing, {} skipped, {} failed", o.created, o.updated, o.existing, o.skipped, o.failed);
+            println!(
+                "Outcomes:    {} created, {} updated, {} existing, {} skipped, {} failed",
+                o.created, o.updated, o.existing, o.skipped, o.failed
+            );
             let h = s.hook_status.clone().unwrap_or_default();
-            println!("Hooks:       {} attempted, {} failed", h.hooks_attempted, h.hooks_failed);
+            println!(
+                "Hooks:       {} attempted, {} failed",
+                h.hooks_attempted, h.hooks_failed
+            );
             println!("Errors:      {}", s.errors);
             println!("Warnings:    {}", s.warnings);
             if s.errors + s.warnings > 0 && s.phase.is_some_and(|p| p.is_terminal()) {
@@ -197,7 +259,9 @@ pub async fn run(ctx: &Ctx, command: RestoreCommand) -> anyhow::Result<()> {
             Ok(())
         }
         RestoreCommand::Logs { name } => {
-            api.get_opt(&name).await?.ok_or_else(|| not_found("restore", &name, &ctx.namespace))?;
+            api.get_opt(&name)
+                .await?
+                .ok_or_else(|| not_found("restore", &name, &ctx.namespace))?;
             files::print_log(ctx, DownloadTargetKind::RestoreLog, &name).await
         }
     }
@@ -208,5 +272,10 @@ async fn snapshot(api: &Api<Restore>, name: &str) -> anyhow::Result<wait::Snapsh
     let s = r.status.unwrap_or_default();
     let phase: RestorePhase = s.phase.unwrap_or_default();
     let p = s.progress.unwrap_or_default();
-    Ok(wait::Snapshot { phase: format!("{phase:?}"), done: p.items_restored, total: p.total_items, terminal: phase.is_terminal() })
+    Ok(wait::Snapshot {
+        phase: format!("{phase:?}"),
+        done: p.items_restored,
+        total: p.total_items,
+        terminal: phase.is_terminal(),
+    })
 }

@@ -14,6 +14,10 @@ use crate::{
 };
 
 #[derive(Debug, clap::Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing would only obscure the clap derive"
+)]
 pub enum ScheduleCommand {
     /// Create a schedule.
     Create {
@@ -71,7 +75,9 @@ pub enum ScheduleCommand {
 }
 
 fn cadence(text: &str) -> Result<String, String> {
-    arca_policy::cadence::Cadence::parse(text, None).map(|_| text.to_string()).map_err(|e| e.to_string())
+    arca_policy::cadence::Cadence::parse(text, None)
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
 }
 
 pub async fn run(ctx: &Ctx, command: ScheduleCommand) -> anyhow::Result<()> {
@@ -92,8 +98,16 @@ pub async fn run(ctx: &Ctx, command: ScheduleCommand) -> anyhow::Result<()> {
             keep_monthly,
             keep_yearly,
         } => {
-            arca_policy::cadence::Cadence::parse(&schedule, time_zone.as_deref()).map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
-            let retention = Retention { keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly };
+            arca_policy::cadence::Cadence::parse(&schedule, time_zone.as_deref())
+                .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+            let retention = Retention {
+                keep_last,
+                keep_hourly,
+                keep_daily,
+                keep_weekly,
+                keep_monthly,
+                keep_yearly,
+            };
             let spec = ScheduleSpec {
                 schedule,
                 time_zone,
@@ -103,13 +117,19 @@ pub async fn run(ctx: &Ctx, command: ScheduleCommand) -> anyhow::Result<()> {
                 use_owner_references_in_backup: use_owner_references_in_backup.then_some(true),
                 retention: (retention != Retention::default()).then_some(retention),
             };
-            api.create(&PostParams::default(), &Schedule::new(&name, spec)).await.map_err(|e| refused("schedule", &name, e))?;
+            api.create(&PostParams::default(), &Schedule::new(&name, spec))
+                .await
+                .map_err(|e| refused("schedule", &name, e))?;
             println!("Schedule {name} created.");
             Ok(())
         }
         ScheduleCommand::Get { name } => {
             let schedules = match name {
-                Some(name) => vec![api.get_opt(&name).await?.ok_or_else(|| not_found("schedule", &name, &ctx.namespace))?],
+                Some(name) => vec![
+                    api.get_opt(&name)
+                        .await?
+                        .ok_or_else(|| not_found("schedule", &name, &ctx.namespace))?,
+                ],
                 None => api.list(&ListParams::default()).await?.items,
             };
             if ctx.output != Format::Table {
@@ -130,27 +150,57 @@ pub async fn run(ctx: &Ctx, command: ScheduleCommand) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            output::print_table(&["NAME", "STATUS", "SCHEDULE", "PAUSED", "LAST BACKUP", "NEXT RUN", "AGE"], &rows);
+            output::print_table(
+                &[
+                    "NAME",
+                    "STATUS",
+                    "SCHEDULE",
+                    "PAUSED",
+                    "LAST BACKUP",
+                    "NEXT RUN",
+                    "AGE",
+                ],
+                &rows,
+            );
             Ok(())
         }
         ScheduleCommand::Pause { name } => set_paused(ctx, &api, &name, true).await,
         ScheduleCommand::Unpause { name } => set_paused(ctx, &api, &name, false).await,
         ScheduleCommand::Delete { name, confirm } => {
-            api.get_opt(&name).await?.ok_or_else(|| not_found("schedule", &name, &ctx.namespace))?;
+            api.get_opt(&name)
+                .await?
+                .ok_or_else(|| not_found("schedule", &name, &ctx.namespace))?;
             if !confirm && !ask(&format!("Delete schedule {name}? Its backups stay. (y/N) "))? {
                 println!("Nothing deleted.");
                 return Ok(());
             }
             api.delete(&name, &DeleteParams::default()).await?;
-            println!("Schedule {name} deleted; its backups stay (delete them with `arca backup delete`).");
+            println!(
+                "Schedule {name} deleted; its backups stay (delete them with `arca backup delete`)."
+            );
             Ok(())
         }
     }
 }
 
-async fn set_paused(ctx: &Ctx, api: &Api<Schedule>, name: &str, paused: bool) -> anyhow::Result<()> {
-    api.get_opt(name).await?.ok_or_else(|| not_found("schedule", name, &ctx.namespace))?;
-    api.patch(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"paused": paused}}))).await?;
-    println!("Schedule {name} {}.", if paused { "paused" } else { "unpaused" });
+async fn set_paused(
+    ctx: &Ctx,
+    api: &Api<Schedule>,
+    name: &str,
+    paused: bool,
+) -> anyhow::Result<()> {
+    api.get_opt(name)
+        .await?
+        .ok_or_else(|| not_found("schedule", name, &ctx.namespace))?;
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"paused": paused}})),
+    )
+    .await?;
+    println!(
+        "Schedule {name} {}.",
+        if paused { "paused" } else { "unpaused" }
+    );
     Ok(())
 }

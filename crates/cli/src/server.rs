@@ -94,7 +94,11 @@ pub fn settings(namespace: &str, args: &ServerArgs) -> Settings {
     }
 }
 
-pub async fn run(kube: crate::kube_args::KubeArgs, namespace: String, args: ServerArgs) -> anyhow::Result<()> {
+pub async fn run(
+    kube: crate::kube_args::KubeArgs,
+    namespace: String,
+    args: ServerArgs,
+) -> anyhow::Result<()> {
     crate::logging::init(&args.log_format);
     let client = kube.client().await?;
     let metrics_address: Option<SocketAddr> = match args.metrics_bind_address.as_str() {
@@ -103,7 +107,13 @@ pub async fn run(kube: crate::kube_args::KubeArgs, namespace: String, args: Serv
             format!("--metrics-bind-address {address:?} is not an address like 0.0.0.0:8085")
         })?),
     };
-    arca_operator::run(client, settings(&namespace, &args), metrics_address, shutdown_signal()).await
+    arca_operator::run(
+        client,
+        settings(&namespace, &args),
+        metrics_address,
+        shutdown_signal(),
+    )
+    .await
 }
 
 /// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.

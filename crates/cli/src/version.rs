@@ -10,11 +10,19 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let server = async {
         let deployments: Api<Deployment> = Api::namespaced(ctx.client().await?, &ctx.namespace);
         let deployment = deployments.get_opt("arca").await?;
-        anyhow::Ok(deployment.and_then(|d| d.spec?.template.spec?.containers.first()?.image.clone()))
+        anyhow::Ok(
+            deployment.and_then(|d| d.spec?.template.spec?.containers.first()?.image.clone()),
+        )
     };
     match server.await {
-        Ok(Some(image)) => println!("Server: {image} (Deployment arca in namespace {})", ctx.namespace),
-        Ok(None) => println!("Server: not installed in namespace {} (`arca install`)", ctx.namespace),
+        Ok(Some(image)) => println!(
+            "Server: {image} (Deployment arca in namespace {})",
+            ctx.namespace
+        ),
+        Ok(None) => println!(
+            "Server: not installed in namespace {} (`arca install`)",
+            ctx.namespace
+        ),
         Err(e) => println!("Server: unknown ({e})"),
     }
     Ok(())

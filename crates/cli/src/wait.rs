@@ -19,7 +19,9 @@ where
 {
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} items ({elapsed})") {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} items ({elapsed})",
+        ) {
             bar.set_style(style.progress_chars("=> "));
         }
         bar

@@ -12,15 +12,30 @@ fn root() -> PathBuf {
 }
 
 fn arca(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_arca")).args(args).output().expect("arca runs");
-    assert!(out.status.success(), "arca {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_arca"))
+        .args(args)
+        .output()
+        .expect("arca runs");
+    assert!(
+        out.status.success(),
+        "arca {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf8")
 }
 
 fn helm() -> PathBuf {
-    let out = Command::new("bash").arg(root().join("hack/testenv/build.sh")).arg("--print-bin").output().expect("build.sh runs");
+    let out = Command::new("bash")
+        .arg(root().join("hack/testenv/build.sh"))
+        .arg("--print-bin")
+        .output()
+        .expect("build.sh runs");
     let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("helm");
-    assert!(bin.is_file(), "{} is missing: run hack/testenv/build.sh (make testenv-build) to build helm from its Go module", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} is missing: run hack/testenv/build.sh (make testenv-build) to build helm from its Go module",
+        bin.display()
+    );
     bin
 }
 
@@ -30,7 +45,12 @@ fn objects(yaml: &str) -> std::collections::BTreeMap<String, serde_json::Value> 
         .filter_map(|doc| serde_yaml::from_str::<serde_json::Value>(doc).ok())
         .filter(|v| v.is_object())
         .map(|v| {
-            let key = format!("{}/{}/{}", v["kind"].as_str().unwrap_or(""), v["metadata"]["namespace"].as_str().unwrap_or(""), v["metadata"]["name"].as_str().unwrap_or(""));
+            let key = format!(
+                "{}/{}/{}",
+                v["kind"].as_str().unwrap_or(""),
+                v["metadata"]["namespace"].as_str().unwrap_or(""),
+                v["metadata"]["name"].as_str().unwrap_or("")
+            );
             (key, v)
         })
         .collect()
@@ -38,21 +58,32 @@ fn objects(yaml: &str) -> std::collections::BTreeMap<String, serde_json::Value> 
 
 #[test]
 fn rendered_manifests_are_what_arca_install_applies() {
-    let rendered = std::fs::read_to_string(root().join("deploy/rendered/arca.yaml")).expect("deploy/rendered/arca.yaml");
+    let rendered = std::fs::read_to_string(root().join("deploy/rendered/arca.yaml"))
+        .expect("deploy/rendered/arca.yaml");
     let fresh = arca(&["install", "--dry-run", "-o", "yaml", "-n", "arca-system"]);
-    assert!(rendered == fresh, "deploy/rendered/arca.yaml differs from `arca install --dry-run -o yaml`: run `make deploy`");
+    assert!(
+        rendered == fresh,
+        "deploy/rendered/arca.yaml differs from `arca install --dry-run -o yaml`: run `make deploy`"
+    );
 }
 
 #[test]
 fn the_chart_is_what_arca_install_generates() {
     let dir = tempfile::tempdir().expect("tempdir");
-    arca(&["install", "--helm-chart", dir.path().to_str().expect("path")]);
+    arca(&[
+        "install",
+        "--helm-chart",
+        dir.path().to_str().expect("path"),
+    ]);
     let checked_in = root().join("deploy/helm/arca");
     let mut stale = Vec::new();
     for sub in ["Chart.yaml", "values.yaml", "templates", "crds"] {
         let fresh = dir.path().join(sub);
         let files: Vec<PathBuf> = if fresh.is_dir() {
-            std::fs::read_dir(&fresh).expect("dir").filter_map(|e| e.ok().map(|e| PathBuf::from(sub).join(e.file_name()))).collect()
+            std::fs::read_dir(&fresh)
+                .expect("dir")
+                .filter_map(|e| e.ok().map(|e| PathBuf::from(sub).join(e.file_name())))
+                .collect()
         } else {
             vec![PathBuf::from(sub)]
         };
@@ -64,7 +95,10 @@ fn the_chart_is_what_arca_install_generates() {
             }
         }
     }
-    assert!(stale.is_empty(), "deploy/helm/arca differs in {stale:?}: run `make deploy`");
+    assert!(
+        stale.is_empty(),
+        "deploy/helm/arca differs in {stale:?}: run `make deploy`"
+    );
 }
 
 #[test]
@@ -87,7 +121,16 @@ fn helm_renders_what_arca_install_applies() {
     let cases: [(&[&str], Vec<String>); 2] = [
         (&[], vec![]),
         (
-            &["--provider", "aws", "--bucket", "backups", "--prefix", "cluster-a", "--backup-location-config", "region=eu-west-1,s3Url=http://minio.storage:9000"],
+            &[
+                "--provider",
+                "aws",
+                "--bucket",
+                "backups",
+                "--prefix",
+                "cluster-a",
+                "--backup-location-config",
+                "region=eu-west-1,s3Url=http://minio.storage:9000",
+            ],
             vec!["-f".into(), values.display().to_string()],
         ),
     ];
@@ -100,11 +143,22 @@ fn helm_renders_what_arca_install_applies() {
         }
         let expected = objects(&arca(&args));
         let out = Command::new(&helm)
-            .args(["template", "arca", chart.to_str().expect("path"), "--namespace", "backup-system", "--include-crds"])
+            .args([
+                "template",
+                "arca",
+                chart.to_str().expect("path"),
+                "--namespace",
+                "backup-system",
+                "--include-crds",
+            ])
             .args(&helm_flags)
             .output()
             .expect("helm runs");
-        assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "helm template: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let rendered = objects(&String::from_utf8_lossy(&out.stdout));
         assert_eq!(
             rendered.keys().collect::<Vec<_>>(),
@@ -112,7 +166,10 @@ fn helm_renders_what_arca_install_applies() {
             "the chart renders other objects than arca install {install_flags:?}"
         );
         for (key, object) in &expected {
-            assert_eq!(&rendered[key], object, "{key} differs between the chart and arca install {install_flags:?}");
+            assert_eq!(
+                &rendered[key], object,
+                "{key} differs between the chart and arca install {install_flags:?}"
+            );
         }
     }
 }

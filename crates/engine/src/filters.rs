@@ -303,7 +303,10 @@ impl Requirement {
 
 /// Parses a selector as kubectl writes it: `app=web,tier in (front,edge),env!=dev,!legacy,team`.
 pub fn parse_selector(text: &str) -> Result<LabelSelector, FilterError> {
-    let bad = |detail: String| FilterError::Selector { field: "selector", detail };
+    let bad = |detail: String| FilterError::Selector {
+        field: "selector",
+        detail,
+    };
     let mut labels = BTreeMap::new();
     let mut requirements = Vec::new();
     let mut rest = text.trim();
@@ -327,18 +330,30 @@ pub fn parse_selector(text: &str) -> Result<LabelSelector, FilterError> {
         if term.is_empty() {
             return Err(bad(format!("{text:?} has an empty term")));
         }
-        let requirement = |key: &str, operator: &str, values: Vec<String>| LabelSelectorRequirement {
-            key: key.trim().to_string(),
-            operator: operator.to_string(),
-            values: (!values.is_empty()).then_some(values),
-        };
-        let set = |key: &str, list: &str, operator: &str| -> Result<LabelSelectorRequirement, FilterError> {
+        let requirement =
+            |key: &str, operator: &str, values: Vec<String>| LabelSelectorRequirement {
+                key: key.trim().to_string(),
+                operator: operator.to_string(),
+                values: (!values.is_empty()).then_some(values),
+            };
+        let set = |key: &str,
+                   list: &str,
+                   operator: &str|
+         -> Result<LabelSelectorRequirement, FilterError> {
             let inner = list
                 .trim()
                 .strip_prefix('(')
                 .and_then(|l| l.strip_suffix(')'))
-                .ok_or_else(|| bad(format!("{term:?}: the values must be in parentheses, like (a,b)")))?;
-            let values: Vec<String> = inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{term:?}: the values must be in parentheses, like (a,b)"
+                    ))
+                })?;
+            let values: Vec<String> = inner
+                .split(',')
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .collect();
             if values.is_empty() {
                 return Err(bad(format!("{term:?} lists no value")));
             }
@@ -354,10 +369,15 @@ pub fn parse_selector(text: &str) -> Result<LabelSelector, FilterError> {
             labels.insert(key.trim().to_string(), value.trim().to_string());
         } else if let Some(key) = term.strip_prefix('!') {
             requirements.push(requirement(key, "DoesNotExist", Vec::new()));
-        } else if term.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+        } else if term
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
             requirements.push(requirement(term, "Exists", Vec::new()));
         } else {
-            return Err(bad(format!("{term:?} is not a label requirement (key=value, key!=value, key in (a,b), key notin (a,b), key, !key)")));
+            return Err(bad(format!(
+                "{term:?} is not a label requirement (key=value, key!=value, key in (a,b), key notin (a,b), key, !key)"
+            )));
         }
     }
     let selector = LabelSelector {
@@ -508,10 +528,28 @@ mod tests {
     fn selectors_parse_as_kubectl_writes_them() -> Result<(), FilterError> {
         let s = parse_selector("app=web, tier in (front, edge),env!=dev,!legacy,team")?;
         let f = LabelFilter::new(Some(&s), &[])?;
-        assert!(f.matches(&labels(&[("app", "web"), ("tier", "edge"), ("env", "prod"), ("team", "a")])));
-        assert!(!f.matches(&labels(&[("app", "web"), ("tier", "edge"), ("env", "dev"), ("team", "a")])));
-        assert!(!f.matches(&labels(&[("app", "web"), ("tier", "edge"), ("team", "a"), ("legacy", "1")])));
-        assert_eq!(f.server_side().as_deref(), Some("app=web,tier in (edge,front),env notin (dev),!legacy,team"));
+        assert!(f.matches(&labels(&[
+            ("app", "web"),
+            ("tier", "edge"),
+            ("env", "prod"),
+            ("team", "a")
+        ])));
+        assert!(!f.matches(&labels(&[
+            ("app", "web"),
+            ("tier", "edge"),
+            ("env", "dev"),
+            ("team", "a")
+        ])));
+        assert!(!f.matches(&labels(&[
+            ("app", "web"),
+            ("tier", "edge"),
+            ("team", "a"),
+            ("legacy", "1")
+        ])));
+        assert_eq!(
+            f.server_side().as_deref(),
+            Some("app=web,tier in (edge,front),env notin (dev),!legacy,team")
+        );
         for bad in ["app=web,,x", "tier in front", "tier in ()", "a b"] {
             assert!(parse_selector(bad).is_err(), "{bad}");
         }

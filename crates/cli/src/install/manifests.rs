@@ -44,7 +44,10 @@ fn meta(name: &str, namespace: Option<&str>, component: &str) -> Value {
 /// Every object, in the order they are applied.
 pub fn manifests(o: &Options) -> anyhow::Result<Vec<Value>> {
     let ns = o.namespace.as_str();
-    let mut out: Vec<Value> = arca_api::all_crds().into_iter().map(serde_json::to_value).collect::<Result<_, _>>()?;
+    let mut out: Vec<Value> = arca_api::all_crds()
+        .into_iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?;
     out.push(json!({
         "apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": ns, "labels": {
@@ -71,37 +74,50 @@ pub fn manifests(o: &Options) -> anyhow::Result<Vec<Value>> {
 }
 
 fn rbac(ns: &str) -> Vec<Value> {
-    let cluster_role = |name: &str, rules: Value| json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": meta(name, None, "operator"), "rules": rules
-    });
-    let binding = |name: &str| json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": meta(name, None, "operator"),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": "arca", "namespace": ns}]
-    });
+    let cluster_role = |name: &str, rules: Value| {
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": meta(name, None, "operator"), "rules": rules
+        })
+    };
+    let binding = |name: &str| {
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": meta(name, None, "operator"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": "arca", "namespace": ns}]
+        })
+    };
     vec![
         // Backups read every resource type they may take, and discovery.
-        cluster_role("arca-backup-reader", json!([
-            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
-            {"nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/version"], "verbs": ["get"]}
-        ])),
+        cluster_role(
+            "arca-backup-reader",
+            json!([
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
+                {"nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/version"], "verbs": ["get"]}
+            ]),
+        ),
         binding("arca-backup-reader"),
         // Restores create and (existingResourcePolicy: update) replace objects of any type;
         // restoring Roles and ClusterRoles needs escalate and bind (the apiserver refuses to
         // let anyone grant permissions it lacks otherwise); hooks exec into pods.
-        cluster_role("arca-restore-writer", json!([
-            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["create", "update", "patch"]},
-            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "clusterroles"], "verbs": ["escalate", "bind"]},
-            {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}
-        ])),
+        cluster_role(
+            "arca-restore-writer",
+            json!([
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["create", "update", "patch"]},
+                {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "clusterroles"], "verbs": ["escalate", "bind"]},
+                {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}
+            ]),
+        ),
         binding("arca-restore-writer"),
         // Arca's own resources, their status, and Events about them.
-        cluster_role("arca-operator", json!([
-            {"apiGroups": ["arca.dev"], "resources": ["*"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
-        ])),
+        cluster_role(
+            "arca-operator",
+            json!([
+                {"apiGroups": ["arca.dev"], "resources": ["*"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+                {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
+            ]),
+        ),
         binding("arca-operator"),
         // Leader election: one Lease in Arca's namespace.
         json!({
@@ -208,12 +224,18 @@ fn network_policy(o: &Options) -> Value {
 pub fn store_port(config: &BTreeMap<String, String>) -> u16 {
     config
         .get("s3Url")
-        .and_then(|url| url.trim_end_matches('/').rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()))
+        .and_then(|url| {
+            url.trim_end_matches('/')
+                .rsplit_once(':')
+                .and_then(|(_, port)| port.parse::<u16>().ok())
+        })
         .unwrap_or(443)
 }
 
 fn location(o: &Options) -> Vec<Value> {
-    let (Some(provider), Some(bucket)) = (&o.provider, &o.bucket) else { return Vec::new() };
+    let (Some(provider), Some(bucket)) = (&o.provider, &o.bucket) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     let mut spec = json!({
         "provider": provider,
@@ -246,17 +268,30 @@ mod tests {
 
     #[test]
     fn no_cluster_admin_and_a_hardened_operator() -> anyhow::Result<()> {
-        let objects = manifests(&Options { namespace: "arca-system".into(), image: "arca:test".into(), ..Default::default() })?;
+        let objects = manifests(&Options {
+            namespace: "arca-system".into(),
+            image: "arca:test".into(),
+            ..Default::default()
+        })?;
         for o in &objects {
             if o["kind"] == "ClusterRoleBinding" || o["kind"] == "RoleBinding" {
                 assert_ne!(o["roleRef"]["name"], "cluster-admin", "{o}");
             }
         }
-        let deployment = objects.iter().find(|o| o["kind"] == "Deployment").expect("deployment");
+        let deployment = objects
+            .iter()
+            .find(|o| o["kind"] == "Deployment")
+            .expect("deployment");
         let c = &deployment["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(c["securityContext"], hardened_container());
-        assert!(c["resources"]["limits"]["memory"].is_string() && c["resources"]["requests"]["cpu"].is_string());
-        assert!(objects.iter().all(|o| o["kind"] != "Secret"), "no location asked for, no Secret");
+        assert!(
+            c["resources"]["limits"]["memory"].is_string()
+                && c["resources"]["requests"]["cpu"].is_string()
+        );
+        assert!(
+            objects.iter().all(|o| o["kind"] != "Secret"),
+            "no location asked for, no Secret"
+        );
         Ok(())
     }
 
@@ -271,10 +306,21 @@ mod tests {
             config: BTreeMap::from([("s3Url".to_string(), "http://minio:9000".to_string())]),
             credentials: Some("[default]\n".into()),
         })?;
-        let bsl = objects.iter().find(|o| o["kind"] == "BackupStorageLocation").expect("location");
+        let bsl = objects
+            .iter()
+            .find(|o| o["kind"] == "BackupStorageLocation")
+            .expect("location");
         assert_eq!(bsl["spec"]["credential"]["name"], "cloud-credentials");
-        let policy = objects.iter().find(|o| o["kind"] == "NetworkPolicy").expect("policy");
-        let ports: Vec<u64> = policy["spec"]["egress"][1]["ports"].as_array().expect("ports").iter().filter_map(|p| p["port"].as_u64()).collect();
+        let policy = objects
+            .iter()
+            .find(|o| o["kind"] == "NetworkPolicy")
+            .expect("policy");
+        let ports: Vec<u64> = policy["spec"]["egress"][1]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .filter_map(|p| p["port"].as_u64())
+            .collect();
         assert_eq!(ports, [443, 6443, 9000], "the store's port is open");
         Ok(())
     }

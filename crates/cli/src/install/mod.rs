@@ -49,12 +49,17 @@ pub struct InstallArgs {
 
 pub async fn run(ctx: &Ctx, args: InstallArgs) -> anyhow::Result<()> {
     let credentials = match &args.secret_file {
-        Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("--secret-file: reading {}", path.display()))?),
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--secret-file: reading {}", path.display()))?,
+        ),
         None => None,
     };
     if let Some(provider) = &args.provider {
         if !matches!(provider.as_str(), "aws" | "filesystem") {
-            anyhow::bail!("--provider: {provider:?} is not a provider Arca has: aws (any S3-compatible store) or filesystem");
+            anyhow::bail!(
+                "--provider: {provider:?} is not a provider Arca has: aws (any S3-compatible store) or filesystem"
+            );
         }
         if args.bucket.is_none() {
             anyhow::bail!("--bucket is required with --provider");
@@ -74,18 +79,30 @@ pub async fn run(ctx: &Ctx, args: InstallArgs) -> anyhow::Result<()> {
     }
     let objects = manifests(&options)?;
     if args.dry_run {
-        let format = if ctx.output == Format::Table { Format::Yaml } else { ctx.output };
+        let format = if ctx.output == Format::Table {
+            Format::Yaml
+        } else {
+            ctx.output
+        };
         return print(format, &objects);
     }
     apply(&ctx.client().await?, &objects).await?;
-    println!("Arca is installed in namespace {}. `arca location get` shows whether the location is Available.", ctx.namespace);
+    println!(
+        "Arca is installed in namespace {}. `arca location get` shows whether the location is Available.",
+        ctx.namespace
+    );
     Ok(())
 }
 
 /// Prints objects as a YAML stream, or a JSON list.
 pub fn print(format: Format, objects: &[serde_json::Value]) -> anyhow::Result<()> {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}))?),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects})
+            )?
+        ),
         _ => {
             for object in objects {
                 print!("---\n{}", serde_yaml::to_string(object)?);
@@ -98,26 +115,40 @@ pub fn print(format: Format, objects: &[serde_json::Value]) -> anyhow::Result<()
 /// Server-side applies every object (CRDs first, waited for), as field manager arca-install.
 async fn apply(client: &Client, objects: &[serde_json::Value]) -> anyhow::Result<()> {
     let params = PatchParams::apply("arca-install").force();
-    let (crds, rest): (Vec<_>, Vec<_>) = objects.iter().partition(|o| o["kind"] == "CustomResourceDefinition");
+    let (crds, rest): (Vec<_>, Vec<_>) = objects
+        .iter()
+        .partition(|o| o["kind"] == "CustomResourceDefinition");
     for crd in &crds {
         apply_one(client, None, crd, &params).await?;
     }
     let crd_api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
     for crd in &crds {
         let name = crd["metadata"]["name"].as_str().unwrap_or_default();
-        let established = kube::runtime::wait::await_condition(crd_api.clone(), name, kube::runtime::wait::conditions::is_crd_established());
+        let established = kube::runtime::wait::await_condition(
+            crd_api.clone(),
+            name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
         tokio::time::timeout(Duration::from_secs(60), established)
             .await
             .with_context(|| format!("CRD {name} did not become Established"))??;
     }
-    let discovery = Discovery::new(client.clone()).run().await.context("reading the cluster's API")?;
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .context("reading the cluster's API")?;
     for object in rest {
         apply_one(client, Some(&discovery), object, &params).await?;
     }
     Ok(())
 }
 
-async fn apply_one(client: &Client, discovery: Option<&Discovery>, object: &serde_json::Value, params: &PatchParams) -> anyhow::Result<()> {
+async fn apply_one(
+    client: &Client,
+    discovery: Option<&Discovery>,
+    object: &serde_json::Value,
+    params: &PatchParams,
+) -> anyhow::Result<()> {
     let api_version = object["apiVersion"].as_str().unwrap_or_default();
     let kind = object["kind"].as_str().unwrap_or_default();
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
