@@ -172,3 +172,59 @@ metadata: {{name: twin, namespace: {twin}}}
     );
     operator.stop().await;
 }
+
+/// This release backs up manifests only: a pod asking for its volumes' data must see a
+/// warning naming the pod and the volumes, never a silent "Completed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asking_for_volume_data_is_a_warning_naming_the_volumes() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let app = env.namespace("volumes").await.expect("namespace");
+    let prefix = env.prefix();
+    let ns = &app.name;
+    kubectl_apply(
+        env,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: db
+  namespace: {ns}
+  annotations: {{backup.velero.io/backup-volumes: "data,conf"}}
+spec:
+  containers: [{{name: db, image: db}}]
+  volumes:
+  - {{name: data, emptyDir: {{}}}}
+  - {{name: conf, configMap: {{name: settings}}}}
+"#
+        ),
+    );
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let operator = Operator::start(env, settings(&arca.name)).await;
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: vols, namespace: {}}}\nspec: {{includedNamespaces: [{ns}]}}\n",
+            arca.name
+        ),
+    );
+    let backup = backup_done(&client, &arca.name, "vols", Duration::from_secs(60)).await;
+    let status = backup.status.clone().unwrap_or_default();
+    assert_eq!(phase_of_backup(&backup), BackupPhase::Completed);
+    assert_eq!(status.warnings, 1, "{status:?}");
+    let store = arca_e2e::store(env, &prefix.prefix).await;
+    let results = store
+        .get(&arca_store::Layout::backup_results("vols"))
+        .await
+        .expect("results.json");
+    let results = String::from_utf8_lossy(&results);
+    assert!(
+        results.contains(&format!(
+            "pod {ns}/db: the data of volumes [data] was asked for but is not backed up"
+        )),
+        "{results}"
+    );
+    operator.stop().await;
+}

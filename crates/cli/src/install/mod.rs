@@ -39,6 +39,11 @@ pub struct InstallArgs {
     /// An AWS credentials file for the location, stored in Secret `cloud-credentials`.
     #[arg(long, requires = "provider")]
     pub secret_file: Option<PathBuf>,
+    /// Also install the node agent DaemonSet that backs up pod volume data. Not in this
+    /// release: Arca backs up manifests only, and refuses the flag rather than install an
+    /// agent that does nothing.
+    #[arg(long)]
+    pub use_node_agent: bool,
     /// Print the objects (with -o yaml or -o json) instead of applying them.
     #[arg(long)]
     pub dry_run: bool,
@@ -55,6 +60,11 @@ pub async fn run(ctx: &Ctx, args: InstallArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    if args.use_node_agent {
+        anyhow::bail!(
+            "--use-node-agent: the node agent (pod volume data) is not in this release of Arca; install without it: backups hold manifests, and pods asking for volume data get a warning"
+        );
+    }
     if let Some(provider) = &args.provider {
         if !matches!(provider.as_str(), "aws" | "filesystem") {
             anyhow::bail!(

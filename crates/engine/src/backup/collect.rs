@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::{
     list::{ClaimVolume, ListError, PodClaims, RawItem, fetch_page, list_url, next_limit},
     plan::{ListScope, ListTask},
+    volumes::PodVolumes,
 };
 use crate::{
     catalogue::ResourceType,
@@ -47,6 +48,8 @@ pub struct Collector {
     /// Pods whose items must not be written (a `Fail` pre hook failed), by (namespace, name).
     pub skipped_pods: BTreeSet<(String, String)>,
     pub page_size: u32,
+    /// `defaultVolumesToFsBackup`: every data volume of a pod is asked for, unless excluded.
+    pub volumes_default_all: bool,
     pub mtime: u64,
     pub frames: mpsc::Sender<EncodedFrame>,
     pub progress: Arc<Progress>,
@@ -167,6 +170,9 @@ impl Collector {
 
     fn note_references(&self, rt: &ResourceType, items: &[RawItem]) {
         let gr = rt.group_resource();
+        if gr == "pods" {
+            self.warn_of_volume_data(items);
+        }
         let Ok(mut related) = self.related.lock() else {
             return;
         };
@@ -208,6 +214,29 @@ impl Collector {
         }
         if self.custom_types.contains(&gr) {
             related.custom_types.insert(gr);
+        }
+    }
+
+    /// Pods asking for their volumes' data get a warning: this release writes manifests
+    /// only, and a backup must never look as if it held data it does not.
+    fn warn_of_volume_data(&self, items: &[RawItem]) {
+        for item in items {
+            let Ok(pod) = serde_json::from_slice::<PodVolumes>(&item.json) else {
+                continue;
+            };
+            let asked = pod.requested(self.volumes_default_all);
+            if !asked.is_empty() {
+                let meta = &item.head.metadata;
+                let ns = meta.namespace.clone().unwrap_or_default();
+                self.record_warning(
+                    Some(&ns),
+                    format!(
+                        "pod {ns}/{}: the data of volumes [{}] was asked for but is not backed up: this version of Arca backs up manifests only",
+                        meta.name,
+                        asked.join(", ")
+                    ),
+                );
+            }
         }
     }
 

@@ -7,6 +7,7 @@ mod collect;
 pub mod list;
 pub mod plan;
 mod related;
+pub mod volumes;
 
 use std::{
     collections::BTreeSet,
@@ -221,6 +222,7 @@ pub async fn run(
         custom_types,
         skipped_pods: pre.failed_pods.clone(),
         page_size: settings.page_size,
+        volumes_default_all: spec.default_volumes_to_fs_backup.unwrap_or(false),
         mtime: request.mtime,
         frames: frames_tx,
         progress,
