@@ -61,6 +61,15 @@ fn init_logs(env: &TestEnv) {
 
 impl Operator {
     pub async fn start(env: &TestEnv, settings: Settings) -> Self {
+        Self::start_serving(env, settings, None).await
+    }
+
+    /// Also serves `/metrics` (and the probes) on `metrics`.
+    pub async fn start_serving(
+        env: &TestEnv,
+        settings: Settings,
+        metrics: Option<std::net::SocketAddr>,
+    ) -> Self {
         init_logs(env);
         let client = env.client().await.expect("client");
         crate::install_crds(&client)
@@ -71,7 +80,7 @@ impl Operator {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = arca_operator::run(client, settings, None, shutdown).await {
+            if let Err(e) = arca_operator::run(client, settings, metrics, shutdown).await {
                 panic!("the operator stopped: {e:#}");
             }
         });
@@ -98,6 +107,28 @@ impl Drop for Operator {
             task.abort();
         }
     }
+}
+
+/// A free loopback address for an operator's metrics.
+pub fn free_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+/// GET `path` over plain HTTP/1.0: the body, or None while nothing listens.
+pub async fn http_get(address: std::net::SocketAddr, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
 }
 
 /// The `arca` binary of this checkout (built by `make e2e` before the tests).

@@ -7,7 +7,9 @@ use arca_api::{
 };
 use arca_e2e::{
     create_configmaps, env, eventually, kubectl, kubectl_apply,
-    operator::{Operator, backup_done, phase_of_backup, s3_location, settings},
+    operator::{
+        Operator, backup_done, free_address, http_get, phase_of_backup, s3_location, settings,
+    },
     store,
 };
 use kube::{
@@ -31,7 +33,8 @@ async fn schedules_back_up_expire_keep_and_pause() {
     let prefix = env.prefix();
     create_configmaps(&client, &app.name, 3, 64).await;
     s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
+    let metrics = free_address();
+    let operator = Operator::start_serving(env, settings(&arca.name), Some(metrics)).await;
     kubectl_apply(
         env,
         &format!(
@@ -84,6 +87,31 @@ spec:
             .expect("size")
             .is_some()
     );
+    // The schedule's last success is exported, for the 25h alert of deploy/monitoring.
+    let series = |schedule: &str| {
+        format!(
+            "arca_schedule_last_success_timestamp_seconds{{namespace=\"{}\",schedule=\"{schedule}\"}}",
+            arca.name
+        )
+    };
+    let created = |schedule: &str| {
+        format!(
+            "arca_schedule_created_timestamp_seconds{{namespace=\"{}\",schedule=\"{schedule}\"}}",
+            arca.name
+        )
+    };
+    eventually(
+        "the schedule's last success in /metrics",
+        Duration::from_secs(30),
+        || async {
+            let text = http_get(metrics, "/metrics").await?;
+            let line = text.lines().find(|l| l.starts_with(&series("quick")))?;
+            let at: i64 = line.rsplit_once(' ')?.1.parse().ok()?;
+            let done = completed.status.as_ref()?.completion_timestamp.as_ref()?;
+            (at >= done.0.as_second()).then_some(())
+        },
+    )
+    .await;
     let seen = std::sync::Mutex::new(BTreeSet::new());
     eventually(
         "the first backup to expire, with its data",
@@ -148,6 +176,12 @@ spec:
         },
     )
     .await;
+    let text = http_get(metrics, "/metrics").await.expect("metrics");
+    assert!(
+        !text.contains(&created("quick")) && !text.contains(&series("quick")),
+        "a paused schedule has no series (it must not alert): {text}"
+    );
+    assert!(text.contains(&created("kept")), "{text}");
     let before: BTreeSet<String> = backups_of(&backups, "quick")
         .await
         .iter()

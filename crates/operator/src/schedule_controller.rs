@@ -20,6 +20,7 @@ use kube::{
 use crate::{
     context::{Context, time},
     deletion::request_deletion,
+    metrics::ScheduleKey,
     status::apply_status,
 };
 
@@ -39,7 +40,21 @@ pub async fn run(
 ) {
     let schedules: Api<Schedule> = ctx.settings.watched(&ctx.client);
     let backups: Api<Backup> = ctx.settings.watched(&ctx.client);
-    Controller::new(schedules, watcher::Config::default())
+    let controller = Controller::new(schedules, watcher::Config::default());
+    // Deleted schedules lose their metric series within a minute.
+    let known = controller.store();
+    let metrics = ctx.metrics.clone();
+    let pruner = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            metrics.retain_schedules(|k| {
+                known
+                    .get(&ObjectRef::new(&k.schedule).within(&k.namespace))
+                    .is_some()
+            });
+        }
+    });
+    controller
         // A backup of a schedule changing phase re-evaluates the schedule (skips, retention).
         .watches(
             backups,
@@ -57,6 +72,7 @@ pub async fn run(
             }
         })
         .await;
+    pruner.abort();
 }
 
 fn error_policy(_schedule: Arc<Schedule>, error: &Error, _ctx: Arc<Context>) -> Action {
@@ -70,6 +86,10 @@ async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action,
     let api: Api<Schedule> = Api::namespaced(ctx.client.clone(), &namespace);
     let previous = schedule.status.clone().unwrap_or_default();
     let mut status = previous.clone();
+    let metric_key = ScheduleKey {
+        namespace: namespace.clone(),
+        schedule: name.clone(),
+    };
     let cadence = match Cadence::parse(&schedule.spec.schedule, schedule.spec.time_zone.as_deref())
     {
         Ok(cadence) => cadence,
@@ -77,6 +97,7 @@ async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action,
             status.phase = Some(SchedulePhase::FailedValidation);
             status.validation_errors = vec![e.to_string()];
             status.next_run = None;
+            ctx.metrics.forget_schedule(&metric_key);
             if previous != status {
                 apply_status(&api, &name, MANAGER, &status)
                     .await
@@ -94,6 +115,7 @@ async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action,
         status.phase = Some(SchedulePhase::FailedValidation);
         status.validation_errors = template_problems.clone();
         status.next_run = None;
+        ctx.metrics.forget_schedule(&metric_key);
         if previous != status {
             apply_status(&api, &name, MANAGER, &status)
                 .await
@@ -117,6 +139,16 @@ async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action,
         .map_err(|e| Error::Kube(name.clone(), e))?
         .items;
     apply_retention(&schedule, &cadence, &backups, &ctx).await;
+    if schedule.spec.paused {
+        ctx.metrics.forget_schedule(&metric_key);
+    } else {
+        let created = schedule
+            .creation_timestamp()
+            .map(|t| t.0.as_second())
+            .unwrap_or_default();
+        ctx.metrics
+            .publish_schedule(metric_key, created, last_success(&backups));
+    }
 
     let now = ctx.clock.now();
     let state = ScheduleState {
@@ -182,6 +214,22 @@ async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action,
             .map_err(|e| Error::Status(name.clone(), e))?;
     }
     Ok(action)
+}
+
+/// When the newest Completed backup of the list finished.
+fn last_success(backups: &[Backup]) -> Option<i64> {
+    backups
+        .iter()
+        .filter_map(|b| {
+            let status = b.status.as_ref()?;
+            (status.phase? == BackupPhase::Completed).then(|| {
+                status
+                    .completion_timestamp
+                    .as_ref()
+                    .map(|t| t.0.as_second())
+            })?
+        })
+        .max()
 }
 
 fn requeue_at(now: jiff::Timestamp, at: jiff::Timestamp) -> Action {
