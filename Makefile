@@ -37,9 +37,11 @@ e2e: testenv-build
 	  $(CARGO) run -q -p arca-testenv -- up --name $(TEST_ENV_NAME); \
 	  ARCA_TESTENV=$(TEST_ENV_NAME) $(CARGO) test -p arca-e2e -- --test-threads=4
 
-## crds: regenerate crds/ from the Rust types (a unit test fails when they differ).
+## crds: regenerate crds/ and docs/reference/crds.md from the Rust types (a unit test fails
+## when they differ).
 crds:
 	$(CARGO) run -q -p arca -- crd --dir crds
+	$(CARGO) run -q -p arca -- crd --reference docs/reference/crds.md
 
 ## deploy: regenerate deploy/helm/arca and deploy/rendered from `arca install` (a test fails
 ## when they differ).

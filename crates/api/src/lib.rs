@@ -15,6 +15,7 @@ mod duration;
 mod hooks;
 pub mod labels;
 mod location;
+mod reference;
 mod restore;
 mod schedule;
 
@@ -36,6 +37,7 @@ pub use location::{
     AccessMode, BackupStorageLocation, BackupStorageLocationSpec, BackupStorageLocationStatus,
     LocationPhase, ObjectStorage, Provider,
 };
+pub use reference::render_reference;
 pub use restore::{
     ExistingResourcePolicy, ItemOutcomes, Restore, RestorePhase, RestoreProgress, RestoreSpec,
     RestoreStatus, RestoreStatusSpec,

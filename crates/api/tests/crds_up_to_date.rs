@@ -61,3 +61,13 @@ fn every_field_has_a_description() -> Result<(), Box<dyn std::error::Error>> {
     );
     Ok(())
 }
+
+#[test]
+fn crd_reference_matches_the_types() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/reference/crds.md");
+    let on_disk = fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == arca_api::render_reference(),
+        "docs/reference/crds.md differs from the Rust types. Run `make crds` and commit the result."
+    );
+}

@@ -10,9 +10,16 @@ pub struct CrdArgs {
     /// printing them.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Write the Markdown CRD reference (docs/reference/crds.md) to this file instead.
+    #[arg(long, conflicts_with = "dir")]
+    reference: Option<PathBuf>,
 }
 
 pub fn run(args: &CrdArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.reference {
+        return std::fs::write(path, arca_api::render_reference())
+            .with_context(|| format!("writing {}", path.display()));
+    }
     let crds = arca_api::render_crds().context("rendering the CRDs")?;
     match &args.dir {
         None => {
