@@ -306,3 +306,83 @@ async fn a_new_backup_never_overwrites_an_old_one_of_the_same_name() {
     );
     operator.stop().await;
 }
+
+/// SIGTERM (Kubernetes stopping the pod) mid-backup: the operator finishes the work in flight
+/// and exits; the backup is never left InProgress. A pre hook that sleeps holds the backup in
+/// progress, so the signal surely lands mid-run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_lets_the_backup_in_flight_finish() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let app = env.namespace("term").await.expect("namespace");
+    let prefix = env.prefix();
+    let ns = &app.name;
+    kubectl_apply(
+        env,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: slow
+  namespace: {ns}
+  annotations:
+    pre.hook.backup.arca.dev/command: '["sleep", "6"]'
+    pre.hook.backup.arca.dev/timeout: 60s
+spec:
+  containers: [{{name: main, image: busybox}}]
+"#
+        ),
+    );
+    eventually("the pod to run", Duration::from_secs(60), || async {
+        (arca_e2e::kubectl(
+            env,
+            &[
+                "get",
+                "pod",
+                "slow",
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={.status.phase}",
+            ],
+        ) == "Running")
+            .then_some(())
+    })
+    .await;
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let mut server = spawn_server(env, &format!("{}-term", arca.name), &arca.name, &[]);
+    kubectl_apply(env, &backup_yaml(&arca.name, "term", ns));
+    let backups: Api<Backup> = Api::namespaced(client.clone(), &arca.name);
+    eventually(
+        "the backup to be in progress",
+        Duration::from_secs(60),
+        || async {
+            let b = backups.get("term").await.ok()?;
+            (b.status?.phase? == BackupPhase::InProgress).then_some(())
+        },
+    )
+    .await;
+    let pid = server.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let exit = tokio::time::timeout(Duration::from_secs(90), server.wait())
+        .await
+        .expect("the operator exits after finishing its work")
+        .expect("exit status");
+    assert!(exit.success(), "a graceful stop exits 0: {exit:?}");
+    let backup = backups.get("term").await.expect("backup");
+    let status = backup.status.clone().unwrap_or_default();
+    assert_eq!(
+        phase_of_backup(&backup),
+        BackupPhase::Completed,
+        "the backup in flight finished: {status:?}"
+    );
+    assert_eq!(status.hook_status.map(|h| h.hooks_attempted), Some(1));
+    let direct = store(env, &prefix.prefix).await;
+    assert!(direct.get("backups/term/backup.json").await.is_ok());
+}
