@@ -77,6 +77,8 @@ pub struct BackupSpec {
     pub default_volumes_to_fs_backup: Option<bool>,
     /// Per resource (`pods`, `persistentvolumeclaims`), the order its objects are written
     /// in: a comma-separated list of `namespace/name` (or `name` for cluster objects).
+    /// Accepted for Velero compatibility but not applied by this release (items are written
+    /// in list order); a backup that sets it gets a warning.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ordered_resources: BTreeMap<String, String>,
 }

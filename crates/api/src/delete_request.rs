@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
     status = "DeleteBackupRequestStatus",
     shortname = "dbr",
     category = "arca",
-    doc = "A request to delete a backup: its data in storage (archive, index, logs, results, volume snapshots), then the Backup object. Refused while the backup is in progress.",
+    doc = "A request to delete a backup: its data in storage (archive, index, logs, results), then the Backup object. Refused while the backup is in progress.",
     printcolumn(name = "Backup", type_ = "string", json_path = ".spec.backupName"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(

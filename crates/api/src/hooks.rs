@@ -40,11 +40,11 @@ pub struct BackupResourceHookSpec {
     /// Only pods whose labels match this selector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_selector: Option<LabelSelector>,
-    /// Hooks run in a pod before its items (and volumes) are backed up, in order.
+    /// Hooks run in a pod before its items are backed up, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub pre: Vec<BackupResourceHook>,
-    /// Hooks run in a pod after its items (and volumes) are backed up, in order.
+    /// Hooks run in a pod after its items are backed up, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub post: Vec<BackupResourceHook>,
@@ -170,8 +170,7 @@ pub struct RestoreExecHook {
     /// How long the command may run. Default 30s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec_timeout: Option<Duration>,
-    /// How long to wait for the container to be running (or ready). Default: the
-    /// restore's own limit.
+    /// How long to wait for the container to be running (or ready). Default 5m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_timeout: Option<Duration>,
     /// Wait for the container to be Ready, not only Running.

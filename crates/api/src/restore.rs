@@ -19,7 +19,7 @@ use crate::{HookStatus, RestoreHooks};
     status = "RestoreStatus",
     shortname = "rs",
     category = "arca",
-    doc = "A restore of a backup's resources (and volume data) into this cluster: in place, or into other namespaces with namespaceMapping; with dryRun, checked by the apiserver without writing anything.",
+    doc = "A restore of a backup's resources into this cluster: in place, or into other namespaces with namespaceMapping; with dryRun, checked by the apiserver without writing anything.",
     printcolumn(name = "Backup", type_ = "string", json_path = ".spec.backupName"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Items", type_ = "integer", json_path = ".status.progress.itemsRestored"),
@@ -78,7 +78,8 @@ pub struct RestoreSpec {
     /// Keep the node ports of Services (by default the cluster assigns new ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preserve_node_ports: Option<bool>,
-    /// Restore pod volume data taken by the node agent. Default true.
+    /// Restore pod volume data taken by the node agent. Default true. No effect in this
+    /// release, which backs up manifests only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_p_vs: Option<bool>,
     /// Hooks run in restored pods.

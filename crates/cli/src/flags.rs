@@ -37,7 +37,8 @@ pub struct BackupFlags {
     /// The location to write to. Default: the default location.
     #[arg(long)]
     pub storage_location: Option<String>,
-    /// Back up the data of every pod volume unless a pod opts out.
+    /// Back up the data of every pod volume unless a pod opts out. Not in this release:
+    /// pods whose volumes are asked for get a warning, their data is not copied.
     #[arg(long)]
     pub default_volumes_to_fs_backup: Option<bool>,
 }

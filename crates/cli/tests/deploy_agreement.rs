@@ -150,6 +150,8 @@ fn helm_renders_what_arca_install_applies() {
                 "--namespace",
                 "backup-system",
                 "--include-crds",
+                "--set",
+                "createNamespace=true",
             ])
             .args(&helm_flags)
             .output()

@@ -174,6 +174,10 @@ pub async fn run(
     };
 
     // Pre hooks run before any item is read; a pod whose `Fail` hook failed is left out.
+    // Problems planning them (a malformed annotation, pods that cannot be listed) are
+    // recorded in the results once the collector exists: never only in the log.
+    let mut plan_warnings = Vec::new();
+    let mut plan_error = None;
     let hook_pods = if resources.matches("pods") {
         match hooks::plan(
             &client,
@@ -185,13 +189,11 @@ pub async fn run(
         .await
         {
             Ok((pods, warnings)) => {
-                for (ns, warning) in warnings {
-                    log.warn(format!("{ns}: {warning}"));
-                }
+                plan_warnings = warnings;
                 pods
             }
             Err(e) => {
-                log.error(format!("listing pods for hooks: {e}; no hook was run"));
+                plan_error = Some(format!("listing pods for hooks: {e}; no hook was run"));
                 Vec::new()
             }
         }
@@ -230,6 +232,18 @@ pub async fn run(
         related: Mutex::new(Related::default()),
         results: Mutex::new(Results::default()),
     };
+    for (ns, warning) in plan_warnings {
+        collector.record_warning(Some(&ns), warning);
+    }
+    if let Some(error) = plan_error {
+        collector.record_error(Some(""), error);
+    }
+    if !spec.ordered_resources.is_empty() {
+        collector.record_warning(
+            Some(""),
+            "orderedResources is not applied by this version of Arca: items are written in list order".into(),
+        );
+    }
     for name in &resources.unknown {
         collector.record_warning(
             Some(""),
