@@ -74,13 +74,12 @@ fn fields(path: &str, schema: &Value, rows: &mut Vec<(String, String, String)>) 
         for (name, sub) in props {
             fields(&format!("{path}.{name}"), sub, rows);
         }
-    } else if let Some(items) = schema.get("items")
-        && items["properties"].is_object()
+    } else if let Some(props) = schema
+        .get("items")
+        .and_then(|items| items["properties"].as_object())
     {
-        if let Some(props) = items["properties"].as_object() {
-            for (name, sub) in props {
-                fields(&format!("{path}[].{name}"), sub, rows);
-            }
+        for (name, sub) in props {
+            fields(&format!("{path}[].{name}"), sub, rows);
         }
     }
 }
