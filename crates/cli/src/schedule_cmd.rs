@@ -98,8 +98,14 @@ pub async fn run(ctx: &Ctx, command: ScheduleCommand) -> anyhow::Result<()> {
             keep_monthly,
             keep_yearly,
         } => {
-            arca_policy::cadence::Cadence::parse(&schedule, time_zone.as_deref())
-                .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+            arca_policy::cadence::Cadence::parse(&schedule, time_zone.as_deref()).map_err(|e| {
+                match e {
+                    arca_policy::cadence::CadenceError::TimeZone(_) => {
+                        anyhow::anyhow!("--time-zone: {e}")
+                    }
+                    _ => anyhow::anyhow!("--schedule: {e}"),
+                }
+            })?;
             let retention = Retention {
                 keep_last,
                 keep_hourly,
