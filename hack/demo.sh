@@ -62,14 +62,10 @@ echo "$(wc -l <"$dir/before.txt") objects, $(k -n shop get pods --no-headers | w
 
 step "4. backup"
 k -n arca-system delete backup shop-backup --ignore-not-found >/dev/null
-cat <<YAML | k apply -f - >/dev/null
-apiVersion: arca.dev/v1alpha1
-kind: Backup
-metadata: {name: shop-backup, namespace: arca-system}
-spec: {includedNamespaces: [shop], ttl: 72h}
-YAML
-k -n arca-system wait --for=jsonpath='{.status.phase}'=Completed backup/shop-backup --timeout=120s >/dev/null
-k -n arca-system get backup shop-backup
+a() { "$arca" --kubeconfig "$dir/kubeconfig" -n arca-system "$@"; }
+echo "\$ arca backup create shop-backup --include-namespaces shop --ttl 72h --wait"
+a backup create shop-backup --include-namespaces shop --ttl 72h --wait
+a backup get shop-backup
 echo "in storage:"; (cd "$store" && find backups -type f | sort | sed 's/^/  /')
 
 step "5. disaster: namespace shop deleted"
@@ -78,14 +74,9 @@ echo "namespace shop: $(k get ns shop -o name 2>/dev/null || echo gone)"
 
 step "6. restore"
 k -n arca-system delete restore shop-restore --ignore-not-found >/dev/null
-cat <<YAML | k apply -f - >/dev/null
-apiVersion: arca.dev/v1alpha1
-kind: Restore
-metadata: {name: shop-restore, namespace: arca-system}
-spec: {backupName: shop-backup}
-YAML
-k -n arca-system wait --for=jsonpath='{.status.phase}'=Completed restore/shop-restore --timeout=180s >/dev/null
-k -n arca-system get restore shop-restore
+echo "\$ arca restore create shop-restore --from-backup shop-backup --wait"
+a restore create shop-restore --from-backup shop-backup --wait
+a restore get shop-restore
 k -n shop rollout status deploy/storefront --timeout=60s >/dev/null
 
 step "7. summary"
