@@ -414,6 +414,18 @@ async fn bad_input_gets_one_line_naming_the_flag_and_exit_code_1() {
             "--provider",
         ),
         (&["backup", "get", "-o", "xml"], "--output"),
+        (&["backup", "download", "missing"], "no backup \"missing\""),
+        (&["restore", "logs", "missing"], "no restore \"missing\""),
+        (
+            &["schedule", "unpause", "missing"],
+            "no schedule \"missing\"",
+        ),
+        (
+            &["schedule", "delete", "missing", "--confirm"],
+            "no schedule \"missing\"",
+        ),
+        (&["location", "get", "missing"], "no location \"missing\""),
+        (&["backup", "frobnicate"], "frobnicate"),
     ];
     for (args, expected) in cases {
         let out = arca(env, &ns.name, args);
@@ -430,4 +442,36 @@ async fn bad_input_gets_one_line_naming_the_flag_and_exit_code_1() {
         );
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+/// Installed as `kubectl-arca` on PATH, `kubectl arca ...` runs it (kubectl passes the
+/// environment, so KUBECONFIG reaches it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_as_a_kubectl_plugin() {
+    let env = env();
+    let ns = env.namespace("plugin").await.expect("namespace");
+    arca_e2e::install_crds(&env.client().await.expect("client"))
+        .await
+        .expect("CRDs");
+    let dir = env.env.dir.join(format!("plugin-{}", ns.name));
+    std::fs::create_dir_all(&dir).expect("plugin folder");
+    std::os::unix::fs::symlink(arca_binary(), dir.join("kubectl-arca")).expect("symlink");
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new(env.env.bin.join("kubectl"))
+        .env("PATH", path)
+        .env("KUBECONFIG", &env.env.kubeconfig)
+        .args(["arca", "backup", "get", "-n", &ns.name, "-o", "json"])
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl arca: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(list["items"], serde_json::json!([]), "{list}");
 }
