@@ -70,11 +70,21 @@ impl Operator {
         settings: Settings,
         metrics: Option<std::net::SocketAddr>,
     ) -> Self {
-        init_logs(env);
         let client = env.client().await.expect("client");
         crate::install_crds(&client)
             .await
             .expect("Arca's CRDs installed");
+        Self::start_as(env, client, settings, metrics)
+    }
+
+    /// Runs with `client`'s identity (a ServiceAccount's, say); the CRDs must be there.
+    pub fn start_as(
+        env: &TestEnv,
+        client: Client,
+        settings: Settings,
+        metrics: Option<std::net::SocketAddr>,
+    ) -> Self {
+        init_logs(env);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async {

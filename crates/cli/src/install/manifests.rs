@@ -93,7 +93,7 @@ fn rbac(ns: &str) -> Vec<Value> {
         cluster_role(
             "arca-backup-reader",
             json!([
-                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list"]},
                 {"nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/version"], "verbs": ["get"]}
             ]),
         ),
