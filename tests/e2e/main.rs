@@ -14,3 +14,4 @@ mod restore_options;
 mod schedules;
 mod smoke;
 mod tenants;
+mod tls;
