@@ -414,6 +414,18 @@ async fn bad_input_gets_one_line_naming_the_flag_and_exit_code_1() {
             "--provider",
         ),
         (&["backup", "get", "-o", "xml"], "--output"),
+        (
+            &[
+                "install",
+                "--provider",
+                "filesystem",
+                "--bucket",
+                "b",
+                "--dry-run",
+            ],
+            "--provider filesystem",
+        ),
+        (&["install", "--dry-run", "--replicas", "9"], "--replicas"),
         (&["backup", "download", "missing"], "no backup \"missing\""),
         (&["restore", "logs", "missing"], "no restore \"missing\""),
         (

@@ -7,7 +7,7 @@ use std::{process::Stdio, time::Duration};
 use arca_api::{BackupPhase, BackupStorageLocation, LocationPhase};
 use arca_e2e::{
     env, eventually, kubectl_apply,
-    operator::{Operator, backup_done, phase_of_backup, settings},
+    operator::{Operator, arca_binary, backup_done, phase_of_backup, settings},
 };
 use kube::Api;
 
@@ -182,5 +182,28 @@ async fn a_private_ca_is_trusted_through_ca_cert_ref_and_only_then() {
         "backup.json is in the TLS store: {}",
         written.display()
     );
+
+    // The CLI reads the log through a short-lived URL to the same store: it needs the CA too.
+    let cli = |extra: &[&str]| {
+        std::process::Command::new(arca_binary())
+            .arg(format!("--kubeconfig={}", env.env.kubeconfig.display()))
+            .args(["-n", ns, "backup", "logs", "over-tls"])
+            .args(extra)
+            .output()
+            .expect("arca runs")
+    };
+    let refused = cli(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--cacert"), "the fix is named: {stderr}");
+    let ca_file = env.env.dir.join(format!("tls-{ns}/ca.pem"));
+    std::fs::write(&ca_file, &store.ca_pem).expect("CA file");
+    let read = cli(&["--cacert", ca_file.to_str().expect("path")]);
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert!(String::from_utf8_lossy(&read.stdout).contains("wrote"));
     operator.stop().await;
 }

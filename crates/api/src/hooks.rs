@@ -149,7 +149,9 @@ pub struct InitHook {
     #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
     #[schemars(with = "Vec<serde_json::Map<String, serde_json::Value>>")]
     pub init_containers: Vec<serde_json::Value>,
-    /// How long the init containers may take. Default: no limit.
+    /// How long the init containers may take. Accepted for Velero compatibility; not
+    /// enforced (the kubelet runs init containers to completion, and the Restore does not
+    /// wait for them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
 }

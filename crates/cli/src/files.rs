@@ -59,18 +59,56 @@ async fn url(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> anyhow::Result<
     })
 }
 
+/// The system's CA certificates, plus the store's own CA from `--cacert`.
+fn tls_config(cacert: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = cacert {
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("--cacert: reading {}", path.display()))?
+        {
+            let cert = cert.with_context(|| format!("--cacert: {} is not PEM", path.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("--cacert: a certificate in {}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            anyhow::bail!("--cacert: {} holds no certificate", path.display());
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS settings")?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// Streams the file at `url` into `sink`, chunk by chunk.
-async fn stream(url: &str, sink: &mut dyn Write) -> anyhow::Result<u64> {
+async fn stream(ctx: &Ctx, url: &str, sink: &mut dyn Write) -> anyhow::Result<u64> {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .context("loading the system's CA certificates")?
+        .with_tls_config(tls_config(ctx.cacert.as_deref())?)
         .https_or_http()
         .enable_http1()
         .build();
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, http_body_util::Empty<bytes::Bytes>>(https);
     let uri: http::Uri = url.parse().context("the download URL")?;
-    let response = client.get(uri).await.context("downloading")?;
+    let response = client.get(uri).await.map_err(|e| {
+        let detail = format!("{:?}", e).to_lowercase();
+        if detail.contains("certificate") || detail.contains("unknownissuer") {
+            anyhow::anyhow!(
+                "downloading: the store's certificate is not trusted ({e}): if the store uses a private CA, pass its certificate with --cacert FILE"
+            )
+        } else {
+            anyhow::Error::new(e).context("downloading")
+        }
+    })?;
     if !response.status().is_success() {
         anyhow::bail!("the store answered {} to the download", response.status());
     }
@@ -94,7 +132,7 @@ pub async fn print_log(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> anyho
         out: std::io::stdout(),
     };
     let mut decoder = zstd::stream::write::Decoder::new(lines)?;
-    stream(&url, &mut decoder).await?;
+    stream(ctx, &url, &mut decoder).await?;
     decoder.flush()?;
     let mut lines = decoder.into_inner();
     lines.finish()
@@ -110,7 +148,7 @@ pub async fn save(
     let url = url(ctx, kind, name).await?;
     let mut file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    stream(&url, &mut file).await
+    stream(ctx, &url, &mut file).await
 }
 
 /// Prints a small JSON file (results).
@@ -121,7 +159,7 @@ pub async fn print_json(
 ) -> anyhow::Result<serde_json::Value> {
     let url = url(ctx, kind, name).await?;
     let mut buffer = Vec::new();
-    stream(&url, &mut buffer).await?;
+    stream(ctx, &url, &mut buffer).await?;
     serde_json::from_slice(&buffer).context("reading the results")
 }
 

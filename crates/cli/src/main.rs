@@ -38,6 +38,10 @@ pub struct Cli {
         default_value = "arca-system"
     )]
     pub namespace: String,
+    /// A PEM file of the CA that signed the store's certificate, for `logs`, `download` and
+    /// `describe` (which read files from the store through short-lived URLs).
+    #[arg(long, global = true, env = "ARCA_CACERT")]
+    pub cacert: Option<std::path::PathBuf>,
     /// Output: table (for people), json or yaml (for programs).
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = output::Format::Table)]
     pub output: output::Format,
@@ -103,6 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         kube: cli.kube.clone(),
         namespace: cli.namespace.clone(),
         output: cli.output,
+        cacert: cli.cacert.clone(),
     };
     match cli.command {
         Command::Backup(c) => backup_cmd::run(&ctx, c).await,
@@ -121,6 +126,7 @@ pub struct Ctx {
     pub kube: kube_args::KubeArgs,
     pub namespace: String,
     pub output: output::Format,
+    pub cacert: Option<std::path::PathBuf>,
 }
 
 impl Ctx {

@@ -16,6 +16,8 @@ const METRICS_PORT: u16 = 8085;
 pub struct Options {
     pub namespace: String,
     pub image: String,
+    /// Operator replicas; more than one wait on the leader Lease (0 means 1).
+    pub replicas: u32,
     pub provider: Option<String>,
     pub bucket: Option<String>,
     pub prefix: Option<String>,
@@ -158,7 +160,7 @@ fn deployment(o: &Options) -> Value {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": meta("arca", Some(&o.namespace), "operator"),
         "spec": {
-            "replicas": 1,
+            "replicas": o.replicas.max(1),
             "selector": {"matchLabels": {"app.kubernetes.io/name": "arca", "app.kubernetes.io/component": "operator"}},
             "strategy": {"type": "Recreate"},
             "template": {
@@ -305,12 +307,18 @@ mod tests {
             prefix: Some("p".into()),
             config: BTreeMap::from([("s3Url".to_string(), "http://minio:9000".to_string())]),
             credentials: Some("[default]\n".into()),
+            replicas: 2,
         })?;
         let bsl = objects
             .iter()
             .find(|o| o["kind"] == "BackupStorageLocation")
             .expect("location");
         assert_eq!(bsl["spec"]["credential"]["name"], "cloud-credentials");
+        let deployment = objects
+            .iter()
+            .find(|o| o["kind"] == "Deployment")
+            .expect("deployment");
+        assert_eq!(deployment["spec"]["replicas"], 2);
         let policy = objects
             .iter()
             .find(|o| o["kind"] == "NetworkPolicy")

@@ -24,7 +24,12 @@ pub struct InstallArgs {
     /// The operator's image.
     #[arg(long, default_value = manifests::DEFAULT_IMAGE)]
     pub image: String,
-    /// Storage location to create: aws (any S3-compatible store) or filesystem.
+    /// Operator replicas. One works at a time (leader election on a Lease); the others take
+    /// over within seconds when it stops.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=5))]
+    pub replicas: u32,
+    /// Storage location to create: aws (any S3-compatible store). The filesystem provider is
+    /// for an operator run outside the cluster, so the install refuses it.
     #[arg(long)]
     pub provider: Option<String>,
     /// The location's bucket.
@@ -66,10 +71,14 @@ pub async fn run(ctx: &Ctx, args: InstallArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(provider) = &args.provider {
-        if !matches!(provider.as_str(), "aws" | "filesystem") {
-            anyhow::bail!(
-                "--provider: {provider:?} is not a provider Arca has: aws (any S3-compatible store) or filesystem"
-            );
+        match provider.as_str() {
+            "aws" => {}
+            "filesystem" => anyhow::bail!(
+                "--provider filesystem: the operator's pod has a read-only root and no volume for backups, and a directory inside it would not outlive it; use aws (any S3-compatible store, MinIO included), or run `arca server` outside the cluster with a filesystem location"
+            ),
+            _ => anyhow::bail!(
+                "--provider: {provider:?} is not a provider Arca has: aws (any S3-compatible store)"
+            ),
         }
         if args.bucket.is_none() {
             anyhow::bail!("--bucket is required with --provider");
@@ -78,6 +87,7 @@ pub async fn run(ctx: &Ctx, args: InstallArgs) -> anyhow::Result<()> {
     let options = Options {
         namespace: ctx.namespace.clone(),
         image: args.image.clone(),
+        replicas: args.replicas,
         provider: args.provider.clone(),
         bucket: args.bucket.clone(),
         prefix: args.prefix.clone(),
