@@ -3,7 +3,7 @@
 #   A local Kubernetes (the test environment: etcd, kube-apiserver, controller-manager,
 #   scheduler, kwok), a sample shop, the operator writing to a local directory, then
 #   backup -> the namespace deleted -> restore, and a summary.
-# DEMO_KEEP=1 leaves the cluster running afterwards.
+# DEMO_KEEP=1 leaves the cluster and the operator running afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=${DEMO_NAME:-demo}
@@ -21,11 +21,12 @@ bin=$(sed -n 's/^ARCA_TESTENV_BIN=//p' "$dir/testenv.env")
 k() { "$bin/kubectl" --kubeconfig="$dir/kubeconfig" "$@"; }
 server_pid=""
 cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
   if [ "${DEMO_KEEP:-0}" != 1 ]; then
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
     target/debug/arca-testenv down --name "$name" >/dev/null
   else
     echo "cluster kept: export KUBECONFIG=$dir/kubeconfig; stop it with make testenv-down NAME=$name"
+    [ -n "$server_pid" ] && echo "operator kept running: pid $server_pid (kill $server_pid), log $dir/logs/arca-server.log"
   fi
 }
 trap cleanup EXIT

@@ -11,7 +11,12 @@ pub struct Snapshot {
     pub terminal: bool,
 }
 
+/// How long a run may stay New before the user is told no operator has started it.
+const NOT_STARTED_WARNING: Duration = Duration::from_secs(45);
+
 /// Polls `read` every second, showing progress, until the run ends; returns its last state.
+/// A run still New after [`NOT_STARTED_WARNING`] gets one warning line (no operator running
+/// for the namespace, or one busy with other runs), and the wait goes on.
 pub async fn until_done<F, Fut>(what: &str, mut read: F) -> anyhow::Result<Snapshot>
 where
     F: FnMut() -> Fut,
@@ -27,8 +32,21 @@ where
         bar
     });
     let mut last: Option<Snapshot> = None;
+    let started = tokio::time::Instant::now();
+    let mut warned = false;
     loop {
         let now = read().await?;
+        if !warned && now.phase == "New" && started.elapsed() > NOT_STARTED_WARNING {
+            warned = true;
+            let warning = format!(
+                "warning: {what} has not started after {}s: is `arca server` running (and leading) for this namespace, or busy with other runs? Still waiting (Ctrl-C stops waiting, not the run).",
+                NOT_STARTED_WARNING.as_secs()
+            );
+            match &bar {
+                Some(bar) => bar.println(warning),
+                None => eprintln!("{warning}"),
+            }
+        }
         match &bar {
             Some(bar) => {
                 bar.set_length(now.total);
