@@ -15,6 +15,45 @@ use arca_e2e::{
 };
 use kube::Api;
 
+/// A running pod whose `phase` ("pre" or "post") backup hook sleeps `seconds`: it holds a
+/// backup of its namespace InProgress, before (pre) or after (post) the items are written.
+async fn pod_holding_backups(env: &arca_e2e::TestEnv, ns: &str, phase: &str, seconds: u32) {
+    kubectl_apply(
+        env,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: slow
+  namespace: {ns}
+  annotations:
+    {phase}.hook.backup.arca.dev/command: '["sleep", "{seconds}"]'
+    {phase}.hook.backup.arca.dev/timeout: {timeout}s
+spec:
+  containers: [{{name: main, image: busybox}}]
+"#,
+            timeout = seconds + 30
+        ),
+    );
+    eventually("the pod to run", Duration::from_secs(60), || async {
+        (arca_e2e::kubectl(
+            env,
+            &[
+                "get",
+                "pod",
+                "slow",
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={.status.phase}",
+            ],
+        ) == "Running")
+            .then_some(())
+    })
+    .await;
+}
+
 fn backup_yaml(arca: &str, name: &str, ns: &str) -> String {
     format!(
         "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: {name}, namespace: {arca}}}\nspec: {{includedNamespaces: [{ns}]}}\n"
@@ -214,15 +253,11 @@ async fn a_backup_cut_short_by_the_operator_dying_ends_failed() {
     let arca = env.namespace("arca").await.expect("namespace");
     let app = env.namespace("slow").await.expect("namespace");
     let prefix = env.prefix();
-    create_configmaps(&client, &app.name, 1500, 256).await;
+    create_configmaps(&client, &app.name, 200, 256).await;
+    // A post hook that sleeps holds the backup InProgress once its items are written.
+    pod_holding_backups(env, &app.name, "post", 60).await;
     s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    // The real binary, made slow: 10 items a page, one list at a time.
-    let mut server = spawn_server(
-        env,
-        &arca.name,
-        &arca.name,
-        &["--page-size", "10", "--list-concurrency", "1"],
-    );
+    let mut server = spawn_server(env, &arca.name, &arca.name, &[]);
     kubectl_apply(env, &backup_yaml(&arca.name, "cut", &app.name));
     let backups: Api<Backup> = Api::namespaced(client.clone(), &arca.name);
     eventually(
@@ -318,39 +353,7 @@ async fn a_sigterm_lets_the_backup_in_flight_finish() {
     let app = env.namespace("term").await.expect("namespace");
     let prefix = env.prefix();
     let ns = &app.name;
-    kubectl_apply(
-        env,
-        &format!(
-            r#"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: slow
-  namespace: {ns}
-  annotations:
-    pre.hook.backup.arca.dev/command: '["sleep", "6"]'
-    pre.hook.backup.arca.dev/timeout: 60s
-spec:
-  containers: [{{name: main, image: busybox}}]
-"#
-        ),
-    );
-    eventually("the pod to run", Duration::from_secs(60), || async {
-        (arca_e2e::kubectl(
-            env,
-            &[
-                "get",
-                "pod",
-                "slow",
-                "-n",
-                ns,
-                "-o",
-                "jsonpath={.status.phase}",
-            ],
-        ) == "Running")
-            .then_some(())
-    })
-    .await;
+    pod_holding_backups(env, ns, "pre", 6).await;
     s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
     let mut server = spawn_server(env, &format!("{}-term", arca.name), &arca.name, &[]);
     kubectl_apply(env, &backup_yaml(&arca.name, "term", ns));
