@@ -336,3 +336,51 @@ impl Drop for FaultyProxy {
         self.task.abort();
     }
 }
+
+/// A small application in `ns` (YAML for [`kubectl_apply`]): ConfigMap `settings`, Secret
+/// `token`, ServiceAccount, Role and RoleBinding `app`, Deployment and Service `web`.
+pub fn small_app(ns: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings, namespace: {ns}}}
+data: {{mode: production}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: token, namespace: {ns}}}
+stringData: {{value: abc}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: app, namespace: {ns}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: app, namespace: {ns}}}
+rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get]}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: app, namespace: {ns}}}
+subjects: [{{kind: ServiceAccount, name: app, namespace: {ns}}}]
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: app}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {{serviceAccountName: app, containers: [{{name: web, image: nginx}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {ns}}}
+spec: {{selector: {{app: web}}, ports: [{{port: 80}}]}}
+"#
+    )
+}

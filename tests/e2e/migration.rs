@@ -10,7 +10,7 @@ use arca_e2e::{
         Operator, backup_done, create_location, phase_of_backup, phase_of_restore, restore_done,
         s3_location, settings,
     },
-    store,
+    small_app, store,
 };
 use kube::Api;
 
@@ -67,52 +67,7 @@ async fn a_backup_made_in_one_cluster_is_restored_in_another() {
     let app = env.namespace("migrate").await.expect("namespace");
     let prefix = env.prefix();
     let ns = &app.name;
-    kubectl_apply(
-        env,
-        &format!(
-            r#"
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: settings, namespace: {ns}}}
-data: {{mode: production}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: token, namespace: {ns}}}
-stringData: {{value: abc}}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: app, namespace: {ns}}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: app, namespace: {ns}}}
-rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get]}}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: app, namespace: {ns}}}
-subjects: [{{kind: ServiceAccount, name: app, namespace: {ns}}}]
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: app}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: {ns}}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec: {{serviceAccountName: app, containers: [{{name: web, image: nginx}}]}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: {ns}}}
-spec: {{selector: {{app: web}}, ports: [{{port: 80}}]}}
-"#
-        ),
-    );
+    kubectl_apply(env, &small_app(ns));
     s3_location(env, &source, &arca.name, "default", &prefix.prefix).await;
     let source_operator = Operator::start(env, settings(&arca.name)).await;
     kubectl_apply(

@@ -11,6 +11,7 @@ use arca_e2e::{
         Operator, arca_binary, backup_done, phase_of_backup, phase_of_restore, restore_done,
         s3_location, settings,
     },
+    small_app,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
@@ -95,49 +96,7 @@ async fn the_installed_rbac_is_enough_to_back_up_and_restore() {
     let app = env.namespace("rbacapp").await.expect("namespace");
     let ns = &app.name;
     let copy = format!("{ns}-copy");
-    kubectl_apply(
-        env,
-        &format!(
-            r#"
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: settings, namespace: {ns}}}
-data: {{mode: rbac}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: password, namespace: {ns}}}
-stringData: {{password: s3cret}}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: app, namespace: {ns}}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: reader, namespace: {ns}}}
-rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get, list]}}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: app-reader, namespace: {ns}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}}
-subjects: [{{kind: ServiceAccount, name: app, namespace: {ns}}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: {ns}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      serviceAccountName: app
-      containers: [{{name: web, image: nginx}}]
-"#
-        ),
-    );
+    kubectl_apply(env, &small_app(ns));
     let (rbac, bindings) = installed_rbac(&arca.name);
     kubectl_apply(env, &rbac);
     let operator_client = service_account_client(env, &arca.name).await;
@@ -185,10 +144,10 @@ spec:
     );
     for object in [
         "configmap/settings",
-        "secret/password",
+        "secret/token",
         "serviceaccount/app",
-        "role/reader",
-        "rolebinding/app-reader",
+        "role/app",
+        "rolebinding/app",
         "deployment/web",
     ] {
         assert_eq!(
