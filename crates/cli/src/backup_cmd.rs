@@ -246,9 +246,10 @@ async fn snapshot(api: &Api<Backup>, name: &str) -> anyhow::Result<wait::Snapsho
 async fn describe(ctx: &Ctx, b: &Backup) -> anyhow::Result<()> {
     let s = b.status.clone().unwrap_or_default();
     let spec = &b.spec;
-    let list = |v: &[String]| {
+    // An empty list means everything when including, nothing when excluding.
+    let list = |v: &[String], empty: &str| {
         if v.is_empty() {
-            "*".to_string()
+            empty.to_string()
         } else {
             v.join(", ")
         }
@@ -265,21 +266,13 @@ async fn describe(ctx: &Ctx, b: &Backup) -> anyhow::Result<()> {
     println!();
     println!(
         "Namespaces:   included {}; excluded {}",
-        list(&spec.included_namespaces),
-        if spec.excluded_namespaces.is_empty() {
-            "none".into()
-        } else {
-            spec.excluded_namespaces.join(", ")
-        }
+        list(&spec.included_namespaces, "*"),
+        list(&spec.excluded_namespaces, "none")
     );
     println!(
         "Resources:    included {}; excluded {}",
-        list(&spec.included_resources),
-        if spec.excluded_resources.is_empty() {
-            "none".into()
-        } else {
-            spec.excluded_resources.join(", ")
-        }
+        list(&spec.included_resources, "*"),
+        list(&spec.excluded_resources, "none")
     );
     println!(
         "Cluster-scoped: {}",
