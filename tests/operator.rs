@@ -28,6 +28,7 @@ pub fn settings(namespace: &str) -> Settings {
         leader_election: None,
         gc_frequency: Duration::from_secs(2),
         backup_sync_period: Duration::from_secs(2),
+        fs_backup_timeout: Duration::from_secs(300),
     }
 }
 

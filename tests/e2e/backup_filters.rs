@@ -173,10 +173,11 @@ metadata: {{name: twin, namespace: {twin}}}
     operator.stop().await;
 }
 
-/// This release backs up manifests only: a pod asking for its volumes' data must see a
-/// warning naming the pod and the volumes, never a silent "Completed".
+/// With no node agent running, a pod asking for its volumes' data must not end in a silent
+/// "Completed": the backup waits `--fs-backup-timeout`, then names the pod, the volume and
+/// the missing agent. The configMap volume asked for is never taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn asking_for_volume_data_is_a_warning_naming_the_volumes() {
+async fn volume_data_with_no_agent_is_an_error_naming_the_volume() {
     let env = env();
     let client = env.client().await.expect("client");
     let arca = env.namespace("arca").await.expect("namespace");
@@ -202,7 +203,9 @@ spec:
         ),
     );
     s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
+    let mut quick = settings(&arca.name);
+    quick.fs_backup_timeout = Duration::from_secs(5);
+    let operator = Operator::start(env, quick).await;
     kubectl_apply(
         env,
         &format!(
@@ -212,8 +215,8 @@ spec:
     );
     let backup = backup_done(&client, &arca.name, "vols", Duration::from_secs(60)).await;
     let status = backup.status.clone().unwrap_or_default();
-    assert_eq!(phase_of_backup(&backup), BackupPhase::Completed);
-    assert_eq!(status.warnings, 1, "{status:?}");
+    assert_eq!(phase_of_backup(&backup), BackupPhase::PartiallyFailed);
+    assert_eq!(status.errors, 1, "{status:?}");
     let store = arca_e2e::store(env, &prefix.prefix).await;
     let results = store
         .get(&arca_store::Layout::backup_results("vols"))
@@ -221,10 +224,10 @@ spec:
         .expect("results.json");
     let results = String::from_utf8_lossy(&results);
     assert!(
-        results.contains(&format!(
-            "pod {ns}/db: the data of volumes [data] was asked for but is not backed up"
-        )),
+        results.contains(&format!("pod {ns}/db volume data: still New after 5s"))
+            && results.contains("is the node agent running"),
         "{results}"
     );
+    assert!(!results.contains("volume conf"), "{results}");
     operator.stop().await;
 }

@@ -317,8 +317,14 @@ async fn bad_input_gets_one_line_naming_the_flag_and_exit_code_1() {
         ),
         (&["restore", "create", "r"], "--from-backup"),
         (
-            &["install", "--dry-run", "--use-node-agent"],
-            "--use-node-agent",
+            &[
+                "agent",
+                "--node-name",
+                " ",
+                "--host-pods-dir",
+                "/nonexistent",
+            ],
+            "--node-name",
         ),
         (
             &[

@@ -15,3 +15,4 @@ mod schedules;
 mod smoke;
 mod tenants;
 mod tls;
+mod volumes;

@@ -19,7 +19,7 @@ use crate::{BackupHooks, Duration};
     status = "BackupStatus",
     shortname = "bk",
     category = "arca",
-    doc = "A backup of the selected namespaces' resources to a BackupStorageLocation (pod volume data is not in this release: pods asking for it get a warning). Data leaves storage only through a DeleteBackupRequest.",
+    doc = "A backup of the selected namespaces' resources to a BackupStorageLocation, and of the pod volume data asked for (copied by the node agents into restic-format repositories). Data leaves storage only through a DeleteBackupRequest.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Items", type_ = "integer", json_path = ".status.progress.itemsBackedUp"),
     printcolumn(name = "Total", type_ = "integer", json_path = ".status.progress.totalItems", priority = "1"),
@@ -71,8 +71,10 @@ pub struct BackupSpec {
     pub hooks: Option<BackupHooks>,
     /// Back up the data of every pod volume (of supported types) unless a pod opts out with
     /// the `backup.arca.dev/backup-volumes-excludes` annotation. Default: only the volumes
-    /// named in `backup.arca.dev/backup-volumes`. Not in this release: volume data is not
-    /// copied, and each pod whose volumes are asked for gets a warning in the backup.
+    /// named in `backup.arca.dev/backup-volumes` (Velero's `backup.velero.io/...` annotations
+    /// work too). hostPath, secret, configMap, projected and downwardAPI volumes are never
+    /// copied. The node agent on each pod's node copies the data (`arca install
+    /// --use-node-agent`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_volumes_to_fs_backup: Option<bool>,
     /// Per resource (`pods`, `persistentvolumeclaims`), the order its objects are written

@@ -20,3 +20,11 @@ pub const SYNCED_FROM_STORAGE: &str = "arca.dev/synced-from-storage";
 pub const GC_FAILURE: &str = "arca.dev/gc-failure";
 /// The field manager every Arca controller writes with.
 pub const FIELD_MANAGER: &str = "arca";
+/// On a PodVolumeBackup: the uid of the Backup it belongs to.
+pub const BACKUP_UID: &str = "arca.dev/backup-uid";
+/// On a PodVolumeRestore: the uid of the Restore it belongs to.
+pub const RESTORE_UID: &str = "arca.dev/restore-uid";
+/// The Secret (in the operator's namespace) holding the volume repositories' password.
+pub const REPOSITORY_SECRET: &str = "arca-repo-credentials";
+/// The key of the password in [`REPOSITORY_SECRET`].
+pub const REPOSITORY_PASSWORD_KEY: &str = "repository-password";

@@ -15,6 +15,7 @@ mod duration;
 mod hooks;
 pub mod labels;
 mod location;
+mod pod_volume;
 mod reference;
 mod restore;
 mod schedule;
@@ -36,6 +37,10 @@ pub use hooks::{
 pub use location::{
     AccessMode, BackupStorageLocation, BackupStorageLocationSpec, BackupStorageLocationStatus,
     LocationPhase, ObjectStorage, Provider,
+};
+pub use pod_volume::{
+    PodReference, PodVolumeBackup, PodVolumeBackupSpec, PodVolumeBackupStatus, PodVolumePhase,
+    PodVolumeProgress, PodVolumeRestore, PodVolumeRestoreSpec, PodVolumeRestoreStatus,
 };
 pub use reference::render_reference;
 pub use restore::{
@@ -61,6 +66,8 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         Schedule::crd(),
         DeleteBackupRequest::crd(),
         DownloadRequest::crd(),
+        PodVolumeBackup::crd(),
+        PodVolumeRestore::crd(),
     ]
 }
 

@@ -4,10 +4,13 @@
 //! - backup of N small ConfigMaps and Secrets (1-2 KiB) over 100 namespaces, against the
 //!   floor: a plain paginated LIST of the same resources;
 //! - restore of the first (smallest) set, against creating as many objects one at a time;
-//! - the operator's peak resident memory (VmHWM of the `arca server` process).
+//! - the operator's peak resident memory (VmHWM of the `arca server` process);
+//! - pod volume data: the node agent against `restic backup` of the same data to the same
+//!   S3 server, first and unchanged, and the agent's peak resident memory.
 
 mod seed;
 mod steps;
+mod volumes;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -18,6 +21,12 @@ struct Args {
     /// Object counts to back up, in order (each adds to the previous).
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     sizes: Vec<usize>,
+    /// GiB of pod volume data backed up by the agent and by restic (0: skip).
+    #[arg(long, default_value_t = 2)]
+    volume_gib: u64,
+    /// Only the pod volume benchmark (no object counts).
+    #[arg(long)]
+    volumes_only: bool,
     /// The `arca` binary to measure (release build).
     #[arg(long, default_value = "target/release/arca")]
     arca: PathBuf,
@@ -34,7 +43,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let name = format!("bench-{}", std::process::id());
     let env = arca_testenv::Environment::up(&name).await?;
-    let result = steps::run_all(&env, &args.arca, &args.sizes).await;
+    let sizes: &[usize] = if args.volumes_only { &[] } else { &args.sizes };
+    let result = steps::run_all(&env, &args.arca, sizes, args.volume_gib).await;
     if !args.keep {
         arca_testenv::Environment::down(&name)?;
     }

@@ -35,6 +35,7 @@ pub async fn run_all(
     env: &arca_testenv::Environment,
     arca: &Path,
     sizes: &[usize],
+    volume_gib: u64,
 ) -> anyhow::Result<String> {
     anyhow::ensure!(
         arca.is_file(),
@@ -101,9 +102,22 @@ pub async fn run_all(
             restore = Some(restore_bench(&client, &format!("b{step}-0"), size, pid).await?);
         }
     }
-    let peak = peak_rss_kib(pid);
+    let mut out = String::new();
+    if !rows.is_empty() {
+        out = report(&rows, restore, peak_rss_kib(pid));
+    }
+    if volume_gib > 0 {
+        let volumes = crate::volumes::run(env, &client, arca, volume_gib).await;
+        match volumes {
+            Ok(r) => out.push_str(&crate::volumes::report(&r)),
+            Err(e) => {
+                let _ = server.kill().await;
+                return Err(e);
+            }
+        }
+    }
     let _ = server.kill().await;
-    Ok(report(&rows, restore, peak))
+    Ok(out)
 }
 
 async fn install(client: &Client, env: &arca_testenv::Environment) -> anyhow::Result<()> {
@@ -358,7 +372,7 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()

@@ -37,8 +37,8 @@ pub struct BackupFlags {
     /// The location to write to. Default: the default location.
     #[arg(long)]
     pub storage_location: Option<String>,
-    /// Back up the data of every pod volume unless a pod opts out. Not in this release:
-    /// pods whose volumes are asked for get a warning, their data is not copied.
+    /// Back up the data of every pod volume (of types that hold data) unless a pod opts
+    /// out with `backup.arca.dev/backup-volumes-excludes`; the node agents copy it.
     #[arg(long)]
     pub default_volumes_to_fs_backup: Option<bool>,
 }

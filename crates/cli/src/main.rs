@@ -2,6 +2,7 @@
 //! locations, install. Also usable as a kubectl plugin (`kubectl arca …`, when installed as
 //! `kubectl-arca`).
 
+mod agent;
 mod backup_cmd;
 mod crd;
 mod files;
@@ -73,6 +74,8 @@ enum Command {
     Crd(crd::CrdArgs),
     /// Run the operator: the controllers of locations, backups, restores, schedules.
     Server(Box<server::ServerArgs>),
+    /// Run the node agent: moves the pod volume data of its node (a DaemonSet).
+    Agent(Box<agent::AgentArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -87,6 +90,11 @@ fn main() -> std::process::ExitCode {
             Ok(())
         }
         Command::Server(ref args) => tokio_main(server::run(
+            cli.kube.clone(),
+            cli.namespace.clone(),
+            (**args).clone(),
+        )),
+        Command::Agent(ref args) => tokio_main(agent::run(
             cli.kube.clone(),
             cli.namespace.clone(),
             (**args).clone(),
@@ -116,7 +124,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Location(c) => location_cmd::run(&ctx, c).await,
         Command::Install(args) => install::run(&ctx, *args).await,
         Command::Version => version::run(&ctx).await,
-        Command::Crd(_) | Command::Completion { .. } | Command::Server(_) => Ok(()),
+        Command::Crd(_) | Command::Completion { .. } | Command::Server(_) | Command::Agent(_) => {
+            Ok(())
+        }
     }
 }
 

@@ -61,6 +61,9 @@ pub struct ServerArgs {
     /// Who this replica is, in the Lease (default: the pod's name, else the host's).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// How long a backup or restore waits for the node agents to move its pod volumes.
+    #[arg(long, default_value = "4h")]
+    pub fs_backup_timeout: GoDuration,
     /// `text`, `json`, or `auto` (json inside a cluster).
     #[arg(long, default_value = "auto")]
     pub log_format: String,
@@ -91,6 +94,7 @@ pub fn settings(namespace: &str, args: &ServerArgs) -> Settings {
         }),
         gc_frequency: args.garbage_collection_frequency.as_std(),
         backup_sync_period: args.backup_sync_period.as_std(),
+        fs_backup_timeout: args.fs_backup_timeout.as_std(),
     }
 }
 
@@ -117,7 +121,7 @@ pub async fn run(
 }
 
 /// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

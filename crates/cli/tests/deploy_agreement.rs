@@ -113,7 +113,7 @@ fn helm_renders_what_arca_install_applies() {
     std::fs::write(
         &values,
         format!(
-            "replicas: 2\nlocation:\n  provider: aws\n  bucket: backups\n  prefix: cluster-a\n  config:\n    region: eu-west-1\n    s3Url: http://minio.storage:9000\n  credentials: {}\n",
+            "replicas: 2\nnodeAgent: true\nlocation:\n  provider: aws\n  bucket: backups\n  prefix: cluster-a\n  config:\n    region: eu-west-1\n    s3Url: http://minio.storage:9000\n  credentials: {}\n",
             serde_json::to_string(credentials).expect("json")
         ),
     )
@@ -132,6 +132,7 @@ fn helm_renders_what_arca_install_applies() {
                 "region=eu-west-1,s3Url=http://minio.storage:9000",
                 "--replicas",
                 "2",
+                "--use-node-agent",
             ],
             vec!["-f".into(), values.display().to_string()],
         ),

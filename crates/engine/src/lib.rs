@@ -7,6 +7,7 @@ pub mod catalogue;
 pub mod exec;
 pub mod filters;
 pub mod hooks;
+pub mod pod_volumes;
 pub mod progress;
 pub mod restore;
 pub mod runlog;

@@ -16,6 +16,11 @@ impl Progress {
     pub fn add_done(&self, n: u64) {
         self.done.fetch_add(n, Ordering::Relaxed);
     }
+    /// Sets both counts (for a mover that reports absolute figures).
+    pub fn set(&self, total: u64, done: u64) {
+        self.total.store(total, Ordering::Relaxed);
+        self.done.store(done, Ordering::Relaxed);
+    }
     /// (total, done).
     pub fn get(&self) -> (u64, u64) {
         (

@@ -198,7 +198,7 @@ async fn run_backup(backup: &Backup, ctx: &Context) -> Result<(), Error> {
 
     ctx.start(&uid);
     ctx.metrics.backups_in_progress.inc();
-    let result = execute(backup, ctx, &mut status, &location, store.as_ref(), tenant).await;
+    let result = execute(backup, ctx, &mut status, &location, store, tenant).await;
     ctx.metrics.backups_in_progress.dec();
     ctx.finish(&uid);
     result
@@ -237,9 +237,10 @@ async fn execute(
     ctx: &Context,
     status: &mut BackupStatus,
     location: &arca_api::BackupStorageLocation,
-    store: &dyn ObjectStore,
+    shared_store: Arc<dyn ObjectStore>,
     tenant: Option<String>,
 ) -> Result<(), Error> {
+    let store = shared_store.as_ref();
     let name = backup.name_any();
     label_location(backup, ctx, &location.name_any()).await;
     patch(backup, ctx, status).await?;
@@ -256,7 +257,7 @@ async fn execute(
     .await;
 
     let progress = Arc::new(Progress::default());
-    let ticker = crate::progress::Ticker::start(ctx, backup, MANAGER, progress.clone(), {
+    let ticker = crate::progress::Ticker::start(&ctx.client, backup, MANAGER, progress.clone(), {
         let status = status.clone();
         move |(total, done)| {
             let mut status = status.clone();
@@ -277,6 +278,15 @@ async fn execute(
             .as_ref()
             .map(|t| t.0.as_second().max(0) as u64)
             .unwrap_or_default(),
+        uid: backup.uid().unwrap_or_default(),
+        volumes: ctx
+            .volume_job(
+                &backup.namespace().unwrap_or_default(),
+                location,
+                shared_store.clone(),
+            )
+            .await
+            .map_err(|e| e.to_string()),
     };
     let outcome = match log {
         Ok((log, writer)) => {

@@ -6,13 +6,20 @@ use std::{
     time::Duration,
 };
 
-use arca_engine::{backup::BackupSettings, restore::RestoreSettings};
+use arca_engine::{
+    backup::BackupSettings,
+    pod_volumes::{RepositoryPassword, VolumeJob},
+    restore::RestoreSettings,
+};
 use kube::{
     Client, Resource,
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
 
-use crate::metrics::Metrics;
+use crate::{
+    metrics::Metrics,
+    repository::{PasswordError, ensure_password},
+};
 
 /// The clock controllers read; tests substitute their own.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -50,6 +57,8 @@ pub struct Settings {
     /// Watch only this namespace's Backups, Restores and locations (as Velero does).
     /// None: every namespace, so tenants can back up their own.
     pub watch_namespace: Option<String>,
+    /// How long a backup or restore waits for its pod volumes (`--fs-backup-timeout`).
+    pub fs_backup_timeout: Duration,
 }
 
 impl Settings {
@@ -106,6 +115,39 @@ impl Context {
             running: Mutex::new(BTreeSet::new()),
             finished: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    /// The volume repositories' password, read at each use (a Secret copied in for a
+    /// migration is taken at once); made when the Secret is absent.
+    pub async fn repository_password(&self) -> Result<RepositoryPassword, PasswordError> {
+        ensure_password(&self.client, &self.settings.namespace).await
+    }
+
+    /// Where a run's pod volume work goes: the run's location and store.
+    pub async fn volume_job(
+        &self,
+        run_namespace: &str,
+        location: &arca_api::BackupStorageLocation,
+        store: Arc<dyn arca_store::ObjectStore>,
+    ) -> Result<VolumeJob, PasswordError> {
+        use kube::ResourceExt;
+        let location_namespace = location.namespace().unwrap_or_default();
+        // A tenant writing to the operator's location works in its folder there.
+        let repository_prefix = if location_namespace != run_namespace {
+            format!("tenants/{run_namespace}/")
+        } else {
+            String::new()
+        };
+        Ok(VolumeJob {
+            work_namespace: self.settings.namespace.clone(),
+            location: location.name_any(),
+            location_namespace,
+            repository_prefix,
+            store,
+            password: self.repository_password().await?,
+            timeout: self.settings.fs_backup_timeout,
+            pickup_warning: Duration::from_secs(60),
+        })
     }
 
     /// Publishes an Event about `object`; failures to publish are only logged.

@@ -1,14 +1,16 @@
 //! DeleteBackupRequest: the only way backup data leaves storage. Refused while the backup
-//! runs; deletes `backup.json` first (the backup stops existing at once), then every other
-//! object of the backup, then the Backup object.
+//! runs; deletes `backup.json` first (the backup stops existing at once), then forgets its
+//! pod volume snapshots and prunes their repositories, then every other object of the backup,
+//! then its PodVolumeBackups and the Backup object.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use arca_api::{
     Backup, BackupPhase, DeleteBackupRequest, DeleteBackupRequestPhase, DeleteBackupRequestSpec,
-    DeleteBackupRequestStatus, labels,
+    DeleteBackupRequestStatus, PodVolumeBackup, labels,
 };
-use arca_store::{Layout, delete_prefix};
+use arca_store::{Layout, ObjectStore, archive::VolumeSnapshots, delete_prefix};
+use arca_volume::VolumeRepository;
 use futures::StreamExt;
 use kube::{
     Api, ResourceExt,
@@ -198,7 +200,7 @@ async fn delete_backup(ctx: &Context, backup: &Backup) -> Vec<String> {
         .or_else(|| backup.labels().get(labels::STORAGE_LOCATION).cloned());
     let store = match location_for(ctx, &namespace, location_name.as_deref()).await {
         Ok((location, store)) => match locations::ensure_writable(&location) {
-            Ok(()) => Some(store),
+            Ok(()) => Some((location, store)),
             Err(e) => {
                 return vec![format!(
                     "{e}: its backups cannot be deleted; the Backup object is kept"
@@ -213,11 +215,25 @@ async fn delete_backup(ctx: &Context, backup: &Backup) -> Vec<String> {
             )];
         }
     };
-    if let Some(store) = store {
+    if let Some((location, store)) = store {
+        let volumes = match read_volumes(store.as_ref(), &name).await {
+            Ok(volumes) => volumes,
+            Err(e) => {
+                return vec![format!(
+                    "reading volumes.json of {name}: {e}; nothing was deleted"
+                )];
+            }
+        };
         if let Err(e) = store.delete(&Layout::backup_metadata(&name)).await {
             return vec![format!(
                 "deleting backup.json of {name}: {e}; nothing was deleted"
             )];
+        }
+        // The volume snapshots go before volumes.json, which names them: a failure here
+        // leaves it for the next DeleteBackupRequest.
+        let errors = forget_volumes(ctx, &location, &volumes).await;
+        if !errors.is_empty() {
+            return errors;
         }
         if let Err(e) = delete_prefix(store.as_ref(), &Layout::backup_dir(&name)).await {
             return vec![format!(
@@ -225,9 +241,80 @@ async fn delete_backup(ctx: &Context, backup: &Backup) -> Vec<String> {
             )];
         }
     }
+    let work: Api<PodVolumeBackup> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+    if let Some(uid) = backup.uid() {
+        let selector = format!("{}={uid}", labels::BACKUP_UID);
+        match work.list(&ListParams::default().labels(&selector)).await {
+            Ok(items) => {
+                for item in items {
+                    if let Err(e) = work
+                        .delete(&item.name_any(), &DeleteParams::default())
+                        .await
+                    {
+                        tracing::warn!(backup = %name, "deleting PodVolumeBackup {}: {e}", item.name_any());
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(backup = %name, "listing its PodVolumeBackups: {e}"),
+        }
+    }
     match backups.delete(&name, &DeleteParams::default()).await {
         Ok(_) => Vec::new(),
         Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
         Err(e) => vec![format!("deleting the Backup object {name}: {e}")],
     }
+}
+
+async fn read_volumes(
+    store: &dyn ObjectStore,
+    backup: &str,
+) -> Result<VolumeSnapshots, arca_store::StoreError> {
+    let key = Layout::backup_volumes(backup);
+    match store.get(&key).await {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| arca_store::StoreError::Corrupt {
+            key,
+            detail: e.to_string(),
+        }),
+        Err(e) if e.is_not_found() => Ok(VolumeSnapshots::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Forgets the backup's volume snapshots and prunes each repository. Returns what failed.
+async fn forget_volumes(
+    ctx: &Context,
+    location: &arca_api::BackupStorageLocation,
+    volumes: &VolumeSnapshots,
+) -> Vec<String> {
+    if volumes.snapshots.is_empty() {
+        return Vec::new();
+    }
+    let password = match ctx.repository_password().await {
+        Ok(p) => p,
+        Err(e) => return vec![format!("{e}; the backup's volume snapshots are kept")],
+    };
+    let root = match locations::open_store(&ctx.client, location, None).await {
+        Ok(store) => store,
+        Err(e) => return vec![format!("opening location {}: {e}", location.name_any())],
+    };
+    let mut by_repository: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for snapshot in &volumes.snapshots {
+        by_repository
+            .entry(snapshot.repository.as_str())
+            .or_default()
+            .push(snapshot.snapshot_id.clone());
+    }
+    let mut errors = Vec::new();
+    for (repository, ids) in by_repository {
+        let repo =
+            VolumeRepository::at_root(root.clone(), repository, password.reveal().to_string());
+        match repo.forget(&ids).await {
+            Ok(report) => tracing::info!(repository, "forgot {} snapshots: {report:?}", ids.len()),
+            Err(e) => errors.push(format!(
+                "forgetting {} volume snapshots in {repository}: {e}; create another DeleteBackupRequest to finish",
+                ids.len()
+            )),
+        }
+    }
+    errors
 }

@@ -1,6 +1,7 @@
 //! Arca's operator (`arca server`): the controllers of storage locations, backups and
 //! restores, with metrics and health endpoints.
 
+pub mod agent;
 mod backup_controller;
 mod context;
 mod deletion;
@@ -12,6 +13,7 @@ mod location_controller;
 pub mod locations;
 pub mod metrics;
 mod progress;
+pub mod repository;
 mod restore_controller;
 mod schedule_controller;
 mod status;
@@ -80,6 +82,11 @@ pub async fn run(
         }
     }
     metrics.leader.set(1);
+    // The volume repositories' password exists from the first start on, so node agents
+    // and users (with `restic`) can read the repositories.
+    if let Err(e) = ctx.repository_password().await {
+        tracing::error!("{e}; pod volume backups fail until it is fixed");
+    }
     tracing::info!(namespace = %ctx.settings.namespace, "arca operator started");
     let controllers = futures::future::join(
         futures::future::join4(

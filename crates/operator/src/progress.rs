@@ -7,7 +7,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::{sync::oneshot, task::JoinHandle};
 
-use crate::{context::Context, status::apply_status};
+use crate::status::apply_status;
 
 /// A task that writes `status_for(progress)` whenever the counts change.
 #[derive(Debug)]
@@ -18,7 +18,7 @@ pub struct Ticker {
 
 impl Ticker {
     pub fn start<K, S, F>(
-        ctx: &Context,
+        client: &kube::Client,
         object: &K,
         manager: &'static str,
         progress: Arc<Progress>,
@@ -35,8 +35,7 @@ impl Ticker {
         S: Serialize + Send + Sync + 'static,
         F: Fn((u64, u64)) -> S + Send + 'static,
     {
-        let api: Api<K> =
-            Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+        let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
         let name = object.name_any();
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {

@@ -7,6 +7,7 @@ use arca_api::{
     AccessMode, Backup, BackupPhase, Restore, RestorePhase, RestoreProgress, RestoreStatus, labels,
 };
 use arca_engine::{
+    pod_volumes::VolumeJob,
     progress::Progress,
     restore::{self, RestoreError, RestoreRequest},
     runlog::RunLog,
@@ -167,7 +168,7 @@ async fn run_restore(restore: &Restore, ctx: &Context) -> Result<(), Error> {
             Err(problem) => problems.push(problem),
         }
     }
-    let Some((backup, metadata, store, output)) = ready else {
+    let Some((backup, metadata, store, output, volumes)) = ready else {
         status.phase = Some(RestorePhase::FailedValidation);
         status.validation_errors = problems.clone();
         status.completion_timestamp = Some(time(ctx.clock.now()));
@@ -192,6 +193,7 @@ async fn run_restore(restore: &Restore, ctx: &Context) -> Result<(), Error> {
         store.as_ref(),
         output.as_ref(),
         tenant,
+        volumes,
     )
     .await;
     ctx.finish(&uid);
@@ -203,6 +205,7 @@ type Prepared = (
     BackupMetadata,
     Arc<dyn ObjectStore>,
     Arc<dyn ObjectStore>,
+    Result<VolumeJob, String>,
 );
 
 async fn prepare(ctx: &Context, restore: &Restore) -> Result<Prepared, String> {
@@ -231,7 +234,11 @@ async fn prepare(ctx: &Context, restore: &Restore) -> Result<Prepared, String> {
     } else {
         store.clone()
     };
-    Ok((backup, metadata, store, output))
+    let volumes = ctx
+        .volume_job(&namespace, &location, store.clone())
+        .await
+        .map_err(|e| e.to_string());
+    Ok((backup, metadata, store, output, volumes))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -243,6 +250,7 @@ async fn execute(
     store: &dyn ObjectStore,
     output: &dyn ObjectStore,
     tenant: Option<String>,
+    volumes: Result<VolumeJob, String>,
 ) -> Result<(), Error> {
     let name = restore.name_any();
     let backup_name = status.backup_name.clone().unwrap_or_default();
@@ -262,7 +270,7 @@ async fn execute(
     )
     .await;
     let progress = Arc::new(Progress::default());
-    let ticker = crate::progress::Ticker::start(ctx, restore, MANAGER, progress.clone(), {
+    let ticker = crate::progress::Ticker::start(&ctx.client, restore, MANAGER, progress.clone(), {
         let status = status.clone();
         move |(total, done)| {
             let mut status = status.clone();
@@ -278,6 +286,8 @@ async fn execute(
         backup_name: backup_name.clone(),
         spec: restore.spec.clone(),
         tenant,
+        uid: restore.uid().unwrap_or_default(),
+        volumes,
     };
     let outcome = match RunLog::create(output, &Layout::restore_logs(&name), &name).await {
         Ok((log, writer)) => {

@@ -24,9 +24,17 @@ pub struct Options {
     pub config: BTreeMap<String, String>,
     /// An AWS shared-credentials file.
     pub credentials: Option<String>,
+    /// Install the node agent (a DaemonSet in namespace `<namespace>-node-agent`).
+    pub use_node_agent: bool,
 }
 
-fn labels(component: &str) -> Value {
+/// The node agent's namespace: apart from the operator's, because reading other pods'
+/// volumes needs root and a hostPath that the operator's restricted namespace refuses.
+pub fn node_agent_namespace(namespace: &str) -> String {
+    format!("{namespace}-node-agent")
+}
+
+pub fn labels(component: &str) -> Value {
     json!({
         "app.kubernetes.io/name": "arca",
         "app.kubernetes.io/component": component,
@@ -35,7 +43,7 @@ fn labels(component: &str) -> Value {
     })
 }
 
-fn meta(name: &str, namespace: Option<&str>, component: &str) -> Value {
+pub fn meta(name: &str, namespace: Option<&str>, component: &str) -> Value {
     let mut m = json!({"name": name, "labels": labels(component)});
     if let Some(ns) = namespace {
         m["namespace"] = json!(ns);
@@ -72,6 +80,9 @@ pub fn manifests(o: &Options) -> anyhow::Result<Vec<Value>> {
     }));
     out.push(network_policy(o));
     out.extend(location(o));
+    if o.use_node_agent {
+        out.extend(super::node_agent::objects(o));
+    }
     Ok(out)
 }
 
@@ -199,11 +210,7 @@ fn deployment(o: &Options) -> Value {
 /// The operator reaches the API server and the store (and DNS); only namespaces labelled
 /// `arca.dev/metrics-access=true` reach its metrics port.
 fn network_policy(o: &Options) -> Value {
-    let mut ports: Vec<u16> = vec![443, 6443];
-    let store_port = store_port(&o.config);
-    if !ports.contains(&store_port) {
-        ports.push(store_port);
-    }
+    let ports = egress_ports(o);
     json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": meta("arca", Some(&o.namespace), "operator"),
@@ -220,6 +227,16 @@ fn network_policy(o: &Options) -> Value {
             ]
         }
     })
+}
+
+/// The API server's ports and the store's.
+pub fn egress_ports(o: &Options) -> Vec<u16> {
+    let mut ports: Vec<u16> = vec![443, 6443];
+    let store_port = store_port(&o.config);
+    if !ports.contains(&store_port) {
+        ports.push(store_port);
+    }
+    ports
 }
 
 /// The store's port, from `s3Url` (443 when it names none).
@@ -308,6 +325,7 @@ mod tests {
             config: BTreeMap::from([("s3Url".to_string(), "http://minio:9000".to_string())]),
             credentials: Some("[default]\n".into()),
             replicas: 2,
+            use_node_agent: false,
         })?;
         let bsl = objects
             .iter()

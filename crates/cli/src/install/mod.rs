@@ -5,6 +5,7 @@
 
 mod chart;
 mod manifests;
+mod node_agent;
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
@@ -44,9 +45,8 @@ pub struct InstallArgs {
     /// An AWS credentials file for the location, stored in Secret `cloud-credentials`.
     #[arg(long, requires = "provider")]
     pub secret_file: Option<PathBuf>,
-    /// Also install the node agent DaemonSet that backs up pod volume data. Not in this
-    /// release: Arca backs up manifests only, and refuses the flag rather than install an
-    /// agent that does nothing.
+    /// Also install the node agent (a DaemonSet in `<namespace>-node-agent`), which backs
+    /// up and restores pod volume data.
     #[arg(long)]
     pub use_node_agent: bool,
     /// Print the objects (with -o yaml or -o json) instead of applying them.
@@ -65,11 +65,6 @@ pub async fn run(ctx: &Ctx, args: InstallArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    if args.use_node_agent {
-        anyhow::bail!(
-            "--use-node-agent: the node agent (pod volume data) is not in this release of Arca; install without it: backups hold manifests, and pods asking for volume data get a warning"
-        );
-    }
     if let Some(provider) = &args.provider {
         match provider.as_str() {
             "aws" => {}
@@ -93,6 +88,7 @@ pub async fn run(ctx: &Ctx, args: InstallArgs) -> anyhow::Result<()> {
         prefix: args.prefix.clone(),
         config: args.backup_location_config.clone().unwrap_or_default(),
         credentials,
+        use_node_agent: args.use_node_agent,
     };
     if let Some(dir) = &args.helm_chart {
         return chart::write(dir);

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::{
     list::{ClaimVolume, ListError, PodClaims, RawItem, fetch_page, list_url, next_limit},
     plan::{ListScope, ListTask},
-    volumes::PodVolumes,
+    volumes::{PodVolumes, VolumeRequest},
 };
 use crate::{
     catalogue::ResourceType,
@@ -56,6 +56,8 @@ pub struct Collector {
     pub log: RunLog,
     pub related: Mutex<Related>,
     pub results: Mutex<Results>,
+    /// Pod volumes whose data is asked for, in the order their pods were written.
+    pub volume_requests: Mutex<Vec<VolumeRequest>>,
 }
 
 impl Collector {
@@ -171,7 +173,7 @@ impl Collector {
     fn note_references(&self, rt: &ResourceType, items: &[RawItem]) {
         let gr = rt.group_resource();
         if gr == "pods" {
-            self.warn_of_volume_data(items);
+            self.note_volume_requests(items);
         }
         let Ok(mut related) = self.related.lock() else {
             return;
@@ -217,26 +219,20 @@ impl Collector {
         }
     }
 
-    /// Pods asking for their volumes' data get a warning: this release writes manifests
-    /// only, and a backup must never look as if it held data it does not.
-    fn warn_of_volume_data(&self, items: &[RawItem]) {
+    /// Records the pod volumes whose data is asked for; they are backed up once every item
+    /// is written (see [`crate::pod_volumes`]).
+    fn note_volume_requests(&self, items: &[RawItem]) {
+        let mut found = Vec::new();
         for item in items {
-            let Ok(pod) = serde_json::from_slice::<PodVolumes>(&item.json) else {
-                continue;
-            };
-            let asked = pod.requested(self.volumes_default_all);
-            if !asked.is_empty() {
-                let meta = &item.head.metadata;
-                let ns = meta.namespace.clone().unwrap_or_default();
-                self.record_warning(
-                    Some(&ns),
-                    format!(
-                        "pod {ns}/{}: the data of volumes [{}] was asked for but is not backed up: this version of Arca backs up manifests only",
-                        meta.name,
-                        asked.join(", ")
-                    ),
-                );
+            if let Ok(pod) = serde_json::from_slice::<PodVolumes>(&item.json) {
+                found.extend(pod.requests(self.volumes_default_all));
             }
+        }
+        if found.is_empty() {
+            return;
+        }
+        if let Ok(mut requests) = self.volume_requests.lock() {
+            requests.extend(found);
         }
     }
 

@@ -49,6 +49,11 @@ pub struct BackupRequest {
     pub tenant: Option<String>,
     /// Modification time written in the tar headers (the backup's start), in seconds.
     pub mtime: u64,
+    /// The Backup's uid: labels its pod volume work items.
+    pub uid: String,
+    /// Where pod volume data goes, or why it cannot go anywhere (volumes asked for then
+    /// get an error each, and no data).
+    pub volumes: Result<crate::pod_volumes::VolumeJob, String>,
 }
 
 /// Tuning.
@@ -231,6 +236,7 @@ pub async fn run(
         log: log.clone(),
         related: Mutex::new(Related::default()),
         results: Mutex::new(Results::default()),
+        volume_requests: Mutex::new(Vec::new()),
     };
     for (ns, warning) in plan_warnings {
         collector.record_warning(Some(&ns), warning);
@@ -270,6 +276,17 @@ pub async fn run(
         settings,
     )
     .await;
+    // Volume data between the hooks, as Velero does: a pre hook quiesces, the data is
+    // copied, the post hook resumes.
+    let requests = std::mem::take(
+        &mut *collector
+            .volume_requests
+            .lock()
+            .map_err(|_| BackupError::Internal("volume requests lock poisoned".into()))?,
+    );
+    if listed.is_ok() && !requests.is_empty() {
+        back_up_volumes(&client, store, request, requests, &collector, &log).await?;
+    }
     // Post hooks once everything of the pods is written (pods left out by a failed pre hook
     // get none).
     let post = hooks::run(&client, &hook_pods, Phase::Post, &pre.failed_pods, &log).await;
@@ -318,6 +335,49 @@ pub async fn run(
         resource_types: resource_types.len(),
         hooks: hook_status,
     })
+}
+
+/// Copies the requested pod volumes through the node agents, and writes `volumes.json`.
+async fn back_up_volumes(
+    client: &Client,
+    store: &dyn ObjectStore,
+    request: &BackupRequest,
+    requests: Vec<volumes::VolumeRequest>,
+    collector: &Collector,
+    log: &RunLog,
+) -> Result<(), BackupError> {
+    let job = match &request.volumes {
+        Ok(job) => job,
+        Err(why) => {
+            for r in requests {
+                collector.record_error(
+                    Some(&r.namespace),
+                    format!(
+                        "pod {}/{}: the data of volume {} was asked for but is not backed up: {why}",
+                        r.namespace, r.pod, r.volume
+                    ),
+                );
+            }
+            return Ok(());
+        }
+    };
+    let run = crate::pod_volumes::backup::BackupRun {
+        name: &request.name,
+        uid: &request.uid,
+    };
+    let outcome = crate::pod_volumes::backup::back_up(client, job, run, requests, log).await;
+    for (ns, message) in outcome.errors {
+        collector.record_error(Some(&ns), message);
+    }
+    let snapshots = arca_store::archive::VolumeSnapshots {
+        snapshots: outcome.snapshots,
+    };
+    let json =
+        serde_json::to_vec_pretty(&snapshots).map_err(|e| BackupError::Internal(e.to_string()))?;
+    store
+        .put(&Layout::backup_volumes(&request.name), Bytes::from(json))
+        .await?;
+    Ok(())
 }
 
 async fn collect_everything(

@@ -4,8 +4,8 @@
 //! projected and downwardAPI volumes are never chosen: their data is a manifest already, or
 //! the node's.
 //!
-//! This release backs up manifests only: the engine turns a non-empty selection into a
-//! warning, so nobody believes their data is in a backup that does not hold it.
+//! The selection becomes [`VolumeRequest`]s: the pod volume backups the operator asks the node
+//! agents for (see [`crate::pod_volumes`]).
 
 use std::collections::BTreeMap;
 
@@ -34,13 +34,42 @@ pub struct PodVolumes {
 #[derive(Debug, Default, Deserialize)]
 struct Meta {
     #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    uid: String,
+    #[serde(default)]
     annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Spec {
     #[serde(default)]
+    node_name: Option<String>,
+    #[serde(default)]
     volumes: Vec<Volume>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClaimSource {
+    claim_name: String,
+}
+
+/// One pod volume whose data a backup asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeRequest {
+    pub namespace: String,
+    pub pod: String,
+    pub pod_uid: String,
+    /// The node the pod runs on; None when it is not scheduled (its data cannot be read).
+    pub node: Option<String>,
+    /// The volume's name in the pod spec.
+    pub volume: String,
+    /// The claim it mounts, for a PersistentVolumeClaim volume.
+    pub claim: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +86,8 @@ struct Volume {
     projected: Option<serde_json::Value>,
     #[serde(default, rename = "downwardAPI")]
     downward_api: Option<serde_json::Value>,
+    #[serde(default)]
+    persistent_volume_claim: Option<ClaimSource>,
 }
 
 impl Volume {
@@ -97,6 +128,28 @@ impl PodVolumes {
                 }
             })
             .map(|v| v.name.clone())
+            .collect()
+    }
+
+    /// The volumes whose data is asked for, as requests.
+    pub fn requests(&self, default_all: bool) -> Vec<VolumeRequest> {
+        let wanted = self.requested(default_all);
+        let meta = &self.metadata;
+        self.spec
+            .volumes
+            .iter()
+            .filter(|v| wanted.contains(&v.name))
+            .map(|v| VolumeRequest {
+                namespace: meta.namespace.clone(),
+                pod: meta.name.clone(),
+                pod_uid: meta.uid.clone(),
+                node: self.spec.node_name.clone().filter(|n| !n.is_empty()),
+                volume: v.name.clone(),
+                claim: v
+                    .persistent_volume_claim
+                    .as_ref()
+                    .map(|c| c.claim_name.clone()),
+            })
             .collect()
     }
 }
@@ -143,5 +196,24 @@ mod tests {
             pod(serde_json::json!({})).requested(true),
             vec!["data", "scratch"]
         );
+    }
+
+    #[test]
+    fn requests_carry_the_pod_node_and_claim() {
+        let p: PodVolumes = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db-0", "namespace": "shop", "uid": "u1",
+                "annotations": {"backup.arca.dev/backup-volumes": "data,scratch"}},
+            "spec": {"nodeName": "n1", "volumes": [
+                {"name": "data", "persistentVolumeClaim": {"claimName": "db"}},
+                {"name": "scratch", "emptyDir": {}}
+            ]}
+        }))
+        .expect("pod");
+        let requests = p.requests(false);
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].claim.as_deref(), Some("db"));
+        assert_eq!(requests[0].node.as_deref(), Some("n1"));
+        assert_eq!(requests[1].claim, None);
+        assert_eq!(requests[1].pod_uid, "u1");
     }
 }

@@ -28,6 +28,11 @@ pub struct RestoreRequest {
     pub spec: RestoreSpec,
     /// `Some(namespace)`: a tenant's restore, writing into that namespace only.
     pub tenant: Option<String>,
+    /// The Restore's uid: labels its pod volume work items.
+    pub uid: String,
+    /// Where pod volume data comes from, or why it cannot be read (pods with snapshots
+    /// then get an error each, and empty volumes).
+    pub volumes: Result<crate::pod_volumes::VolumeJob, String>,
 }
 
 /// Tuning.

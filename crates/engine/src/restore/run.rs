@@ -31,6 +31,12 @@ use super::{
     validate,
 };
 use arca_api::HookStatus;
+use arca_store::archive::{VolumeSnapshot, VolumeSnapshots};
+
+use crate::pod_volumes::{
+    self,
+    restore::{PodToFill, RestoreRun},
+};
 
 use crate::{
     catalogue::{Catalogue, ResourceType},
@@ -80,6 +86,12 @@ struct Run<'a> {
     hooks: Option<arca_api::RestoreHooks>,
     /// Restored pods with exec hooks: (namespace, pod, hooks).
     pending_hooks: Mutex<Vec<(String, String, Vec<ExecAfterRestore>)>>,
+    /// The pod volume snapshots of the backup (`volumes.json`).
+    volume_snapshots: VolumeSnapshots,
+    /// Recreated pods whose volumes wait for their data.
+    pending_volumes: Mutex<Vec<PodToFill>>,
+    /// `restorePVs`: fill the recreated pods' volumes.
+    restore_volumes: bool,
     workloads: Workloads,
     namespaces: BTreeSet<String>,
     cluster: ClusterResources,
@@ -145,6 +157,9 @@ pub async fn run(
         request.backup_name, stats.items
     ));
 
+    let volume_snapshots = read_volume_snapshots(store, &request.backup_name)
+        .await
+        .map_err(corrupt)?;
     let mut entries = Vec::with_capacity(stats.items as usize);
     let mut index = read_index(store, &request.backup_name).await?;
     while let Some(entry) = index.recv().await {
@@ -239,6 +254,9 @@ pub async fn run(
         status_of: Box::new(move |gr| status_wanted && status_filter.matches(gr)),
         hooks: spec.hooks.clone(),
         pending_hooks: Mutex::new(Vec::new()),
+        volume_snapshots,
+        pending_volumes: Mutex::new(Vec::new()),
+        restore_volumes: spec.restore_p_vs.unwrap_or(true),
         workloads: plan.workloads.clone(),
         namespaces: plan.namespaces.clone(),
         cluster,
@@ -286,6 +304,7 @@ pub async fn run(
         }
     }
     run.retry_pass(settings).await;
+    run.restore_volumes(request).await;
     let hooks = run.run_exec_hooks().await;
 
     let Run {
@@ -402,7 +421,20 @@ impl Run<'_> {
             }
         }
         let owners: Vec<Owner> = owners_of(&object);
+        let gr = entry.group_resource();
+        let snapshots: Vec<VolumeSnapshot> = if gr == "pods" {
+            let ns = entry.namespace.as_deref().unwrap_or_default();
+            self.volume_snapshots
+                .of_pod(ns, &entry.name)
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // A pod with volume data is restored even when a controller would recreate it: the
+        // data goes into this pod (the controller adopts it).
         if let Some(ns) = &entry.namespace
+            && snapshots.is_empty()
             && let Some(reason) = recreated_by_controller(ns, &owners, &self.workloads)
         {
             return skip(reason);
@@ -410,7 +442,6 @@ impl Run<'_> {
         if let Some(reason) = self.unrelated(entry, &object) {
             return skip(reason);
         }
-        let gr = entry.group_resource();
         if gr == "configmaps" && entry.name == "kube-root-ca.crt" {
             return skip("published by the cluster itself".into());
         }
@@ -427,6 +458,9 @@ impl Run<'_> {
         self.transform.apply(&gr, &mut object, false);
         inject_init_containers(&mut object, &hooks.init_containers);
         let applied = self.write(entry, object, status).await;
+        if !snapshots.is_empty() {
+            self.note_volumes(entry, &applied, snapshots);
+        }
         if applied.outcome == Outcome::Created && !self.applier.dry_run && !hooks.exec.is_empty() {
             let namespace = self
                 .transform
@@ -437,6 +471,91 @@ impl Run<'_> {
             }
         }
         Some(applied)
+    }
+
+    /// A restored pod with snapshots waits for its data; one that already existed (and
+    /// was kept) does not get it, and the restore says so.
+    fn note_volumes(&self, entry: &IndexEntry, applied: &Applied, snapshots: Vec<VolumeSnapshot>) {
+        let namespace = self
+            .transform
+            .target_namespace(entry.namespace.as_deref().unwrap_or_default())
+            .to_string();
+        let volumes: Vec<&str> = snapshots.iter().map(|s| s.volume.as_str()).collect();
+        match applied.outcome {
+            Outcome::Created if !self.restore_volumes => self.log.info(format!(
+                "pod {namespace}/{}: restorePVs is false, its volumes [{}] are left empty",
+                entry.name,
+                volumes.join(", ")
+            )),
+            Outcome::Created if self.applier.dry_run => self.log.info(format!(
+                "dry run: pod {namespace}/{} would get the data of volumes [{}]",
+                entry.name,
+                volumes.join(", ")
+            )),
+            Outcome::Created => {
+                if let Ok(mut pending) = self.pending_volumes.lock() {
+                    pending.push(PodToFill {
+                        namespace,
+                        pod: entry.name.clone(),
+                        snapshots,
+                    });
+                }
+            }
+            _ => self.warn(
+                &namespace,
+                format!(
+                    "pod {namespace}/{} was not created by this restore: the data of its volumes [{}] is not restored into it",
+                    entry.name,
+                    volumes.join(", ")
+                ),
+            ),
+        }
+    }
+
+    /// Fills the recreated pods' volumes through the node agents.
+    async fn restore_volumes(&self, request: &RestoreRequest) {
+        let pods = self
+            .pending_volumes
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        if pods.is_empty() {
+            return;
+        }
+        let job = match &request.volumes {
+            Ok(job) => job,
+            Err(why) => {
+                if let Ok(mut results) = self.results.lock() {
+                    for pod in pods {
+                        let message = format!(
+                            "pod {}/{}: the data of its volumes is not restored: {why}",
+                            pod.namespace, pod.pod
+                        );
+                        self.log.error(message.clone());
+                        results.errors.add(Some(&pod.namespace), message);
+                    }
+                }
+                return;
+            }
+        };
+        let run = RestoreRun {
+            name: &request.name,
+            uid: &request.uid,
+        };
+        let outcome = pod_volumes::restore::restore(&self.client, job, run, pods, &self.log).await;
+        if let Ok(mut results) = self.results.lock() {
+            for (ns, e) in outcome.errors {
+                self.log.error(e.clone());
+                results.errors.add(Some(&ns), e);
+            }
+        }
+    }
+
+    fn warn(&self, namespace: &str, message: String) {
+        self.log.warn(message.clone());
+        if let Ok(mut results) = self.results.lock() {
+            results.warnings.add(Some(namespace), message);
+        }
     }
 
     /// The restore hooks of a backed-up pod; a bad annotation is a warning, and no hook.
@@ -806,4 +925,20 @@ fn binds_restored_account(binding: &Value, namespaces: &BTreeSet<String>) -> boo
                         .is_some_and(|ns| namespaces.contains(ns))
             })
         })
+}
+
+/// The backup's `volumes.json`; none when it has no volume data.
+async fn read_volume_snapshots(
+    store: &dyn ObjectStore,
+    backup: &str,
+) -> Result<VolumeSnapshots, arca_store::StoreError> {
+    let key = Layout::backup_volumes(backup);
+    match store.get(&key).await {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| arca_store::StoreError::Corrupt {
+            key,
+            detail: e.to_string(),
+        }),
+        Err(e) if e.is_not_found() => Ok(VolumeSnapshots::default()),
+        Err(e) => Err(e),
+    }
 }

@@ -15,6 +15,7 @@ mod jsonl;
 mod metadata;
 mod reader;
 mod results;
+mod volumes;
 mod writer;
 
 pub use frame::{
@@ -25,6 +26,7 @@ pub use jsonl::{JsonlWriter, read_jsonl};
 pub use metadata::{ArchiveStats, BackupMetadata};
 pub use reader::{read_frame, read_index, verify_object};
 pub use results::{Messages, Results};
+pub use volumes::{VolumeSnapshot, VolumeSnapshots};
 pub use writer::ArchiveWriter;
 
 use serde::{Deserialize, Serialize};

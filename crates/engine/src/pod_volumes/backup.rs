@@ -1,0 +1,300 @@
+//! The backup side: one `PodVolumeBackup` per requested volume (a claim mounted by several
+//! pods once), then wait for the agents and gather the snapshots for `volumes.json`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arca_api::{PodReference, PodVolumeBackup, PodVolumeBackupSpec, PodVolumePhase, labels};
+use arca_store::archive::VolumeSnapshot;
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ObjectMeta, PostParams},
+};
+
+use super::{VolumeJob, item_name, wait};
+use crate::{backup::volumes::VolumeRequest, runlog::RunLog};
+
+/// What the volume part of a backup produced.
+#[derive(Debug, Default)]
+pub struct VolumeBackups {
+    pub snapshots: Vec<VolumeSnapshot>,
+    /// (namespace, message) of volumes whose data is not in the backup.
+    pub errors: Vec<(String, String)>,
+}
+
+/// The run a backup's work items belong to.
+#[derive(Clone, Copy, Debug)]
+pub struct BackupRun<'a> {
+    pub name: &'a str,
+    pub uid: &'a str,
+}
+
+/// Which requests are work: a claim mounted by several pods is backed up once, with the
+/// first pod; a pod on no node cannot be read.
+pub fn plan(requests: Vec<VolumeRequest>) -> (Vec<VolumeRequest>, Vec<(String, String)>) {
+    let mut seen_claims = BTreeSet::new();
+    let mut work = Vec::new();
+    let mut errors = Vec::new();
+    for request in requests {
+        if let Some(claim) = &request.claim
+            && !seen_claims.insert((request.namespace.clone(), claim.clone()))
+        {
+            continue;
+        }
+        if request.node.is_none() {
+            errors.push((
+                request.namespace.clone(),
+                format!(
+                    "pod {}/{} is not scheduled on a node: the data of its volume {} cannot be read",
+                    request.namespace, request.pod, request.volume
+                ),
+            ));
+            continue;
+        }
+        work.push(request);
+    }
+    (work, errors)
+}
+
+/// The path recorded in the snapshot: the claim for a claim (pods come and go), else the
+/// pod, so the next backup of the same data finds its parent snapshot.
+pub fn snapshot_path(request: &VolumeRequest) -> String {
+    match &request.claim {
+        Some(claim) => format!("/{}/pvc/{claim}", request.namespace),
+        None => format!(
+            "/{}/pod/{}/{}",
+            request.namespace, request.pod, request.volume
+        ),
+    }
+}
+
+/// Backs up the data of `requests` and waits for it.
+pub async fn back_up(
+    client: &Client,
+    job: &VolumeJob,
+    run: BackupRun<'_>,
+    requests: Vec<VolumeRequest>,
+    log: &RunLog,
+) -> VolumeBackups {
+    let (work, mut errors) = plan(requests);
+    let mut out = VolumeBackups::default();
+    let namespaces: BTreeSet<String> = work.iter().map(|r| r.namespace.clone()).collect();
+    let mut unusable: BTreeMap<String, String> = BTreeMap::new();
+    for ns in &namespaces {
+        let repo = arca_volume::VolumeRepository::new(
+            job.store.clone(),
+            ns,
+            job.password.reveal().to_string(),
+        );
+        match repo.ensure_initialized().await {
+            Ok(true) => log.info(format!(
+                "created the volume repository {}",
+                job.repository(ns)
+            )),
+            Ok(false) => {}
+            Err(e) => {
+                unusable.insert(ns.clone(), e.to_string());
+            }
+        }
+    }
+    let api: Api<PodVolumeBackup> = Api::namespaced(client.clone(), &job.work_namespace);
+    let mut created = 0usize;
+    let mut claims = BTreeMap::new();
+    for request in &work {
+        if let Some(problem) = unusable.get(&request.namespace) {
+            errors.push((
+                request.namespace.clone(),
+                format!(
+                    "pod {}/{} volume {}: the repository {} cannot be used: {problem}",
+                    request.namespace,
+                    request.pod,
+                    request.volume,
+                    job.repository(&request.namespace)
+                ),
+            ));
+            continue;
+        }
+        let item = work_item(job, run, request);
+        claims.insert(item.name_any(), request.claim.clone());
+        match api.create(&PostParams::default(), &item).await {
+            Ok(_) => created += 1,
+            Err(e) => errors.push((
+                request.namespace.clone(),
+                format!(
+                    "pod {}/{} volume {}: creating its PodVolumeBackup: {e}",
+                    request.namespace, request.pod, request.volume
+                ),
+            )),
+        }
+    }
+    if created > 0 {
+        log.info(format!(
+            "waiting for {created} pod volume backups (node agents)"
+        ));
+        let selector = format!("{}={}", labels::BACKUP_UID, run.uid);
+        match wait::until_done(
+            &api,
+            &selector,
+            created,
+            |p: &PodVolumeBackup| p.status.as_ref().and_then(|s| s.phase).unwrap_or_default(),
+            job.timeout,
+            job.pickup_warning,
+            log,
+        )
+        .await
+        {
+            Ok(items) => gather(job, items, &claims, &mut out, &mut errors, log),
+            Err(e) => errors.push((String::new(), format!("reading the PodVolumeBackups: {e}"))),
+        }
+    }
+    out.errors = errors;
+    out
+}
+
+fn work_item(job: &VolumeJob, run: BackupRun<'_>, request: &VolumeRequest) -> PodVolumeBackup {
+    let name = item_name(
+        run.name,
+        &[&request.namespace, &request.pod, &request.volume],
+    );
+    let mut item = PodVolumeBackup::new(
+        &name,
+        PodVolumeBackupSpec {
+            node: request.node.clone().unwrap_or_default(),
+            pod: PodReference {
+                namespace: request.namespace.clone(),
+                name: request.pod.clone(),
+                uid: request.pod_uid.clone(),
+            },
+            volume: request.volume.clone(),
+            backup_storage_location: job.location.clone(),
+            location_namespace: job.location_namespace.clone(),
+            repo_identifier: job.repository(&request.namespace),
+            snapshot_path: snapshot_path(request),
+            tags: vec![
+                format!("backup={}", run.name),
+                format!("backup-uid={}", run.uid),
+                format!("namespace={}", request.namespace),
+                format!("pod={}", request.pod),
+                format!("volume={}", request.volume),
+            ],
+            uploader_type: "restic-format".into(),
+        },
+    );
+    item.metadata = ObjectMeta {
+        name: Some(name),
+        namespace: Some(job.work_namespace.clone()),
+        labels: Some(BTreeMap::from([
+            (
+                labels::BACKUP_NAME.to_string(),
+                crate::restore::transform::label_value(run.name),
+            ),
+            (labels::BACKUP_UID.to_string(), run.uid.to_string()),
+        ])),
+        ..ObjectMeta::default()
+    };
+    item
+}
+
+fn gather(
+    job: &VolumeJob,
+    items: Vec<PodVolumeBackup>,
+    claims: &BTreeMap<String, Option<String>>,
+    out: &mut VolumeBackups,
+    errors: &mut Vec<(String, String)>,
+    log: &RunLog,
+) {
+    for item in items {
+        let spec = &item.spec;
+        let status = item.status.clone().unwrap_or_default();
+        let what = format!(
+            "pod {}/{} volume {}",
+            spec.pod.namespace, spec.pod.name, spec.volume
+        );
+        match (status.phase.unwrap_or_default(), status.snapshot_id) {
+            (PodVolumePhase::Completed, Some(id)) => {
+                let total = status.progress.map(|p| p.total_bytes).unwrap_or_default();
+                let uploaded = status.bytes_uploaded.unwrap_or_default();
+                log.info(format!(
+                    "{what}: snapshot {id}, {total} bytes, {uploaded} uploaded"
+                ));
+                out.snapshots.push(VolumeSnapshot {
+                    namespace: spec.pod.namespace.clone(),
+                    pod: spec.pod.name.clone(),
+                    volume: spec.volume.clone(),
+                    claim: claims.get(&item.name_any()).cloned().flatten(),
+                    repository: spec.repo_identifier.clone(),
+                    snapshot_id: id,
+                    snapshot_path: spec.snapshot_path.clone(),
+                    total_bytes: total,
+                    bytes_uploaded: uploaded,
+                });
+            }
+            (PodVolumePhase::Failed, _) | (PodVolumePhase::Completed, None) => errors.push((
+                spec.pod.namespace.clone(),
+                format!(
+                    "{what}: {}",
+                    status
+                        .message
+                        .unwrap_or_else(|| "the agent gave no reason".into())
+                ),
+            )),
+            (phase, _) => errors.push((
+                spec.pod.namespace.clone(),
+                format!(
+                    "{what}: still {phase:?} after {}s (--fs-backup-timeout); is the node agent running on node {}?",
+                    job.timeout.as_secs(),
+                    spec.node
+                ),
+            )),
+        }
+    }
+    out.snapshots
+        .sort_by(|a, b| (&a.namespace, &a.pod, &a.volume).cmp(&(&b.namespace, &b.pod, &b.volume)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(pod: &str, volume: &str, claim: Option<&str>, node: Option<&str>) -> VolumeRequest {
+        VolumeRequest {
+            namespace: "shop".into(),
+            pod: pod.into(),
+            pod_uid: format!("uid-{pod}"),
+            node: node.map(str::to_string),
+            volume: volume.into(),
+            claim: claim.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_claim_is_backed_up_once_and_unscheduled_pods_are_errors() {
+        let (work, errors) = plan(vec![
+            request("a", "data", Some("db"), Some("n1")),
+            request("b", "data", Some("db"), Some("n2")),
+            request("b", "scratch", None, Some("n2")),
+            request("c", "scratch", None, None),
+        ]);
+        let picked: Vec<(&str, &str)> = work
+            .iter()
+            .map(|r| (r.pod.as_str(), r.volume.as_str()))
+            .collect();
+        assert_eq!(picked, vec![("a", "data"), ("b", "scratch")]);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].1.contains("shop/c is not scheduled"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn snapshot_paths_follow_the_claim_or_the_pod() {
+        assert_eq!(
+            snapshot_path(&request("a", "data", Some("db"), None)),
+            "/shop/pvc/db"
+        );
+        assert_eq!(
+            snapshot_path(&request("a", "scratch", None, None)),
+            "/shop/pod/a/scratch"
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! Pod volume data: the operator's side. A backup turns each requested pod volume into a
+//! `PodVolumeBackup` for the node agent of the pod's node and waits for them all; a restore
+//! turns each snapshot of a recreated pod into a `PodVolumeRestore`. The agents move the
+//! data (`arca agent`, crate `arca-volume`); this module only creates the work items,
+//! initializes each namespace's repository once (never two agents at a time), and waits.
+
+pub mod backup;
+pub mod restore;
+mod wait;
+
+use std::{sync::Arc, time::Duration};
+
+use arca_store::{Layout, ObjectStore};
+
+/// The password of the volume repositories (Secret `arca-repo-credentials`). Its `Debug`
+/// never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RepositoryPassword(String);
+
+impl RepositoryPassword {
+    pub fn new(password: String) -> Self {
+        Self(password)
+    }
+    /// The password itself: only for opening a repository.
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RepositoryPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RepositoryPassword(<redacted>)")
+    }
+}
+
+/// Where a run's pod volume work goes, and how long it may take.
+#[derive(Clone, Debug)]
+pub struct VolumeJob {
+    /// The namespace the PodVolumeBackups and PodVolumeRestores are created in (the
+    /// operator's: tenants cannot make the agents read other namespaces' volumes).
+    pub work_namespace: String,
+    /// The BackupStorageLocation holding the repositories, and its namespace.
+    pub location: String,
+    pub location_namespace: String,
+    /// The folder of the repositories under the location's prefix: empty, or
+    /// `tenants/<namespace>/` for a tenant using the operator's location.
+    pub repository_prefix: String,
+    /// The store at the location's prefix plus `repository_prefix` (the run's store).
+    pub store: Arc<dyn ObjectStore>,
+    pub password: RepositoryPassword,
+    /// How long to wait for all of a run's volumes (`--fs-backup-timeout`).
+    pub timeout: Duration,
+    /// How long a work item may stay New before the run warns that no agent took it.
+    pub pickup_warning: Duration,
+}
+
+impl VolumeJob {
+    /// The repository of `namespace`, relative to the location's prefix.
+    pub fn repository(&self, namespace: &str) -> String {
+        format!(
+            "{}{}",
+            self.repository_prefix,
+            Layout::volume_repository(namespace)
+        )
+    }
+}
+
+/// A name for a work item: the run's name, shortened, and a hash of what it moves.
+fn item_name(run: &str, parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    let hash = hex::encode(&hasher.finalize()[..5]);
+    let mut prefix: String = run.chars().take(50).collect();
+    while prefix.ends_with(['-', '.']) {
+        prefix.pop();
+    }
+    format!("{prefix}-{hash}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_names_are_short_stable_and_distinct() {
+        let long = "b".repeat(200);
+        let a = item_name(&long, &["ns", "pod", "data"]);
+        assert!(a.len() <= 61, "{a}");
+        assert_eq!(a, item_name(&long, &["ns", "pod", "data"]));
+        assert_ne!(a, item_name(&long, &["ns", "pod", "logs"]));
+        assert_ne!(item_name("x", &["a", "bc"]), item_name("x", &["ab", "c"]));
+    }
+
+    #[test]
+    fn the_password_is_never_in_debug_output() {
+        let p = RepositoryPassword::new("hunter2".into());
+        assert!(!format!("{p:?}").contains("hunter2"));
+        assert_eq!(p.reveal(), "hunter2");
+    }
+}

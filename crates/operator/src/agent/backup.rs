@@ -1,0 +1,141 @@
+//! A `PodVolumeBackup` on this node: read the pod's volume folder into a snapshot.
+
+use std::{sync::Arc, time::Duration};
+
+use arca_api::{PodVolumeBackup, PodVolumeBackupStatus, PodVolumePhase, PodVolumeProgress};
+use arca_engine::progress::Progress;
+use arca_volume::SnapshotRequest;
+use kube::{Api, ResourceExt, runtime::controller::Action};
+
+use super::{Agent, folders::volume_folder, work};
+use crate::{context::time, progress::Ticker, status::apply_status};
+
+const MANAGER: &str = "arca-node-agent";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing the status of {0}: {1}")]
+    Status(String, #[source] kube::Error),
+}
+
+pub fn error_policy(_item: Arc<PodVolumeBackup>, _error: &Error, _agent: Arc<Agent>) -> Action {
+    Action::requeue(Duration::from_secs(5))
+}
+
+pub async fn reconcile(item: Arc<PodVolumeBackup>, agent: Arc<Agent>) -> Result<Action, Error> {
+    let status = item.status.clone().unwrap_or_default();
+    if item.spec.node != agent.settings.node_name
+        || status.phase.unwrap_or_default() != PodVolumePhase::New
+    {
+        return Ok(Action::await_change());
+    }
+    let mut status = PodVolumeBackupStatus {
+        phase: Some(PodVolumePhase::InProgress),
+        start_timestamp: Some(time(jiff::Timestamp::now())),
+        progress: Some(PodVolumeProgress::default()),
+        ..PodVolumeBackupStatus::default()
+    };
+    let api: Api<PodVolumeBackup> =
+        Api::namespaced(agent.client.clone(), &agent.settings.namespace);
+    apply_status(&api, &item.name_any(), MANAGER, &status)
+        .await
+        .map_err(|e| Error::Status(item.name_any(), e))?;
+    let outcome = back_up(&agent, &item, &mut status).await;
+    finish(&agent, &item, status, outcome).await;
+    Ok(Action::await_change())
+}
+
+/// Writes the final status: Completed with the snapshot, or Failed with the reason.
+pub async fn finish(
+    agent: &Agent,
+    item: &PodVolumeBackup,
+    mut status: PodVolumeBackupStatus,
+    outcome: Result<(), String>,
+) {
+    status.completion_timestamp = Some(time(jiff::Timestamp::now()));
+    match outcome {
+        Ok(()) => status.phase = Some(PodVolumePhase::Completed),
+        Err(why) => {
+            tracing::warn!(item = %item.name_any(), "pod volume backup failed: {why}");
+            status.phase = Some(PodVolumePhase::Failed);
+            status.message = Some(why);
+            status.snapshot_id = None;
+        }
+    }
+    let api: Api<PodVolumeBackup> =
+        Api::namespaced(agent.client.clone(), &agent.settings.namespace);
+    if let Err(e) = apply_status(&api, &item.name_any(), MANAGER, &status).await {
+        tracing::error!(item = %item.name_any(), "writing the final status: {e}");
+    }
+}
+
+async fn back_up(
+    agent: &Agent,
+    item: &PodVolumeBackup,
+    status: &mut PodVolumeBackupStatus,
+) -> Result<(), String> {
+    let spec = &item.spec;
+    if spec.pod.namespace.is_empty() {
+        return Err("spec.pod.namespace is empty".into());
+    }
+    work::check_root(&spec.repo_identifier)?;
+    let pod = work::the_pod(agent, &spec.pod).await?;
+    if work::node_of(&pod) != Some(agent.settings.node_name.as_str()) {
+        return Err(format!(
+            "pod {}/{} is not on node {} any more",
+            spec.pod.namespace, spec.pod.name, agent.settings.node_name
+        ));
+    }
+    let name = work::folder_name(agent, &pod, &spec.volume).await?;
+    let folder = volume_folder(&agent.settings.host_pods_dir, &spec.pod.uid, &name)
+        .map_err(|e| e.to_string())?;
+    status.path = Some(folder.display().to_string());
+    let repository = work::repository(
+        agent,
+        &spec.location_namespace,
+        &spec.backup_storage_location,
+        &spec.repo_identifier,
+    )
+    .await?;
+    let progress = Arc::new(Progress::default());
+    let ticker = Ticker::start(&agent.client, item, MANAGER, progress.clone(), {
+        let status = status.clone();
+        move |(total, done)| {
+            let mut status = status.clone();
+            status.progress = Some(PodVolumeProgress {
+                total_bytes: total,
+                bytes_done: done,
+            });
+            status
+        }
+    });
+    let request = SnapshotRequest {
+        as_path: spec.snapshot_path.clone(),
+        hostname: "arca".into(),
+        tags: spec.tags.clone(),
+    };
+    let counter = progress.clone();
+    let result = repository
+        .backup(
+            &folder,
+            &request,
+            Arc::new(move |p: arca_volume::BytesProgress| counter.set(p.total, p.done)),
+        )
+        .await;
+    ticker.stop().await;
+    let summary = result.map_err(|e| e.to_string())?;
+    tracing::info!(
+        item = %item.name_any(),
+        snapshot = %summary.id,
+        bytes = summary.total_bytes,
+        uploaded = summary.bytes_uploaded,
+        "pod volume backed up"
+    );
+    status.snapshot_id = Some(summary.id);
+    status.bytes_uploaded = Some(summary.bytes_uploaded);
+    status.progress = Some(PodVolumeProgress {
+        total_bytes: summary.total_bytes,
+        bytes_done: summary.total_bytes,
+    });
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! A `PodVolumeRestore` of a pod on this node: wait for kubelet to create the new pod's
+//! volume folder, then write the snapshot into it.
+
+use std::{sync::Arc, time::Duration};
+
+use arca_api::{PodVolumePhase, PodVolumeProgress, PodVolumeRestore, PodVolumeRestoreStatus};
+use arca_engine::progress::Progress;
+use kube::{Api, ResourceExt, runtime::controller::Action};
+
+use super::{
+    Agent,
+    folders::{FolderError, volume_folder},
+    work,
+};
+use crate::{context::time, progress::Ticker, status::apply_status};
+
+const MANAGER: &str = "arca-node-agent";
+/// How often an unscheduled pod, or a folder not yet made, is looked at again.
+const RECHECK: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing the status of {0}: {1}")]
+    Status(String, #[source] kube::Error),
+}
+
+pub fn error_policy(_item: Arc<PodVolumeRestore>, _error: &Error, _agent: Arc<Agent>) -> Action {
+    Action::requeue(Duration::from_secs(5))
+}
+
+pub async fn reconcile(item: Arc<PodVolumeRestore>, agent: Arc<Agent>) -> Result<Action, Error> {
+    let status = item.status.clone().unwrap_or_default();
+    if status.phase.unwrap_or_default() != PodVolumePhase::New {
+        return Ok(Action::await_change());
+    }
+    // Whose work is it? The agent of the node the pod is scheduled on.
+    let pod = match work::the_pod(&agent, &item.spec.pod).await {
+        Ok(pod) => pod,
+        Err(why) => {
+            finish(&agent, &item, status, Err(why)).await;
+            return Ok(Action::await_change());
+        }
+    };
+    match work::node_of(&pod) {
+        None => return Ok(Action::requeue(RECHECK)),
+        Some(node) if node != agent.settings.node_name => return Ok(Action::await_change()),
+        Some(_) => {}
+    }
+    let mut status = PodVolumeRestoreStatus {
+        phase: Some(PodVolumePhase::InProgress),
+        node: Some(agent.settings.node_name.clone()),
+        start_timestamp: Some(time(jiff::Timestamp::now())),
+        progress: Some(PodVolumeProgress::default()),
+        ..PodVolumeRestoreStatus::default()
+    };
+    let api: Api<PodVolumeRestore> =
+        Api::namespaced(agent.client.clone(), &agent.settings.namespace);
+    apply_status(&api, &item.name_any(), MANAGER, &status)
+        .await
+        .map_err(|e| Error::Status(item.name_any(), e))?;
+    let outcome = restore(&agent, &item, &pod, &mut status).await;
+    finish(&agent, &item, status, outcome).await;
+    Ok(Action::await_change())
+}
+
+/// Writes the final status.
+pub async fn finish(
+    agent: &Agent,
+    item: &PodVolumeRestore,
+    mut status: PodVolumeRestoreStatus,
+    outcome: Result<(), String>,
+) {
+    status.completion_timestamp = Some(time(jiff::Timestamp::now()));
+    match outcome {
+        Ok(()) => status.phase = Some(PodVolumePhase::Completed),
+        Err(why) => {
+            tracing::warn!(item = %item.name_any(), "pod volume restore failed: {why}");
+            status.phase = Some(PodVolumePhase::Failed);
+            status.message = Some(why);
+        }
+    }
+    let api: Api<PodVolumeRestore> =
+        Api::namespaced(agent.client.clone(), &agent.settings.namespace);
+    if let Err(e) = apply_status(&api, &item.name_any(), MANAGER, &status).await {
+        tracing::error!(item = %item.name_any(), "writing the final status: {e}");
+    }
+}
+
+async fn restore(
+    agent: &Agent,
+    item: &PodVolumeRestore,
+    pod: &k8s_openapi::api::core::v1::Pod,
+    status: &mut PodVolumeRestoreStatus,
+) -> Result<(), String> {
+    let spec = &item.spec;
+    work::check_root(&spec.repo_identifier)?;
+    let name = work::folder_name(agent, pod, &spec.volume).await?;
+    let folder = wait_for_folder(agent, &spec.pod.uid, &name).await?;
+    status.path = Some(folder.display().to_string());
+    let repository = work::repository(
+        agent,
+        &spec.location_namespace,
+        &spec.backup_storage_location,
+        &spec.repo_identifier,
+    )
+    .await?;
+    let progress = Arc::new(Progress::default());
+    let ticker = Ticker::start(&agent.client, item, MANAGER, progress.clone(), {
+        let status = status.clone();
+        move |(total, done)| {
+            let mut status = status.clone();
+            status.progress = Some(PodVolumeProgress {
+                total_bytes: total,
+                bytes_done: done,
+            });
+            status
+        }
+    });
+    let counter = progress.clone();
+    let result = repository
+        .restore(
+            &spec.snapshot_id,
+            &folder,
+            Arc::new(move |p: arca_volume::BytesProgress| counter.set(p.total, p.done)),
+        )
+        .await;
+    ticker.stop().await;
+    let summary = result.map_err(|e| e.to_string())?;
+    tracing::info!(
+        item = %item.name_any(),
+        snapshot = %spec.snapshot_id,
+        files = summary.files,
+        bytes = summary.bytes,
+        "pod volume restored"
+    );
+    status.progress = Some(PodVolumeProgress {
+        total_bytes: summary.bytes,
+        bytes_done: summary.bytes,
+    });
+    Ok(())
+}
+
+/// kubelet makes the folder when it mounts the volume, which may be after the pod exists.
+async fn wait_for_folder(
+    agent: &Agent,
+    uid: &str,
+    name: &str,
+) -> Result<std::path::PathBuf, String> {
+    let deadline = tokio::time::Instant::now() + agent.settings.mount_wait;
+    loop {
+        match volume_folder(&agent.settings.host_pods_dir, uid, name) {
+            Ok(folder) => return Ok(folder),
+            Err(e @ FolderError::Io { .. }) => return Err(e.to_string()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!(
+                    "{e} after {}s; the data is not restored",
+                    agent.settings.mount_wait.as_secs()
+                ));
+            }
+            Err(_) => tokio::time::sleep(RECHECK).await,
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! What backups and restores of a volume share: the pod, the volume's folder name, the
+//! repository.
+
+use arca_api::{BackupStorageLocation, PodReference};
+use arca_volume::VolumeRepository;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::{Api, ResourceExt};
+
+use super::Agent;
+use crate::{locations, repository};
+
+/// The pod named by a work item, if it is still the same pod.
+pub async fn the_pod(agent: &Agent, pod: &PodReference) -> Result<Pod, String> {
+    let api: Api<Pod> = Api::namespaced(agent.client.clone(), &pod.namespace);
+    let found = api
+        .get_opt(&pod.name)
+        .await
+        .map_err(|e| format!("reading pod {}/{}: {e}", pod.namespace, pod.name))?
+        .ok_or_else(|| format!("pod {}/{} no longer exists", pod.namespace, pod.name))?;
+    if found.uid().as_deref() != Some(pod.uid.as_str()) {
+        return Err(format!(
+            "pod {}/{} was replaced (its uid changed): its volumes are not the ones asked for",
+            pod.namespace, pod.name
+        ));
+    }
+    Ok(found)
+}
+
+/// The node a pod is scheduled on, if any.
+pub fn node_of(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
+/// The name of a volume's folder under `volumes/<plugin>/`: the volume's name, or the
+/// bound PersistentVolume's for a claim.
+pub async fn folder_name(agent: &Agent, pod: &Pod, volume: &str) -> Result<String, String> {
+    let namespace = pod.namespace().unwrap_or_default();
+    let spec = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .and_then(|vs| vs.iter().find(|v| v.name == volume))
+        .ok_or_else(|| {
+            format!(
+                "pod {namespace}/{} has no volume named {volume}",
+                pod.name_any()
+            )
+        })?;
+    let forbidden = spec.host_path.is_some()
+        || spec.secret.is_some()
+        || spec.config_map.is_some()
+        || spec.projected.is_some()
+        || spec.downward_api.is_some();
+    if forbidden {
+        return Err(format!(
+            "volume {volume} is a hostPath, secret, configMap, projected or downwardAPI volume: its data is never moved by the agent"
+        ));
+    }
+    let Some(claim) = &spec.persistent_volume_claim else {
+        return Ok(volume.to_string());
+    };
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(agent.client.clone(), &namespace);
+    let pvc = api
+        .get(&claim.claim_name)
+        .await
+        .map_err(|e| format!("reading claim {namespace}/{}: {e}", claim.claim_name))?;
+    pvc.spec
+        .and_then(|s| s.volume_name)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "claim {namespace}/{} is not bound to a volume yet",
+                claim.claim_name
+            )
+        })
+}
+
+/// The repository at `root` (relative to the location's prefix) of location
+/// `namespace/name`, with the operator's repository password.
+pub async fn repository(
+    agent: &Agent,
+    location_namespace: &str,
+    location: &str,
+    root: &str,
+) -> Result<VolumeRepository, String> {
+    let api: Api<BackupStorageLocation> = Api::namespaced(agent.client.clone(), location_namespace);
+    let location = api
+        .get(location)
+        .await
+        .map_err(|e| format!("reading location {location_namespace}/{location}: {e}"))?;
+    let store = locations::open_store(&agent.client, &location, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let password = repository::read_password(&agent.client, &agent.settings.namespace)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(VolumeRepository::at_root(
+        store,
+        root,
+        password.reveal().to_string(),
+    ))
+}
+
+/// A work item's repository must be a volume repository: `[tenants/<ns>/]volumes/<ns>/`.
+pub fn check_root(root: &str) -> Result<(), String> {
+    let parts: Vec<&str> = root.trim_end_matches('/').split('/').collect();
+    let ok = match parts.as_slice() {
+        ["volumes", ns] => !ns.is_empty(),
+        ["tenants", t, "volumes", ns] => !t.is_empty() && t == ns,
+        _ => false,
+    } && !parts.iter().any(|p| *p == ".." || *p == ".");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "repoIdentifier {root:?} is not a volume repository (volumes/<namespace>/)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_root;
+
+    #[test]
+    fn only_volume_repositories_are_accepted() {
+        assert!(check_root("volumes/shop/").is_ok());
+        assert!(check_root("tenants/shop/volumes/shop/").is_ok());
+        assert!(check_root("tenants/shop/volumes/bank/").is_err());
+        assert!(check_root("backups/x/").is_err());
+        assert!(check_root("volumes/../backups/").is_err());
+        assert!(check_root("").is_err());
+    }
+}

@@ -1,0 +1,141 @@
+//! The volume repositories' password: Secret `arca-repo-credentials`, key
+//! `repository-password`, in the operator's namespace. The operator makes it at its first
+//! start when absent; the node agents read it. It is never logged.
+
+use std::collections::BTreeMap;
+
+use arca_api::labels::{REPOSITORY_PASSWORD_KEY, REPOSITORY_SECRET};
+use arca_engine::pod_volumes::RepositoryPassword;
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::{
+    Api, Client,
+    api::{ObjectMeta, PostParams},
+};
+use rand::RngCore;
+
+/// Why the password cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error(
+        "Secret {namespace}/{REPOSITORY_SECRET} has no key {REPOSITORY_PASSWORD_KEY}: add it (the password of the existing repositories), or delete the Secret so the operator makes a new one"
+    )]
+    NoKey { namespace: String },
+    #[error(
+        "Secret {namespace}/{REPOSITORY_SECRET} does not exist yet: the operator creates it at its first start; is the operator installed in {namespace}?"
+    )]
+    Missing { namespace: String },
+    #[error("reading or creating Secret {namespace}/{REPOSITORY_SECRET}: {source}")]
+    Api {
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Reads the password; [`PasswordError::Missing`] when the Secret is absent.
+pub async fn read_password(
+    client: &Client,
+    namespace: &str,
+) -> Result<RepositoryPassword, PasswordError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = api
+        .get_opt(REPOSITORY_SECRET)
+        .await
+        .map_err(|source| PasswordError::Api {
+            namespace: namespace.into(),
+            source,
+        })?
+        .ok_or_else(|| PasswordError::Missing {
+            namespace: namespace.into(),
+        })?;
+    password_of(&secret).ok_or_else(|| PasswordError::NoKey {
+        namespace: namespace.into(),
+    })
+}
+
+/// Reads the password, creating the Secret with a random one when it is absent (a second
+/// replica racing to create it reads the first one's).
+pub async fn ensure_password(
+    client: &Client,
+    namespace: &str,
+) -> Result<RepositoryPassword, PasswordError> {
+    match read_password(client, namespace).await {
+        Err(PasswordError::Missing { .. }) => {}
+        other => return other,
+    }
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(REPOSITORY_SECRET.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/name".to_string(),
+                "arca".to_string(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            REPOSITORY_PASSWORD_KEY.to_string(),
+            ByteString(new_password().into_bytes()),
+        )])),
+        ..Secret::default()
+    };
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => {
+            tracing::info!(
+                "created Secret {namespace}/{REPOSITORY_SECRET} with a new repository password: keep a copy, the volume data cannot be read without it"
+            );
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(source) => {
+            return Err(PasswordError::Api {
+                namespace: namespace.into(),
+                source,
+            });
+        }
+    }
+    read_password(client, namespace).await
+}
+
+fn password_of(secret: &Secret) -> Option<RepositoryPassword> {
+    let bytes = secret.data.as_ref()?.get(REPOSITORY_PASSWORD_KEY)?;
+    let text = String::from_utf8(bytes.0.clone()).ok()?;
+    let text = text.trim_end_matches(['\n', '\r']).to_string();
+    (!text.is_empty()).then(|| RepositoryPassword::new(text))
+}
+
+/// 32 random bytes as hex: 256 bits, printable, safe in any shell.
+fn new_password() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_passwords_are_long_and_different() {
+        let (a, b) = (new_password(), new_password());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_trailing_newline_is_not_part_of_the_password() {
+        let secret = Secret {
+            data: Some(BTreeMap::from([(
+                REPOSITORY_PASSWORD_KEY.to_string(),
+                ByteString(b"s3cret\n".to_vec()),
+            )])),
+            ..Secret::default()
+        };
+        assert_eq!(
+            password_of(&secret).map(|p| p.reveal().to_string()),
+            Some("s3cret".to_string())
+        );
+        assert!(password_of(&Secret::default()).is_none());
+    }
+}

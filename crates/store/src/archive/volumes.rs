@@ -1,0 +1,51 @@
+//! `volumes.json`: the pod volume snapshots a backup took, in the namespaces' restic-format
+//! repositories (`volumes/<namespace>/`). Written once the volumes are done, before
+//! `backup.json`.
+
+use serde::{Deserialize, Serialize};
+
+/// The content of `volumes.json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSnapshots {
+    /// One entry per pod volume whose data is in the backup.
+    pub snapshots: Vec<VolumeSnapshot>,
+}
+
+/// One pod volume's data: a snapshot in a repository.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSnapshot {
+    /// The pod's namespace at backup time.
+    pub namespace: String,
+    /// The pod the data was read from.
+    pub pod: String,
+    /// The volume's name in the pod spec.
+    pub volume: String,
+    /// The claim the volume mounts, when it is a PersistentVolumeClaim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+    /// The repository, relative to the location's prefix (`volumes/<namespace>/`).
+    pub repository: String,
+    /// The snapshot id (64 hex characters), as `restic snapshots` shows it.
+    pub snapshot_id: String,
+    /// The path recorded in the snapshot.
+    pub snapshot_path: String,
+    /// Bytes of the volume's files.
+    pub total_bytes: u64,
+    /// Bytes uploaded for this snapshot (new data after deduplication and compression).
+    pub bytes_uploaded: u64,
+}
+
+impl VolumeSnapshots {
+    /// The snapshots of the pod `namespace/pod`.
+    pub fn of_pod<'a>(
+        &'a self,
+        namespace: &'a str,
+        pod: &'a str,
+    ) -> impl Iterator<Item = &'a VolumeSnapshot> + 'a {
+        self.snapshots
+            .iter()
+            .filter(move |s| s.namespace == namespace && s.pod == pod)
+    }
+}

@@ -1,0 +1,89 @@
+//! Volume errors, with messages that say what to do.
+
+use rustic_core::RusticError;
+
+/// The Secret holding the repository password, and its key; named in error messages.
+pub const CREDENTIALS_SECRET: &str = "arca-repo-credentials";
+/// The key in [`CREDENTIALS_SECRET`] that holds the repository password.
+pub const PASSWORD_KEY: &str = "repository-password";
+
+/// Why a volume operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// The password opens none of the repository's keys.
+    #[error(
+        "the password does not open the volume repository at {location}: put the password the repository was created with in Secret `{CREDENTIALS_SECRET}` key `{PASSWORD_KEY}` (the repository keeps its first password; changing the Secret does not re-key it)"
+    )]
+    WrongPassword {
+        /// Where the repository is.
+        location: String,
+    },
+    /// There is no repository yet.
+    #[error(
+        "there is no volume repository at {location}: the operator creates it before the first pod volume backup; check the location's bucket and prefix"
+    )]
+    NotInitialized {
+        /// Where the repository should be.
+        location: String,
+    },
+    /// The repository has no snapshot with this id.
+    #[error(
+        "volume snapshot {id} is not in the repository at {location}: the backup that recorded it may have been deleted, or the location points elsewhere"
+    )]
+    SnapshotNotFound {
+        /// The id asked for.
+        id: String,
+        /// Where the repository is.
+        location: String,
+    },
+    /// A folder to back up from or restore into is unusable.
+    #[error("{path}: {detail}")]
+    Path {
+        /// The folder.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The caller asked for something that cannot be recorded (a tag with a comma, a
+    /// relative snapshot path).
+    #[error("invalid volume request: {0}")]
+    InvalidRequest(String),
+    /// The repository library (rustic) failed; `detail` carries the store's own message
+    /// when the store was the cause.
+    #[error("{operation} failed: {detail}")]
+    Repository {
+        /// What was being done (`backing up /data`, `opening the repository at …`).
+        operation: String,
+        /// rustic's one-line report, including its cause.
+        detail: String,
+    },
+    /// The blocking task running rustic died (a panic inside rustic, usually after a failed
+    /// read from the store, which rustic does not turn into an error while restoring).
+    #[error(
+        "{operation} stopped unexpectedly: {detail}. Retry; if it fails again, run `restic check` on the repository"
+    )]
+    Aborted {
+        /// What was being done.
+        operation: String,
+        /// The last store error seen, or the panic message.
+        detail: String,
+    },
+}
+
+impl VolumeError {
+    /// Wraps a rustic error: a wrong password becomes [`VolumeError::WrongPassword`].
+    pub(crate) fn rustic(operation: impl Into<String>, location: &str, err: &RusticError) -> Self {
+        if err.is_incorrect_password() {
+            return Self::WrongPassword {
+                location: location.to_string(),
+            };
+        }
+        Self::Repository {
+            operation: operation.into(),
+            detail: err.display_log().trim_start_matches("Error: ").to_string(),
+        }
+    }
+}
+
+/// A volume result.
+pub type Result<T, E = VolumeError> = std::result::Result<T, E>;

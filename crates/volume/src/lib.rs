@@ -1,0 +1,63 @@
+//! Arca's pod-volume data mover: file-level backups of pod volumes into restic-format
+//! repositories, kept in the location's object store, through `rustic_core`.
+//!
+//! # Layout
+//!
+//! Each namespace has one repository at `volumes/<namespace>/` (see
+//! [`arca_store::Layout::volume_repository`]), in restic's layout exactly, so that the plain
+//! `restic` CLI (0.14 or later: format version 2) can read, check and restore it:
+//!
+//! ```text
+//! volumes/<namespace>/config
+//! volumes/<namespace>/keys/<id>
+//! volumes/<namespace>/snapshots/<id>
+//! volumes/<namespace>/index/<id>
+//! volumes/<namespace>/data/<first two hex digits>/<id>
+//! ```
+//!
+//! [`StoreBackend`] implements rustic's backend traits over [`arca_store::ObjectStore`]
+//! (no `rustic_backend`/OpenDAL: Arca's store already knows S3, private CAs and the
+//! location's credentials). rustic is synchronous; [`VolumeRepository`] runs it on Tokio's
+//! blocking threads and the backend blocks on the store's futures.
+//!
+//! # Snapshots
+//!
+//! A snapshot's root tree is the volume folder itself, so a restore into any folder yields
+//! the volume's contents; the snapshot's `paths` records a stable
+//! `/<namespace>/<pod-or-pvc>/<volume>` instead of the kubelet path, and the parent of a
+//! backup is the latest snapshot with the same host name and path: after a pod restart,
+//! unchanged files are recognised by size, mtime, ctime and inode and not read again.
+//!
+//! # Creating the repository once
+//!
+//! A repository is its `config` plus keys that open it. Two processes creating the same
+//! repository at once would each write a key and a `config` (same key in the store, last
+//! writer wins): one key would no longer open the config it was made for. So the operator
+//! creates the repository ([`VolumeRepository::ensure_initialized`]) once per namespace,
+//! before starting the data movers; data movers only open it.
+//!
+//! # Forgetting and pruning
+//!
+//! Nothing takes a lock (restic's locks are advisory, and the store has no atomic
+//! create). [`VolumeRepository::forget`] deletes snapshots, then prunes in rustic's two
+//! phases: packs found unused are only marked, and deleted by a later prune after
+//! `keep-delete` (23 hours), or taken back if a concurrent backup used them meanwhile.
+//! `restic check` reports marked packs as "not referenced in any index", which it calls
+//! non-critical.
+
+mod backend;
+mod backup;
+mod error;
+mod forget;
+mod progress;
+mod repo;
+mod restore;
+mod source;
+
+pub use backend::{StoreBackend, TransferCounters};
+pub use backup::{SnapshotRequest, SnapshotSummary};
+pub use error::{CREDENTIALS_SECRET, PASSWORD_KEY, Result, VolumeError};
+pub use forget::PruneReport;
+pub use progress::{BytesProgress, ProgressFn};
+pub use repo::{SnapshotInfo, VolumeRepository};
+pub use restore::RestoreSummary;

@@ -1,0 +1,224 @@
+//! A namespace's volume repository: opening, creating, listing. Backup, restore and forget
+//! are in their own modules.
+
+use std::{fmt, sync::Arc};
+
+use arca_store::{Layout, ObjectStore};
+use rustic_core::{
+    ConfigOptions, Credentials, KeyOptions, NoProgressBars, OpenStatus, ProgressBars, ReadBackend,
+    Repository, RepositoryBackends, RepositoryOptions, WriteBackend,
+};
+use tokio::runtime::Handle;
+
+use crate::{
+    StoreBackend,
+    error::{Result, VolumeError},
+};
+
+/// Who a repository key says created it.
+const KEY_OWNER: &str = "arca";
+
+/// The restic-format repository of one namespace's pod volumes, at
+/// `volumes/<namespace>/` in a location's store. Cheap to clone.
+///
+/// Every method runs rustic on a blocking thread of the current (multi-threaded) Tokio
+/// runtime and opens the repository afresh (reads the keys, derives the password's key,
+/// reads the config): nothing is cached between calls, in memory or on disk.
+#[derive(Clone)]
+pub struct VolumeRepository {
+    store: Arc<dyn ObjectStore>,
+    root: String,
+    password: Arc<str>,
+}
+
+impl fmt::Debug for VolumeRepository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VolumeRepository")
+            .field("store", &self.store.describe())
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot in the repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The full id (64 hex digits).
+    pub id: String,
+    /// The paths it records (the stable `as_path` of the backup).
+    pub paths: Vec<String>,
+    /// Its tags, sorted.
+    pub tags: Vec<String>,
+    /// The host name it records.
+    pub hostname: String,
+    /// When it was taken.
+    pub time: jiff::Timestamp,
+}
+
+impl VolumeRepository {
+    /// The repository of `namespace`'s volumes in `store`, opened with `password` (from
+    /// Secret `arca-repo-credentials`, key `repository-password`).
+    pub fn new(store: Arc<dyn ObjectStore>, namespace: &str, password: String) -> Self {
+        Self {
+            store,
+            root: Layout::volume_repository(namespace),
+            password: password.into(),
+        }
+    }
+
+    /// The repository under any key prefix `root` of `store` (a tenant's
+    /// `tenants/<namespace>/volumes/<namespace>/`, a repository named in a work item).
+    pub fn at_root(store: Arc<dyn ObjectStore>, root: &str, password: String) -> Self {
+        let mut root = root.trim_start_matches('/').to_string();
+        if !root.is_empty() && !root.ends_with('/') {
+            root.push('/');
+        }
+        Self {
+            store,
+            root,
+            password: password.into(),
+        }
+    }
+
+    /// The repository's key prefix in the store, ending with `/`.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// Where the repository is (`<store>/volumes/<namespace>`), for messages.
+    pub fn location(&self) -> String {
+        crate::backend::describe(self.store.as_ref(), &self.root)
+    }
+
+    /// Creates the repository if it has no `config` yet (format version 2, zstd
+    /// compression, rustic's default chunker and key parameters) and returns true; or opens
+    /// the existing one to check the password and returns false.
+    ///
+    /// Only one process may call this for a namespace at a time (the operator, before it
+    /// starts the namespace's first volume backup): two concurrent creations would each write
+    /// a key and a `config`, and the repository would keep one key's config with both keys.
+    pub async fn ensure_initialized(&self) -> Result<bool> {
+        let this = self.clone();
+        self.run("creating the volume repository", move |be| {
+            let location = be.location();
+            let repo = this.repository(be, NoProgressBars)?;
+            let exists = repo
+                .config_id()
+                .map_err(|e| VolumeError::rustic("reading the repository config", &location, &e))?
+                .is_some();
+            if exists {
+                repo.open(&this.credentials())
+                    .map_err(|e| VolumeError::rustic("opening the repository", &location, &e))?;
+                return Ok(false);
+            }
+            let mut key = KeyOptions::default();
+            key.hostname = Some(KEY_OWNER.into());
+            key.username = Some(KEY_OWNER.into());
+            key.with_created = true;
+            let mut config = ConfigOptions::default();
+            config.set_version = Some(2);
+            repo.init(&this.credentials(), &key, &config)
+                .map_err(|e| VolumeError::rustic("creating the repository", &location, &e))?;
+            tracing::info!(%location, "created volume repository");
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Every snapshot in the repository, oldest first.
+    pub async fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        let this = self.clone();
+        self.run("listing volume snapshots", move |be| {
+            let location = be.location();
+            let repo = this.open(be, NoProgressBars)?;
+            let mut snapshots = repo
+                .get_all_snapshots()
+                .map_err(|e| VolumeError::rustic("listing snapshots", &location, &e))?;
+            snapshots.sort_by(|a, b| a.time.cmp(&b.time));
+            Ok(snapshots
+                .into_iter()
+                .map(|s| SnapshotInfo {
+                    id: s.id.to_hex().as_str().to_string(),
+                    paths: s.paths.iter().cloned().collect(),
+                    tags: s.tags.iter().cloned().collect(),
+                    hostname: s.hostname,
+                    time: s.time.timestamp(),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    pub(crate) fn credentials(&self) -> Credentials {
+        Credentials::password(&*self.password)
+    }
+
+    /// A rustic repository (not yet opened) on `be`. No cache: a data mover runs in
+    /// short-lived pods, and the cache would only duplicate the index in the pod's disk.
+    pub(crate) fn repository(
+        &self,
+        be: Arc<StoreBackend>,
+        bars: impl ProgressBars,
+    ) -> Result<Repository<()>> {
+        let location = be.location();
+        let backends = RepositoryBackends::new(be as Arc<dyn WriteBackend>, None);
+        let opts = RepositoryOptions::default().no_cache(true);
+        Repository::new_with_progress(&opts, &backends, bars)
+            .map_err(|e| VolumeError::rustic("opening the repository", &location, &e))
+    }
+
+    /// The opened repository on `be`: [`VolumeError::NotInitialized`] when there is none,
+    /// [`VolumeError::WrongPassword`] when the password opens no key.
+    pub(crate) fn open(
+        &self,
+        be: Arc<StoreBackend>,
+        bars: impl ProgressBars,
+    ) -> Result<Repository<OpenStatus>> {
+        let location = be.location();
+        let repo = self.repository(be, bars)?;
+        let exists = repo
+            .config_id()
+            .map_err(|e| VolumeError::rustic("reading the repository config", &location, &e))?
+            .is_some();
+        if !exists {
+            return Err(VolumeError::NotInitialized { location });
+        }
+        repo.open(&self.credentials())
+            .map_err(|e| VolumeError::rustic("opening the repository", &location, &e))
+    }
+
+    /// Runs `work` on a blocking thread with a fresh backend. A panic inside rustic (it
+    /// unwraps failed store reads while restoring) becomes [`VolumeError::Aborted`] carrying
+    /// the last store error.
+    pub(crate) async fn run<T, F>(&self, operation: &str, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<StoreBackend>) -> Result<T> + Send + 'static,
+    {
+        let be = Arc::new(StoreBackend::new(
+            self.store.clone(),
+            &self.root,
+            Handle::current(),
+        ));
+        let worker = be.clone();
+        match tokio::task::spawn_blocking(move || work(worker)).await {
+            Ok(result) => result,
+            Err(err) => {
+                let panic = if err.is_panic() {
+                    let payload = err.into_panic();
+                    payload
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                        .unwrap_or_else(|| "a panic in rustic".into())
+                } else {
+                    err.to_string()
+                };
+                Err(VolumeError::Aborted {
+                    operation: operation.to_string(),
+                    detail: be.last_error().unwrap_or(panic),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Restoring a snapshot into a pod volume's folder.
+
+use std::path::Path;
+
+use rustic_core::{
+    LocalDestination, LsOptions, ReadBackend, RestoreOptions, RusticError, repofile::SnapshotId,
+};
+
+use crate::{
+    VolumeRepository,
+    error::{Result, VolumeError},
+    progress::{ForwardBars, ProgressFn},
+};
+
+/// What a restore did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestoreSummary {
+    /// Entries other than folders (files, symlinks, …) of the snapshot now in the folder
+    /// (written, or found identical), as [`SnapshotSummary::files`](crate::SnapshotSummary::files).
+    pub files: u64,
+    /// Bytes of those files' contents.
+    pub bytes: u64,
+}
+
+/// rustic's restore options for pod volumes: numeric owners (the data mover's user names
+/// mean nothing to the pod), ownership only when root (anyone else cannot give files away;
+/// rustic would only warn), sparse files kept sparse, nothing deleted.
+fn restore_options() -> Result<RestoreOptions> {
+    let mut opts = RestoreOptions::default();
+    opts.numeric_id = true;
+    opts.no_ownership = !nix::unistd::geteuid().is_root();
+    opts.delete = false;
+    // rustic_core 0.13 does not export `SparseRestore`; its serde form names the variant.
+    opts.sparse = Some(
+        serde_json::from_value(serde_json::Value::String("ByContent".into())).map_err(|e| {
+            VolumeError::Repository {
+                operation: "preparing the restore".into(),
+                detail: format!("rustic_core no longer knows sparse restore `ByContent`: {e}"),
+            }
+        })?,
+    );
+    Ok(opts)
+}
+
+impl VolumeRepository {
+    /// Restores snapshot `snapshot_id` (its full id, or a unique prefix) into the folder
+    /// `dest`, which must exist: the snapshot's root becomes `dest`'s contents. Permissions,
+    /// symlinks, times and (when root) numeric owners are restored and zero-filled regions
+    /// are left as holes; files already identical are kept, and files not in the snapshot are
+    /// left alone. `progress` receives bytes written.
+    pub async fn restore(
+        &self,
+        snapshot_id: &str,
+        dest: &Path,
+        progress: ProgressFn,
+    ) -> Result<RestoreSummary> {
+        let dest = tokio::fs::canonicalize(dest)
+            .await
+            .map_err(|e| VolumeError::Path {
+                path: dest.display().to_string(),
+                detail: format!(
+                    "cannot restore into this folder ({e}): check that the volume is mounted into the data mover"
+                ),
+            })?;
+        let Some(dest_str) = dest.to_str().filter(|_| dest.is_dir()).map(str::to_string) else {
+            return Err(VolumeError::Path {
+                path: dest.display().to_string(),
+                detail: "is not a folder with a UTF-8 path: restore into the volume's mount folder"
+                    .into(),
+            });
+        };
+        let this = self.clone();
+        let wanted = snapshot_id.to_ascii_lowercase();
+        let operation = format!("restoring snapshot {snapshot_id} into {dest_str}");
+        self.run(&operation.clone(), move |be| {
+            let location = be.location();
+            let failed =
+                |e: Box<RusticError>| VolumeError::rustic(operation.clone(), &location, &e);
+            let repo = this.open(be, ForwardBars::new(progress))?;
+            let matches: Vec<SnapshotId> = repo
+                .list::<SnapshotId>()
+                .map_err(failed)?
+                .filter(|id| !wanted.is_empty() && id.to_hex().as_str().starts_with(&wanted))
+                .collect();
+            let id = match matches.as_slice() {
+                [id] => *id,
+                [] => {
+                    return Err(VolumeError::SnapshotNotFound {
+                        id: wanted,
+                        location,
+                    });
+                }
+                _ => {
+                    return Err(VolumeError::InvalidRequest(format!(
+                        "snapshot id {wanted:?} matches {} snapshots: give the full id",
+                        matches.len()
+                    )));
+                }
+            };
+            let repo = repo.to_indexed().map_err(failed)?;
+            let snap = repo
+                .get_snapshots(&[id.to_hex().as_str()])
+                .map_err(failed)?
+                .pop()
+                .ok_or_else(|| VolumeError::SnapshotNotFound {
+                    id: wanted.clone(),
+                    location: location.clone(),
+                })?;
+            let node = repo
+                .node_from_snapshot_and_path(&snap, "")
+                .map_err(failed)?;
+            let nodes = repo.ls(&node, &LsOptions::default()).map_err(failed)?;
+            let destination = LocalDestination::new(&dest_str, false, false).map_err(failed)?;
+            let opts = restore_options()?;
+            // Counted while rustic plans, which reads every node once.
+            let mut files = 0u64;
+            let counted = nodes.clone().inspect(|node| {
+                if node.as_ref().is_ok_and(|(_, node)| !node.is_dir()) {
+                    files += 1;
+                }
+            });
+            let plan = repo
+                .prepare_restore(&opts, counted, &destination, false)
+                .map_err(failed)?;
+            let summary = RestoreSummary {
+                files,
+                bytes: plan.restore_size + plan.matched_size,
+            };
+            repo.restore(plan, &opts, nodes, &destination)
+                .map_err(failed)?;
+            tracing::info!(
+                snapshot = %id.to_hex().as_str(),
+                dest = %dest_str,
+                files = summary.files,
+                bytes = summary.bytes,
+                "pod volume restored"
+            );
+            Ok(summary)
+        })
+        .await
+    }
+}

@@ -1,0 +1,515 @@
+//! Pod volume data: the operator in-process, the node agent as a real `arca agent` process
+//! whose --host-pods-dir is a test folder laid out as kubelet's, the real S3 server, and the
+//! plain `restic` CLI reading the repositories.
+
+use std::{
+    collections::BTreeMap,
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, SystemTime},
+};
+
+use arca_api::{
+    BackupPhase, PodVolumeBackup, PodVolumePhase, RestorePhase,
+    labels::{REPOSITORY_PASSWORD_KEY, REPOSITORY_SECRET},
+};
+use arca_e2e::{
+    FaultyProxy, TestEnv, env, eventually, kubectl, kubectl_apply,
+    operator::{
+        Operator, arca_binary, backup_done, create_location, phase_of_backup, phase_of_restore,
+        restore_done, s3_location, settings,
+    },
+    store,
+};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::{Api, ResourceExt};
+use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
+
+/// A pod whose volume `data` (an emptyDir) is asked for by annotation.
+fn pod_yaml(ns: &str, name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations:\n    backup.arca.dev/backup-volumes: data\nspec:\n  containers: [{{name: db, image: postgres, volumeMounts: [{{name: data, mountPath: /data}}]}}]\n  volumes: [{{name: data, emptyDir: {{}}}}]\n"
+    )
+}
+
+fn backup_yaml(arca: &str, name: &str, ns: &str) -> String {
+    format!(
+        "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: {name}, namespace: {arca}}}\nspec: {{includedNamespaces: [{ns}]}}\n"
+    )
+}
+
+/// kubelet's pods folder for this test, and the agent reading it.
+struct Node {
+    pods_dir: PathBuf,
+    name: String,
+}
+
+impl Node {
+    fn new(env: &TestEnv, tag: &str) -> Self {
+        let pods_dir = env
+            .env
+            .dir
+            .join(format!("kubelet-pods-{tag}-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(&pods_dir).expect("pods dir");
+        Self {
+            pods_dir,
+            name: String::new(),
+        }
+    }
+
+    /// What kubelet does when it mounts an emptyDir: make the pod's volume folder.
+    fn mount(&self, uid: &str, volume: &str) -> PathBuf {
+        let dir = self
+            .pods_dir
+            .join(uid)
+            .join("volumes/kubernetes.io~empty-dir")
+            .join(volume);
+        std::fs::create_dir_all(&dir).expect("volume folder");
+        dir
+    }
+
+    fn spawn_agent(&self, env: &TestEnv, namespace: &str, log: &str) -> tokio::process::Child {
+        let log = std::fs::File::create(env.env.dir.join(format!("logs/arca-agent-{log}.log")))
+            .expect("log file");
+        tokio::process::Command::new(arca_binary())
+            .arg("agent")
+            .arg(format!("--kubeconfig={}", env.env.kubeconfig.display()))
+            .args(["--namespace", namespace, "--node-name", &self.name])
+            .arg(format!("--host-pods-dir={}", self.pods_dir.display()))
+            .args(["--mount-wait", "2m", "--log-format", "text"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("arca agent starts")
+    }
+}
+
+/// Waits for the pod to be scheduled; returns (uid, node).
+async fn scheduled(client: &kube::Client, ns: &str, name: &str) -> (String, String) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    eventually(
+        &format!("pod {ns}/{name} scheduled"),
+        Duration::from_secs(60),
+        || async {
+            let pod = pods.get_opt(name).await.ok()??;
+            let node = pod.spec.as_ref()?.node_name.clone()?;
+            Some((pod.uid()?, node))
+        },
+    )
+    .await
+}
+
+/// Fills `dir` with `big_mb` MiB of random data in one file, `small` small files in nested
+/// folders, a symlink, a private file and a sparse file, with fixed mtimes.
+fn fill(dir: &Path, big_mb: usize, small: usize, seed: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut big = std::fs::File::create(dir.join("big.bin")).expect("big file");
+    let mut chunk = vec![0u8; 1024 * 1024];
+    for _ in 0..big_mb {
+        rng.fill_bytes(&mut chunk);
+        big.write_all(&chunk).expect("write");
+    }
+    for i in 0..small {
+        let sub = dir.join(format!("d{}/e{}", i % 10, i % 7));
+        std::fs::create_dir_all(&sub).expect("mkdir");
+        let mut body = vec![0u8; rng.random_range(0..8192)];
+        rng.fill_bytes(&mut body);
+        std::fs::write(sub.join(format!("f{i}.txt")), body).expect("small file");
+    }
+    std::os::unix::fs::symlink("d0/e0/f0.txt", dir.join("link")).expect("symlink");
+    std::fs::write(dir.join("private.key"), b"secret").expect("private");
+    std::fs::set_permissions(
+        dir.join("private.key"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .expect("chmod");
+    let mut sparse = std::fs::File::create(dir.join("sparse.img")).expect("sparse");
+    sparse
+        .seek(SeekFrom::Start(32 * 1024 * 1024))
+        .expect("seek");
+    sparse.write_all(b"end").expect("write");
+    let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    for name in ["big.bin", "private.key", "sparse.img"] {
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join(name))
+            .expect("open")
+            .set_modified(when)
+            .expect("mtime");
+    }
+}
+
+/// Every entry under `dir`: relative path -> (kind, mode, mtime, content or link target).
+fn tree(dir: &Path) -> BTreeMap<String, (char, u32, i64, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).expect("read dir") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            let rel = path
+                .strip_prefix(dir)
+                .expect("relative")
+                .display()
+                .to_string();
+            let (kind, body) = if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).expect("link");
+                ('l', target.display().to_string().into_bytes())
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                ('d', Vec::new())
+            } else {
+                ('f', std::fs::read(&path).expect("read"))
+            };
+            let mtime = if kind == 'f' { meta.mtime() } else { 0 };
+            out.insert(rel, (kind, meta.mode() & 0o7777, mtime, body));
+        }
+    }
+    out
+}
+
+/// The repository password the operator made.
+async fn password(client: &kube::Client, ns: &str) -> String {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret = secrets
+        .get(REPOSITORY_SECRET)
+        .await
+        .expect("password secret");
+    let bytes = secret
+        .data
+        .and_then(|d| d.get(REPOSITORY_PASSWORD_KEY).cloned())
+        .expect("password key");
+    String::from_utf8(bytes.0).expect("utf-8")
+}
+
+/// The plain restic CLI on the repository of `volumes_of` under `prefix`.
+fn restic(
+    env: &TestEnv,
+    prefix: &str,
+    volumes_of: &str,
+    password: &str,
+    args: &[&str],
+) -> (bool, String) {
+    let s3 = &env.env.s3;
+    let repo = format!(
+        "s3:{}/{}/{prefix}/volumes/{volumes_of}",
+        s3.endpoint, s3.bucket
+    );
+    let out = std::process::Command::new("restic")
+        .env("AWS_ACCESS_KEY_ID", &s3.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key)
+        .env("RESTIC_PASSWORD", password)
+        .args(["-r", &repo, "--no-cache", "-o"])
+        .arg(format!("s3.region={}", s3.region))
+        .args(args)
+        .output()
+        .expect("restic runs (Debian package `restic`)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The ids in `restic snapshots --json` output.
+fn snapshot_ids(json: &str) -> Vec<String> {
+    let line = json
+        .lines()
+        .find(|l| l.starts_with('['))
+        .unwrap_or_else(|| panic!("no JSON list in restic's output: {json}"));
+    let listed: Vec<serde_json::Value> = serde_json::from_str(line).expect("restic json");
+    listed
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Bytes stored under the namespace's repository.
+async fn repository_bytes(env: &TestEnv, prefix: &str, ns: &str) -> u64 {
+    store(env, prefix)
+        .await
+        .list(&format!("volumes/{ns}/"))
+        .await
+        .expect("list repository")
+        .iter()
+        .map(|o| o.size)
+        .sum()
+}
+
+async fn volume_backups(client: &kube::Client, ns: &str) -> Vec<PodVolumeBackup> {
+    Api::<PodVolumeBackup>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .expect("list pod volume backups")
+        .items
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn volume_data_is_backed_up_checked_by_restic_restored_and_incremental() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let app = env.namespace("db").await.expect("namespace");
+    let prefix = env.prefix();
+    let ns = app.name.clone();
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let operator = Operator::start(env, settings(&arca.name)).await;
+    kubectl_apply(env, &pod_yaml(&ns, "db-0"));
+    let (uid, node_name) = scheduled(&client, &ns, "db-0").await;
+    let mut node = Node::new(env, "round-trip");
+    node.name = node_name;
+    let data = node.mount(&uid, "data");
+    fill(&data, 64, 400, 7);
+    let before = tree(&data);
+    let _agent = node.spawn_agent(env, &arca.name, "round-trip");
+
+    kubectl_apply(env, &backup_yaml(&arca.name, "first", &ns));
+    let first = backup_done(&client, &arca.name, "first", Duration::from_secs(300)).await;
+    assert_eq!(
+        phase_of_backup(&first),
+        BackupPhase::Completed,
+        "{:?}",
+        first.status
+    );
+    let items = volume_backups(&client, &arca.name).await;
+    assert_eq!(items.len(), 1, "one PodVolumeBackup: {items:?}");
+    let status = items[0].status.clone().unwrap_or_default();
+    assert_eq!(status.phase, Some(PodVolumePhase::Completed));
+    let snapshot = status.snapshot_id.clone().expect("snapshot id");
+    let progress = status.progress.clone().expect("progress");
+    assert!(progress.total_bytes >= 64 * 1024 * 1024, "{progress:?}");
+    let first_upload = repository_bytes(env, &prefix.prefix, &ns).await;
+
+    // The plain restic CLI reads the repository with the operator's password.
+    let password = password(&client, &arca.name).await;
+    let (ok, out) = restic(
+        env,
+        &prefix.prefix,
+        &ns,
+        &password,
+        &["check", "--read-data"],
+    );
+    assert!(ok, "restic check: {out}");
+    let (ok, out) = restic(
+        env,
+        &prefix.prefix,
+        &ns,
+        &password,
+        &["snapshots", "--json"],
+    );
+    assert!(
+        ok && snapshot_ids(&out) == vec![snapshot.clone()],
+        "restic snapshots: {out}"
+    );
+    let listed = store(env, &prefix.prefix)
+        .await
+        .get("backups/first/volumes.json")
+        .await
+        .expect("volumes.json");
+    assert!(
+        String::from_utf8_lossy(&listed).contains(&snapshot),
+        "volumes.json names the snapshot"
+    );
+
+    // Unchanged data: the second backup uploads almost nothing.
+    kubectl_apply(env, &backup_yaml(&arca.name, "second", &ns));
+    let second = backup_done(&client, &arca.name, "second", Duration::from_secs(300)).await;
+    assert_eq!(phase_of_backup(&second), BackupPhase::Completed);
+    let grown = repository_bytes(env, &prefix.prefix, &ns).await - first_upload;
+    assert!(
+        grown * 100 < first_upload,
+        "second backup stored {grown} bytes, first {first_upload}: not under 1%"
+    );
+    let reported: Vec<u64> = volume_backups(&client, &arca.name)
+        .await
+        .iter()
+        .filter_map(|i| i.status.as_ref()?.bytes_uploaded)
+        .collect();
+    assert!(
+        reported.iter().any(|b| *b * 100 < first_upload),
+        "status.bytesUploaded of the second backup: {reported:?}"
+    );
+
+    // Disaster: the namespace is gone. The restore recreates the pod; "kubelet" mounts its
+    // (empty) volume; the agent fills it.
+    kubectl(env, &["delete", "namespace", &ns, "--wait=true"]);
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: back, namespace: {}}}\nspec: {{backupName: first}}\n",
+            arca.name
+        ),
+    );
+    let (new_uid, _) = scheduled(&client, &ns, "db-0").await;
+    assert_ne!(new_uid, uid, "the pod is a new one");
+    let restored_dir = node.mount(&new_uid, "data");
+    let restore = restore_done(&client, &arca.name, "back", Duration::from_secs(300)).await;
+    assert_eq!(
+        phase_of_restore(&restore),
+        RestorePhase::Completed,
+        "{:?}",
+        restore.status
+    );
+    let after = tree(&restored_dir);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    for (path, entry) in &before {
+        assert!(
+            after.get(path) == Some(entry),
+            "{path} differs after restore"
+        );
+    }
+    let sparse = std::fs::metadata(restored_dir.join("sparse.img")).expect("sparse");
+    assert!(
+        sparse.blocks() * 512 < sparse.len() / 2,
+        "sparse.img is restored sparse ({} blocks for {} bytes)",
+        sparse.blocks(),
+        sparse.len()
+    );
+
+    // Deleting the first backup forgets its snapshot; the repository stays sound.
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: DeleteBackupRequest\nmetadata: {{name: drop-first, namespace: {}}}\nspec: {{backupName: first}}\n",
+            arca.name
+        ),
+    );
+    let requests: Api<arca_api::DeleteBackupRequest> = Api::namespaced(client.clone(), &arca.name);
+    let processed = eventually(
+        "the deletion processed",
+        Duration::from_secs(180),
+        || async {
+            let status = requests.get("drop-first").await.ok()?.status?;
+            (status.phase == Some(arca_api::DeleteBackupRequestPhase::Processed)).then_some(status)
+        },
+    )
+    .await;
+    assert!(processed.errors.is_empty(), "{:?}", processed.errors);
+    let (ok, out) = restic(
+        env,
+        &prefix.prefix,
+        &ns,
+        &password,
+        &["snapshots", "--json"],
+    );
+    assert!(ok, "restic snapshots: {out}");
+    let ids = snapshot_ids(&out);
+    assert_eq!(ids.len(), 1, "the second backup's snapshot stays: {out}");
+    assert!(
+        !ids.contains(&snapshot),
+        "the first snapshot is forgotten: {out}"
+    );
+    let (ok, out) = restic(env, &prefix.prefix, &ns, &password, &["check"]);
+    assert!(ok, "restic check after deletion: {out}");
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_failing_mid_upload_fails_the_volume_and_keeps_the_repository_sound() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let app = env.namespace("flaky-db").await.expect("namespace");
+    let prefix = env.prefix();
+    let ns = app.name.clone();
+    let s3 = &env.env.s3;
+    // Enough for the manifests and the repository's creation, not for 48 MiB of data.
+    let proxy = FaultyProxy::start(&s3.endpoint, 12 * 1024 * 1024).await;
+    create_location(
+        s3,
+        &client,
+        &arca.name,
+        "flaky",
+        &prefix.prefix,
+        &proxy.endpoint,
+        &s3.bucket,
+        &s3.secret_access_key,
+    )
+    .await;
+    let operator = Operator::start(env, settings(&arca.name)).await;
+    kubectl_apply(env, &pod_yaml(&ns, "db-0"));
+    let (uid, node_name) = scheduled(&client, &ns, "db-0").await;
+    let mut node = Node::new(env, "flaky");
+    node.name = node_name;
+    fill(&node.mount(&uid, "data"), 48, 20, 11);
+    let _agent = node.spawn_agent(env, &arca.name, "flaky");
+    kubectl_apply(env, &backup_yaml(&arca.name, "cut", &ns));
+    let backup = backup_done(&client, &arca.name, "cut", Duration::from_secs(400)).await;
+    assert_ne!(phase_of_backup(&backup), BackupPhase::Completed);
+    let items = volume_backups(&client, &arca.name).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    let status = items[0].status.clone().unwrap_or_default();
+    assert_eq!(status.phase, Some(PodVolumePhase::Failed), "{status:?}");
+    let message = status.message.unwrap_or_default();
+    assert!(!message.is_empty(), "the failure has a reason");
+    assert!(status.snapshot_id.is_none(), "no snapshot is claimed");
+    // Straight to the real server: whatever was uploaded, the repository is consistent.
+    let password = password(&client, &arca.name).await;
+    let (ok, out) = restic(env, &prefix.prefix, &ns, &password, &["check"]);
+    assert!(ok, "restic check after the failed upload: {out}");
+    let (ok, out) = restic(
+        env,
+        &prefix.prefix,
+        &ns,
+        &password,
+        &["snapshots", "--json"],
+    );
+    assert!(
+        ok && snapshot_ids(&out).is_empty(),
+        "no snapshot was written: {out}"
+    );
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_killed_mid_backup_leaves_the_volume_failed_never_completed() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let app = env.namespace("killed-db").await.expect("namespace");
+    let prefix = env.prefix();
+    let ns = app.name.clone();
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let operator = Operator::start(env, settings(&arca.name)).await;
+    kubectl_apply(env, &pod_yaml(&ns, "db-0"));
+    let (uid, node_name) = scheduled(&client, &ns, "db-0").await;
+    let mut node = Node::new(env, "killed");
+    node.name = node_name;
+    fill(&node.mount(&uid, "data"), 400, 10, 13);
+    let mut agent = node.spawn_agent(env, &arca.name, "killed-1");
+    kubectl_apply(env, &backup_yaml(&arca.name, "cut", &ns));
+    eventually(
+        "the volume backup in progress",
+        Duration::from_secs(120),
+        || async {
+            volume_backups(&client, &arca.name)
+                .await
+                .iter()
+                .any(|i| {
+                    i.status.as_ref().and_then(|s| s.phase) == Some(PodVolumePhase::InProgress)
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    agent.kill().await.expect("agent killed");
+    let _agent = node.spawn_agent(env, &arca.name, "killed-2");
+    let backup = backup_done(&client, &arca.name, "cut", Duration::from_secs(120)).await;
+    assert_eq!(phase_of_backup(&backup), BackupPhase::PartiallyFailed);
+    let items = volume_backups(&client, &arca.name).await;
+    let status = items[0].status.clone().unwrap_or_default();
+    assert_eq!(status.phase, Some(PodVolumePhase::Failed), "{status:?}");
+    assert!(
+        status.message.unwrap_or_default().contains("agent stopped"),
+        "the reason names the agent"
+    );
+    operator.stop().await;
+}
