@@ -8,7 +8,7 @@ use std::{
 
 use arca_engine::{
     backup::BackupSettings,
-    pod_volumes::{RepositoryPassword, VolumeJob},
+    pod_volumes::{RepositoryLocks, RepositoryPassword, VolumeJob},
     restore::RestoreSettings,
 };
 use kube::{
@@ -85,6 +85,8 @@ pub struct Context {
     /// not among them was left by a previous process.
     pub running: Mutex<BTreeSet<String>>,
     pub finished: Mutex<BTreeSet<String>>,
+    /// Backups share a volume repository; a prune has it alone.
+    pub repository_locks: Arc<RepositoryLocks>,
 }
 
 impl std::fmt::Debug for Context {
@@ -114,6 +116,7 @@ impl Context {
             clock,
             running: Mutex::new(BTreeSet::new()),
             finished: Mutex::new(BTreeSet::new()),
+            repository_locks: Arc::default(),
         }
     }
 
@@ -147,6 +150,7 @@ impl Context {
             password: self.repository_password().await?,
             timeout: self.settings.fs_backup_timeout,
             pickup_warning: Duration::from_secs(60),
+            locks: self.repository_locks.clone(),
         })
     }
 

@@ -9,7 +9,8 @@ use arca_api::{
     Backup, BackupPhase, DeleteBackupRequest, DeleteBackupRequestPhase, DeleteBackupRequestSpec,
     DeleteBackupRequestStatus, PodVolumeBackup, labels,
 };
-use arca_store::{Layout, ObjectStore, archive::VolumeSnapshots, delete_prefix};
+use arca_engine::pod_volumes::repository_key;
+use arca_store::{Layout, archive::VolumeSnapshots, delete_prefix};
 use arca_volume::VolumeRepository;
 use futures::StreamExt;
 use kube::{
@@ -216,7 +217,8 @@ async fn delete_backup(ctx: &Context, backup: &Backup) -> Vec<String> {
         }
     };
     if let Some((location, store)) = store {
-        let volumes = match read_volumes(store.as_ref(), &name).await {
+        let volumes = match arca_store::archive::read_volume_snapshots(store.as_ref(), &name).await
+        {
             Ok(volumes) => volumes,
             Err(e) => {
                 return vec![format!(
@@ -265,21 +267,6 @@ async fn delete_backup(ctx: &Context, backup: &Backup) -> Vec<String> {
     }
 }
 
-async fn read_volumes(
-    store: &dyn ObjectStore,
-    backup: &str,
-) -> Result<VolumeSnapshots, arca_store::StoreError> {
-    let key = Layout::backup_volumes(backup);
-    match store.get(&key).await {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| arca_store::StoreError::Corrupt {
-            key,
-            detail: e.to_string(),
-        }),
-        Err(e) if e.is_not_found() => Ok(VolumeSnapshots::default()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Forgets the backup's volume snapshots and prunes each repository. Returns what failed.
 async fn forget_volumes(
     ctx: &Context,
@@ -308,6 +295,12 @@ async fn forget_volumes(
     for (repository, ids) in by_repository {
         let repo =
             VolumeRepository::at_root(root.clone(), repository, password.reveal().to_string());
+        let key = repository_key(
+            &location.namespace().unwrap_or_default(),
+            &location.name_any(),
+            repository,
+        );
+        let _sole = ctx.repository_locks.exclusive(&key).await;
         match repo.forget(&ids).await {
             Ok(report) => tracing::info!(repository, "forgot {} snapshots: {report:?}", ids.len()),
             Err(e) => errors.push(format!(

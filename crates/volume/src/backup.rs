@@ -82,7 +82,29 @@ impl VolumeRepository {
     /// Entries that cannot be read are skipped and counted in
     /// [`SnapshotSummary::skipped`]; the snapshot is still written. The folder's own
     /// metadata (its mode and times) is not recorded.
+    ///
+    /// A prune running at the same time (a deletion) may replace index files between the
+    /// moment they are listed and read; the backup then starts again, up to
+    /// [`crate::RACE_RETRIES`] times, on the new index.
     pub async fn backup(
+        &self,
+        source: &Path,
+        request: &SnapshotRequest,
+        progress: ProgressFn,
+    ) -> Result<SnapshotSummary> {
+        let mut attempt = 0;
+        loop {
+            match self.backup_once(source, request, progress.clone()).await {
+                Err(e) if e.is_index_replaced() && attempt < crate::RACE_RETRIES => {
+                    attempt += 1;
+                    tracing::info!("{e}; starting again on the new index");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn backup_once(
         &self,
         source: &Path,
         request: &SnapshotRequest,

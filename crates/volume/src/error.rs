@@ -87,3 +87,16 @@ impl VolumeError {
 
 /// A volume result.
 pub type Result<T, E = VolumeError> = std::result::Result<T, E>;
+
+impl VolumeError {
+    /// True when an index file listed a moment before was gone when read: a prune replaced
+    /// it (deletions prune while backups may run). Starting again reads the new index.
+    pub fn is_index_replaced(&self) -> bool {
+        match self {
+            Self::Repository { detail, .. } | Self::Aborted { detail, .. } => {
+                detail.contains("/index/") && detail.contains("no object at")
+            }
+            _ => false,
+        }
+    }
+}

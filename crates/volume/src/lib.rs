@@ -61,3 +61,7 @@ pub use forget::PruneReport;
 pub use progress::{BytesProgress, ProgressFn};
 pub use repo::{SnapshotInfo, VolumeRepository};
 pub use restore::RestoreSummary;
+
+/// How many times a backup or restore starts again when a concurrent prune replaced the
+/// index under it.
+pub const RACE_RETRIES: u32 = 3;

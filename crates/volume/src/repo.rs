@@ -15,6 +15,9 @@ use crate::{
     error::{Result, VolumeError},
 };
 
+/// Size of the data packs of new repositories.
+const DATA_PACK_MIB: u64 = 16;
+
 /// Who a repository key says created it.
 const KEY_OWNER: &str = "arca";
 
@@ -96,7 +99,8 @@ impl VolumeRepository {
     ///
     /// Only one process may call this for a namespace at a time (the operator, before it
     /// starts the namespace's first volume backup): two concurrent creations would each write
-    /// a key and a `config`, and the repository would keep one key's config with both keys.
+    /// a key and the one `config`; the `config` that stays is encrypted for one key only, and
+    /// opening fails whenever the other key is tried first.
     pub async fn ensure_initialized(&self) -> Result<bool> {
         let this = self.clone();
         self.run("creating the volume repository", move |be| {
@@ -117,6 +121,11 @@ impl VolumeRepository {
             key.with_created = true;
             let mut config = ConfigOptions::default();
             config.set_version = Some(2);
+            // Data packs of a fixed 16 MiB, as restic's: rustic's default (32 MiB, growing
+            // with the repository) keeps several times as much in flight in the agent.
+            config.set_datapack_size = Some(bytesize::ByteSize::mib(DATA_PACK_MIB));
+            config.set_datapack_growfactor = Some(0);
+            config.set_datapack_size_limit = Some(bytesize::ByteSize::mib(DATA_PACK_MIB));
             repo.init(&this.credentials(), &key, &config)
                 .map_err(|e| VolumeError::rustic("creating the repository", &location, &e))?;
             tracing::info!(%location, "created volume repository");

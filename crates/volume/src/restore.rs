@@ -48,7 +48,27 @@ impl VolumeRepository {
     /// symlinks, times and (when root) numeric owners are restored and zero-filled regions
     /// are left as holes; files already identical are kept, and files not in the snapshot are
     /// left alone. `progress` receives bytes written.
+    ///
+    /// Like a backup, it starts again when a concurrent prune replaced the index it listed.
     pub async fn restore(
+        &self,
+        snapshot_id: &str,
+        dest: &Path,
+        progress: ProgressFn,
+    ) -> Result<RestoreSummary> {
+        let mut attempt = 0;
+        loop {
+            match self.restore_once(snapshot_id, dest, progress.clone()).await {
+                Err(e) if e.is_index_replaced() && attempt < crate::RACE_RETRIES => {
+                    attempt += 1;
+                    tracing::info!("{e}; starting again on the new index");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn restore_once(
         &self,
         snapshot_id: &str,
         dest: &Path,

@@ -152,7 +152,10 @@ async fn a_volume_round_trips_through_arca_and_restic() {
 
     // Forgetting everything leaves a repository restic still accepts; the remaining
     // snapshot still restores after a prune.
-    let report = repo.forget(&[second.id.clone()]).await.expect("forget 2");
+    let report = repo
+        .forget(std::slice::from_ref(&second.id))
+        .await
+        .expect("forget 2");
     println!("forget 2: {report:?}");
     restic_ok(&dir, &["check", "--read-data"]);
     // Data only a forgotten snapshot used is marked, not deleted: its pack stays until a
@@ -172,7 +175,10 @@ async fn a_volume_round_trips_through_arca_and_restic() {
         .expect("scratch backup");
     assert!(count_files(&dir.join("data")) > packs_before);
     let packs_with_noise = count_files(&dir.join("data"));
-    let report = repo.forget(&[noisy.id.clone()]).await.expect("forget 3");
+    let report = repo
+        .forget(std::slice::from_ref(&noisy.id))
+        .await
+        .expect("forget 3");
     println!("forget 3: {report:?}");
     assert!(report.packs_marked >= 1, "{report:?}");
     assert_eq!(report.packs_deleted, 0, "{report:?}");

@@ -369,6 +369,9 @@ async fn back_up_volumes(
     for (ns, message) in outcome.errors {
         collector.record_error(Some(&ns), message);
     }
+    for (ns, message) in outcome.warnings {
+        collector.record_warning(Some(&ns), message);
+    }
     let snapshots = arca_store::archive::VolumeSnapshots {
         snapshots: outcome.snapshots,
     };

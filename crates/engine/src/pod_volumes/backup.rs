@@ -19,6 +19,8 @@ pub struct VolumeBackups {
     pub snapshots: Vec<VolumeSnapshot>,
     /// (namespace, message) of volumes whose data is not in the backup.
     pub errors: Vec<(String, String)>,
+    /// (namespace, message) of volumes backed up with a remark (files that could not be read).
+    pub warnings: Vec<(String, String)>,
 }
 
 /// The run a backup's work items belong to.
@@ -96,6 +98,13 @@ pub async fn back_up(
             }
         }
     }
+    // Held until every volume is done: no prune runs on these repositories meanwhile.
+    let mut guards = Vec::new();
+    for ns in &namespaces {
+        let key =
+            super::repository_key(&job.location_namespace, &job.location, &job.repository(ns));
+        guards.push(job.locks.shared(&key).await);
+    }
     let api: Api<PodVolumeBackup> = Api::namespaced(client.clone(), &job.work_namespace);
     let mut created = 0usize;
     let mut claims = BTreeMap::new();
@@ -146,6 +155,7 @@ pub async fn back_up(
             Err(e) => errors.push((String::new(), format!("reading the PodVolumeBackups: {e}"))),
         }
     }
+    drop(guards);
     out.errors = errors;
     out
 }
@@ -211,6 +221,10 @@ fn gather(
         );
         match (status.phase.unwrap_or_default(), status.snapshot_id) {
             (PodVolumePhase::Completed, Some(id)) => {
+                if let Some(remark) = &status.message {
+                    out.warnings
+                        .push((spec.pod.namespace.clone(), format!("{what}: {remark}")));
+                }
                 let total = status.progress.map(|p| p.total_bytes).unwrap_or_default();
                 let uploaded = status.bytes_uploaded.unwrap_or_default();
                 log.info(format!(

@@ -8,7 +8,11 @@ pub mod backup;
 pub mod restore;
 mod wait;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use arca_store::{Layout, ObjectStore};
 
@@ -33,6 +37,39 @@ impl std::fmt::Debug for RepositoryPassword {
     }
 }
 
+/// Who may write to a repository now. Backups (any number at once) share it; a prune
+/// (a deletion) has it alone: rustic's prune marks packs in index files the plain restic CLI
+/// does not read, so a backup deduplicating against them while a prune runs would leave
+/// snapshots that `restic check` reports broken. One operator (the leader) creates all the
+/// agents' work, so a lock in its process is enough.
+#[derive(Debug, Default)]
+pub struct RepositoryLocks(Mutex<BTreeMap<String, Arc<tokio::sync::RwLock<()>>>>);
+
+impl RepositoryLocks {
+    fn lock_of(&self, key: &str) -> Arc<tokio::sync::RwLock<()>> {
+        match self.0.lock() {
+            Ok(mut map) => map.entry(key.to_string()).or_default().clone(),
+            // A poisoned map only loses sharing: a fresh lock still orders this caller.
+            Err(_) => Arc::new(tokio::sync::RwLock::new(())),
+        }
+    }
+
+    /// Shared use by backups of the repository `key` (see [`repository_key`]).
+    pub async fn shared(&self, key: &str) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.lock_of(key).read_owned().await
+    }
+
+    /// Sole use, for a prune.
+    pub async fn exclusive(&self, key: &str) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.lock_of(key).write_owned().await
+    }
+}
+
+/// The key of a repository in [`RepositoryLocks`]: its location and folder.
+pub fn repository_key(location_namespace: &str, location: &str, repository: &str) -> String {
+    format!("{location_namespace}/{location}/{repository}")
+}
+
 /// Where a run's pod volume work goes, and how long it may take.
 #[derive(Clone, Debug)]
 pub struct VolumeJob {
@@ -52,6 +89,8 @@ pub struct VolumeJob {
     pub timeout: Duration,
     /// How long a work item may stay New before the run warns that no agent took it.
     pub pickup_warning: Duration,
+    /// The operator's repository locks.
+    pub locks: Arc<RepositoryLocks>,
 }
 
 impl VolumeJob {

@@ -157,7 +157,7 @@ pub async fn run(
         request.backup_name, stats.items
     ));
 
-    let volume_snapshots = read_volume_snapshots(store, &request.backup_name)
+    let volume_snapshots = arca_store::archive::read_volume_snapshots(store, &request.backup_name)
         .await
         .map_err(corrupt)?;
     let mut entries = Vec::with_capacity(stats.items as usize);
@@ -925,20 +925,4 @@ fn binds_restored_account(binding: &Value, namespaces: &BTreeSet<String>) -> boo
                         .is_some_and(|ns| namespaces.contains(ns))
             })
         })
-}
-
-/// The backup's `volumes.json`; none when it has no volume data.
-async fn read_volume_snapshots(
-    store: &dyn ObjectStore,
-    backup: &str,
-) -> Result<VolumeSnapshots, arca_store::StoreError> {
-    let key = Layout::backup_volumes(backup);
-    match store.get(&key).await {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| arca_store::StoreError::Corrupt {
-            key,
-            detail: e.to_string(),
-        }),
-        Err(e) if e.is_not_found() => Ok(VolumeSnapshots::default()),
-        Err(e) => Err(e),
-    }
 }

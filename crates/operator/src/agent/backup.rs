@@ -131,6 +131,13 @@ async fn back_up(
         uploaded = summary.bytes_uploaded,
         "pod volume backed up"
     );
+    if summary.skipped > 0 {
+        status.message = Some(format!(
+            "{} files could not be read and are not in the snapshot (for example: {})",
+            summary.skipped,
+            summary.skipped_sample.join(", ")
+        ));
+    }
     status.snapshot_id = Some(summary.id);
     status.bytes_uploaded = Some(summary.bytes_uploaded);
     status.progress = Some(PodVolumeProgress {

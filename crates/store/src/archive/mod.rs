@@ -26,7 +26,7 @@ pub use jsonl::{JsonlWriter, read_jsonl};
 pub use metadata::{ArchiveStats, BackupMetadata};
 pub use reader::{read_frame, read_index, verify_object};
 pub use results::{Messages, Results};
-pub use volumes::{VolumeSnapshot, VolumeSnapshots};
+pub use volumes::{VolumeSnapshot, VolumeSnapshots, read_volume_snapshots};
 pub use writer::ArchiveWriter;
 
 use serde::{Deserialize, Serialize};

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::{Layout, ObjectStore, StoreError};
+
 /// The content of `volumes.json`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -47,5 +49,21 @@ impl VolumeSnapshots {
         self.snapshots
             .iter()
             .filter(move |s| s.namespace == namespace && s.pod == pod)
+    }
+}
+
+/// Reads the `volumes.json` of `backup`; empty when the backup has none (no volume data).
+pub async fn read_volume_snapshots(
+    store: &dyn ObjectStore,
+    backup: &str,
+) -> Result<VolumeSnapshots, StoreError> {
+    let key = Layout::backup_volumes(backup);
+    match store.get(&key).await {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            key,
+            detail: e.to_string(),
+        }),
+        Err(e) if e.is_not_found() => Ok(VolumeSnapshots::default()),
+        Err(e) => Err(e),
     }
 }
