@@ -38,12 +38,15 @@
 //!
 //! # Forgetting and pruning
 //!
-//! Nothing takes a lock (restic's locks are advisory, and the store has no atomic
-//! create). [`VolumeRepository::forget`] deletes snapshots, then prunes in rustic's two
-//! phases: packs found unused are only marked, and deleted by a later prune after
-//! `keep-delete` (23 hours), or taken back if a concurrent backup used them meanwhile.
-//! `restic check` reports marked packs as "not referenced in any index", which it calls
-//! non-critical.
+//! This crate takes no lock in the store (restic's locks are advisory, and the store has no
+//! atomic create). [`VolumeRepository::forget`] deletes snapshots, then prunes in rustic's
+//! two phases: packs found unused are only marked, and deleted by a later prune after
+//! `keep-delete` (23 hours). `restic check` reports marked packs as "not referenced in any
+//! index", which it calls non-critical. A backup running during a prune could deduplicate
+//! against a pack being marked; rustic would take it back at the next prune, but until then
+//! restic reports the snapshot broken. So the caller must not prune while backups of the
+//! repository run: the operator (the only one creating work) holds a per-repository lock,
+//! shared by backups and exclusive for a prune. Backups among themselves need no lock.
 
 mod backend;
 mod backup;
