@@ -108,9 +108,10 @@ echo "namespace shop: $(k get ns shop -o name 2>/dev/null || echo gone)"
 step "6. restore"
 k -n arca-system delete restore shop-restore --ignore-not-found >/dev/null
 books >"$dir/books-dir.txt" &   # kubelet mounting the recreated pod's volume
+kubelet_pid=$!
 echo "\$ arca restore create shop-restore --from-backup shop-backup --wait"
 a restore create shop-restore --from-backup shop-backup --wait
-wait
+wait "$kubelet_pid"
 a restore get shop-restore
 k -n shop rollout status deploy/storefront --timeout=60s >/dev/null
 

@@ -29,6 +29,8 @@ use rustic_core::{
 };
 use tokio::{io::AsyncReadExt, runtime::Handle};
 
+use crate::tree_packs::TreePacks;
+
 /// Bytes moved through a [`StoreBackend`], for "bytes uploaded" reports.
 #[derive(Debug, Default)]
 pub struct TransferCounters {
@@ -55,6 +57,7 @@ pub struct StoreBackend {
     handle: Handle,
     counters: Arc<TransferCounters>,
     last_error: Mutex<Option<String>>,
+    tree_packs: Mutex<TreePacks>,
 }
 
 impl fmt::Debug for StoreBackend {
@@ -80,6 +83,7 @@ impl StoreBackend {
             handle,
             counters: Arc::default(),
             last_error: Mutex::default(),
+            tree_packs: Mutex::default(),
         }
     }
 
@@ -230,12 +234,33 @@ impl ReadBackend for StoreBackend {
         &self,
         tpe: FileType,
         id: &Id,
-        _cacheable: bool,
+        cacheable: bool,
         offset: u32,
         length: u32,
     ) -> RusticResult<Bytes> {
+        let key = self.key(tpe, id);
+        let (at, len) = (offset as usize, length as usize);
+        // Tree blobs (the only cacheable blobs in packs): read their pack whole, once.
+        if cacheable && tpe == FileType::Pack {
+            if let Some(held) = self
+                .tree_packs
+                .lock()
+                .ok()
+                .and_then(|p| p.slice(&key, at, len))
+            {
+                return Ok(held);
+            }
+            let pack = self.read_range(&key, None)?;
+            let wanted = (at + len <= pack.len()).then(|| pack.slice(at..at + len));
+            if let Ok(mut packs) = self.tree_packs.lock() {
+                packs.keep(key.clone(), pack);
+            }
+            if let Some(wanted) = wanted {
+                return Ok(wanted);
+            }
+        }
         let start = u64::from(offset);
-        self.read_range(&self.key(tpe, id), Some(start..start + u64::from(length)))
+        self.read_range(&key, Some(start..start + u64::from(length)))
     }
 
     fn warmup_path(&self, tpe: FileType, id: &Id) -> String {

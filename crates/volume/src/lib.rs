@@ -56,6 +56,7 @@ mod progress;
 mod repo;
 mod restore;
 mod source;
+mod tree_packs;
 
 pub use backend::{StoreBackend, TransferCounters};
 pub use backup::{SnapshotRequest, SnapshotSummary};
