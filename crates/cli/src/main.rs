@@ -94,11 +94,14 @@ fn main() -> std::process::ExitCode {
             cli.namespace.clone(),
             (**args).clone(),
         )),
-        Command::Agent(ref args) => tokio_main(agent::run(
-            cli.kube.clone(),
-            cli.namespace.clone(),
-            (**args).clone(),
-        )),
+        Command::Agent(ref args) => {
+            agent::tune_allocator();
+            tokio_main(agent::run(
+                cli.kube.clone(),
+                cli.namespace.clone(),
+                (**args).clone(),
+            ))
+        }
         _ => tokio_main(run(cli)),
     };
     match outcome {

@@ -94,8 +94,8 @@ impl VolumeRepository {
     }
 
     /// Creates the repository if it has no `config` yet (format version 2, zstd
-    /// compression, rustic's default chunker and key parameters) and returns true; or opens
-    /// the existing one to check the password and returns false.
+    /// compression, rustic's default chunker and key parameters) and returns true; returns
+    /// false when it exists (the password is checked by whoever opens it next).
     ///
     /// Only one process may call this for a namespace at a time (the operator, before it
     /// starts the namespace's first volume backup): two concurrent creations would each write
@@ -111,8 +111,8 @@ impl VolumeRepository {
                 .map_err(|e| VolumeError::rustic("reading the repository config", &location, &e))?
                 .is_some();
             if exists {
-                repo.open(&this.credentials())
-                    .map_err(|e| VolumeError::rustic("opening the repository", &location, &e))?;
+                // Not opened here: that derives the key (scrypt) for nothing on every backup;
+                // the data movers open it, and report a wrong password in the same words.
                 return Ok(false);
             }
             let mut key = KeyOptions::default();
