@@ -5,12 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arca_api::{PodReference, PodVolumeBackup, PodVolumeBackupSpec, PodVolumePhase, labels};
 use arca_store::archive::VolumeSnapshot;
-use kube::{
-    Api, Client, ResourceExt,
-    api::{ObjectMeta, PostParams},
-};
+use kube::{Api, Client, ResourceExt, api::PostParams};
 
-use super::{VolumeJob, item_name, wait};
+use super::{VolumeJob, item_name, wait, work_metadata};
 use crate::{backup::volumes::VolumeRequest, runlog::RunLog};
 
 /// What the volume part of a backup produced.
@@ -189,18 +186,12 @@ fn work_item(job: &VolumeJob, run: BackupRun<'_>, request: &VolumeRequest) -> Po
             uploader_type: "restic-format".into(),
         },
     );
-    item.metadata = ObjectMeta {
-        name: Some(name),
-        namespace: Some(job.work_namespace.clone()),
-        labels: Some(BTreeMap::from([
-            (
-                labels::BACKUP_NAME.to_string(),
-                crate::restore::transform::label_value(run.name),
-            ),
-            (labels::BACKUP_UID.to_string(), run.uid.to_string()),
-        ])),
-        ..ObjectMeta::default()
-    };
+    item.metadata = work_metadata(
+        job,
+        name,
+        (labels::BACKUP_NAME, labels::BACKUP_UID),
+        (run.name, run.uid),
+    );
     item
 }
 

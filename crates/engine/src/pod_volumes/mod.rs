@@ -104,6 +104,28 @@ impl VolumeJob {
     }
 }
 
+/// The metadata of a work item of run `run` (name and uid): in the operator's namespace,
+/// labelled with the run's name and uid under `keys` (name label, uid label).
+fn work_metadata(
+    job: &VolumeJob,
+    name: String,
+    keys: (&str, &str),
+    run: (&str, &str),
+) -> kube::api::ObjectMeta {
+    kube::api::ObjectMeta {
+        name: Some(name),
+        namespace: Some(job.work_namespace.clone()),
+        labels: Some(BTreeMap::from([
+            (
+                keys.0.to_string(),
+                crate::restore::transform::label_value(run.0),
+            ),
+            (keys.1.to_string(), run.1.to_string()),
+        ])),
+        ..kube::api::ObjectMeta::default()
+    }
+}
+
 /// A name for a work item: the run's name, shortened, and a hash of what it moves.
 fn item_name(run: &str, parts: &[&str]) -> String {
     use sha2::{Digest, Sha256};

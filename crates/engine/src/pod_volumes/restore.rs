@@ -1,17 +1,12 @@
 //! The restore side: once a pod with snapshots is recreated, one `PodVolumeRestore` per
 //! volume for the agent of the pod's node; the restore waits for them.
 
-use std::collections::BTreeMap;
-
 use arca_api::{PodReference, PodVolumePhase, PodVolumeRestore, PodVolumeRestoreSpec, labels};
 use arca_store::archive::VolumeSnapshot;
 use k8s_openapi::api::core::v1::Pod;
-use kube::{
-    Api, Client, ResourceExt,
-    api::{ObjectMeta, PostParams},
-};
+use kube::{Api, Client, ResourceExt, api::PostParams};
 
-use super::{VolumeJob, item_name, wait};
+use super::{VolumeJob, item_name, wait, work_metadata};
 use crate::runlog::RunLog;
 
 /// A recreated pod and the snapshots of its volumes.
@@ -174,17 +169,11 @@ fn work_item(
             uploader_type: "restic-format".into(),
         },
     );
-    item.metadata = ObjectMeta {
-        name: Some(name),
-        namespace: Some(job.work_namespace.clone()),
-        labels: Some(BTreeMap::from([
-            (
-                labels::RESTORE_NAME.to_string(),
-                crate::restore::transform::label_value(run.name),
-            ),
-            (labels::RESTORE_UID.to_string(), run.uid.to_string()),
-        ])),
-        ..ObjectMeta::default()
-    };
+    item.metadata = work_metadata(
+        job,
+        name,
+        (labels::RESTORE_NAME, labels::RESTORE_UID),
+        (run.name, run.uid),
+    );
     item
 }
