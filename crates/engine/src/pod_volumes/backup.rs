@@ -233,21 +233,14 @@ fn gather(
                     bytes_uploaded: uploaded,
                 });
             }
-            (PodVolumePhase::Failed, _) | (PodVolumePhase::Completed, None) => errors.push((
-                spec.pod.namespace.clone(),
-                format!(
-                    "{what}: {}",
-                    status
-                        .message
-                        .unwrap_or_else(|| "the agent gave no reason".into())
-                ),
-            )),
             (phase, _) => errors.push((
                 spec.pod.namespace.clone(),
-                format!(
-                    "{what}: still {phase:?} after {}s (--fs-backup-timeout); is the node agent running on node {}?",
-                    job.timeout.as_secs(),
-                    spec.node
+                wait::not_done(
+                    &what,
+                    phase,
+                    status.message,
+                    job.timeout,
+                    &format!("node {}", spec.node),
                 ),
             )),
         }

@@ -120,21 +120,9 @@ pub async fn restore(
                     spec.snapshot_id
                 ));
             }
-            PodVolumePhase::Failed => out.errors.push((
-                spec.pod.namespace.clone(),
-                format!(
-                    "{what}: {}",
-                    status
-                        .message
-                        .unwrap_or_else(|| "the agent gave no reason".into())
-                ),
-            )),
             phase => out.errors.push((
                 spec.pod.namespace.clone(),
-                format!(
-                    "{what}: still {phase:?} after {}s (--fs-backup-timeout); is the node agent running on the pod's node?",
-                    job.timeout.as_secs()
-                ),
+                wait::not_done(&what, phase, status.message, job.timeout, "the pod's node"),
             )),
         }
     }

@@ -53,3 +53,47 @@ where
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// Why a work item did not end Completed: the agent's reason when it Failed, or how long it
+/// was waited for. `node` names where the agent should run ("node n1", "the pod's node").
+pub fn not_done(
+    what: &str,
+    phase: PodVolumePhase,
+    message: Option<String>,
+    timeout: Duration,
+    node: &str,
+) -> String {
+    match phase {
+        PodVolumePhase::Failed | PodVolumePhase::Completed => format!(
+            "{what}: {}",
+            message.unwrap_or_else(|| "the agent gave no reason".into())
+        ),
+        phase => format!(
+            "{what}: still {phase:?} after {}s (--fs-backup-timeout); is the node agent running on {node}?",
+            timeout.as_secs()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_gives_the_agents_reason_and_a_timeout_names_the_agent() {
+        let t = Duration::from_secs(5);
+        let failed = not_done(
+            "v",
+            PodVolumePhase::Failed,
+            Some("disk gone".into()),
+            t,
+            "node n1",
+        );
+        assert_eq!(failed, "v: disk gone");
+        let late = not_done("v", PodVolumePhase::New, None, t, "node n1");
+        assert!(
+            late.contains("still New after 5s") && late.contains("running on node n1?"),
+            "{late}"
+        );
+    }
+}

@@ -5,12 +5,12 @@ use std::{sync::Arc, time::Duration};
 use arca_api::{PodVolumeBackup, PodVolumeBackupStatus, PodVolumePhase, PodVolumeProgress};
 use arca_engine::progress::Progress;
 use arca_volume::SnapshotRequest;
-use kube::{Api, ResourceExt, runtime::controller::Action};
+use kube::{ResourceExt, runtime::controller::Action};
 
 use super::{Agent, folders::volume_folder, work};
-use crate::{context::time, progress::Ticker, status::apply_status};
+use crate::{context::time, progress::Ticker};
 
-const MANAGER: &str = "arca-node-agent";
+use work::MANAGER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -35,9 +35,7 @@ pub async fn reconcile(item: Arc<PodVolumeBackup>, agent: Arc<Agent>) -> Result<
         progress: Some(PodVolumeProgress::default()),
         ..PodVolumeBackupStatus::default()
     };
-    let api: Api<PodVolumeBackup> =
-        Api::namespaced(agent.client.clone(), &agent.settings.namespace);
-    apply_status(&api, &item.name_any(), MANAGER, &status)
+    work::write_status(&agent, item.as_ref(), &status)
         .await
         .map_err(|e| Error::Status(item.name_any(), e))?;
     let outcome = back_up(&agent, &item, &mut status).await;
@@ -62,9 +60,7 @@ pub async fn finish(
             status.snapshot_id = None;
         }
     }
-    let api: Api<PodVolumeBackup> =
-        Api::namespaced(agent.client.clone(), &agent.settings.namespace);
-    if let Err(e) = apply_status(&api, &item.name_any(), MANAGER, &status).await {
+    if let Err(e) = work::write_status(agent, item, &status).await {
         tracing::error!(item = %item.name_any(), "writing the final status: {e}");
     }
 }

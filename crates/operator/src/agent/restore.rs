@@ -5,16 +5,16 @@ use std::{sync::Arc, time::Duration};
 
 use arca_api::{PodVolumePhase, PodVolumeProgress, PodVolumeRestore, PodVolumeRestoreStatus};
 use arca_engine::progress::Progress;
-use kube::{Api, ResourceExt, runtime::controller::Action};
+use kube::{ResourceExt, runtime::controller::Action};
 
 use super::{
     Agent,
     folders::{FolderError, volume_folder},
     work,
 };
-use crate::{context::time, progress::Ticker, status::apply_status};
+use crate::{context::time, progress::Ticker};
 
-const MANAGER: &str = "arca-node-agent";
+use work::MANAGER;
 /// How often an unscheduled pod, or a folder not yet made, is looked at again.
 const RECHECK: Duration = Duration::from_secs(2);
 
@@ -53,9 +53,7 @@ pub async fn reconcile(item: Arc<PodVolumeRestore>, agent: Arc<Agent>) -> Result
         progress: Some(PodVolumeProgress::default()),
         ..PodVolumeRestoreStatus::default()
     };
-    let api: Api<PodVolumeRestore> =
-        Api::namespaced(agent.client.clone(), &agent.settings.namespace);
-    apply_status(&api, &item.name_any(), MANAGER, &status)
+    work::write_status(&agent, item.as_ref(), &status)
         .await
         .map_err(|e| Error::Status(item.name_any(), e))?;
     let outcome = restore(&agent, &item, &pod, &mut status).await;
@@ -79,9 +77,7 @@ pub async fn finish(
             status.message = Some(why);
         }
     }
-    let api: Api<PodVolumeRestore> =
-        Api::namespaced(agent.client.clone(), &agent.settings.namespace);
-    if let Err(e) = apply_status(&api, &item.name_any(), MANAGER, &status).await {
+    if let Err(e) = work::write_status(agent, item, &status).await {
         tracing::error!(item = %item.name_any(), "writing the final status: {e}");
     }
 }

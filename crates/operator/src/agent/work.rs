@@ -7,7 +7,23 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::{Api, ResourceExt};
 
 use super::Agent;
-use crate::{locations, repository};
+use crate::{locations, repository, status::apply_status};
+
+/// The field manager of everything the agent writes.
+pub const MANAGER: &str = "arca-node-agent";
+
+/// Writes `status` as the whole status of the work item `item` (in the operator's namespace).
+pub async fn write_status<K, S>(agent: &Agent, item: &K, status: &S) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    S: serde::Serialize + Sync,
+{
+    let api: Api<K> = Api::namespaced(agent.client.clone(), &agent.settings.namespace);
+    apply_status(&api, &item.name_any(), MANAGER, status).await
+}
 
 /// The pod named by a work item, if it is still the same pod.
 pub async fn the_pod(agent: &Agent, pod: &PodReference) -> Result<Pod, String> {
