@@ -7,7 +7,7 @@ NAME ?= dev
 # The environment e2e tests run against; `make test` starts and stops its own.
 TEST_ENV_NAME ?= test-$(shell echo $$PPID)
 
-.PHONY: all build test lint fmt clippy unit e2e crds deploy testenv-build testenv-up testenv-down demo bench
+.PHONY: all build test lint fmt clippy unit e2e crds deploy testenv-build testenv-up testenv-down testenv-load image demo bench
 
 all: build
 
@@ -53,9 +53,20 @@ deploy: crds
 testenv-build:
 	bash hack/testenv/build.sh >/dev/null
 
-## testenv-up NAME=x: start a local cluster + S3 in target/testenv/x.
+## testenv-up NAME=x [NODE=real]: start a local cluster + S3 in target/testenv/x; NODE=real
+## adds a node run by a real kubelet over containerd (root; see docs/testing.md).
+NODE ?= kwok
 testenv-up: testenv-build
-	$(CARGO) run -q -p arca-testenv -- up --name $(NAME)
+	$(CARGO) run -q -p arca-testenv -- up --name $(NAME) --node $(NODE)
+
+## testenv-load NAME=x IMAGE=archive.tar: import an OCI image archive into the real node.
+testenv-load:
+	@bash hack/testenv/load.sh target/testenv/$(NAME) $(IMAGE)
+
+## image: Arca's container image (static binary, FROM scratch) as an OCI archive,
+## target/image/arca.tar, built by buildah without a daemon. Prints the reference last.
+image:
+	@bash hack/image/build.sh
 
 ## testenv-down NAME=x: stop exactly what testenv-up started, remove target/testenv/x.
 testenv-down:

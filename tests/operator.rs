@@ -29,6 +29,7 @@ pub fn settings(namespace: &str) -> Settings {
         gc_frequency: Duration::from_secs(2),
         backup_sync_period: Duration::from_secs(2),
         fs_backup_timeout: Duration::from_secs(300),
+        restore_helper_image: None,
     }
 }
 

@@ -3,7 +3,7 @@
 #   ${ARCA_TESTENV_CACHE:-~/.cache/arca-testenv}/<versions>/bin
 # Skips every component whose binary is already there. Prints the bin folder on stdout last.
 # Needs: go (>= 1.24) and the Go module proxy. No binary downloads.
-# `build.sh --print-bin` only prints the bin folder.
+# `build.sh --print-bin` only prints the bin folder; `--print-cache` the cache folder.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -16,6 +16,7 @@ key="k8s-$K8S_VERSION.etcd-$ETCD_VERSION.kwok-$KWOK_VERSION.vgw-$VERSITYGW_VERSI
 cache="$root/$key"
 bin="$cache/bin"
 if [ "${1:-}" = "--print-bin" ]; then echo "$bin"; exit 0; fi
+if [ "${1:-}" = "--print-cache" ]; then echo "$cache"; exit 0; fi
 mkdir -p "$bin" "$cache/src"
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 log() { echo "testenv: $*" >&2; }
@@ -23,8 +24,9 @@ log() { echo "testenv: $*" >&2; }
 have() { [ -x "$bin/$1" ]; }
 
 build_k8s() {
-  if have kube-apiserver && have kube-controller-manager && have kube-scheduler; then return; fi
-  log "building kube-apiserver, kube-controller-manager, kube-scheduler v$K8S_VERSION (cold: 20-40 min on 2 cores)"
+  if have kube-apiserver && have kube-controller-manager && have kube-scheduler && have kubectl \
+    && have kubelet && have kube-proxy; then return; fi
+  log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy v$K8S_VERSION (cold: 20-40 min on 2 cores)"
   local d="$cache/src/k8s"; rm -rf "$d"; mkdir -p "$d"; cd "$d"
   go mod init local/k8sbin >/dev/null 2>&1
   # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging,
@@ -37,7 +39,7 @@ build_k8s() {
     mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller; do
     go mod edit -replace="k8s.io/$m=k8s.io/$m@v$K8S_STAGING_VERSION"
   done
-  local p="k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl"
+  local p="k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy"
   # shellcheck disable=SC2046
   go get $(for x in $p; do echo "$x@v$K8S_VERSION"; done)
   local minor; minor=$(echo "$K8S_VERSION" | cut -d. -f2)

@@ -18,6 +18,7 @@ mod location;
 mod pod_volume;
 mod reference;
 mod restore;
+pub mod restore_helper;
 mod schedule;
 
 pub use backup::{Backup, BackupPhase, BackupProgress, BackupSpec, BackupStatus, HookStatus};

@@ -13,6 +13,7 @@ mod location_cmd;
 mod logging;
 mod output;
 mod restore_cmd;
+mod restore_helper;
 mod schedule_cmd;
 mod server;
 mod version;
@@ -76,6 +77,10 @@ enum Command {
     Server(Box<server::ServerArgs>),
     /// Run the node agent: moves the pod volume data of its node (a DaemonSet).
     Agent(Box<agent::AgentArgs>),
+    /// Wait, as a restored pod's init container, until the node agent has restored every
+    /// listed volume (added by restores; not for people).
+    #[command(hide = true)]
+    RestoreHelper(restore_helper::RestoreHelperArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -89,6 +94,7 @@ fn main() -> std::process::ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "arca", &mut std::io::stdout());
             Ok(())
         }
+        Command::RestoreHelper(ref args) => restore_helper::run(args),
         Command::Server(ref args) => tokio_main(server::run(
             cli.kube.clone(),
             cli.namespace.clone(),
@@ -127,9 +133,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Location(c) => location_cmd::run(&ctx, c).await,
         Command::Install(args) => install::run(&ctx, *args).await,
         Command::Version => version::run(&ctx).await,
-        Command::Crd(_) | Command::Completion { .. } | Command::Server(_) | Command::Agent(_) => {
-            Ok(())
-        }
+        Command::Crd(_)
+        | Command::Completion { .. }
+        | Command::Server(_)
+        | Command::Agent(_)
+        | Command::RestoreHelper(_) => Ok(()),
     }
 }
 

@@ -64,6 +64,11 @@ pub struct ServerArgs {
     /// How long a backup or restore waits for the node agents to move its pod volumes.
     #[arg(long, default_value = "4h")]
     pub fs_backup_timeout: GoDuration,
+    /// The image of the init container added to restored pods whose volumes get data: it
+    /// holds the pod's own containers until the node agent has written every volume. `arca
+    /// install` sets it to the operator's own image; unset, restored pods get none.
+    #[arg(long, env = "ARCA_RESTORE_HELPER_IMAGE")]
+    pub restore_helper_image: Option<String>,
     /// `text`, `json`, or `auto` (json inside a cluster).
     #[arg(long, default_value = "auto")]
     pub log_format: String,
@@ -95,6 +100,7 @@ pub fn settings(namespace: &str, args: &ServerArgs) -> Settings {
         gc_frequency: args.garbage_collection_frequency.as_std(),
         backup_sync_period: args.backup_sync_period.as_std(),
         fs_backup_timeout: args.fs_backup_timeout.as_std(),
+        restore_helper_image: args.restore_helper_image.clone().filter(|i| !i.is_empty()),
     }
 }
 

@@ -59,6 +59,9 @@ pub struct Settings {
     pub watch_namespace: Option<String>,
     /// How long a backup or restore waits for its pod volumes (`--fs-backup-timeout`).
     pub fs_backup_timeout: Duration,
+    /// The image of the restore helper init container (Arca's own image; `arca install` sets
+    /// it). None: restored pods get none, and may start before their volumes are filled.
+    pub restore_helper_image: Option<String>,
 }
 
 impl Settings {

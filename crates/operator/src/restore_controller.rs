@@ -288,6 +288,7 @@ async fn execute(
         tenant,
         uid: restore.uid().unwrap_or_default(),
         volumes,
+        restore_helper_image: ctx.settings.restore_helper_image.clone(),
     };
     let outcome = match RunLog::create(output, &Layout::restore_logs(&name), &name).await {
         Ok((log, writer)) => {

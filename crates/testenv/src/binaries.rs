@@ -52,6 +52,27 @@ pub(crate) fn ensure_built() -> Result<PathBuf, TestenvError> {
     Ok(bin)
 }
 
+/// Makes the real node's images (pause, busybox) once, and returns their folder.
+pub(crate) fn ensure_images() -> Result<PathBuf, TestenvError> {
+    let script = workspace_root().join("hack/testenv/images.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(crate::error::io(&script))?;
+    if !out.status.success() {
+        return Err(TestenvError::Command {
+            command: format!("bash {}", script.display()),
+            code: out.status.code(),
+            output: "see the lines above".into(),
+        });
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Ok(PathBuf::from(
+        stdout.lines().last().unwrap_or_default().trim(),
+    ))
+}
+
 /// The path of `program` on PATH, if any.
 pub(crate) fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -72,6 +93,10 @@ pub(crate) struct Versions {
     pub k8s: String,
     pub etcd: String,
     pub kwok: String,
+    /// The real node's sandbox image (containerd's `sandbox_image`).
+    pub pause_image: String,
+    /// The real node's workload image (busybox).
+    pub busybox_image: String,
 }
 
 pub(crate) fn versions() -> Versions {
@@ -88,5 +113,7 @@ pub(crate) fn versions() -> Versions {
         k8s: get("K8S_VERSION"),
         etcd: get("ETCD_VERSION"),
         kwok: get("KWOK_VERSION"),
+        pause_image: get("PAUSE_IMAGE"),
+        busybox_image: get("BUSYBOX_IMAGE"),
     }
 }

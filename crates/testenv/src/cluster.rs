@@ -1,20 +1,52 @@
 //! The Kubernetes side: kwokctl's binary runtime, plus one Ready kwok node.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 use k8s_openapi::api::core::v1::{Node, ServiceAccount};
 use kube::{Api, Client, api::PostParams};
 
-use crate::{TestenvError, error::io};
+use crate::{
+    TestenvError,
+    error::io,
+    node::{KUBERNETES_SERVICE_IP, NodeSlot, SERVICE_CIDR},
+};
 
 /// Folder layout inside an environment's directory that kwokctl owns.
 pub(crate) const KWOK_WORKDIR: &str = "kwok";
 /// The kwok node every environment has.
 pub(crate) const NODE_NAME: &str = "kwok-node-0";
+/// The annotation that marks a node as kwok's to run.
+const KWOK_NODE_ANNOTATION: &str = "kwok.x-k8s.io/node";
 
 /// The multi-document configuration given to `kwokctl create cluster --config`.
-fn kwok_config(bin: &Path, exec_dir: &Path) -> String {
+/// With a real node, the API server advertises the machine's end of the node's link (the
+/// `kubernetes` Service's endpoint), serves a certificate valid for it and for the Service's
+/// address, and presents a client certificate to the kubelet.
+fn kwok_config(bin: &Path, exec_dir: &Path, pki: &Path, node: Option<&NodeSlot>) -> String {
     let versions = crate::binaries::versions();
+    let mut sans = vec![KUBERNETES_SERVICE_IP.to_string()];
+    let mut apiserver_args = vec![("service-cluster-ip-range", SERVICE_CIDR.to_string())];
+    if let Some(node) = node {
+        sans.push(node.host_ip());
+        apiserver_args.push(("advertise-address", node.host_ip()));
+        apiserver_args.push((
+            "kubelet-client-certificate",
+            pki.join("admin.crt").display().to_string(),
+        ));
+        apiserver_args.push((
+            "kubelet-client-key",
+            pki.join("admin.key").display().to_string(),
+        ));
+        apiserver_args.push(("kubelet-preferred-address-types", "InternalIP".into()));
+    }
+    let apiserver_args: String = apiserver_args
+        .iter()
+        .map(|(k, v)| format!("  - key: {k}\n    value: \"{v}\"\n"))
+        .collect();
     format!(
         r#"apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
@@ -24,6 +56,18 @@ options:
   etcdVersion: {etcd}
   kwokVersion: v{kwok}
   nodeLeaseDurationSeconds: 40
+  kubeApiserverCertSANs: [{sans}]
+componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+{apiserver_args}- name: kwok-controller
+  extraArgs:
+  # Only the nodes annotated as kwok's: a real kubelet's node is left alone.
+  - key: manage-all-nodes
+    value: "false"
+    override: true
+  - key: manage-nodes-with-annotation-selector
+    value: "{KWOK_NODE_ANNOTATION}=fake"
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: ClusterExec
@@ -38,20 +82,59 @@ spec:
         k8s = versions.k8s,
         etcd = versions.etcd,
         kwok = versions.kwok,
+        sans = sans.join(", "),
         exec_dir = exec_dir.display(),
     )
 }
 
+/// kwokctl's PKI folder of the cluster `name` in `dir` (ca.crt, admin.crt, admin.key).
+pub(crate) fn pki_dir(dir: &Path, name: &str) -> PathBuf {
+    dir.join(KWOK_WORKDIR)
+        .join("clusters")
+        .join(name)
+        .join("pki")
+}
+
+/// kwokctl's log folder of the cluster `name` in `dir`.
+pub(crate) fn log_dir(dir: &Path, name: &str) -> PathBuf {
+    dir.join(KWOK_WORKDIR)
+        .join("clusters")
+        .join(name)
+        .join("logs")
+}
+
+/// The API server's secure port, read from the kubeconfig kwokctl wrote.
+pub(crate) fn api_port(kubeconfig: &Path) -> Result<u16, TestenvError> {
+    let text = std::fs::read_to_string(kubeconfig).map_err(io(kubeconfig))?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("server: https://"))
+        .filter_map(|hostport| hostport.rsplit_once(':'))
+        .find_map(|(_, port)| port.trim().parse().ok())
+        .ok_or_else(|| TestenvError::BadFile {
+            path: kubeconfig.to_path_buf(),
+            message: "no `server: https://host:port` line".into(),
+        })
+}
+
+/// How long `kwokctl create cluster` may take before the start counts as failed.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(200);
+
 /// `kwokctl create cluster`: etcd, kube-apiserver (RBAC and admission on), controller-manager,
 /// scheduler and the kwok controller as local processes on free loopback ports.
+/// Fails within [`CREATE_TIMEOUT`] with the components' last error lines.
 pub(crate) fn create(
     name: &str,
     dir: &Path,
     bin: &Path,
     exec_dir: &Path,
+    node: Option<&NodeSlot>,
 ) -> Result<(), TestenvError> {
     let config = dir.join("kwok-config.yaml");
-    std::fs::write(&config, kwok_config(bin, exec_dir)).map_err(io(&config))?;
+    std::fs::write(
+        &config,
+        kwok_config(bin, exec_dir, &pki_dir(dir, name), node),
+    )
+    .map_err(io(&config))?;
     let b = |n: &str| bin.join(n).display().to_string();
     let args = [
         "create".to_string(),
@@ -73,29 +156,132 @@ pub(crate) fn create(
         "--disable-qps-limits=true".into(),
         "--wait=3m".into(),
     ];
-    kwokctl(dir, bin, &args)
+    kwokctl(dir, bin, &args, CREATE_TIMEOUT).map_err(|e| match e {
+        TestenvError::Command {
+            command,
+            code,
+            output,
+        } => TestenvError::ComponentFailed {
+            what: format!("`{command}` failed (exit {code:?}): {}", output.trim()),
+            evidence: last_errors(&log_files(&log_dir(dir, name))),
+        },
+        other => other,
+    })
 }
 
-fn kwokctl(dir: &Path, bin: &Path, args: &[String]) -> Result<(), TestenvError> {
-    let out = Command::new(bin.join("kwokctl"))
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// For each log, its last line that reads like a failure (or its last line), so a start
+/// that fails says which component failed and why.
+pub(crate) fn last_errors(logs: &[PathBuf]) -> String {
+    let mut out = String::new();
+    for path in logs {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        let failure = |l: &&str| {
+            let l = l.to_ascii_lowercase();
+            [
+                "error",
+                "fatal",
+                "failed",
+                "panic",
+                "refused",
+                "address already in use",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        };
+        let line = text
+            .lines()
+            .rev()
+            .find(failure)
+            .or_else(|| text.lines().next_back());
+        if let Some(line) = line {
+            let line: String = line.chars().take(600).collect();
+            out.push_str(&format!("  {}: {}\n", path.display(), line.trim()));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("  (no component logged anything)\n");
+    }
+    out
+}
+
+fn kwokctl(dir: &Path, bin: &Path, args: &[String], timeout: Duration) -> Result<(), TestenvError> {
+    let command = format!("kwokctl {}", args.join(" "));
+    let out_path = dir.join("logs/kwokctl.log");
+    let out = std::fs::File::create(&out_path).map_err(io(&out_path))?;
+    let err = out.try_clone().map_err(io(&out_path))?;
+    let mut child = Command::new(bin.join("kwokctl"))
         .args(args)
         .env("KWOK_WORKDIR", dir.join(KWOK_WORKDIR))
         .env("PATH", path_with(bin))
         .stdin(std::process::Stdio::null())
-        .output()
+        .stdout(out)
+        .stderr(err)
+        .spawn()
         .map_err(io(bin.join("kwokctl")))?;
-    if out.status.success() {
-        return Ok(());
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(io(bin.join("kwokctl")))? {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
+    match status {
+        Some(s) if s.success() => Ok(()),
+        Some(s) => Err(TestenvError::Command {
+            command,
+            code: s.code(),
+            output,
+        }),
+        None => Err(TestenvError::Command {
+            command,
+            code: None,
+            output: format!(
+                "no result after {}s (stopped); its output: {output}",
+                timeout.as_secs()
+            ),
+        }),
     }
-    Err(TestenvError::Command {
-        command: format!("kwokctl {}", args.join(" ")),
-        code: out.status.code(),
-        output: format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    })
+}
+
+/// Serializes the part of `up` that picks free ports and binds them (the S3 server's, and
+/// kwokctl's for etcd and the control plane), across every process on this machine: two
+/// environments started at the same moment never pick the same port. Held until dropped.
+pub(crate) struct PortLock {
+    _file: std::fs::File,
+}
+
+impl PortLock {
+    pub(crate) fn acquire() -> Result<Self, TestenvError> {
+        let path = std::env::temp_dir().join("arca-testenv-ports.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        Ok(Self { _file: file })
+    }
 }
 
 /// PATH with the components' folder first, so kwokctl finds our builds and never downloads.

@@ -8,7 +8,7 @@ use std::{
 
 use kube::{Client, Config, config::KubeConfigOptions, config::Kubeconfig};
 
-use crate::{TestenvError, binaries, cluster, error::io, s3};
+use crate::{TestenvError, binaries, cluster, error::io, node, s3};
 
 /// How to reach the environment's S3 server; written to `s3.env`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +18,23 @@ pub struct S3Settings {
     pub secret_access_key: String,
     pub region: String,
     pub bucket: String,
+}
+
+/// The real node of an environment started with `NODE=real`; written to `testenv.env`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealNode {
+    /// Its name (`REAL_NODE`).
+    pub name: String,
+    /// kubelet's `--root-dir` (`KUBELET_ROOT_DIR`): pods' volumes are under `<it>/pods`.
+    pub kubelet_root_dir: PathBuf,
+    /// The busybox image imported into its containerd (`TEST_IMAGE`).
+    pub test_image: String,
+    /// The S3 URL pods use (`AWS_ENDPOINT_URL_IN_CLUSTER` in s3.env).
+    pub s3_endpoint_in_cluster: String,
+    /// Its containerd's socket (`CONTAINERD_SOCKET`), for `make testenv-load`.
+    pub containerd_socket: PathBuf,
+    /// Its network namespace (`NODE_NETNS`).
+    pub netns: String,
 }
 
 /// A running environment.
@@ -35,17 +52,19 @@ pub struct Environment {
     pub bin: PathBuf,
     /// The folder in which kwok runs `pods/exec` commands, on this host.
     pub exec_dir: PathBuf,
+    /// The kubelet node, when started with one (`NODE=real`).
+    pub real_node: Option<RealNode>,
 }
 
 impl Environment {
-    /// Starts a new environment named `name` in `<root>/<name>`.
+    /// Starts a new environment named `name` in `<root>/<name>` (kwok nodes only).
     pub async fn up(name: &str) -> Result<Self, TestenvError> {
-        Self::up_in(&crate::testenv_root(), name).await
+        Self::up_in(&crate::testenv_root(), name, false).await
     }
 
-    /// Starts a new environment in `<root>/<name>`. On failure, whatever was started is
-    /// stopped again.
-    pub async fn up_in(root: &Path, name: &str) -> Result<Self, TestenvError> {
+    /// Starts a new environment in `<root>/<name>`, with a real kubelet node beside the kwok
+    /// node when `real_node`. On failure, whatever was started is stopped again.
+    pub async fn up_in(root: &Path, name: &str, real_node: bool) -> Result<Self, TestenvError> {
         let dir = root.join(name);
         if dir.join("kubeconfig").exists() {
             return Err(TestenvError::AlreadyUp {
@@ -54,10 +73,17 @@ impl Environment {
             });
         }
         let bin = binaries::ensure_built()?;
+        let images = match real_node {
+            true => {
+                node::check_prerequisites(&bin)?;
+                Some(binaries::ensure_images()?)
+            }
+            false => None,
+        };
         for sub in ["logs", "pids", "exec"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(io(dir.join(sub)))?;
         }
-        match Self::start(name, &dir, &bin).await {
+        match Self::start(name, &dir, &bin, images.as_deref()).await {
             Ok(env) => Ok(env),
             Err(err) => {
                 if std::env::var_os("ARCA_TESTENV_KEEP").is_none() {
@@ -68,25 +94,56 @@ impl Environment {
         }
     }
 
-    async fn start(name: &str, dir: &Path, bin: &Path) -> Result<Self, TestenvError> {
+    async fn start(
+        name: &str,
+        dir: &Path,
+        bin: &Path,
+        images: Option<&Path>,
+    ) -> Result<Self, TestenvError> {
         let exec_dir = dir.join("exec");
-        let s3 = s3::start(dir, bin)?;
-        cluster::create(name, dir, bin, &exec_dir)?;
-        let env = Self {
+        let slot = match images {
+            Some(_) => {
+                let slot = node::reserve_slot(dir)?;
+                // Recorded at once, so `down` frees the slot even if the start fails.
+                let path = dir.join("node-slot");
+                std::fs::write(&path, slot.slot.to_string()).map_err(io(&path))?;
+                node::create_network(&slot)?;
+                Some(slot)
+            }
+            None => None,
+        };
+        let s3 = {
+            let _ports = cluster::PortLock::acquire()?;
+            let s3 = s3::start(dir, bin, slot.as_ref())?;
+            cluster::create(name, dir, bin, &exec_dir, slot.as_ref())?;
+            s3
+        };
+        let mut env = Self {
             name: name.into(),
             dir: dir.to_path_buf(),
             kubeconfig: dir.join("kubeconfig"),
             s3,
             bin: bin.to_path_buf(),
             exec_dir,
+            real_node: None,
         };
         let client = env.client().await?;
-        let kwok_log = dir
-            .join(cluster::KWOK_WORKDIR)
-            .join("clusters")
-            .join(name)
-            .join("logs");
-        cluster::add_ready_node(&client, &kwok_log).await?;
+        cluster::add_ready_node(&client, &cluster::log_dir(dir, name)).await?;
+        if let (Some(slot), Some(images)) = (&slot, images) {
+            let pki = cluster::pki_dir(dir, name);
+            let api_port = cluster::api_port(&env.kubeconfig)?;
+            let kubelet_root_dir = node::write_config(dir, bin, slot, &pki, api_port, images)?;
+            node::start(dir, slot)?;
+            node::wait_ready(&client, dir).await?;
+            env.real_node = Some(RealNode {
+                name: node::REAL_NODE_NAME.into(),
+                kubelet_root_dir,
+                test_image: binaries::versions().busybox_image,
+                s3_endpoint_in_cluster: slot.s3_endpoint(),
+                containerd_socket: dir.join("node/containerd.sock"),
+                netns: slot.netns(),
+            });
+        }
         s3::create_bucket(&env.s3, &dir.join("logs/versitygw.log")).await?;
         env.write_files()?;
         Ok(env)
@@ -124,6 +181,17 @@ impl Environment {
             },
             bin: get(&more, "ARCA_TESTENV_BIN", &more_path)?.into(),
             exec_dir: get(&more, "ARCA_TESTENV_EXEC_DIR", &more_path)?.into(),
+            real_node: match more.get("REAL_NODE") {
+                Some(name) => Some(RealNode {
+                    name: name.clone(),
+                    kubelet_root_dir: get(&more, "KUBELET_ROOT_DIR", &more_path)?.into(),
+                    test_image: get(&more, "TEST_IMAGE", &more_path)?,
+                    s3_endpoint_in_cluster: get(&s3, "AWS_ENDPOINT_URL_IN_CLUSTER", &s3_path)?,
+                    containerd_socket: get(&more, "CONTAINERD_SOCKET", &more_path)?.into(),
+                    netns: get(&more, "NODE_NETNS", &more_path)?,
+                }),
+                None => None,
+            },
             kubeconfig,
             dir,
         })
@@ -161,7 +229,7 @@ impl Environment {
     }
 
     fn write_files(&self) -> Result<(), TestenvError> {
-        let s3 = format!(
+        let mut s3 = format!(
             "AWS_ENDPOINT_URL={}\nAWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\nAWS_REGION={}\nARCA_TEST_BUCKET={}\n",
             self.s3.endpoint,
             self.s3.access_key_id,
@@ -169,11 +237,25 @@ impl Environment {
             self.s3.region,
             self.s3.bucket
         );
-        let more = format!(
+        let mut more = format!(
             "ARCA_TESTENV_BIN={}\nARCA_TESTENV_EXEC_DIR={}\n",
             self.bin.display(),
             self.exec_dir.display()
         );
+        if let Some(node) = &self.real_node {
+            s3.push_str(&format!(
+                "AWS_ENDPOINT_URL_IN_CLUSTER={}\n",
+                node.s3_endpoint_in_cluster
+            ));
+            more.push_str(&format!(
+                "REAL_NODE={}\nKUBELET_ROOT_DIR={}\nTEST_IMAGE={}\nCONTAINERD_SOCKET={}\nNODE_NETNS={}\n",
+                node.name,
+                node.kubelet_root_dir.display(),
+                node.test_image,
+                node.containerd_socket.display(),
+                node.netns
+            ));
+        }
         let more_path = self.dir.join("testenv.env");
         std::fs::write(&more_path, more).map_err(io(&more_path))?;
         // s3.env last: its presence marks the environment complete.

@@ -27,6 +27,8 @@ pub enum TestenvError {
         seconds: u64,
         log: PathBuf,
     },
+    #[error("{what}. What the components logged last:\n{evidence}")]
+    ComponentFailed { what: String, evidence: String },
     #[error("reading or writing {path}: {source}")]
     Io {
         path: PathBuf,

@@ -16,11 +16,13 @@ mod cluster;
 mod env;
 mod error;
 mod fixture;
+mod node;
 mod s3;
 
-pub use env::{Environment, S3Settings};
+pub use env::{Environment, RealNode, S3Settings};
 pub use error::TestenvError;
 pub use fixture::{TestEnv, TestNamespace, TestPrefix};
+pub use node::{REAL_NODE_LABEL, REAL_NODE_TAINT_KEY};
 
 /// The folder that holds every environment: `<workspace>/target/testenv`.
 pub fn testenv_root() -> std::path::PathBuf {

@@ -9,7 +9,11 @@ use std::{
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
 
-use crate::{S3Settings, TestenvError, error::io};
+use crate::{
+    S3Settings, TestenvError,
+    error::io,
+    node::{NodeSlot, S3_PORT_IN_NODE},
+};
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub(crate) fn free_port() -> Result<u16, TestenvError> {
@@ -18,12 +22,30 @@ pub(crate) fn free_port() -> Result<u16, TestenvError> {
     Ok(port)
 }
 
-/// Starts versitygw on a free port, detached from the caller, and records its pid in
+/// Starts versitygw, detached from the caller, and records its pid in
 /// `pids/versitygw.pid`. Returns the settings to reach it.
-pub(crate) fn start(dir: &Path, bin: &Path) -> Result<S3Settings, TestenvError> {
+/// Without a real node: on a free port of 127.0.0.1. With one: inside the node's network
+/// namespace, on the node IP, where both this machine and the node's pods reach it.
+pub(crate) fn start(
+    dir: &Path,
+    bin: &Path,
+    node: Option<&NodeSlot>,
+) -> Result<S3Settings, TestenvError> {
     let data = dir.join("s3data");
     std::fs::create_dir_all(&data).map_err(io(&data))?;
-    let port = free_port()?;
+    let (listen, endpoint) = match node {
+        Some(node) => (
+            format!("{}:{S3_PORT_IN_NODE}", node.node_ip()),
+            node.s3_endpoint(),
+        ),
+        None => {
+            let port = free_port()?;
+            (
+                format!("127.0.0.1:{port}"),
+                format!("http://127.0.0.1:{port}"),
+            )
+        }
+    };
     let access = format!("arca{}", rand::random::<u32>());
     let secret = format!(
         "{:016x}{:016x}",
@@ -33,9 +55,17 @@ pub(crate) fn start(dir: &Path, bin: &Path) -> Result<S3Settings, TestenvError> 
     let log_path = dir.join("logs/versitygw.log");
     let log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
     let log_err = log.try_clone().map_err(io(&log_path))?;
-    let mut cmd = Command::new(bin.join("versitygw"));
+    let mut cmd = match node {
+        Some(node) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", &node.netns()])
+                .arg(bin.join("versitygw"));
+            cmd
+        }
+        None => Command::new(bin.join("versitygw")),
+    };
     cmd.args(["--access", &access, "--secret", &secret])
-        .args(["--port", &format!("127.0.0.1:{port}")])
+        .args(["--port", &listen])
         .args(["--region", "us-east-1"])
         .arg("posix");
     if !supports_xattrs(&data) {
@@ -54,7 +84,7 @@ pub(crate) fn start(dir: &Path, bin: &Path) -> Result<S3Settings, TestenvError> 
     let pid_path = dir.join("pids/versitygw.pid");
     std::fs::write(&pid_path, child.id().to_string()).map_err(io(&pid_path))?;
     Ok(S3Settings {
-        endpoint: format!("http://127.0.0.1:{port}"),
+        endpoint,
         access_key_id: access,
         secret_access_key: secret,
         region: "us-east-1".into(),

@@ -26,6 +26,48 @@ pub struct Options {
     pub credentials: Option<String>,
     /// Install the node agent (a DaemonSet in namespace `<namespace>-node-agent`).
     pub use_node_agent: bool,
+    /// kubelet's root folder on the nodes (the agent reads `<it>/pods`); empty means
+    /// [`DEFAULT_KUBELET_ROOT_DIR`].
+    pub kubelet_root_dir: String,
+    /// Node labels the operator's pods must match.
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the operator's pods tolerate (Toleration objects).
+    pub tolerations: Vec<Value>,
+}
+
+/// kubelet's root folder unless a distribution moved it (k0s, MicroK8s, RKE and others do).
+pub const DEFAULT_KUBELET_ROOT_DIR: &str = "/var/lib/kubelet";
+
+impl Options {
+    /// The folder of pods' volumes on each node.
+    pub fn host_pods_dir(&self) -> String {
+        let root = match self.kubelet_root_dir.trim_end_matches('/') {
+            "" => DEFAULT_KUBELET_ROOT_DIR,
+            root => root,
+        };
+        format!("{root}/pods")
+    }
+}
+
+/// A toleration from `key[=value]:Effect` (`Exists` when there is no value).
+pub fn toleration(text: &str) -> Result<Value, String> {
+    let (key_value, effect) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} is not key[=value]:Effect"))?;
+    if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+        return Err(format!(
+            "{text:?}: the effect {effect:?} is not NoSchedule, PreferNoSchedule or NoExecute"
+        ));
+    }
+    let mut t = match key_value.split_once('=') {
+        Some((key, value)) => json!({"key": key, "operator": "Equal", "value": value}),
+        None => json!({"key": key_value, "operator": "Exists"}),
+    };
+    if t["key"].as_str().is_none_or(str::is_empty) {
+        return Err(format!("{text:?}: the key is empty"));
+    }
+    t["effect"] = json!(effect);
+    Ok(t)
 }
 
 /// The node agent's namespace: apart from the operator's, because reading other pods'
@@ -166,14 +208,18 @@ fn deployment(o: &Options) -> Value {
     namespace_env["name"] = json!("ARCA_NAMESPACE");
     let mut pod_env = field("metadata.name");
     pod_env["name"] = json!("POD_NAME");
+    // Restored pods get an init container of this same image (see `arca restore-helper`).
+    let helper_env = json!({"name": "ARCA_RESTORE_HELPER_IMAGE", "value": o.image});
     let probe = |path: &str| json!({"httpGet": {"path": path, "port": "metrics"}, "periodSeconds": 10, "failureThreshold": 3});
-    json!({
+    let mut deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": meta("arca", Some(&o.namespace), "operator"),
         "spec": {
             "replicas": o.replicas.max(1),
             "selector": {"matchLabels": {"app.kubernetes.io/name": "arca", "app.kubernetes.io/component": "operator"}},
-            "strategy": {"type": "Recreate"},
+            // A new pod starts and is Ready (standing by for the lease) before an old one
+            // stops; the old leader finishes its work in flight, then the lease moves.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
                 "metadata": {"labels": labels("operator")},
                 "spec": {
@@ -189,7 +235,7 @@ fn deployment(o: &Options) -> Value {
                         "image": o.image,
                         "imagePullPolicy": "IfNotPresent",
                         "args": ["server", "--log-format=json", "--metrics-bind-address=0.0.0.0:8085"],
-                        "env": [namespace_env, pod_env],
+                        "env": [namespace_env, pod_env, helper_env],
                         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
                         "readinessProbe": probe("/readyz"),
                         "livenessProbe": probe("/healthz"),
@@ -204,7 +250,15 @@ fn deployment(o: &Options) -> Value {
                 }
             }
         }
-    })
+    });
+    let pod = &mut deployment["spec"]["template"]["spec"];
+    if !o.node_selector.is_empty() {
+        pod["nodeSelector"] = json!(o.node_selector);
+    }
+    if !o.tolerations.is_empty() {
+        pod["tolerations"] = json!(o.tolerations);
+    }
+    deployment
 }
 
 /// The operator reaches the API server and the store (and DNS); only namespaces labelled
@@ -325,7 +379,7 @@ mod tests {
             config: BTreeMap::from([("s3Url".to_string(), "http://minio:9000".to_string())]),
             credentials: Some("[default]\n".into()),
             replicas: 2,
-            use_node_agent: false,
+            ..Default::default()
         })?;
         let bsl = objects
             .iter()

@@ -49,6 +49,17 @@ pub struct InstallArgs {
     /// up and restores pod volume data.
     #[arg(long)]
     pub use_node_agent: bool,
+    /// kubelet's root folder on the nodes, where the node agent finds pods' volumes
+    /// (`<it>/pods`). k0s, MicroK8s, RKE and others move it from the default.
+    #[arg(long, default_value = manifests::DEFAULT_KUBELET_ROOT_DIR)]
+    pub kubelet_root_dir: String,
+    /// Node labels the operator's pods must match: `key=value,key2=value2`.
+    #[arg(long, value_parser = key_values)]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// A taint the operator's pods tolerate: `key[=value]:Effect` (repeatable). The node
+    /// agent tolerates every taint already: it must run wherever pods do.
+    #[arg(long = "toleration", value_parser = manifests::toleration)]
+    pub tolerations: Vec<serde_json::Value>,
     /// Print the objects (with -o yaml or -o json) instead of applying them.
     #[arg(long)]
     pub dry_run: bool,
@@ -89,7 +100,16 @@ pub async fn run(ctx: &Ctx, args: InstallArgs) -> anyhow::Result<()> {
         config: args.backup_location_config.clone().unwrap_or_default(),
         credentials,
         use_node_agent: args.use_node_agent,
+        kubelet_root_dir: args.kubelet_root_dir.clone(),
+        node_selector: args.node_selector.clone().unwrap_or_default(),
+        tolerations: args.tolerations.clone(),
     };
+    if !options.kubelet_root_dir.starts_with('/') {
+        anyhow::bail!(
+            "--kubelet-root-dir: {:?} is not an absolute path (kubelet's --root-dir, /var/lib/kubelet by default)",
+            options.kubelet_root_dir
+        );
+    }
     if let Some(dir) = &args.helm_chart {
         return chart::write(dir);
     }

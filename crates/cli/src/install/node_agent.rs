@@ -120,7 +120,7 @@ fn daemon_set(o: &Options, agent_ns: &str) -> Value {
                         ]
                     }],
                     "volumes": [
-                        {"name": "host-pods", "hostPath": {"path": "/var/lib/kubelet/pods", "type": "Directory"}},
+                        {"name": "host-pods", "hostPath": {"path": o.host_pods_dir(), "type": "Directory"}},
                         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}
                     ]
                 }

@@ -4,6 +4,7 @@
 //! archive and index have been verified whole.
 
 pub mod apply;
+pub mod helper;
 pub mod order;
 pub mod plan;
 mod readiness;
@@ -33,6 +34,10 @@ pub struct RestoreRequest {
     /// Where pod volume data comes from, or why it cannot be read (pods with snapshots
     /// then get an error each, and empty volumes).
     pub volumes: Result<crate::pod_volumes::VolumeJob, String>,
+    /// The image of the `arca-restore-wait` init container added to pods whose volumes get
+    /// data, so their containers start on restored data; None adds none (an operator run
+    /// outside the cluster has no image to give).
+    pub restore_helper_image: Option<String>,
 }
 
 /// Tuning.

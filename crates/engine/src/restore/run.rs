@@ -92,6 +92,8 @@ struct Run<'a> {
     pending_volumes: Mutex<Vec<PodToFill>>,
     /// `restorePVs`: fill the recreated pods' volumes.
     restore_volumes: bool,
+    /// Added to pods whose volumes are filled, when there is an image for it.
+    restore_helper: Option<super::helper::RestoreHelper>,
     workloads: Workloads,
     namespaces: BTreeSet<String>,
     cluster: ClusterResources,
@@ -257,6 +259,15 @@ pub async fn run(
         volume_snapshots,
         pending_volumes: Mutex::new(Vec::new()),
         restore_volumes: spec.restore_p_vs.unwrap_or(true),
+        restore_helper: match (&request.restore_helper_image, &request.volumes) {
+            (Some(image), Ok(_)) if spec.restore_p_vs.unwrap_or(true) && !spec.dry_run => {
+                Some(super::helper::RestoreHelper {
+                    image: image.clone(),
+                    restore_uid: request.uid.clone(),
+                })
+            }
+            _ => None,
+        },
         workloads: plan.workloads.clone(),
         namespaces: plan.namespaces.clone(),
         cluster,
@@ -457,6 +468,12 @@ impl Run<'_> {
         };
         self.transform.apply(&gr, &mut object, false);
         inject_init_containers(&mut object, &hooks.init_containers);
+        if let Some(helper) = &self.restore_helper
+            && !snapshots.is_empty()
+        {
+            let volumes: Vec<&str> = snapshots.iter().map(|s| s.volume.as_str()).collect();
+            helper.inject(&mut object, &volumes);
+        }
         let applied = self.write(entry, object, status).await;
         if !snapshots.is_empty() {
             self.note_volumes(entry, &applied, snapshots);

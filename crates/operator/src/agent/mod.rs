@@ -8,6 +8,7 @@
 
 mod backup;
 mod folders;
+mod markers;
 mod restore;
 mod work;
 

@@ -10,9 +10,10 @@ use kube::{ResourceExt, runtime::controller::Action};
 use super::{
     Agent,
     folders::{FolderError, volume_folder},
-    work,
+    markers, work,
 };
 use crate::{context::time, progress::Ticker};
+use arca_api::labels::RESTORE_UID;
 
 use work::MANAGER;
 /// How often an unscheduled pod, or a folder not yet made, is looked at again.
@@ -56,7 +57,13 @@ pub async fn reconcile(item: Arc<PodVolumeRestore>, agent: Arc<Agent>) -> Result
     work::write_status(&agent, item.as_ref(), &status)
         .await
         .map_err(|e| Error::Status(item.name_any(), e))?;
-    let outcome = restore(&agent, &item, &pod, &mut status).await;
+    let mut outcome = restore(&agent, &item, &pod, &mut status).await;
+    // The pod's restore helper waits for a marker in the volume: done, or failed with why.
+    if let (Some(folder), Some(uid)) = (&status.path, item.labels().get(RESTORE_UID)) {
+        if let Err(why) = markers::write(std::path::Path::new(folder), uid, &outcome) {
+            outcome = outcome.and(Err(why));
+        }
+    }
     finish(&agent, &item, status, outcome).await;
     Ok(Action::await_change())
 }

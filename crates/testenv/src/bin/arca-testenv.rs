@@ -15,6 +15,11 @@ enum Cmd {
     Up {
         #[arg(long, default_value = "dev")]
         name: String,
+        /// `real`: add a node run by a real kubelet (containerd, runc) beside the kwok node.
+        /// Needs root and Debian's containerd, runc, containernetworking-plugins, iptables and
+        /// busybox-static.
+        #[arg(long, value_parser = ["kwok", "real"], default_value = "kwok")]
+        node: String,
     },
     /// Stop exactly what `up` started and remove target/testenv/NAME.
     Down {
@@ -26,9 +31,10 @@ enum Cmd {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Cmd::Up { name } => {
+        Cmd::Up { name, node } => {
             let started = std::time::Instant::now();
-            let env = arca_testenv::Environment::up(&name).await?;
+            let root = arca_testenv::testenv_root();
+            let env = arca_testenv::Environment::up_in(&root, &name, node == "real").await?;
             println!(
                 "environment {name} is up ({:.0}s)\n  kubeconfig: {}\n  s3:         {} (bucket {}), settings in {}\n  stop it:    make testenv-down NAME={name}",
                 started.elapsed().as_secs_f64(),
@@ -37,6 +43,15 @@ async fn main() -> anyhow::Result<()> {
                 env.s3.bucket,
                 env.dir.join("s3.env").display()
             );
+            if let Some(node) = &env.real_node {
+                println!(
+                    "  real node:  {} (kubelet root {}), test image {}; pods reach S3 at {}",
+                    node.name,
+                    node.kubelet_root_dir.display(),
+                    node.test_image,
+                    node.s3_endpoint_in_cluster
+                );
+            }
         }
         Cmd::Down { name } => {
             arca_testenv::Environment::down(&name)?;
