@@ -7,7 +7,7 @@ NAME ?= dev
 # The environment e2e tests run against; `make test` starts and stops its own.
 TEST_ENV_NAME ?= test-$(shell echo $$PPID)
 
-.PHONY: all build test lint fmt clippy unit e2e crds deploy testenv-build testenv-up testenv-down testenv-load image demo bench
+.PHONY: all build test lint fmt clippy unit e2e crds deploy testenv-build testenv-up testenv-down testenv-load image demo demo-cluster bench
 
 all: build
 
@@ -29,13 +29,16 @@ clippy:
 unit:
 	$(CARGO) test --workspace --exclude arca-e2e
 
-e2e: testenv-build
+e2e: testenv-build image
 	# The e2e tests spawn target/debug/arca: build the binaries, not only the test harnesses.
 	$(CARGO) build -p arca -p arca-testenv --bins
 	$(CARGO) build -p arca-e2e --tests
-	@set -e; trap '$(CARGO) run -q -p arca-testenv -- down --name $(TEST_ENV_NAME)' EXIT; \
+	@set -e; trap '$(CARGO) run -q -p arca-testenv -- down --name $(TEST_ENV_NAME); $(CARGO) run -q -p arca-testenv -- down --name $(TEST_ENV_NAME)-node' EXIT; \
 	  $(CARGO) run -q -p arca-testenv -- up --name $(TEST_ENV_NAME); \
-	  ARCA_TESTENV=$(TEST_ENV_NAME) $(CARGO) test -p arca-e2e -- --test-threads=4
+	  $(CARGO) run -q -p arca-testenv -- up --name $(TEST_ENV_NAME)-node --node real; \
+	  ARCA_TESTENV=$(TEST_ENV_NAME) $(CARGO) test -p arca-e2e --test e2e -- --test-threads=4; \
+	  ARCA_TESTENV=$(TEST_ENV_NAME)-node ARCA_IMAGE=$$(tail -n 1 target/image/ref) \
+	    $(CARGO) test -p arca-e2e --test node -- --test-threads=1
 
 ## crds: regenerate crds/ and docs/reference/crds.md from the Rust types (a unit test fails
 ## when they differ).
@@ -66,7 +69,7 @@ testenv-load:
 ## image: Arca's container image (static binary, FROM scratch) as an OCI archive,
 ## target/image/arca.tar, built by buildah without a daemon. Prints the reference last.
 image:
-	@bash hack/image/build.sh
+	@mkdir -p target/image; set -o pipefail; bash hack/image/build.sh | tee target/image/ref
 
 ## testenv-down NAME=x: stop exactly what testenv-up started, remove target/testenv/x.
 testenv-down:
@@ -75,6 +78,11 @@ testenv-down:
 ## demo: bring up a local cluster and install Arca's CRDs (the backup demo comes with it).
 demo: testenv-build
 	bash hack/demo.sh
+
+## demo-cluster: the tour as a cluster user takes it: the image built, Arca installed as pods
+## into a local cluster with a real kubelet node, a pod's data backed up and restored (root).
+demo-cluster: testenv-build
+	bash hack/demo-cluster.sh
 
 ## bench: speed and memory against their floors, side by side, on a fresh environment.
 ## BENCH_ARGS="--sizes 10000" for a quick run. Report: target/bench/report.md

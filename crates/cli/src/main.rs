@@ -67,6 +67,8 @@ enum Command {
     Location(location_cmd::LocationCommand),
     /// Install Arca in the cluster (or print what would be installed).
     Install(Box<install::InstallArgs>),
+    /// Remove Arca from the cluster; backups in the bucket are kept.
+    Uninstall(install::uninstall::UninstallArgs),
     /// Print the client's version and the installed operator's.
     Version,
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
@@ -132,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schedule(c) => schedule_cmd::run(&ctx, c).await,
         Command::Location(c) => location_cmd::run(&ctx, c).await,
         Command::Install(args) => install::run(&ctx, *args).await,
+        Command::Uninstall(args) => install::uninstall::run(&ctx, args).await,
         Command::Version => version::run(&ctx).await,
         Command::Crd(_)
         | Command::Completion { .. }

@@ -21,6 +21,7 @@ pub struct TestEnv {
 }
 
 static SHARED: OnceLock<Result<TestEnv, String>> = OnceLock::new();
+static SHARED_REAL: OnceLock<Result<TestEnv, String>> = OnceLock::new();
 
 impl TestEnv {
     /// The environment named by `ARCA_TESTENV` (which must be up), or else a fresh one,
@@ -29,9 +30,30 @@ impl TestEnv {
     pub fn shared() -> Result<&'static TestEnv, String> {
         SHARED
             .get_or_init(|| {
-                std::thread::spawn(start_or_load)
+                std::thread::spawn(|| start_or_load(false))
                     .join()
                     .unwrap_or_else(|_| Err("starting the test environment panicked".into()))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Like [`TestEnv::shared`], with a real kubelet node: the environment named by
+    /// `ARCA_TESTENV` must have one (`make testenv-up NODE=real`), and a fresh one gets one.
+    /// Never skips: without root or the node's packages this is an error that says why.
+    pub fn shared_with_real_node() -> Result<&'static TestEnv, String> {
+        SHARED_REAL
+            .get_or_init(|| {
+                let env = std::thread::spawn(|| start_or_load(true))
+                    .join()
+                    .unwrap_or_else(|_| Err("starting the test environment panicked".into()))?;
+                match env.env.real_node {
+                    Some(_) => Ok(env),
+                    None => Err(format!(
+                        "environment {} has no real node: start it with `make testenv-up NAME={} NODE=real`",
+                        env.env.name, env.env.name
+                    )),
+                }
             })
             .as_ref()
             .map_err(Clone::clone)
@@ -65,7 +87,7 @@ impl TestEnv {
     }
 }
 
-fn start_or_load() -> Result<TestEnv, String> {
+fn start_or_load(real_node: bool) -> Result<TestEnv, String> {
     if let Ok(name) = std::env::var("ARCA_TESTENV") {
         return Environment::load(&name)
             .map(|env| TestEnv { env })
@@ -80,7 +102,7 @@ fn start_or_load() -> Result<TestEnv, String> {
         "arca-testenv: starting environment {name} (set ARCA_TESTENV to reuse one started by `make testenv-up`)"
     );
     let env = runtime
-        .block_on(Environment::up(&name))
+        .block_on(Environment::up_in(&crate::testenv_root(), &name, real_node))
         .map_err(|e| format!("the test environment could not start: {e}"))?;
     spawn_watchdog(&env).map_err(|e| format!("starting the teardown watchdog: {e}"))?;
     Ok(TestEnv { env })

@@ -6,6 +6,7 @@
 mod chart;
 mod manifests;
 mod node_agent;
+pub mod uninstall;
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
@@ -179,26 +180,36 @@ async fn apply(client: &Client, objects: &[serde_json::Value]) -> anyhow::Result
     Ok(())
 }
 
-async fn apply_one(
+/// The API of `object`'s kind (namespaced where discovery says so).
+fn api_of(
     client: &Client,
     discovery: Option<&Discovery>,
     object: &serde_json::Value,
-    params: &PatchParams,
-) -> anyhow::Result<()> {
+) -> Api<DynamicObject> {
     let api_version = object["apiVersion"].as_str().unwrap_or_default();
     let kind = object["kind"].as_str().unwrap_or_default();
-    let name = object["metadata"]["name"].as_str().unwrap_or_default();
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let gvk = GroupVersionKind::gvk(group, version, kind);
     let (resource, namespaced) = match discovery.and_then(|d| d.resolve_gvk(&gvk)) {
         Some((resource, caps)) => (resource, caps.scope == Scope::Namespaced),
         None => (ApiResource::from_gvk(&gvk), false),
     };
-    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+    match object["metadata"]["namespace"].as_str() {
         Some(ns) if namespaced => Api::namespaced_with(client.clone(), ns, &resource),
         _ => Api::all_with(client.clone(), &resource),
-    };
-    api.patch(name, params, &Patch::Apply(object))
+    }
+}
+
+async fn apply_one(
+    client: &Client,
+    discovery: Option<&Discovery>,
+    object: &serde_json::Value,
+    params: &PatchParams,
+) -> anyhow::Result<()> {
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    api_of(client, discovery, object)
+        .patch(name, params, &Patch::Apply(object))
         .await
         .with_context(|| format!("applying {kind} {name}"))?;
     Ok(())
