@@ -204,6 +204,58 @@ async fn installed_arca_backs_up_and_restores_a_pod_on_a_real_node() {
     })
     .await;
 
+    // 2b. Name resolution in the image: a store given by host name, from the pod's
+    // /etc/hosts (hostAliases; no DNS server runs in this cluster).
+    let host_ip = node
+        .s3_endpoint_in_cluster
+        .trim_start_matches("http://")
+        .split(':')
+        .next()
+        .expect("host")
+        .to_string();
+    kubectl(
+        env,
+        &[
+            "patch",
+            "deployment",
+            "arca",
+            "-n",
+            sys,
+            "-p",
+            &format!(
+                r#"{{"spec":{{"template":{{"spec":{{"hostAliases":[{{"ip":"{host_ip}","hostnames":["s3.arca-testenv.example"]}}]}}}}}}}}"#
+            ),
+        ],
+    );
+    kubectl(
+        env,
+        &["rollout", "status", "deployment/arca", "-n", sys, "--timeout=180s"],
+    );
+    kubectl_apply(
+        env,
+        &format!(
+            r#"apiVersion: arca.dev/v1alpha1
+kind: BackupStorageLocation
+metadata: {{name: by-name, namespace: {sys}}}
+spec:
+  provider: aws
+  objectStorage: {{bucket: {bucket}, prefix: {prefix}/by-name}}
+  config: {{region: {region}, s3ForcePathStyle: "true", s3Url: "http://s3.arca-testenv.example:9000"}}
+  credential: {{name: cloud-credentials, key: cloud}}
+"#,
+            bucket = env.env.s3.bucket,
+            prefix = prefix.prefix,
+            region = env.env.s3.region,
+        ),
+    );
+    eventually("the location named by host name to be Available", LONG, || async {
+        let out = arca(env, sys, &["location", "get", "by-name", "-o", "json"]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains("\"Available\"")
+            .then_some(())
+    })
+    .await;
+
     // 3. A workload on the real node writes its files from inside its container.
     let app = env.namespace("app").await.expect("namespace");
     let ns = app.name.as_str();
