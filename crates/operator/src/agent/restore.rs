@@ -59,10 +59,10 @@ pub async fn reconcile(item: Arc<PodVolumeRestore>, agent: Arc<Agent>) -> Result
         .map_err(|e| Error::Status(item.name_any(), e))?;
     let mut outcome = restore(&agent, &item, &pod, &mut status).await;
     // The pod's restore helper waits for a marker in the volume: done, or failed with why.
-    if let (Some(folder), Some(uid)) = (&status.path, item.labels().get(RESTORE_UID)) {
-        if let Err(why) = markers::write(std::path::Path::new(folder), uid, &outcome) {
-            outcome = outcome.and(Err(why));
-        }
+    if let (Some(folder), Some(uid)) = (&status.path, item.labels().get(RESTORE_UID))
+        && let Err(why) = markers::write(std::path::Path::new(folder), uid, &outcome)
+    {
+        outcome = outcome.and(Err(why));
     }
     finish(&agent, &item, status, outcome).await;
     Ok(Action::await_change())
