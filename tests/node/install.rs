@@ -229,7 +229,14 @@ async fn installed_arca_backs_up_and_restores_a_pod_on_a_real_node() {
     );
     kubectl(
         env,
-        &["rollout", "status", "deployment/arca", "-n", sys, "--timeout=180s"],
+        &[
+            "rollout",
+            "status",
+            "deployment/arca",
+            "-n",
+            sys,
+            "--timeout=180s",
+        ],
     );
     kubectl_apply(
         env,
@@ -248,12 +255,16 @@ spec:
             region = env.env.s3.region,
         ),
     );
-    eventually("the location named by host name to be Available", LONG, || async {
-        let out = arca(env, sys, &["location", "get", "by-name", "-o", "json"]);
-        String::from_utf8_lossy(&out.stdout)
-            .contains("\"Available\"")
-            .then_some(())
-    })
+    eventually(
+        "the location named by host name to be Available",
+        LONG,
+        || async {
+            let out = arca(env, sys, &["location", "get", "by-name", "-o", "json"]);
+            String::from_utf8_lossy(&out.stdout)
+                .contains("\"Available\"")
+                .then_some(())
+        },
+    )
     .await;
 
     // 3. A workload on the real node writes its files from inside its container.
