@@ -215,3 +215,56 @@ async fn s3_put_get_list_delete() {
         .expect("list");
     assert!(after.contents().is_empty(), "deleted object still listed");
 }
+
+/// Three environments started at the same moment all come up, each on ports of its own (they
+/// once picked the same ports, and `up` hung for minutes without an error).
+#[test]
+fn environments_started_together_never_share_a_port() {
+    let root = arca_testenv::testenv_root();
+    let names: Vec<String> = (0..3)
+        .map(|i| format!("together-{:08x}-{i}", rand::random::<u32>()))
+        .collect();
+    let starts: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let (root, name) = (root.clone(), name.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime
+                    .block_on(arca_testenv::Environment::up_in(&root, &name, false))
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    let results: Vec<Result<arca_testenv::Environment, String>> = starts
+        .into_iter()
+        .map(|t| t.join().unwrap_or_else(|_| Err("panicked".into())))
+        .collect();
+    // Read each environment's API server before stopping them all.
+    let servers: std::collections::BTreeSet<String> = results
+        .iter()
+        .flatten()
+        .map(|e| {
+            std::fs::read_to_string(&e.kubeconfig)
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.contains("server:"))
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    for name in &names {
+        let _ = arca_testenv::Environment::down(name);
+    }
+    let envs: Vec<&arca_testenv::Environment> = results
+        .iter()
+        .map(|r| r.as_ref().expect("every environment started"))
+        .collect();
+    let stores: std::collections::BTreeSet<&str> =
+        envs.iter().map(|e| e.s3.endpoint.as_str()).collect();
+    assert_eq!(servers.len(), 3, "three API servers: {servers:?}");
+    assert_eq!(stores.len(), 3, "three S3 servers: {stores:?}");
+}

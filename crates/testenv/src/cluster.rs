@@ -366,3 +366,46 @@ where
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_start_quotes_each_component_s_last_failure() -> std::io::Result<()> {
+        let dir = std::env::temp_dir().join(format!("arca-testenv-logs-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(
+            dir.join("etcd.log"),
+            "starting\n{\"level\":\"fatal\",\"msg\":\"listen tcp 127.0.0.1:2379: bind: address already in use\"}\nexiting\n",
+        )?;
+        std::fs::write(dir.join("kube-apiserver.log"), "waiting for etcd\n")?;
+        std::fs::write(dir.join("notes.txt"), "error: not a log\n")?;
+        let quoted = last_errors(&log_files(&dir));
+        std::fs::remove_dir_all(&dir)?;
+        assert!(
+            quoted.contains("etcd.log") && quoted.contains("address already in use"),
+            "{quoted}"
+        );
+        assert!(
+            quoted.contains("kube-apiserver.log: waiting for etcd"),
+            "{quoted}"
+        );
+        assert!(!quoted.contains("notes.txt"), "{quoted}");
+        assert!(last_errors(&[]).contains("no component logged anything"));
+        Ok(())
+    }
+
+    #[test]
+    fn the_api_port_comes_from_the_kubeconfig() -> std::io::Result<()> {
+        let path = std::env::temp_dir().join(format!("arca-kubeconfig-{}", rand::random::<u32>()));
+        std::fs::write(
+            &path,
+            "clusters:\n- cluster:\n    server: https://127.0.0.1:32764\n",
+        )?;
+        let port = api_port(&path);
+        std::fs::remove_file(&path)?;
+        assert_eq!(port.ok(), Some(32764));
+        Ok(())
+    }
+}

@@ -140,8 +140,11 @@ pub(crate) fn check_prerequisites(bin: &Path) -> Result<(), TestenvError> {
 /// Reserves a free slot for the environment in `dir`. A reservation whose environment
 /// folder is gone (a killed run) is taken over.
 pub(crate) fn reserve_slot(dir: &Path) -> Result<NodeSlot, TestenvError> {
-    let slots = slots_dir();
-    std::fs::create_dir_all(&slots).map_err(io(&slots))?;
+    reserve_in(&slots_dir(), dir)
+}
+
+fn reserve_in(slots: &Path, dir: &Path) -> Result<NodeSlot, TestenvError> {
+    std::fs::create_dir_all(slots).map_err(io(slots))?;
     for slot in 0..SLOTS {
         let path = slots.join(slot.to_string());
         let owner_file = path.join("owner");
@@ -153,10 +156,9 @@ pub(crate) fn reserve_slot(dir: &Path) -> Result<NodeSlot, TestenvError> {
                 if !stale {
                     continue;
                 }
-                // The owner's folder is gone: its node was torn down without `down`.
-                // Take the slot over only once what it left is cleaned up.
+                // The owner's folder is gone: its node was torn down without `down`. What
+                // it left of its network, `create_network` removes before making its own.
                 let node = NodeSlot { slot };
-                remove_network(&node);
                 std::fs::write(&owner_file, dir.display().to_string()).map_err(io(&owner_file))?;
                 return Ok(node);
             }
@@ -496,5 +498,44 @@ pub(crate) async fn wait_ready(client: &Client, dir: &Path) -> Result<(), Testen
             ),
         }),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_taken_once_and_freed_when_their_environment_is_gone() -> std::io::Result<()> {
+        let root = std::env::temp_dir().join(format!("arca-slots-{}", rand::random::<u32>()));
+        let slots = root.join("slots");
+        let a = root.join("env-a");
+        let b = root.join("env-b");
+        std::fs::create_dir_all(&a)?;
+        std::fs::create_dir_all(&b)?;
+        let first = reserve_in(&slots, &a).map_err(std::io::Error::other)?;
+        let second = reserve_in(&slots, &b).map_err(std::io::Error::other)?;
+        assert_ne!(first, second, "two live environments never share a slot");
+        std::fs::remove_dir_all(&a)?;
+        let third = reserve_in(&slots, &root.join("env-c")).map_err(std::io::Error::other)?;
+        assert_eq!(
+            third, first,
+            "a slot whose environment is gone is taken over"
+        );
+        std::fs::remove_dir_all(&root)?;
+        Ok(())
+    }
+
+    #[test]
+    fn names_and_addresses_fit_the_kernel_and_stay_in_the_test_range() {
+        let node = NodeSlot { slot: SLOTS - 1 };
+        assert!(node.host_interface().len() <= 15 && node.node_interface().len() <= 15);
+        for address in [node.host_ip(), node.node_ip(), node.pod_cidr()] {
+            assert!(
+                address.starts_with("198.18.") || address.starts_with("198.19."),
+                "{address}"
+            );
+        }
+        assert!(!SERVICE_CIDR.starts_with(&format!("198.19.{}.", node.slot)));
     }
 }
