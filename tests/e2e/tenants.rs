@@ -144,3 +144,116 @@ spec: {{backupName: mine, namespaceMapping: {{{t}: {n}}}}}
     );
     operator.stop().await;
 }
+
+/// The attack: a tenant's location with no credentials, pointed at the admin's bucket and
+/// prefix, while the operator has cloud credentials in its environment (an instance role,
+/// IRSA). Without a check the S3 client falls back to the operator's credentials, the location
+/// is Available and the sync copies the admin's Backups into the tenant's namespace. A
+/// filesystem location would have the operator write as itself wherever its path says. Both
+/// are Unavailable, with the reason, before any connection is made; nothing is synced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_location_cannot_borrow_the_operator_s_credentials_or_its_filesystem() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let team = env.namespace("team").await.expect("namespace");
+    let prefix = env.prefix();
+    // The admin's backup, in the admin's location.
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let admin = Operator::start(env, settings(&arca.name)).await;
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: admin-only, namespace: {}}}\nspec: {{includedNamespaces: [{}]}}\n",
+            arca.name, arca.name
+        ),
+    );
+    let b = backup_done(&client, &arca.name, "admin-only", Duration::from_secs(60)).await;
+    assert_eq!(phase_of_backup(&b), BackupPhase::Completed);
+    drop(admin);
+
+    // The operator of the tenant's namespace, with ambient credentials that reach the bucket.
+    let log = env
+        .env
+        .dir
+        .join(format!("logs/arca-server-ambient-{}.log", team.name));
+    let _operator = tokio::process::Command::new(arca_e2e::operator::arca_binary())
+        .arg("server")
+        .arg(format!("--kubeconfig={}", env.env.kubeconfig.display()))
+        .args(["--namespace", &arca.name, "--watch-namespace", &team.name])
+        .args(["--metrics-bind-address", "none", "--log-format", "text"])
+        .args(["--leader-elect=false"])
+        .env("AWS_ACCESS_KEY_ID", &env.env.s3.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &env.env.s3.secret_access_key)
+        .env("AWS_REGION", &env.env.s3.region)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("arca server starts");
+    let (t, s3) = (&team.name, &env.env.s3);
+    kubectl_apply(
+        env,
+        &format!(
+            r#"apiVersion: arca.dev/v1alpha1
+kind: BackupStorageLocation
+metadata: {{name: borrowed, namespace: {t}}}
+spec:
+  provider: aws
+  default: true
+  backupSyncPeriod: 1s
+  objectStorage: {{bucket: {bucket}, prefix: {prefix}}}
+  config: {{region: {region}, s3Url: "{url}", s3ForcePathStyle: "true"}}
+---
+apiVersion: arca.dev/v1alpha1
+kind: BackupStorageLocation
+metadata: {{name: disk, namespace: {t}}}
+spec:
+  provider: filesystem
+  objectStorage: {{bucket: b}}
+  config: {{path: /tmp}}
+"#,
+            bucket = s3.bucket,
+            prefix = prefix.prefix,
+            region = s3.region,
+            url = s3.endpoint,
+        ),
+    );
+    let locations: kube::Api<arca_api::BackupStorageLocation> =
+        kube::Api::namespaced(client.clone(), t);
+    for (name, reason) in [
+        ("borrowed", "spec.credential is required"),
+        (
+            "disk",
+            "the filesystem provider is for the operator's own namespace",
+        ),
+    ] {
+        let status = arca_e2e::eventually(
+            &format!("location {name} to be checked"),
+            Duration::from_secs(60),
+            || async {
+                let l = locations.get(name).await.ok()?;
+                let status = l.status?;
+                status.last_validation_time.as_ref()?;
+                Some(status)
+            },
+        )
+        .await;
+        assert_eq!(
+            status.phase,
+            Some(arca_api::LocationPhase::Unavailable),
+            "{name}: {status:?}"
+        );
+        let message = status.message.unwrap_or_default();
+        assert!(message.contains(reason), "{name}: {message}");
+    }
+    // Three sync periods later, none of the admin's backups is in the tenant's namespace.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let backups: kube::Api<arca_api::Backup> = kube::Api::namespaced(client.clone(), t);
+    let synced = backups.list(&Default::default()).await.expect("list").items;
+    assert!(
+        synced.is_empty(),
+        "nothing synced into the tenant: {synced:?}"
+    );
+}

@@ -145,7 +145,13 @@ pub async fn location_for(
         ),
         (Err(e), _) => return Err(e),
     };
-    let store = locations::open_store(&ctx.client, &location, sub_prefix.as_deref()).await?;
+    let store = locations::open_store(
+        &ctx.client,
+        &location,
+        &ctx.settings.namespace,
+        sub_prefix.as_deref(),
+    )
+    .await?;
     Ok((location, store))
 }
 

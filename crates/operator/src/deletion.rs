@@ -280,10 +280,11 @@ async fn forget_volumes(
         Ok(p) => p,
         Err(e) => return vec![format!("{e}; the backup's volume snapshots are kept")],
     };
-    let root = match locations::open_store(&ctx.client, location, None).await {
-        Ok(store) => store,
-        Err(e) => return vec![format!("opening location {}: {e}", location.name_any())],
-    };
+    let root =
+        match locations::open_store(&ctx.client, location, &ctx.settings.namespace, None).await {
+            Ok(store) => store,
+            Err(e) => return vec![format!("opening location {}: {e}", location.name_any())],
+        };
     let mut by_repository: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for snapshot in &volumes.snapshots {
         by_repository

@@ -75,10 +75,11 @@ async fn reconcile(
             return Ok(Action::requeue(frequency - since));
         }
     }
-    let checked = match locations::open_store(&ctx.client, &location, None).await {
-        Ok(store) => locations::check(&name, store.as_ref()).await,
-        Err(e) => Err(e),
-    };
+    let checked =
+        match locations::open_store(&ctx.client, &location, &ctx.settings.namespace, None).await {
+            Ok(store) => locations::check(&name, store.as_ref()).await,
+            Err(e) => Err(e),
+        };
     let (phase, message) = match &checked {
         Ok(()) => (LocationPhase::Available, None),
         Err(e) => (LocationPhase::Unavailable, Some(e.to_string())),

@@ -30,6 +30,12 @@ pub enum LocationError {
     },
     #[error("location {location}: {problem}")]
     Config { location: String, problem: String },
+    #[error("location {location} in tenant namespace {namespace}: {problem}")]
+    Tenant {
+        location: String,
+        namespace: String,
+        problem: String,
+    },
     #[error("location {location}: {source}")]
     Store {
         location: String,
@@ -79,14 +85,48 @@ pub fn ensure_writable(location: &BackupStorageLocation) -> Result<(), LocationE
     Ok(())
 }
 
+/// Why a location in a tenant's namespace (any but `operator_namespace`) may not be used, if
+/// it may not. The operator acts as itself when it reaches storage, so a tenant's location
+/// must bring its own credentials: without them the S3 client would fall back to the
+/// operator's ambient credentials (an instance role, IRSA, environment variables), which may
+/// read every tenant's and the admin's backups. A filesystem location would have the operator
+/// write as itself wherever its path says. Both are refused before any connection is made.
+pub fn tenant_refusal(
+    location: &BackupStorageLocation,
+    operator_namespace: &str,
+) -> Option<String> {
+    let namespace = location.namespace().unwrap_or_default();
+    if namespace == operator_namespace {
+        return None;
+    }
+    match location.spec.provider {
+        Provider::Filesystem => Some(
+            "the filesystem provider is for the operator's own namespace: here the operator would read and write as itself wherever config.path says. Use provider aws with spec.credential, or the operator's location (backups then go under tenants/<namespace>/)".into(),
+        ),
+        Provider::Aws if location.spec.credential.is_none() => Some(
+            "spec.credential is required: without it the operator would use its own credentials, which can reach other tenants' backups. Put an AWS credentials file for this bucket in a Secret of this namespace and name it in spec.credential, or use the operator's location (backups then go under tenants/<namespace>/)".into(),
+        ),
+        Provider::Aws => None,
+    }
+}
+
 /// Opens the location's store. `sub_prefix` narrows it further (a tenant's folder).
+/// A location outside `operator_namespace` is a tenant's: see [`tenant_refusal`].
 pub async fn open_store(
     client: &Client,
     location: &BackupStorageLocation,
+    operator_namespace: &str,
     sub_prefix: Option<&str>,
 ) -> Result<Arc<dyn ObjectStore>, LocationError> {
     let name = location.name_any();
     let namespace = location.namespace().unwrap_or_default();
+    if let Some(problem) = tenant_refusal(location, operator_namespace) {
+        return Err(LocationError::Tenant {
+            location: name,
+            namespace,
+            problem,
+        });
+    }
     let spec = &location.spec;
     let config = |problem: String| LocationError::Config {
         location: name.clone(),
@@ -221,4 +261,42 @@ async fn read_secret(
         .and_then(|d| d.get(&selector.key))
         .ok_or_else(|| problem("the Secret has no such key"))?;
     String::from_utf8(value.0.clone()).map_err(|_| problem("the value is not text"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn location(namespace: &str, spec: serde_json::Value) -> BackupStorageLocation {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "arca.dev/v1alpha1", "kind": "BackupStorageLocation",
+            "metadata": {"name": "l", "namespace": namespace},
+            "spec": spec
+        }))
+        .expect("a location")
+    }
+
+    #[test]
+    fn tenants_bring_their_own_credentials_and_no_filesystem() {
+        let aws = serde_json::json!({"provider": "aws", "objectStorage": {"bucket": "b"}});
+        let with_secret = serde_json::json!({"provider": "aws", "objectStorage": {"bucket": "b"},
+            "credential": {"name": "s", "key": "cloud"}});
+        let disk = serde_json::json!({"provider": "filesystem", "objectStorage": {"bucket": "b"},
+            "config": {"path": "/tmp"}});
+        // The operator's own namespace: its credentials and filesystem are the admin's choice.
+        for spec in [&aws, &with_secret, &disk] {
+            assert_eq!(
+                tenant_refusal(&location("arca-system", spec.clone()), "arca-system"),
+                None
+            );
+        }
+        let refused = tenant_refusal(&location("team", aws), "arca-system").unwrap_or_default();
+        assert!(refused.contains("spec.credential is required"), "{refused}");
+        assert_eq!(
+            tenant_refusal(&location("team", with_secret), "arca-system"),
+            None
+        );
+        let refused = tenant_refusal(&location("team", disk), "arca-system").unwrap_or_default();
+        assert!(refused.contains("filesystem provider"), "{refused}");
+    }
 }

@@ -107,7 +107,7 @@ pub async fn repository(
         .get(location)
         .await
         .map_err(|e| format!("reading location {location_namespace}/{location}: {e}"))?;
-    let store = locations::open_store(&agent.client, &location, None)
+    let store = locations::open_store(&agent.client, &location, &agent.settings.namespace, None)
         .await
         .map_err(|e| e.to_string())?;
     let password = repository::read_password(&agent.client, &agent.settings.namespace)
