@@ -220,7 +220,10 @@ async fn prepare(ctx: &Context, restore: &Restore) -> Result<Prepared, String> {
         .await
         .map_err(|e| e.to_string())?;
     let name = backup.name_any();
-    let raw = store.get(&Layout::backup_metadata(&name)).await.map_err(|e| {
+    let raw = store
+        .get_bounded(&Layout::backup_metadata(&name), arca_store::METADATA_LIMIT)
+        .await
+        .map_err(|e| {
         if e.is_not_found() {
             format!("backup {name} has no backup.json in {}: it never completed there, or its data was deleted", store.describe())
         } else {

@@ -145,7 +145,10 @@ async fn adopt(
     location: &BackupStorageLocation,
     name: &str,
 ) -> Result<bool, String> {
-    let raw = match store.get(&Layout::backup_metadata(name)).await {
+    let raw = match store
+        .get_bounded(&Layout::backup_metadata(name), arca_store::METADATA_LIMIT)
+        .await
+    {
         Ok(raw) => raw,
         Err(e) if e.is_not_found() => return Ok(false),
         Err(e) => return Err(e.to_string()),

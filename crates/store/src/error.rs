@@ -42,6 +42,10 @@ pub enum StoreError {
     },
     #[error("corrupt data in {key}: {detail}")]
     Corrupt { key: String, detail: String },
+    #[error(
+        "{key} is larger than {limit} bytes, more than Arca ever writes there: the bucket's contents were changed by someone else; it is not read"
+    )]
+    TooLarge { key: String, limit: u64 },
 }
 
 impl StoreError {

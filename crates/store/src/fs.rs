@@ -352,3 +352,24 @@ mod tests {
         assert!(store.path("/etc/passwd").is_err());
     }
 }
+
+#[cfg(test)]
+mod bounded {
+    use super::*;
+    use crate::ObjectStore;
+
+    #[tokio::test]
+    async fn a_bounded_read_refuses_what_is_too_large() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Config(e.to_string()))?;
+        let store = FsStore::new(dir.path(), "b", "")?;
+        store.put("small", Bytes::from_static(b"12345")).await?;
+        assert_eq!(&store.get_bounded("small", 5).await?[..], b"12345");
+        let err = store.get_bounded("small", 4).await.expect_err("too large");
+        assert!(
+            matches!(err, StoreError::TooLarge { limit: 4, .. }),
+            "{err}"
+        );
+        assert!(store.get_bounded("missing", 4).await.is_err());
+        Ok(())
+    }
+}

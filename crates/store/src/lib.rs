@@ -31,6 +31,10 @@ pub use s3::{S3Config, S3Store};
 /// A stream of an object's bytes.
 pub type ObjectReader = Pin<Box<dyn AsyncRead + Send>>;
 
+/// The most a metadata object (`backup.json`) may hold when read back: far above any real
+/// one (the Backup object and a few counters), far below what would hurt the operator.
+pub const METADATA_LIMIT: u64 = 8 * 1024 * 1024;
+
 /// An object in a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -74,6 +78,31 @@ pub trait ObjectStore: Send + Sync + Debug {
 
     /// A human description of where this store writes (`s3://bucket/prefix`, a path).
     fn describe(&self) -> String;
+
+    /// Reads an object whole, refusing one larger than `limit` bytes ([`StoreError::TooLarge`])
+    /// without holding more than `limit + 1` bytes of it: for anything read back from storage,
+    /// which whoever can write to the bucket controls.
+    async fn get_bounded(&self, key: &str, limit: u64) -> Result<Bytes, StoreError> {
+        use tokio::io::AsyncReadExt;
+        let reader = self.reader(key, None).await?;
+        let mut bytes = Vec::new();
+        reader
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| StoreError::Service {
+                operation: "reading",
+                key: key.into(),
+                detail: e.to_string(),
+            })?;
+        if bytes.len() as u64 > limit {
+            return Err(StoreError::TooLarge {
+                key: key.into(),
+                limit,
+            });
+        }
+        Ok(Bytes::from(bytes))
+    }
 
     /// A URL that reads the object at `key` with a plain GET until `valid_for` has passed;
     /// None when the store has no such URLs (a directory).

@@ -59,13 +59,28 @@ pub async fn reconcile(item: Arc<PodVolumeRestore>, agent: Arc<Agent>) -> Result
         .map_err(|e| Error::Status(item.name_any(), e))?;
     let mut outcome = restore(&agent, &item, &pod, &mut status).await;
     // The pod's restore helper waits for a marker in the volume: done, or failed with why.
-    if let (Some(folder), Some(uid)) = (&status.path, item.labels().get(RESTORE_UID))
-        && let Err(why) = markers::write(std::path::Path::new(folder), uid, &outcome)
+    // A pod without the helper gets no marker: nothing of Arca's is left in its data.
+    if let (Some(folder), Some(uid), true) = (
+        &status.path,
+        item.labels().get(RESTORE_UID),
+        has_restore_helper(&pod),
+    ) && let Err(why) = markers::write(std::path::Path::new(folder), uid, &outcome)
     {
         outcome = outcome.and(Err(why));
     }
     finish(&agent, &item, status, outcome).await;
     Ok(Action::await_change())
+}
+
+/// Whether the restore gave the pod the init container that waits for the markers.
+fn has_restore_helper(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.name == arca_api::restore_helper::INIT_CONTAINER_NAME)
+        })
 }
 
 /// Writes the final status.

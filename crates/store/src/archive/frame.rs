@@ -145,14 +145,35 @@ pub(crate) fn compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
     compressor.compress(data)
 }
 
-/// Decodes one frame into its entries. CPU-bound.
+/// The most one frame may hold, compressed or not, when read back. Arca writes frames of
+/// about [`FRAME_TARGET_BYTES`], or one item when an item is larger; no item the apiserver
+/// accepts comes near [`ITEM_LIMIT`].
+pub const FRAME_LIMIT: u64 = 64 * 1024 * 1024;
+/// The most one archived item may hold when read back (the apiserver refuses requests of
+/// more than 3 MiB, etcd values of more than 1.5 MiB by default).
+pub const ITEM_LIMIT: u64 = 32 * 1024 * 1024;
+
+/// Decodes one frame into its entries. CPU-bound. Bounded: a frame that decompresses to more
+/// than [`FRAME_LIMIT`] (a decompression bomb), or an entry larger than [`ITEM_LIMIT`], is
+/// refused as corrupt after reading at most that much.
 pub fn decode_frame(compressed: &[u8], key: &str) -> Result<Vec<ArchivedItem>, StoreError> {
+    use std::io::Read as _;
     let corrupt = |detail: String| StoreError::Corrupt {
         key: key.into(),
         detail,
     };
-    let tar_bytes = zstd::stream::decode_all(compressed)
+    let decoder = zstd::stream::read::Decoder::new(compressed)
         .map_err(|e| corrupt(format!("the frame does not decompress: {e}")))?;
+    let mut tar_bytes = Vec::new();
+    decoder
+        .take(FRAME_LIMIT + 1)
+        .read_to_end(&mut tar_bytes)
+        .map_err(|e| corrupt(format!("the frame does not decompress: {e}")))?;
+    if tar_bytes.len() as u64 > FRAME_LIMIT {
+        return Err(corrupt(format!(
+            "the frame decompresses to more than {FRAME_LIMIT} bytes, more than Arca ever writes in one: refused"
+        )));
+    }
     let mut archive = tar::Archive::new(&tar_bytes[..]);
     let mut out = Vec::new();
     let entries = archive
@@ -165,8 +186,15 @@ pub fn decode_frame(compressed: &[u8], key: &str) -> Result<Vec<ArchivedItem>, S
             .map_err(|e| corrupt(format!("bad tar path: {e}")))?
             .to_string_lossy()
             .into_owned();
-        let mut json = Vec::with_capacity(entry.size() as usize);
-        std::io::Read::read_to_end(&mut entry, &mut json)
+        // The header's size is the bucket's word: checked, never allocated up front.
+        if entry.size() > ITEM_LIMIT {
+            return Err(corrupt(format!(
+                "{path} claims {} bytes, more than any item the apiserver accepts: refused",
+                entry.size()
+            )));
+        }
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(&mut (&mut entry).take(ITEM_LIMIT), &mut json)
             .map_err(|e| corrupt(format!("reading {path}: {e}")))?;
         out.push(ArchivedItem {
             path,
@@ -295,5 +323,42 @@ mod tests {
                 .contains("corrupt data in resources.tar.zst"),
             "{err}"
         );
+    }
+}
+
+/// Hostile frames: what a bucket writer can put in an archive never makes the reader hold
+/// more than the limits.
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    #[test]
+    fn a_decompression_bomb_is_refused_after_the_limit() -> std::io::Result<()> {
+        // 200 MiB of zeros compress to a few hundred KB: a tar stream that never ends.
+        let bomb = zstd::stream::encode_all(
+            std::io::Read::take(std::io::repeat(0), 200 * 1024 * 1024),
+            19,
+        )?;
+        assert!(bomb.len() < 1024 * 1024, "{} bytes", bomb.len());
+        let err = decode_frame(&bomb, "resources.tar.zst").expect_err("a bomb");
+        assert!(
+            err.to_string().contains("decompresses to more than"),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_entry_claiming_a_huge_size_is_refused_without_allocating_it() -> std::io::Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_path("resources/configmaps/namespaces/a/x.json")?;
+        header.set_size(10 * 1024 * 1024 * 1024);
+        header.set_cksum();
+        let mut tar_bytes = header.as_bytes().to_vec();
+        tar_bytes.extend_from_slice(&[b'{'; 512]);
+        let frame = compress(&tar_bytes)?;
+        let err = decode_frame(&frame, "resources.tar.zst").expect_err("a lying header");
+        assert!(err.to_string().contains("more than any item"), "{err}");
+        Ok(())
     }
 }

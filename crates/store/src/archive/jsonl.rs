@@ -105,8 +105,12 @@ impl JsonlWriter {
     }
 }
 
+/// The longest line read back from a JSONL object (an index entry, a log line, an outcome).
+pub const LINE_LIMIT: u64 = 16 * 1024 * 1024;
+
 /// Streams the lines of a JSONL+zstd object as values, through a bounded channel: at most
-/// `capacity` decoded values are held ahead of the consumer.
+/// `capacity` decoded values are held ahead of the consumer, and no line longer than
+/// [`LINE_LIMIT`] is held at all.
 pub async fn read_jsonl<T: DeserializeOwned + Send + 'static>(
     store: &dyn ObjectStore,
     key: &str,
@@ -127,12 +131,24 @@ pub async fn read_jsonl<T: DeserializeOwned + Send + 'static>(
                 return;
             }
         };
-        for (number, line) in std::io::BufRead::lines(std::io::BufReader::new(decoder)).enumerate()
-        {
-            let parsed = match line {
-                Ok(line) if line.trim().is_empty() => continue,
-                Ok(line) => serde_json::from_str::<T>(&line)
-                    .map_err(|e| corrupt(format!("line {}: {e}", number + 1))),
+        let mut lines = std::io::BufReader::new(decoder);
+        let mut line = Vec::new();
+        for number in 1u64.. {
+            line.clear();
+            // At most LINE_LIMIT + 1 bytes of one line are held, whatever the bucket holds.
+            let read = std::io::BufRead::read_until(
+                &mut std::io::Read::take(&mut lines, LINE_LIMIT + 1),
+                b'\n',
+                &mut line,
+            );
+            let parsed = match read {
+                Ok(0) => return,
+                Ok(_) if line.len() as u64 > LINE_LIMIT => Err(corrupt(format!(
+                    "line {number} is longer than {LINE_LIMIT} bytes, more than Arca ever writes: refused"
+                ))),
+                Ok(_) if line.iter().all(u8::is_ascii_whitespace) => continue,
+                Ok(_) => serde_json::from_slice::<T>(&line)
+                    .map_err(|e| corrupt(format!("line {number}: {e}"))),
                 Err(e) => Err(corrupt(format!("reading: {e}"))),
             };
             let failed = parsed.is_err();
@@ -183,6 +199,28 @@ mod tests {
             .await?;
         let mut rx = read_jsonl::<serde_json::Value>(&store, "e.jsonl.zst", 4).await?;
         assert!(rx.recv().await.is_none());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use crate::FsStore;
+
+    #[tokio::test]
+    async fn an_endless_line_is_refused_after_the_limit() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Config(e.to_string()))?;
+        let store = FsStore::new(dir.path(), "b", "")?;
+        let line = std::io::Read::take(std::io::repeat(b'a'), LINE_LIMIT * 2);
+        let bomb =
+            zstd::stream::encode_all(line, 3).map_err(|e| StoreError::Config(e.to_string()))?;
+        store.put("index.jsonl.zst", Bytes::from(bomb)).await?;
+        let mut rx = read_jsonl::<serde_json::Value>(&store, "index.jsonl.zst", 4).await?;
+        let first = rx.recv().await.expect("one result");
+        let err = first.expect_err("an endless line");
+        assert!(err.to_string().contains("longer than"), "{err}");
+        assert!(rx.recv().await.is_none(), "nothing after the refusal");
         Ok(())
     }
 }

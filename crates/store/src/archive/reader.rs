@@ -60,6 +60,16 @@ pub async fn read_frame(
     frame: FrameRef,
 ) -> Result<Vec<ArchivedItem>, StoreError> {
     let key = Layout::backup_archive(name);
+    // The frame's size comes from the index, which the bucket holds: checked first.
+    if frame.1 > super::frame::FRAME_LIMIT {
+        return Err(StoreError::Corrupt {
+            key,
+            detail: format!(
+                "the index gives a frame of {} bytes at {}, more than Arca ever writes: refused",
+                frame.1, frame.0
+            ),
+        });
+    }
     let mut reader = store.reader(&key, Some(frame.range())).await?;
     let mut bytes = Vec::with_capacity(frame.1 as usize);
     reader

@@ -52,13 +52,16 @@ impl VolumeSnapshots {
     }
 }
 
+/// The most `volumes.json` may hold when read back (about 200,000 volumes).
+pub const VOLUMES_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// Reads the `volumes.json` of `backup`; empty when the backup has none (no volume data).
 pub async fn read_volume_snapshots(
     store: &dyn ObjectStore,
     backup: &str,
 ) -> Result<VolumeSnapshots, StoreError> {
     let key = Layout::backup_volumes(backup);
-    match store.get(&key).await {
+    match store.get_bounded(&key, VOLUMES_LIMIT).await {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
             key,
             detail: e.to_string(),
