@@ -223,8 +223,73 @@ impl LabelFilter {
     }
 }
 
+/// Whether `key` is a label key Kubernetes accepts: `[prefix/]name`, the prefix a DNS
+/// subdomain of at most 253 characters, the name at most 63 of `[A-Za-z0-9._-]`, starting and
+/// ending with a letter or digit.
+pub fn valid_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !part.starts_with('-')
+                    && !part.ends_with('-')
+            })
+    });
+    prefix_ok && !name.is_empty() && valid_label_value(name)
+}
+
+/// Whether `value` is a label value Kubernetes accepts: empty, or at most 63 of
+/// `[A-Za-z0-9._-]` starting and ending with a letter or digit.
+pub fn valid_label_value(value: &str) -> bool {
+    value.is_empty()
+        || (value.len() <= 63
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && value.ends_with(|c: char| c.is_ascii_alphanumeric()))
+}
+
 impl Selector {
     fn new(field: &'static str, selector: &LabelSelector) -> Result<Self, FilterError> {
+        let bad = |detail: String| FilterError::Selector { field, detail };
+        for (key, value) in selector.match_labels.iter().flatten() {
+            if !valid_label_key(key) {
+                return Err(bad(format!("{key:?} is not a valid label key")));
+            }
+            if !valid_label_value(value) {
+                return Err(bad(format!(
+                    "{value:?} (of {key}) is not a valid label value"
+                )));
+            }
+        }
+        for requirement in selector.match_expressions.iter().flatten() {
+            if !valid_label_key(&requirement.key) {
+                return Err(bad(format!(
+                    "{:?} is not a valid label key",
+                    requirement.key
+                )));
+            }
+            if let Some(value) = requirement
+                .values
+                .iter()
+                .flatten()
+                .find(|v| !valid_label_value(v))
+            {
+                return Err(bad(format!(
+                    "{value:?} (of {}) is not a valid label value",
+                    requirement.key
+                )));
+            }
+        }
         let requirements = selector
             .match_expressions
             .iter()
@@ -412,6 +477,24 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn selectors_with_impossible_keys_or_values_are_refused() {
+        for text in ["!!!", "a b=c", "app=-x", "x/y/z=1", "app in (a,b c)"] {
+            assert!(parse_selector(text).is_err(), "{text:?} must be refused");
+        }
+        for text in [
+            "app=web",
+            "!legacy",
+            "example.com/tier in (a,b)",
+            "app",
+            "k=",
+        ] {
+            assert!(parse_selector(text).is_ok(), "{text:?} must be accepted");
+        }
+        let err = parse_selector("!!!").expect_err("refused").to_string();
+        assert!(err.contains("not a valid label key"), "{err}");
     }
 
     #[test]

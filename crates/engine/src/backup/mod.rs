@@ -110,7 +110,23 @@ pub fn validate(spec: &BackupSpec, tenant: Option<&str>) -> Vec<String> {
     };
     push(NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces).map(|_| ()));
     push(LabelFilter::new(spec.label_selector.as_ref(), &spec.or_label_selectors).map(|_| ()));
+    // An exclusion of every namespace leaves nothing namespaced: what was meant is either a
+    // mistake or a cluster-only backup, which must then be asked for.
+    let excludes_all = spec.excluded_namespaces.iter().any(|n| n.trim() == "*");
+    if tenant.is_none() && excludes_all && spec.include_cluster_resources != Some(true) {
+        problems.push(
+            "excludedNamespaces [\"*\"] excludes every namespace, so nothing namespaced would be backed up: name the namespaces to leave out, or set includeClusterResources: true for a backup of cluster-scoped resources only".into(),
+        );
+    }
     if let Some(ns) = tenant {
+        let excluded = NamespaceFilter::new(&[], &spec.excluded_namespaces)
+            .map(|f| !f.matches(ns))
+            .unwrap_or(false);
+        if excluded {
+            problems.push(format!(
+                "a Backup in namespace {ns} backs up {ns} only, and excludedNamespaces excludes it: nothing would be backed up; remove {ns} from excludedNamespaces"
+            ));
+        }
         let foreign: Vec<&String> = spec
             .included_namespaces
             .iter()
@@ -128,6 +144,43 @@ pub fn validate(spec: &BackupSpec, tenant: Option<&str>) -> Vec<String> {
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod validation_tests {
+    use super::*;
+
+    fn spec(yaml: serde_json::Value) -> BackupSpec {
+        serde_json::from_value(yaml).expect("a spec")
+    }
+
+    #[test]
+    fn excluding_every_namespace_needs_an_explicit_cluster_only_backup() {
+        let all_out = spec(serde_json::json!({"excludedNamespaces": ["*"]}));
+        let problems = validate(&all_out, None);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("excludes every namespace")),
+            "{problems:?}"
+        );
+        let cluster_only =
+            spec(serde_json::json!({"excludedNamespaces": ["*"], "includeClusterResources": true}));
+        assert!(validate(&cluster_only, None).is_empty());
+    }
+
+    #[test]
+    fn a_tenant_excluding_itself_is_told_so() {
+        let own = spec(serde_json::json!({"excludedNamespaces": ["team-*"]}));
+        let problems = validate(&own, Some("team-a"));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("excludedNamespaces excludes it")),
+            "{problems:?}"
+        );
+        assert!(validate(&own, Some("shop")).is_empty());
+    }
 }
 
 /// Runs a backup up to, not including, `backup.json`.
