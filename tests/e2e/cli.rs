@@ -294,7 +294,10 @@ async fn bad_input_gets_one_line_naming_the_flag_and_exit_code_1() {
     let cases: &[(&[&str], &str)] = &[
         (&["backup", "create", "b", "--ttl", "3days"], "--ttl"),
         (&["backup", "create", "b", "-l", "app in web"], "--selector"),
-        (&["backup", "create", "b", "--selector", "!!!"], "--selector"),
+        (
+            &["backup", "create", "b", "--selector", "!!!"],
+            "--selector",
+        ),
         (
             &["backup", "create", "b", "--or-selector", "app in"],
             "--or-selector",

@@ -17,19 +17,7 @@ pub(crate) fn ensure_built() -> Result<PathBuf, TestenvError> {
                 .into(),
         });
     }
-    let script = workspace_root().join("hack/testenv/build.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(crate::error::io(&script))?;
-    if !out.status.success() {
-        return Err(TestenvError::Build {
-            code: out.status.code(),
-        });
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let bin = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
+    let bin = PathBuf::from(run_script("build.sh").map_err(|code| TestenvError::Build { code })?);
     for name in [
         "etcd",
         "kube-apiserver",
@@ -54,23 +42,28 @@ pub(crate) fn ensure_built() -> Result<PathBuf, TestenvError> {
 
 /// Makes the real node's images (pause, busybox) once, and returns their folder.
 pub(crate) fn ensure_images() -> Result<PathBuf, TestenvError> {
-    let script = workspace_root().join("hack/testenv/images.sh");
+    let images = run_script("images.sh").map_err(|code| TestenvError::Command {
+        command: "bash hack/testenv/images.sh".into(),
+        code,
+        output: "see the lines above".into(),
+    })?;
+    Ok(PathBuf::from(images))
+}
+
+/// Runs `hack/testenv/<script>` (its errors on this process's stderr) and returns the last
+/// line it printed, or its exit code when it failed (None: it could not run).
+fn run_script(script: &str) -> Result<String, Option<i32>> {
+    let path = workspace_root().join("hack/testenv").join(script);
     let out = Command::new("bash")
-        .arg(&script)
+        .arg(&path)
         .stderr(std::process::Stdio::inherit())
         .output()
-        .map_err(crate::error::io(&script))?;
+        .map_err(|_| None)?;
     if !out.status.success() {
-        return Err(TestenvError::Command {
-            command: format!("bash {}", script.display()),
-            code: out.status.code(),
-            output: "see the lines above".into(),
-        });
+        return Err(out.status.code());
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    Ok(PathBuf::from(
-        stdout.lines().last().unwrap_or_default().trim(),
-    ))
+    Ok(stdout.lines().last().unwrap_or_default().trim().to_string())
 }
 
 /// The path of `program` on PATH, if any.
