@@ -283,6 +283,42 @@ spec:
     );
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     ready_pods(&client, ns, "", 1, LONG).await;
+
+    // People get Arca through the built-in roles (aggregated): `edit` creates Backups, never
+    // the node agent's work items.
+    kubectl(env, &["create", "serviceaccount", "person", "-n", ns]);
+    kubectl(
+        env,
+        &[
+            "create",
+            "rolebinding",
+            "person-edit",
+            "-n",
+            ns,
+            "--clusterrole=edit",
+            &format!("--serviceaccount={ns}:person"),
+        ],
+    );
+    let can = |verb: &'static str, resource: &'static str| {
+        let out = env
+            .env
+            .kubectl()
+            .args(["auth", "can-i", verb, resource, "-n", ns])
+            .arg(format!("--as=system:serviceaccount:{ns}:person"))
+            .output()
+            .expect("kubectl runs");
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    eventually("edit to take in arca-edit (aggregation)", LONG, || async {
+        can("create", "backups.arca.dev").then_some(())
+    })
+    .await;
+    assert!(can("list", "restores.arca.dev") && can("delete", "schedules.arca.dev"));
+    assert!(
+        !can("create", "podvolumebackups.arca.dev"),
+        "never the agent's work items"
+    );
+    assert!(!can("update", "podvolumerestores.arca.dev"));
     let seed = exec(env, ns, "sha256sum /data/seed | cut -d' ' -f1");
     assert_eq!(seed.trim().len(), 64, "{seed}");
     assert!(logs(env, ns, "app", "app").contains("first start: writing data"));

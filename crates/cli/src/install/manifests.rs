@@ -174,6 +174,19 @@ fn rbac(ns: &str) -> Vec<Value> {
             ]),
         ),
         binding("arca-operator"),
+        // Roles for people, aggregated into the built-in ones: `view` reads Arca's objects,
+        // `edit` and `admin` also create and delete them. Never the node agent's work items,
+        // whose only writer is the operator.
+        aggregated(
+            "arca-view",
+            &["view", "edit", "admin"],
+            json!([{"apiGroups": ["arca.dev"], "resources": PEOPLE_RESOURCES, "verbs": ["get", "list", "watch"]}]),
+        ),
+        aggregated(
+            "arca-edit",
+            &["edit", "admin"],
+            json!([{"apiGroups": ["arca.dev"], "resources": PEOPLE_RESOURCES, "verbs": ["create", "update", "patch", "delete", "deletecollection"]}]),
+        ),
         // Leader election: one Lease in Arca's namespace.
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
@@ -187,6 +200,29 @@ fn rbac(ns: &str) -> Vec<Value> {
             "subjects": [{"kind": "ServiceAccount", "name": "arca", "namespace": ns}]
         }),
     ]
+}
+
+/// What people work with: everything of Arca's but the node agent's work items.
+const PEOPLE_RESOURCES: [&str; 6] = [
+    "backups",
+    "restores",
+    "schedules",
+    "backupstoragelocations",
+    "deletebackuprequests",
+    "downloadrequests",
+];
+
+/// A ClusterRole whose rules the built-in roles `into` (view, edit, admin) take in.
+fn aggregated(name: &str, into: &[&str], rules: Value) -> Value {
+    let mut labels = labels("operator");
+    for role in into {
+        labels[format!("rbac.authorization.k8s.io/aggregate-to-{role}")] = json!("true");
+    }
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": name, "labels": labels},
+        "rules": rules
+    })
 }
 
 /// The container's hardening: no root, no privilege escalation, no capabilities, a
@@ -365,6 +401,45 @@ mod tests {
             objects.iter().all(|o| o["kind"] != "Secret"),
             "no location asked for, no Secret"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn people_get_arca_through_view_edit_and_admin_but_never_the_agent_s_work() -> anyhow::Result<()>
+    {
+        let objects = manifests(&Options {
+            namespace: "arca-system".into(),
+            ..Default::default()
+        })?;
+        let role = |name: &str| {
+            objects
+                .iter()
+                .find(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == name)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (view, edit) = (role("arca-view"), role("arca-edit"));
+        for (r, to) in [
+            (&view, "view"),
+            (&view, "admin"),
+            (&edit, "edit"),
+            (&edit, "admin"),
+        ] {
+            assert_eq!(
+                r["metadata"]["labels"][format!("rbac.authorization.k8s.io/aggregate-to-{to}")],
+                "true"
+            );
+        }
+        assert!(
+            edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"].is_null()
+        );
+        for r in [&view, &edit] {
+            let text = r["rules"].to_string();
+            assert!(
+                text.contains("backups") && !text.contains("podvolume"),
+                "{text}"
+            );
+        }
         Ok(())
     }
 
