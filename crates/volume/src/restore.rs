@@ -1,6 +1,10 @@
 //! Restoring a snapshot into a pod volume's folder.
 
-use std::path::Path;
+use std::{
+    fs::FileTimes,
+    os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt},
+    path::Path,
+};
 
 use rustic_core::{
     LocalDestination, LsOptions, ReadBackend, RestoreOptions, RusticError, repofile::SnapshotId,
@@ -68,7 +72,58 @@ impl VolumeRepository {
         }
     }
 
+    /// The volume may hold links planted by whoever used it before (a PersistentVolume's old
+    /// contents), and rustic's restore follows links when it creates folders and files. So
+    /// the snapshot is written into a new, private staging folder inside the volume, then
+    /// moved into place entry by entry: an existing link is replaced (a rename replaces the
+    /// link itself, never its target), an existing real folder is merged into, and nothing is
+    /// ever written through a path found in the volume. Same file system: nothing is copied.
     async fn restore_once(
+        &self,
+        snapshot_id: &str,
+        dest: &Path,
+        progress: ProgressFn,
+    ) -> Result<RestoreSummary> {
+        let root = tokio::fs::canonicalize(dest)
+            .await
+            .map_err(|e| VolumeError::Path {
+                path: dest.display().to_string(),
+                detail: format!(
+                    "cannot restore into this folder ({e}): check that the volume is mounted into the data mover"
+                ),
+            })?;
+        let staging = root.join(format!(".arca-restore-staging-{:016x}", rand_suffix()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&staging)
+            .map_err(|e| VolumeError::Path {
+                path: staging.display().to_string(),
+                detail: format!("cannot make the restore's staging folder: {e}"),
+            })?;
+        let restored = self.restore_into(snapshot_id, &staging, progress).await;
+        let moved = match restored {
+            Ok(summary) => {
+                let (from, to) = (staging.clone(), root.clone());
+                tokio::task::spawn_blocking(move || move_into_place(&from, &to))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|r| r)
+                    .map(|()| summary)
+                    .map_err(|e| VolumeError::Path {
+                        path: root.display().to_string(),
+                        detail: format!("moving the restored files into place: {e}"),
+                    })
+            }
+            Err(e) => Err(e),
+        };
+        // Whatever happened, no staging folder is left (remove_dir_all does not follow links).
+        if staging.exists() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        moved
+    }
+
+    async fn restore_into(
         &self,
         snapshot_id: &str,
         dest: &Path,
@@ -159,4 +214,68 @@ impl VolumeRepository {
         })
         .await
     }
+}
+
+/// A random suffix for the staging folder.
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish()
+}
+
+/// Moves every entry of `from` (the staging folder) into `to`, which the restore must not
+/// write through: a link in `to` is replaced, a real folder in `to` is merged into (and then
+/// takes the snapshot's mode, owner and times), anything else is replaced. Then `to` takes
+/// `from`'s metadata (the snapshot's root) and `from`, empty, is removed.
+fn move_into_place(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let src_is_dir = entry.file_type()?.is_dir();
+        match std::fs::symlink_metadata(&dst) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::rename(&src, &dst)?,
+            Err(e) => return Err(e),
+            // symlink_metadata: a link is never `is_dir`, whatever it points at.
+            Ok(existing) if existing.is_dir() && src_is_dir => {
+                move_into_place(&src, &dst)?;
+                continue;
+            }
+            Ok(existing) => {
+                if existing.is_dir() {
+                    std::fs::remove_dir_all(&dst)?;
+                } else if src_is_dir {
+                    std::fs::remove_file(&dst)?;
+                }
+                std::fs::rename(&src, &dst)?;
+            }
+        }
+    }
+    copy_folder_metadata(from, to)?;
+    std::fs::remove_dir(from)
+}
+
+/// Gives the real folder `to` the mode, owner and times of `from`, through a handle opened
+/// without following a link (fchmod, fchown, futimens).
+fn copy_folder_metadata(from: &Path, to: &Path) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(from)?;
+    let folder = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_DIRECTORY.bits())
+        .open(to)?;
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::fchown(&folder, Some(meta.uid()), Some(meta.gid()))?;
+    }
+    folder.set_permissions(meta.permissions())?;
+    folder.set_times(
+        FileTimes::new()
+            .set_accessed(meta.accessed()?)
+            .set_modified(meta.modified()?),
+    )
 }
