@@ -9,7 +9,7 @@ use std::time::Duration;
 use arca_e2e::{eventually, kubectl, kubectl_apply};
 use k8s_openapi::api::{
     coordination::v1::Lease,
-    core::v1::{Namespace, PersistentVolume, Pod},
+    core::v1::{Namespace, PersistentVolume},
 };
 use kube::{Api, api::DeleteParams};
 
@@ -281,7 +281,6 @@ spec:
             &pv_dir.display().to_string(),
         ),
     );
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     ready_pods(&client, ns, "", 1, LONG).await;
 
     // People get Arca through the built-in roles (aggregated): `edit` creates Backups, never
@@ -420,7 +419,6 @@ spec:
         !after.contains(".arca-restore"),
         "the helper removed the markers: {after}"
     );
-    let _ = pods;
 
     // 7. Uninstall keeps every backup in the bucket, and says so.
     let out = uninstall(env, sys);
