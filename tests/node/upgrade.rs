@@ -6,10 +6,10 @@ use std::{collections::BTreeSet, time::Duration};
 
 use arca_api::{Backup, BackupPhase};
 use arca_e2e::{TestEnv, eventually, kubectl};
-use k8s_openapi::api::{apps::v1::Deployment, coordination::v1::Lease};
+use k8s_openapi::api::{apps::v1::Deployment, coordination::v1::Lease, core::v1::Pod};
 use kube::{Api, ResourceExt, api::ListParams};
 
-use crate::helpers::{arca, ctr, image, node_env, ok, ready_pods, real_node};
+use crate::helpers::{arca, ctr, image, is_ready, node_env, ok, ready_pods, real_node};
 
 const LONG: Duration = Duration::from_secs(300);
 
@@ -146,6 +146,7 @@ location:
     .await;
 
     // The upgrade: the same image under a new tag, as a release would bring.
+    let operator_pods: Api<Pod> = Api::namespaced(client.clone(), sys);
     let new_image = format!("{}-upgrade", image());
     ctr(env, &["images", "tag", "--force", &image(), &new_image]);
     helm(
@@ -167,7 +168,18 @@ location:
         "two Ready pods of the new image, and no old one",
         LONG,
         || async {
-            let pods = ready_pods(&client, sys, selector, 2, Duration::from_secs(5)).await;
+            // Every pod not being deleted: two, Ready, all of the new image.
+            let pods: Vec<Pod> = operator_pods
+                .list(&ListParams::default().labels(selector))
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
+            if pods.len() != 2 || !pods.iter().all(is_ready) {
+                return None;
+            }
             let all_new = pods.iter().all(|p| {
                 p.spec.as_ref().is_some_and(|s| {
                     s.containers
