@@ -229,11 +229,18 @@ fn rand_suffix() -> u64 {
     h.finish()
 }
 
-/// Moves every entry of `from` (the staging folder) into `to`, which the restore must not
-/// write through: a link in `to` is replaced, a real folder in `to` is merged into (and then
-/// takes the snapshot's mode, owner and times), anything else is replaced. Then `to` takes
-/// `from`'s metadata (the snapshot's root) and `from`, empty, is removed.
+/// Moves every entry of `from` (the staging folder) into `to` (the volume's root), then
+/// removes `from`. The root keeps its own mode, owner and times (kubelet's, as when rustic
+/// wrote into it directly); see [`move_entries`].
 fn move_into_place(from: &Path, to: &Path) -> std::io::Result<()> {
+    move_entries(from, to)?;
+    std::fs::remove_dir(from)
+}
+
+/// Moves the entries of `from` into `to`, which the restore must not write through: a link in
+/// `to` is replaced, a real folder in `to` is merged into (and then takes the snapshot's
+/// mode, owner and times), anything else is replaced.
+fn move_entries(from: &Path, to: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let src = entry.path();
@@ -244,8 +251,9 @@ fn move_into_place(from: &Path, to: &Path) -> std::io::Result<()> {
             Err(e) => return Err(e),
             // symlink_metadata: a link is never `is_dir`, whatever it points at.
             Ok(existing) if existing.is_dir() && src_is_dir => {
-                move_into_place(&src, &dst)?;
-                continue;
+                move_entries(&src, &dst)?;
+                copy_folder_metadata(&src, &dst)?;
+                std::fs::remove_dir(&src)?;
             }
             Ok(existing) => {
                 if existing.is_dir() {
@@ -257,8 +265,7 @@ fn move_into_place(from: &Path, to: &Path) -> std::io::Result<()> {
             }
         }
     }
-    copy_folder_metadata(from, to)?;
-    std::fs::remove_dir(from)
+    Ok(())
 }
 
 /// Gives the real folder `to` the mode, owner and times of `from`, through a handle opened

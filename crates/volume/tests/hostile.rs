@@ -60,6 +60,8 @@ async fn planted_links_are_replaced_and_nothing_outside_the_volume_changes() {
     std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o700)).expect("mode");
     let before = inventory(&outside);
     let dest = fx.folder("kubelet/pods/uid/volumes/kubernetes.io~local-volume/pv");
+    // The volume's root as kubelet made it: open to the pod's user.
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o777)).expect("mode");
     std::os::unix::fs::symlink(&outside, dest.join("sub")).expect("link");
     std::os::unix::fs::symlink(outside.join("victim.txt"), dest.join("top.txt")).expect("link");
     std::fs::write(dest.join("unrelated.txt"), b"keep me").expect("file");
