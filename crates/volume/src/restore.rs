@@ -123,20 +123,14 @@ impl VolumeRepository {
         moved
     }
 
+    /// Restores into `dest`, the staging folder: already canonical (a new folder of the
+    /// canonical volume root).
     async fn restore_into(
         &self,
         snapshot_id: &str,
         dest: &Path,
         progress: ProgressFn,
     ) -> Result<RestoreSummary> {
-        let dest = tokio::fs::canonicalize(dest)
-            .await
-            .map_err(|e| VolumeError::Path {
-                path: dest.display().to_string(),
-                detail: format!(
-                    "cannot restore into this folder ({e}): check that the volume is mounted into the data mover"
-                ),
-            })?;
         let Some(dest_str) = dest.to_str().filter(|_| dest.is_dir()).map(str::to_string) else {
             return Err(VolumeError::Path {
                 path: dest.display().to_string(),
