@@ -33,7 +33,8 @@ e2e: testenv-build image
 	# The e2e tests spawn target/debug/arca: build the binaries, not only the test harnesses.
 	$(CARGO) build -p arca -p arca-testenv --bins
 	$(CARGO) build -p arca-e2e --tests
-	@set -e; trap '$(CARGO) run -q -p arca-testenv -- down --name $(TEST_ENV_NAME); $(CARGO) run -q -p arca-testenv -- down --name $(TEST_ENV_NAME)-node' EXIT; \
+	@set -e; trap 'rc=$$?; [ $$rc -eq 0 ] || bash hack/testenv/keep-logs.sh $(TEST_ENV_NAME) $(TEST_ENV_NAME)-node; \
+	  $(CARGO) run -q -p arca-testenv -- down --name $(TEST_ENV_NAME); $(CARGO) run -q -p arca-testenv -- down --name $(TEST_ENV_NAME)-node' EXIT; \
 	  $(CARGO) run -q -p arca-testenv -- up --name $(TEST_ENV_NAME); \
 	  $(CARGO) run -q -p arca-testenv -- up --name $(TEST_ENV_NAME)-node --node real; \
 	  ARCA_TESTENV=$(TEST_ENV_NAME) $(CARGO) test -p arca-e2e --test e2e -- --test-threads=4; \

@@ -236,8 +236,22 @@ impl Collector {
         }
     }
 
+    /// A failed list is an error of the backup, except a type removed since discovery
+    /// (nothing of it exists any more, so nothing is missing): that is a warning.
     fn list_failed(&self, task: &ListTask, error: &ListError) {
         let gr = task.resource.group_resource();
+        if error.type_gone() {
+            let namespace = match &task.scope {
+                ListScope::Namespace(ns) => Some(ns.as_str()),
+                ListScope::AllNamespaces => Some(""),
+                ListScope::Cluster => None,
+            };
+            self.record_warning(
+                namespace,
+                format!("{gr} is no longer served by the apiserver (its type was removed during the backup): none backed up"),
+            );
+            return;
+        }
         let (namespace, message) = match &task.scope {
             ListScope::Namespace(ns) => {
                 (Some(ns.as_str()), format!("listing {gr} in {ns}: {error}"))

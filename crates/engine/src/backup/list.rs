@@ -14,6 +14,12 @@ use crate::catalogue::ResourceType;
 /// A page is cut to about this many bytes by lowering the page size.
 const PAGE_TARGET_BYTES: usize = 8 * 1024 * 1024;
 
+/// How often a page is asked for when the apiserver answers with a transient failure
+/// (throttled, overloaded, a dropped connection), and the pause before the first retry
+/// (doubled each time).
+const PAGE_ATTEMPTS: u32 = 4;
+const FIRST_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The path of a list request.
 pub fn list_url(rt: &ResourceType, scope: &ListScope) -> String {
     let base = if rt.group.is_empty() {
@@ -144,8 +150,32 @@ pub struct Page {
     pub bytes: usize,
 }
 
-/// Reads one page.
+/// Reads one page, asking again (a few times, with growing pauses) while the apiserver's
+/// failure is transient: a busy apiserver must not cost a backup its items.
 pub async fn fetch_page(
+    client: &Client,
+    url: &str,
+    limit: u32,
+    continue_token: Option<&str>,
+    label_selector: Option<&str>,
+    rt: &ResourceType,
+) -> Result<Page, ListError> {
+    let mut pause = FIRST_RETRY_PAUSE;
+    let mut attempt = 1;
+    loop {
+        match fetch_page_once(client, url, limit, continue_token, label_selector, rt).await {
+            Err(e) if e.is_transient() && attempt < PAGE_ATTEMPTS => {
+                tracing::debug!(url, attempt, "listing again after a transient failure: {e}");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+async fn fetch_page_once(
     client: &Client,
     url: &str,
     limit: u32,
@@ -244,6 +274,26 @@ pub enum ListError {
     Parse(String),
 }
 
+impl ListError {
+    /// The apiserver no longer serves the resource type: it was discovered when the backup
+    /// began and removed since (a CRD deleted mid-backup). No object of it exists to back up.
+    pub fn type_gone(&self) -> bool {
+        matches!(self, Self::Kube(kube::Error::Api(s)) if s.code == 404)
+    }
+
+    /// Worth asking again: throttling, an overloaded or restarting apiserver, a dropped
+    /// connection. Refusals (forbidden, bad request) and unreadable answers are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Kube(kube::Error::Api(s)) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
+            Self::Kube(
+                kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_),
+            ) => true,
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +318,103 @@ mod tests {
             object_url(deploy, Some("a"), "web"),
             "/apis/apps/v1/namespaces/a/deployments/web"
         );
+    }
+
+    /// A client whose apiserver answers each request with the next of `answers` (status,
+    /// body), and the number of requests it saw.
+    fn scripted(answers: Vec<(u16, &'static str)>) -> (Client, tokio::task::JoinHandle<usize>) {
+        let (service, mut handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let server = tokio::spawn(async move {
+            let mut seen = 0;
+            for (status, body) in answers {
+                let Some((_request, respond)) = handle.next_request().await else {
+                    break;
+                };
+                seen += 1;
+                let response = http::Response::builder()
+                    .status(status)
+                    .body(kube::client::Body::from(body.as_bytes().to_vec()))
+                    .expect("response");
+                respond.send_response(response);
+            }
+            seen
+        });
+        (Client::new(service, "default"), server)
+    }
+
+    const UNAVAILABLE: &str = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"the server is currently unable to handle the request","reason":"ServiceUnavailable","code":503}"#;
+    const NOT_FOUND: &str = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}"#;
+    const FORBIDDEN: &str = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"configmaps is forbidden","reason":"Forbidden","code":403}"#;
+    const ONE_ITEM: &str = r#"{"kind":"ConfigMapList","apiVersion":"v1","metadata":{},"items":[{"metadata":{"name":"a","namespace":"n"}}]}"#;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_apiserver_is_asked_again_and_its_page_is_kept() {
+        let c = sample();
+        let cm = c.get("configmaps").expect("configmaps");
+        let (client, server) = scripted(vec![
+            (503, UNAVAILABLE),
+            (429, UNAVAILABLE),
+            (200, ONE_ITEM),
+        ]);
+        let page = fetch_page(
+            &client,
+            "/api/v1/namespaces/n/configmaps",
+            10,
+            None,
+            None,
+            cm,
+        )
+        .await
+        .expect("the third answer is a page");
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.items[0].head.metadata.name, "a");
+        assert_eq!(server.await.expect("server"), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_apiserver_is_asked_a_bounded_number_of_times() {
+        let c = sample();
+        let cm = c.get("configmaps").expect("configmaps");
+        let (client, server) = scripted(vec![(503, UNAVAILABLE); 6]);
+        let e = fetch_page(
+            &client,
+            "/api/v1/namespaces/n/configmaps",
+            10,
+            None,
+            None,
+            cm,
+        )
+        .await
+        .expect_err("never answers");
+        assert!(e.is_transient() && !e.type_gone(), "{e}");
+        drop(client);
+        assert_eq!(server.await.expect("server"), PAGE_ATTEMPTS as usize);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_or_a_removed_type_is_not_asked_again() {
+        let c = sample();
+        let cm = c.get("configmaps").expect("configmaps");
+        for (status, body, gone) in [(403, FORBIDDEN, false), (404, NOT_FOUND, true)] {
+            let (client, server) = scripted(vec![(status, body), (200, ONE_ITEM)]);
+            let e = fetch_page(
+                &client,
+                "/api/v1/namespaces/n/configmaps",
+                10,
+                None,
+                None,
+                cm,
+            )
+            .await
+            .expect_err("refused");
+            assert!(!e.is_transient(), "{e}");
+            assert_eq!(e.type_gone(), gone, "{e}");
+            drop(client);
+            assert_eq!(server.await.expect("server"), 1, "asked once for {status}");
+        }
     }
 
     #[test]
