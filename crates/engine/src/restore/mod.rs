@@ -127,8 +127,12 @@ pub fn validate(spec: &RestoreSpec, tenant: Option<&str>) -> Vec<String> {
         if spec.include_cluster_resources == Some(true) {
             problems.push(format!("a Restore in namespace {ns} cannot restore cluster-scoped resources; remove includeClusterResources"));
         }
-        if let Some((from, to)) = spec.namespace_mapping.iter().find(|(_, to)| *to != ns) {
-            problems.push(format!("a Restore in namespace {ns} restores into {ns} only; namespaceMapping maps {from:?} to {to:?}"));
+        if let Some((from, to)) = spec
+            .namespace_mapping
+            .iter()
+            .find(|(from, to)| *to != ns || *from != ns)
+        {
+            problems.push(format!("namespaceMapping: a Restore in namespace {ns} restores items of {ns} into {ns} only; it maps {from:?} to {to:?}"));
         }
     }
     problems
@@ -175,6 +179,18 @@ mod tests {
         };
         let problems = validate(&spec, Some("team"));
         assert_eq!(problems.len(), 2, "{problems:?}");
+        // Another namespace's items mapped into the tenant's: attack 1's second half.
+        let borrowing = RestoreSpec {
+            backup_name: Some("b".into()),
+            namespace_mapping: BTreeMap::from([("bank".to_string(), "team".to_string())]),
+            ..Default::default()
+        };
+        let problems = validate(&borrowing, Some("team"));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("restores items of team into team only; it maps \"bank\" to \"team\""),
+            "{problems:?}"
+        );
         assert!(
             validate(
                 &RestoreSpec {

@@ -43,7 +43,7 @@ pub struct PlanFilters<'a> {
     /// By `plural.group`.
     pub resource_matches: &'a dyn Fn(&str) -> bool,
     pub cluster: ClusterResources,
-    /// A tenant's restore: only items landing in this namespace.
+    /// A tenant's restore: only items backed up from this namespace, restored into it.
     pub tenant: Option<&'a str>,
     /// Where each backed-up namespace lands.
     pub target: &'a dyn Fn(&str) -> String,
@@ -74,12 +74,12 @@ impl Plan {
                         continue;
                     }
                     if let Some(tenant) = f.tenant
-                        && (f.target)(&ns) != tenant
+                        && (ns != tenant || (f.target)(&ns) != tenant)
                     {
                         plan.skipped.push((
                             entry,
                             format!(
-                                "outside namespace {tenant}, the only one this Restore may write"
+                                "backed up from namespace {ns}: a Restore in namespace {tenant} takes only items of {tenant}"
                             ),
                         ));
                         continue;
@@ -261,18 +261,19 @@ mod tests {
     }
 
     #[test]
-    fn a_tenant_restore_writes_only_its_namespace() {
+    fn a_tenant_restore_takes_only_its_own_namespace_s_items() {
         let ns = NamespaceFilter::new(&[], &[]).expect("filter");
+        // Another tenant's items, even mapped onto this tenant's namespace, are not taken.
         let plan = Plan::build(
             backup(),
             &PlanFilters {
                 namespaces: &ns,
                 resource_matches: &|gr| gr != "events",
                 cluster: ClusterResources::All,
-                tenant: Some("team"),
+                tenant: Some("other"),
                 target: &|n| {
                     if n == "app" {
-                        "team".into()
+                        "other".into()
                     } else {
                         n.to_string()
                     }
@@ -281,15 +282,14 @@ mod tests {
             },
         );
         let got = names(&plan);
-        assert_eq!(
-            got,
-            [
-                "configmaps/c1",
-                "configmaps/c2",
-                "deployments.apps/web",
-                "widgets.example.com/w1"
-            ]
+        assert_eq!(got, ["configmaps/c3"], "only what came from namespace other");
+        assert_eq!(plan.skipped.len(), 4, "app's items, mapped or not");
+        assert!(
+            plan.skipped
+                .iter()
+                .all(|(_, why)| why.contains("takes only items of other")),
+            "{:?}",
+            plan.skipped
         );
-        assert_eq!(plan.skipped.len(), 1, "c3 lands outside the tenant");
     }
 }
