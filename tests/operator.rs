@@ -30,6 +30,8 @@ pub fn settings(namespace: &str) -> Settings {
         backup_sync_period: Duration::from_secs(2),
         fs_backup_timeout: Duration::from_secs(300),
         restore_helper_image: None,
+        default_service_account: "arca".into(),
+        tenant_storage: Vec::new(),
     }
 }
 

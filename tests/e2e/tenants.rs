@@ -5,12 +5,30 @@ use std::time::Duration;
 
 use arca_api::{BackupPhase, RestorePhase};
 use arca_e2e::{
-    env, index_of, kubectl, kubectl_apply,
+    TestEnv, env, index_of, kubectl, kubectl_apply,
     operator::{
-        Operator, backup_done, phase_of_backup, phase_of_restore, restore_done, s3_location,
-        settings,
+        Operator, backup_done, create_location, phase_of_backup, phase_of_restore, restore_done,
+        s3_location, settings,
     },
 };
+
+/// The ServiceAccount `name` in `namespace`, bound to the ClusterRole `role` there: what a
+/// namespace's admin does to let Arca's runs act in it.
+fn tenant_account(env: &TestEnv, namespace: &str, name: &str, role: &str) {
+    kubectl(env, &["create", "serviceaccount", name, "-n", namespace]);
+    kubectl(
+        env,
+        &[
+            "create",
+            "rolebinding",
+            &format!("{name}-{role}"),
+            "-n",
+            namespace,
+            &format!("--clusterrole={role}"),
+            &format!("--serviceaccount={namespace}:{name}"),
+        ],
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_backs_up_and_restores_its_own_namespace_only() {
@@ -29,6 +47,8 @@ async fn a_tenant_backs_up_and_restores_its_own_namespace_only() {
         );
     }
     s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    // The tenant's runs act as its ServiceAccount `arca`, which its admin gave `edit`.
+    tenant_account(env, &team.name, "arca", "edit");
     // The operator lives in `arca` and handles the tenant's namespace.
     let mut tenant_settings = settings(&arca.name);
     tenant_settings.watch_namespace = Some(team.name.clone());
@@ -52,7 +72,18 @@ apiVersion: arca.dev/v1alpha1
 kind: Backup
 metadata: {{name: cluster, namespace: {t}}}
 spec: {{includeClusterResources: true}}
+---
+apiVersion: arca.dev/v1alpha1
+kind: Backup
+metadata: {{name: as-nobody, namespace: {t}}}
+spec: {{serviceAccountName: nobody}}
+---
+apiVersion: arca.dev/v1alpha1
+kind: Backup
+metadata: {{name: as-the-operator, namespace: {t}}}
+spec: {{serviceAccountName: "{arca}:arca"}}
 "#,
+            arca = arca.name,
             n = neighbour.name
         ),
     );
@@ -68,6 +99,14 @@ spec: {{includeClusterResources: true}}
         (
             "cluster",
             "cannot include cluster-scoped resources".to_string(),
+        ),
+        (
+            "as-nobody",
+            format!("ServiceAccount {t}/nobody does not exist"),
+        ),
+        (
+            "as-the-operator",
+            "is not a ServiceAccount name".to_string(),
         ),
     ] {
         let b = backup_done(&client, t, name, Duration::from_secs(60)).await;
@@ -124,7 +163,7 @@ spec: {{backupName: mine, namespaceMapping: {{{t}: {n}}}}}
             .unwrap_or_default()
             .validation_errors
             .join(";")
-            .contains(&format!("restores into {t} only"))
+            .contains(&format!("restores items of {t} into {t} only"))
     );
     assert_eq!(
         kubectl(
@@ -220,13 +259,33 @@ spec:
             url = s3.endpoint,
         ),
     );
+    // With its own credentials, a tenant location still needs storage the admin allows; this
+    // operator allows none (no --tenant-storage).
+    create_location(
+        s3,
+        &client,
+        t,
+        "unlisted",
+        &prefix.prefix,
+        &s3.endpoint,
+        &s3.bucket,
+        &s3.secret_access_key,
+    )
+    .await;
     let locations: kube::Api<arca_api::BackupStorageLocation> =
         kube::Api::namespaced(client.clone(), t);
     for (name, reason) in [
-        ("borrowed", "spec.credential is required"),
+        ("borrowed", "spec.credential is required".to_string()),
         (
             "disk",
-            "the filesystem provider is for the operator's own namespace",
+            "the filesystem provider is for the operator's own namespace".to_string(),
+        ),
+        (
+            "unlisted",
+            format!(
+                "{}/{} is not storage the admin allows for tenants (allowed: none",
+                s3.endpoint, s3.bucket
+            ),
         ),
     ] {
         let status = arca_e2e::eventually(
@@ -246,7 +305,7 @@ spec:
             "{name}: {status:?}"
         );
         let message = status.message.unwrap_or_default();
-        assert!(message.contains(reason), "{name}: {message}");
+        assert!(message.contains(&reason), "{name}: {message}");
     }
     // Three sync periods later, none of the admin's backups is in the tenant's namespace.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -256,4 +315,150 @@ spec:
         synced.is_empty(),
         "nothing synced into the tenant: {synced:?}"
     );
+}
+
+/// Attack 2: a tenant restores, from storage it controls, a backup holding a RoleBinding
+/// that makes its ServiceAccount cluster-admin (here a real backup of its namespace, made
+/// while such a binding existed; a forged archive is the same to the restore). The operator
+/// could create it (it holds `escalate` and `bind`); the tenant's ServiceAccount cannot, and
+/// the restore acts as that account: the binding is refused by the apiserver, named in the
+/// results, and does not exist afterwards. The tenant's ConfigMap is restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_restore_cannot_create_what_its_service_account_may_not() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let team = env.namespace("team").await.expect("namespace");
+    let prefix = env.prefix();
+    let t = &team.name;
+    tenant_account(env, t, "arca", "edit");
+    kubectl_apply(
+        env,
+        &format!(
+            r#"apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings, namespace: {t}}}
+data: {{mode: blue}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: take-over, namespace: {t}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}
+subjects: [{{kind: ServiceAccount, name: arca, namespace: {t}}}]
+"#
+        ),
+    );
+    // The archive holding the binding, written where the tenant's own location points.
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let admin = Operator::start(env, settings(&arca.name)).await;
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: loaded, namespace: {}}}\nspec: {{includedNamespaces: [{t}], includeClusterResources: false}}\n",
+            arca.name
+        ),
+    );
+    let b = backup_done(&client, &arca.name, "loaded", Duration::from_secs(60)).await;
+    assert_eq!(
+        phase_of_backup(&b),
+        BackupPhase::Completed,
+        "{:?}",
+        b.status
+    );
+    admin.stop().await;
+    let index = index_of(env, &prefix.prefix, "loaded").await;
+    assert!(
+        index
+            .iter()
+            .any(|e| e.kind == "RoleBinding" && e.name == "take-over"),
+        "the archive holds the binding"
+    );
+    kubectl(env, &["delete", "rolebinding", "take-over", "-n", t]);
+    kubectl(env, &["delete", "configmap", "settings", "-n", t]);
+
+    // The tenant's own location (its credentials, storage it controls), synced into its
+    // namespace, and its Restore.
+    let s3 = &env.env.s3;
+    create_location(
+        s3,
+        &client,
+        t,
+        "mine",
+        &prefix.prefix,
+        &s3.endpoint,
+        &s3.bucket,
+        &s3.secret_access_key,
+    )
+    .await;
+    let mut tenant_settings = settings(&arca.name);
+    tenant_settings.watch_namespace = Some(t.clone());
+    // The admin lets tenants use this bucket (`--tenant-storage`).
+    tenant_settings.tenant_storage = vec![
+        format!("{}/{}", s3.endpoint, s3.bucket)
+            .parse()
+            .expect("an endpoint and bucket"),
+    ];
+    let operator = Operator::start(env, tenant_settings).await;
+    let backups: kube::Api<arca_api::Backup> = kube::Api::namespaced(client.clone(), t);
+    arca_e2e::eventually(
+        "the loaded backup to be synced into the tenant's namespace",
+        Duration::from_secs(60),
+        || async { backups.get_opt("loaded").await.ok()?.map(|_| ()) },
+    )
+    .await;
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: escalate, namespace: {t}}}\nspec: {{backupName: loaded}}\n"
+        ),
+    );
+    let restore = restore_done(&client, t, "escalate", Duration::from_secs(90)).await;
+    assert_eq!(
+        phase_of_restore(&restore),
+        RestorePhase::PartiallyFailed,
+        "{:?}",
+        restore.status
+    );
+    let results = arca_e2e::store(env, &prefix.prefix)
+        .await
+        .get(&arca_store::Layout::restore_results("escalate"))
+        .await
+        .expect("results.json");
+    let results = String::from_utf8_lossy(&results);
+    assert!(
+        results.contains("take-over") && results.contains("forbidden"),
+        "the refused binding is named with the apiserver's reason: {results}"
+    );
+    let bindings = kubectl(
+        env,
+        &[
+            "get",
+            "rolebindings",
+            "-n",
+            t,
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ],
+    );
+    assert!(
+        !bindings.contains("take-over"),
+        "no binding was created: {bindings}"
+    );
+    assert_eq!(
+        kubectl(
+            env,
+            &[
+                "get",
+                "cm",
+                "settings",
+                "-n",
+                t,
+                "-o",
+                "jsonpath={.data.mode}"
+            ]
+        ),
+        "blue",
+        "what the account may create is restored"
+    );
+    operator.stop().await;
 }

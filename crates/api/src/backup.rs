@@ -63,6 +63,14 @@ pub struct BackupSpec {
     /// operator's `--default-backup-ttl`, when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<Duration>,
+    /// The ServiceAccount of this namespace whose rights the run acts with: every read,
+    /// write and hook exec of the run impersonates it, so the apiserver's RBAC decides what
+    /// it may touch. Outside the operator's namespace it defaults to the operator's
+    /// `--default-service-account` (`arca`), which must exist; in the operator's namespace,
+    /// unset means the operator's own identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub service_account_name: Option<String>,
     /// The BackupStorageLocation to write to. Default: the location marked `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_location: Option<String>,

@@ -40,6 +40,14 @@ pub struct RestoreSpec {
     /// Restore the newest Completed backup made by this schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_name: Option<String>,
+    /// The ServiceAccount of this namespace whose rights the run acts with: every read,
+    /// write and hook exec of the run impersonates it, so the apiserver's RBAC decides what
+    /// it may touch. Outside the operator's namespace it defaults to the operator's
+    /// `--default-service-account` (`arca`), which must exist; in the operator's namespace,
+    /// unset means the operator's own identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub service_account_name: Option<String>,
     /// Namespaces of the backup to restore (globs allowed). Empty means all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub included_namespaces: Vec<String>,

@@ -41,6 +41,10 @@ pub struct BackupFlags {
     /// out with `backup.arca.dev/backup-volumes-excludes`; the node agents copy it.
     #[arg(long)]
     pub default_volumes_to_fs_backup: Option<bool>,
+    /// The ServiceAccount of the namespace the backup acts as (default: the operator's own
+    /// in its namespace, else the operator's `--default-service-account`).
+    #[arg(long)]
+    pub service_account_name: Option<String>,
 }
 
 impl BackupFlags {
@@ -59,6 +63,7 @@ impl BackupFlags {
             ttl: self.ttl,
             storage_location: self.storage_location.clone(),
             default_volumes_to_fs_backup: self.default_volumes_to_fs_backup,
+            service_account_name: self.service_account_name.clone(),
             ..BackupSpec::default()
         })
     }

@@ -68,6 +68,10 @@ pub enum RestoreCommand {
         /// Restore pod volume data (default true).
         #[arg(long)]
         restore_volumes: Option<bool>,
+        /// The ServiceAccount of the namespace the restore acts as (default: the operator's
+        /// own in its namespace, else the operator's `--default-service-account`).
+        #[arg(long)]
+        service_account_name: Option<String>,
         /// Wait until it ends, showing progress; exit 1 unless it is Completed.
         #[arg(long)]
         wait: bool,
@@ -106,6 +110,7 @@ pub async fn run(ctx: &Ctx, command: RestoreCommand) -> anyhow::Result<()> {
             dry_run,
             preserve_nodeports,
             restore_volumes,
+            service_account_name,
             wait,
         } => {
             let source = from_backup
@@ -133,6 +138,7 @@ pub async fn run(ctx: &Ctx, command: RestoreCommand) -> anyhow::Result<()> {
                 preserve_node_ports: preserve_nodeports.then_some(true),
                 restore_p_vs: restore_volumes,
                 dry_run,
+                service_account_name,
                 ..RestoreSpec::default()
             };
             api.create(&PostParams::default(), &Restore::new(&name, spec))

@@ -69,9 +69,25 @@ pub struct ServerArgs {
     /// install` sets it to the operator's own image; unset, restored pods get none.
     #[arg(long, env = "ARCA_RESTORE_HELPER_IMAGE")]
     pub restore_helper_image: Option<String>,
+    /// The ServiceAccount a Backup or Restore outside --namespace acts as when its spec
+    /// names none: Arca impersonates `system:serviceaccount:<its namespace>:<this>`, so the
+    /// namespace's RBAC decides what a tenant's run may read, write and exec.
+    #[arg(long, default_value = "arca", value_parser = account_name)]
+    pub default_service_account: String,
+    /// Storage a location in a tenant's namespace may use: `https://host[:port]` (any
+    /// bucket) or `https://host[:port]/bucket`, matched against the location's `s3Url` (or
+    /// AWS's regional endpoint) and bucket. Repeat it or separate with commas. Default: none,
+    /// so tenants use the operator's location, under `tenants/<namespace>/`.
+    #[arg(long, value_delimiter = ',')]
+    pub tenant_storage: Vec<arca_operator::tenant_storage::AllowedStorage>,
     /// `text`, `json`, or `auto` (json inside a cluster).
     #[arg(long, default_value = "auto")]
     pub log_format: String,
+}
+
+/// A `--default-service-account` value.
+pub fn account_name(text: &str) -> Result<String, String> {
+    arca_operator::identity::check_account_name(text).map(|()| text.to_string())
 }
 
 pub fn settings(namespace: &str, args: &ServerArgs) -> Settings {
@@ -101,6 +117,8 @@ pub fn settings(namespace: &str, args: &ServerArgs) -> Settings {
         backup_sync_period: args.backup_sync_period.as_std(),
         fs_backup_timeout: args.fs_backup_timeout.as_std(),
         restore_helper_image: args.restore_helper_image.clone().filter(|i| !i.is_empty()),
+        default_service_account: args.default_service_account.clone(),
+        tenant_storage: args.tenant_storage.clone(),
     }
 }
 

@@ -113,7 +113,7 @@ fn helm_renders_what_arca_install_applies() {
     std::fs::write(
         &values,
         format!(
-            "replicas: 2\nnodeAgent: true\nlocation:\n  provider: aws\n  bucket: backups\n  prefix: cluster-a\n  config:\n    region: eu-west-1\n    s3Url: http://minio.storage:9000\n  credentials: {}\n",
+            "replicas: 2\nnodeAgent: true\ndefaultServiceAccount: backup-runner\ntenantStorage: [\"https://s3.team.example:9443/team-a/\", \"https://s3.eu-west-1.amazonaws.com\", \"http://minio.storage:9000/tenants\"]\nlocation:\n  provider: aws\n  bucket: backups\n  prefix: cluster-a\n  config:\n    region: eu-west-1\n    s3Url: http://minio.storage:9000\n  credentials: {}\n",
             serde_json::to_string(credentials).expect("json")
         ),
     )
@@ -133,6 +133,14 @@ fn helm_renders_what_arca_install_applies() {
                 "--replicas",
                 "2",
                 "--use-node-agent",
+                "--default-service-account",
+                "backup-runner",
+                "--tenant-storage",
+                "https://s3.team.example:9443/team-a/",
+                "--tenant-storage",
+                "https://s3.eu-west-1.amazonaws.com",
+                "--tenant-storage",
+                "http://minio.storage:9000/tenants",
             ],
             vec!["-f".into(), values.display().to_string()],
         ),

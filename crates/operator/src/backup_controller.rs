@@ -148,7 +148,7 @@ pub async fn location_for(
     let store = locations::open_store(
         &ctx.client,
         &location,
-        &ctx.settings.namespace,
+        ctx.settings.storage_policy(),
         sub_prefix.as_deref(),
     )
     .await?;
@@ -180,12 +180,16 @@ async fn run_backup(backup: &Backup, ctx: &Context) -> Result<(), Error> {
     let mut problems = backup::validate(&backup.spec, tenant.as_deref());
     let mut opened = None;
     if problems.is_empty() {
-        match open_for_backup(ctx, backup, &namespace).await {
-            Ok(found) => opened = Some(found),
-            Err(problem) => problems.push(problem),
+        let client = ctx
+            .run_client(&namespace, backup.spec.service_account_name.as_deref())
+            .await
+            .map_err(|e| e.to_string());
+        match (client, open_for_backup(ctx, backup, &namespace).await) {
+            (Ok(client), Ok((location, store))) => opened = Some((location, store, client)),
+            (client, location) => problems.extend(client.err().into_iter().chain(location.err())),
         }
     }
-    let Some((location, store)) = opened else {
+    let Some((location, store, client)) = opened else {
         status.phase = Some(BackupPhase::FailedValidation);
         status.validation_errors = problems.clone();
         status.expiration = None;
@@ -204,7 +208,7 @@ async fn run_backup(backup: &Backup, ctx: &Context) -> Result<(), Error> {
 
     ctx.start(&uid);
     ctx.metrics.backups_in_progress.inc();
-    let result = execute(backup, ctx, &mut status, &location, store, tenant).await;
+    let result = execute(backup, ctx, &mut status, &location, store, client, tenant).await;
     ctx.metrics.backups_in_progress.dec();
     ctx.finish(&uid);
     result
@@ -244,6 +248,7 @@ async fn execute(
     status: &mut BackupStatus,
     location: &arca_api::BackupStorageLocation,
     shared_store: Arc<dyn ObjectStore>,
+    (client, acting_as): (kube::Client, Option<String>),
     tenant: Option<String>,
 ) -> Result<(), Error> {
     let store = shared_store.as_ref();
@@ -255,9 +260,13 @@ async fn execute(
         false,
         "BackupStarted",
         format!(
-            "writing to location {} ({})",
+            "writing to location {} ({}){}",
             location.name_any(),
-            store.describe()
+            store.describe(),
+            acting_as
+                .as_deref()
+                .map(|user| format!(", acting as {user}"))
+                .unwrap_or_default()
         ),
     )
     .await;
@@ -279,6 +288,7 @@ async fn execute(
         name: name.clone(),
         spec: backup.spec.clone(),
         tenant,
+        acting_as,
         mtime: status
             .start_timestamp
             .as_ref()
@@ -297,7 +307,7 @@ async fn execute(
     let outcome = match log {
         Ok((log, writer)) => {
             let outcome = backup::run(
-                ctx.client.clone(),
+                client,
                 store,
                 &request,
                 ctx.settings.backup,

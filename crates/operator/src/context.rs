@@ -62,9 +62,23 @@ pub struct Settings {
     /// The image of the restore helper init container (Arca's own image; `arca install` sets
     /// it). None: restored pods get none, and may start before their volumes are filled.
     pub restore_helper_image: Option<String>,
+    /// The ServiceAccount a tenant's run impersonates when its spec names none
+    /// (`--default-service-account`).
+    pub default_service_account: String,
+    /// Where tenants' own locations may point (`--tenant-storage`); empty: nowhere, tenants
+    /// use the operator's location.
+    pub tenant_storage: Vec<crate::tenant_storage::AllowedStorage>,
 }
 
 impl Settings {
+    /// Whose locations are whose, for [`crate::locations::open_store`].
+    pub fn storage_policy(&self) -> crate::locations::StoragePolicy<'_> {
+        crate::locations::StoragePolicy {
+            operator_namespace: &self.namespace,
+            tenant_storage: &self.tenant_storage,
+        }
+    }
+
     /// The API of `K` objects this operator handles.
     pub fn watched<K>(&self, client: &Client) -> kube::Api<K>
     where
@@ -145,6 +159,7 @@ impl Context {
             String::new()
         };
         Ok(VolumeJob {
+            client: self.client.clone(),
             work_namespace: self.settings.namespace.clone(),
             location: location.name_any(),
             location_namespace,
@@ -155,6 +170,24 @@ impl Context {
             pickup_warning: Duration::from_secs(60),
             locks: self.repository_locks.clone(),
         })
+    }
+
+    /// The client a run in `run_namespace` reads and writes the cluster with (see
+    /// [`crate::identity`]): the operator's own for an admin's run, else one impersonating
+    /// the tenant's ServiceAccount, with the user name it acts as.
+    pub async fn run_client(
+        &self,
+        run_namespace: &str,
+        requested: Option<&str>,
+    ) -> Result<(Client, Option<String>), crate::identity::IdentityError> {
+        let identity = crate::identity::decide(
+            run_namespace,
+            &self.settings.namespace,
+            requested,
+            &self.settings.default_service_account,
+        )?;
+        let client = crate::identity::client_for(&self.client, &identity).await?;
+        Ok((client, identity.user()))
     }
 
     /// Publishes an Event about `object`; failures to publish are only logged.

@@ -281,7 +281,9 @@ async fn forget_volumes(
         Err(e) => return vec![format!("{e}; the backup's volume snapshots are kept")],
     };
     let root =
-        match locations::open_store(&ctx.client, location, &ctx.settings.namespace, None).await {
+        match locations::open_store(&ctx.client, location, ctx.settings.storage_policy(), None)
+            .await
+        {
             Ok(store) => store,
             Err(e) => return vec![format!("opening location {}: {e}", location.name_any())],
         };

@@ -8,6 +8,7 @@ mod deletion;
 mod download;
 mod gc;
 mod http;
+pub mod identity;
 pub mod leader;
 mod location_controller;
 pub mod locations;
@@ -18,6 +19,7 @@ mod restore_controller;
 mod schedule_controller;
 mod status;
 mod sync;
+pub mod tenant_storage;
 
 use std::{
     net::SocketAddr,

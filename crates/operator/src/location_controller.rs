@@ -76,7 +76,9 @@ async fn reconcile(
         }
     }
     let checked =
-        match locations::open_store(&ctx.client, &location, &ctx.settings.namespace, None).await {
+        match locations::open_store(&ctx.client, &location, ctx.settings.storage_policy(), None)
+            .await
+        {
             Ok(store) => locations::check(&name, store.as_ref()).await,
             Err(e) => Err(e),
         };

@@ -91,12 +91,13 @@ pub fn ensure_writable(location: &BackupStorageLocation) -> Result<(), LocationE
 /// operator's ambient credentials (an instance role, IRSA, environment variables), which may
 /// read every tenant's and the admin's backups. A filesystem location would have the operator
 /// write as itself wherever its path says. Both are refused before any connection is made.
+/// Last, the location must point where the admin lets tenants go (`--tenant-storage`).
 pub fn tenant_refusal(
     location: &BackupStorageLocation,
-    operator_namespace: &str,
+    policy: StoragePolicy<'_>,
 ) -> Option<String> {
     let namespace = location.namespace().unwrap_or_default();
-    if namespace == operator_namespace {
+    if namespace == policy.operator_namespace {
         return None;
     }
     match location.spec.provider {
@@ -106,21 +107,29 @@ pub fn tenant_refusal(
         Provider::Aws if location.spec.credential.is_none() => Some(
             "spec.credential is required: without it the operator would use its own credentials, which can reach other tenants' backups. Put an AWS credentials file for this bucket in a Secret of this namespace and name it in spec.credential, or use the operator's location (backups then go under tenants/<namespace>/)".into(),
         ),
-        Provider::Aws => None,
+        Provider::Aws => crate::tenant_storage::refusal(location, policy.tenant_storage),
     }
 }
 
+/// Whose locations are whose: those of the operator's namespace are the admin's; any other
+/// namespace's are a tenant's, and must point into `tenant_storage`.
+#[derive(Debug, Clone, Copy)]
+pub struct StoragePolicy<'a> {
+    pub operator_namespace: &'a str,
+    pub tenant_storage: &'a [crate::tenant_storage::AllowedStorage],
+}
+
 /// Opens the location's store. `sub_prefix` narrows it further (a tenant's folder).
-/// A location outside `operator_namespace` is a tenant's: see [`tenant_refusal`].
+/// A location outside the operator's namespace is a tenant's: see [`tenant_refusal`].
 pub async fn open_store(
     client: &Client,
     location: &BackupStorageLocation,
-    operator_namespace: &str,
+    policy: StoragePolicy<'_>,
     sub_prefix: Option<&str>,
 ) -> Result<Arc<dyn ObjectStore>, LocationError> {
     let name = location.name_any();
     let namespace = location.namespace().unwrap_or_default();
-    if let Some(problem) = tenant_refusal(location, operator_namespace) {
+    if let Some(problem) = tenant_refusal(location, policy) {
         return Err(LocationError::Tenant {
             location: name,
             namespace,
@@ -283,20 +292,39 @@ mod tests {
             "credential": {"name": "s", "key": "cloud"}});
         let disk = serde_json::json!({"provider": "filesystem", "objectStorage": {"bucket": "b"},
             "config": {"path": "/tmp"}});
+        let allowed: Vec<crate::tenant_storage::AllowedStorage> = vec![
+            "https://s3.us-east-1.amazonaws.com/b"
+                .parse()
+                .expect("entry"),
+        ];
+        let policy = StoragePolicy {
+            operator_namespace: "arca-system",
+            tenant_storage: &allowed,
+        };
         // The operator's own namespace: its credentials and filesystem are the admin's choice.
         for spec in [&aws, &with_secret, &disk] {
             assert_eq!(
-                tenant_refusal(&location("arca-system", spec.clone()), "arca-system"),
+                tenant_refusal(&location("arca-system", spec.clone()), policy),
                 None
             );
         }
-        let refused = tenant_refusal(&location("team", aws), "arca-system").unwrap_or_default();
+        let refused = tenant_refusal(&location("team", aws), policy).unwrap_or_default();
         assert!(refused.contains("spec.credential is required"), "{refused}");
         assert_eq!(
-            tenant_refusal(&location("team", with_secret), "arca-system"),
-            None
+            tenant_refusal(&location("team", with_secret.clone()), policy),
+            None,
+            "credentials, and storage the admin allows"
         );
-        let refused = tenant_refusal(&location("team", disk), "arca-system").unwrap_or_default();
+        let nowhere = StoragePolicy {
+            operator_namespace: "arca-system",
+            tenant_storage: &[],
+        };
+        let refused = tenant_refusal(&location("team", with_secret), nowhere).unwrap_or_default();
+        assert!(
+            refused.contains("not storage the admin allows"),
+            "{refused}"
+        );
+        let refused = tenant_refusal(&location("team", disk), policy).unwrap_or_default();
         assert!(refused.contains("filesystem provider"), "{refused}");
     }
 }

@@ -163,12 +163,16 @@ async fn run_restore(restore: &Restore, ctx: &Context) -> Result<(), Error> {
     let mut problems = restore::validate(&restore.spec, tenant.as_deref());
     let mut ready = None;
     if problems.is_empty() {
-        match prepare(ctx, restore).await {
-            Ok(found) => ready = Some(found),
-            Err(problem) => problems.push(problem),
+        let client = ctx
+            .run_client(&namespace, restore.spec.service_account_name.as_deref())
+            .await
+            .map_err(|e| e.to_string());
+        match (client, prepare(ctx, restore).await) {
+            (Ok(client), Ok(found)) => ready = Some((client, found)),
+            (client, found) => problems.extend(client.err().into_iter().chain(found.err())),
         }
     }
-    let Some((backup, metadata, store, output, volumes)) = ready else {
+    let Some((client, (backup, metadata, store, output, volumes))) = ready else {
         status.phase = Some(RestorePhase::FailedValidation);
         status.validation_errors = problems.clone();
         status.completion_timestamp = Some(time(ctx.clock.now()));
@@ -192,6 +196,7 @@ async fn run_restore(restore: &Restore, ctx: &Context) -> Result<(), Error> {
         &metadata,
         store.as_ref(),
         output.as_ref(),
+        client,
         tenant,
         volumes,
     )
@@ -252,6 +257,7 @@ async fn execute(
     metadata: &BackupMetadata,
     store: &dyn ObjectStore,
     output: &dyn ObjectStore,
+    (client, acting_as): (kube::Client, Option<String>),
     tenant: Option<String>,
     volumes: Result<VolumeJob, String>,
 ) -> Result<(), Error> {
@@ -263,12 +269,16 @@ async fn execute(
         false,
         "RestoreStarted",
         format!(
-            "restoring backup {backup_name}{}",
+            "restoring backup {backup_name}{}{}",
             if restore.spec.dry_run {
                 " (dry run)"
             } else {
                 ""
-            }
+            },
+            acting_as
+                .as_deref()
+                .map(|user| format!(", acting as {user}"))
+                .unwrap_or_default()
         ),
     )
     .await;
@@ -296,7 +306,7 @@ async fn execute(
     let outcome = match RunLog::create(output, &Layout::restore_logs(&name), &name).await {
         Ok((log, writer)) => {
             let outcome = restore::run(
-                ctx.client.clone(),
+                client,
                 store,
                 output,
                 &request,

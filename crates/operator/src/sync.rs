@@ -81,7 +81,7 @@ pub async fn run(
 async fn sync(ctx: &Context, location: &BackupStorageLocation) -> Result<(), String> {
     let name = location.name_any();
     let namespace = location.namespace().unwrap_or_default();
-    let store = locations::open_store(&ctx.client, location, &ctx.settings.namespace, None)
+    let store = locations::open_store(&ctx.client, location, ctx.settings.storage_policy(), None)
         .await
         .map_err(|e| e.to_string())?;
     let in_storage: BTreeSet<String> = store

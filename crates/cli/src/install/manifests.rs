@@ -33,6 +33,12 @@ pub struct Options {
     pub node_selector: BTreeMap<String, String>,
     /// Taints the operator's pods tolerate (Toleration objects).
     pub tolerations: Vec<Value>,
+    /// The ServiceAccount tenants' runs act as (`arca server --default-service-account`);
+    /// empty means `arca`.
+    pub default_service_account: String,
+    /// Storage tenants' own locations may use (`arca server --tenant-storage`), each
+    /// `scheme://host[:port][/bucket]`; the operator's egress is opened to their ports.
+    pub tenant_storage: Vec<String>,
 }
 
 /// kubelet's root folder unless a distribution moved it (k0s, MicroK8s, RKE and others do).
@@ -174,6 +180,15 @@ fn rbac(ns: &str) -> Vec<Value> {
             ]),
         ),
         binding("arca-operator"),
+        // A tenant's Backup or Restore acts as a ServiceAccount of the tenant's namespace, so
+        // that namespace's RBAC, not the operator's, decides what it may read, write and exec.
+        cluster_role(
+            "arca-tenant-impersonator",
+            json!([
+                {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}
+            ]),
+        ),
+        binding("arca-tenant-impersonator"),
         // Roles for people, aggregated into the built-in ones: `view` reads Arca's objects,
         // `edit` and `admin` also create and delete them. Never the node agent's work items,
         // whose only writer is the operator.
@@ -270,7 +285,7 @@ fn deployment(o: &Options) -> Value {
                         "name": "arca",
                         "image": o.image,
                         "imagePullPolicy": "IfNotPresent",
-                        "args": ["server", "--log-format=json", "--metrics-bind-address=0.0.0.0:8085"],
+                        "args": server_args(o),
                         "env": [namespace_env, pod_env, helper_env],
                         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
                         "readinessProbe": probe("/readyz"),
@@ -297,10 +312,35 @@ fn deployment(o: &Options) -> Value {
     deployment
 }
 
+/// `arca server`'s arguments in the Deployment.
+fn server_args(o: &Options) -> Vec<String> {
+    let account = match o.default_service_account.as_str() {
+        "" => "arca",
+        account => account,
+    };
+    let mut args = vec![
+        "server".to_string(),
+        "--log-format=json".into(),
+        "--metrics-bind-address=0.0.0.0:8085".into(),
+        format!("--default-service-account={account}"),
+    ];
+    args.extend(
+        o.tenant_storage
+            .iter()
+            .map(|t| format!("--tenant-storage={t}")),
+    );
+    args
+}
+
 /// The operator reaches the API server and the store (and DNS); only namespaces labelled
 /// `arca.dev/metrics-access=true` reach its metrics port.
 fn network_policy(o: &Options) -> Value {
-    let ports = egress_ports(o);
+    let mut ports = egress_ports(o);
+    for port in o.tenant_storage.iter().map(|t| url_port(t)) {
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
     json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": meta("arca", Some(&o.namespace), "operator"),
@@ -331,13 +371,15 @@ pub fn egress_ports(o: &Options) -> Vec<u16> {
 
 /// The store's port, from `s3Url` (443 when it names none).
 pub fn store_port(config: &BTreeMap<String, String>) -> u16 {
-    config
-        .get("s3Url")
-        .and_then(|url| {
-            url.trim_end_matches('/')
-                .rsplit_once(':')
-                .and_then(|(_, port)| port.parse::<u16>().ok())
-        })
+    config.get("s3Url").map(|url| url_port(url)).unwrap_or(443)
+}
+
+/// The port of `scheme://host[:port][/path]` (443 when it names none).
+pub fn url_port(url: &str) -> u16 {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host = after_scheme.split('/').next().unwrap_or_default();
+    host.rsplit_once(':')
+        .and_then(|(_, port)| port.parse::<u16>().ok())
         .unwrap_or(443)
 }
 

@@ -61,12 +61,27 @@ pub struct InstallArgs {
     /// agent tolerates every taint already: it must run wherever pods do.
     #[arg(long = "toleration", value_parser = manifests::toleration)]
     pub tolerations: Vec<serde_json::Value>,
+    /// The ServiceAccount a tenant's Backup or Restore acts as in its namespace when its spec
+    /// names none (`arca server --default-service-account`).
+    #[arg(long, default_value = "arca", value_parser = crate::server::account_name)]
+    pub default_service_account: String,
+    /// Storage that locations in tenants' namespaces may use: `https://host[:port]` or
+    /// `https://host[:port]/bucket` (repeatable). Default none: tenants use the operator's
+    /// location. The operator's egress is opened to their ports.
+    #[arg(long, value_parser = tenant_storage)]
+    pub tenant_storage: Vec<String>,
     /// Print the objects (with -o yaml or -o json) instead of applying them.
     #[arg(long)]
     pub dry_run: bool,
     /// Write the Helm chart (templates generated from these objects) to this folder.
     #[arg(long, hide = true)]
     pub helm_chart: Option<PathBuf>,
+}
+
+/// A `--tenant-storage` entry, checked as the server will read it, kept as written.
+fn tenant_storage(text: &str) -> Result<String, String> {
+    text.parse::<arca_operator::tenant_storage::AllowedStorage>()?;
+    Ok(text.trim_end_matches('/').to_string())
 }
 
 pub async fn run(ctx: &Ctx, args: InstallArgs) -> anyhow::Result<()> {
@@ -104,6 +119,8 @@ pub async fn run(ctx: &Ctx, args: InstallArgs) -> anyhow::Result<()> {
         kubelet_root_dir: args.kubelet_root_dir.clone(),
         node_selector: args.node_selector.clone().unwrap_or_default(),
         tolerations: args.tolerations.clone(),
+        default_service_account: args.default_service_account.clone(),
+        tenant_storage: args.tenant_storage.clone(),
     };
     if !options.kubelet_root_dir.starts_with('/') {
         anyhow::bail!(

@@ -58,6 +58,8 @@ pub struct Collector {
     pub results: Mutex<Results>,
     /// Pod volumes whose data is asked for, in the order their pods were written.
     pub volume_requests: Mutex<Vec<VolumeRequest>>,
+    /// The impersonated ServiceAccount user, if any (see `BackupRequest::acting_as`).
+    pub acting_as: Option<String>,
 }
 
 impl Collector {
@@ -237,18 +239,32 @@ impl Collector {
     }
 
     /// A failed list is an error of the backup, except a type removed since discovery
-    /// (nothing of it exists any more, so nothing is missing): that is a warning.
+    /// (nothing of it exists any more, so nothing is missing) or one the impersonated
+    /// ServiceAccount may not read (its RBAC decides): those are warnings.
     fn list_failed(&self, task: &ListTask, error: &ListError) {
         let gr = task.resource.group_resource();
+        let scope = match &task.scope {
+            ListScope::Namespace(ns) => Some(ns.as_str()),
+            ListScope::AllNamespaces => Some(""),
+            ListScope::Cluster => None,
+        };
         if error.type_gone() {
-            let namespace = match &task.scope {
-                ListScope::Namespace(ns) => Some(ns.as_str()),
-                ListScope::AllNamespaces => Some(""),
-                ListScope::Cluster => None,
-            };
             self.record_warning(
-                namespace,
+                scope,
                 format!("{gr} is no longer served by the apiserver (its type was removed during the backup): none backed up"),
+            );
+            return;
+        }
+        if let Some(user) = &self.acting_as
+            && error.is_forbidden()
+        {
+            let place = scope
+                .filter(|ns| !ns.is_empty())
+                .map(|ns| format!(" in {ns}"))
+                .unwrap_or_default();
+            self.record_warning(
+                scope,
+                format!("{user} may not list {gr}{place}: none backed up (bind it a role that may, or exclude the type)"),
             );
             return;
         }

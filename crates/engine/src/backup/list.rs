@@ -281,6 +281,11 @@ impl ListError {
         matches!(self, Self::Kube(kube::Error::Api(s)) if s.code == 404)
     }
 
+    /// The identity the run acts as may not do this.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, Self::Kube(kube::Error::Api(s)) if s.code == 403)
+    }
+
     /// Worth asking again: throttling, an overloaded or restarting apiserver, a dropped
     /// connection. Refusals (forbidden, bad request) and unreadable answers are not.
     pub fn is_transient(&self) -> bool {
@@ -412,6 +417,7 @@ mod tests {
             .expect_err("refused");
             assert!(!e.is_transient(), "{e}");
             assert_eq!(e.type_gone(), gone, "{e}");
+            assert_eq!(e.is_forbidden(), !gone, "{e}");
             drop(client);
             assert_eq!(server.await.expect("server"), 1, "asked once for {status}");
         }

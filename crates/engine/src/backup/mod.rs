@@ -47,6 +47,10 @@ pub struct BackupRequest {
     /// `Some(namespace)`: a tenant's backup, confined to that namespace, with no
     /// cluster-scoped item.
     pub tenant: Option<String>,
+    /// The ServiceAccount user the run's client impersonates, when not the operator's own.
+    /// Its RBAC decides what the run reads: a type it may not list is then a warning naming
+    /// it, not an error of the backup.
+    pub acting_as: Option<String>,
     /// Modification time written in the tar headers (the backup's start), in seconds.
     pub mtime: u64,
     /// The Backup's uid: labels its pod volume work items.
@@ -290,6 +294,7 @@ pub async fn run(
         related: Mutex::new(Related::default()),
         results: Mutex::new(Results::default()),
         volume_requests: Mutex::new(Vec::new()),
+        acting_as: request.acting_as.clone(),
     };
     for (ns, warning) in plan_warnings {
         collector.record_warning(Some(&ns), warning);
@@ -338,7 +343,7 @@ pub async fn run(
             .map_err(|_| BackupError::Internal("volume requests lock poisoned".into()))?,
     );
     if listed.is_ok() && !requests.is_empty() {
-        back_up_volumes(&client, store, request, requests, &collector, &log).await?;
+        back_up_volumes(store, request, requests, &collector, &log).await?;
     }
     // Post hooks once everything of the pods is written (pods left out by a failed pre hook
     // get none).
@@ -392,7 +397,6 @@ pub async fn run(
 
 /// Copies the requested pod volumes through the node agents, and writes `volumes.json`.
 async fn back_up_volumes(
-    client: &Client,
     store: &dyn ObjectStore,
     request: &BackupRequest,
     requests: Vec<volumes::VolumeRequest>,
@@ -418,7 +422,7 @@ async fn back_up_volumes(
         name: &request.name,
         uid: &request.uid,
     };
-    let outcome = crate::pod_volumes::backup::back_up(client, job, run, requests, log).await;
+    let outcome = crate::pod_volumes::backup::back_up(job, run, requests, log).await;
     for (ns, message) in outcome.errors {
         collector.record_error(Some(&ns), message);
     }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arca_api::{PodReference, PodVolumeBackup, PodVolumeBackupSpec, PodVolumePhase, labels};
 use arca_store::archive::VolumeSnapshot;
-use kube::{Api, Client, ResourceExt, api::PostParams};
+use kube::{Api, ResourceExt, api::PostParams};
 
 use super::{VolumeJob, item_name, wait, work_metadata};
 use crate::{backup::volumes::VolumeRequest, runlog::RunLog};
@@ -68,7 +68,6 @@ pub fn snapshot_path(request: &VolumeRequest) -> String {
 
 /// Backs up the data of `requests` and waits for it.
 pub async fn back_up(
-    client: &Client,
     job: &VolumeJob,
     run: BackupRun<'_>,
     requests: Vec<VolumeRequest>,
@@ -102,7 +101,7 @@ pub async fn back_up(
             super::repository_key(&job.location_namespace, &job.location, &job.repository(ns));
         guards.push(job.locks.shared(&key).await);
     }
-    let api: Api<PodVolumeBackup> = Api::namespaced(client.clone(), &job.work_namespace);
+    let api: Api<PodVolumeBackup> = Api::namespaced(job.client.clone(), &job.work_namespace);
     let mut created = 0usize;
     let mut claims = BTreeMap::new();
     for request in &work {

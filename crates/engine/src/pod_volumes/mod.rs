@@ -71,8 +71,11 @@ pub fn repository_key(location_namespace: &str, location: &str, repository: &str
 }
 
 /// Where a run's pod volume work goes, and how long it may take.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct VolumeJob {
+    /// The operator's own client: PodVolumeBackups and PodVolumeRestores are Arca's objects,
+    /// written as the operator even when the run's other requests impersonate a tenant.
+    pub client: kube::Client,
     /// The namespace the PodVolumeBackups and PodVolumeRestores are created in (the
     /// operator's: tenants cannot make the agents read other namespaces' volumes).
     pub work_namespace: String,
@@ -91,6 +94,18 @@ pub struct VolumeJob {
     pub pickup_warning: Duration,
     /// The operator's repository locks.
     pub locks: Arc<RepositoryLocks>,
+}
+
+impl std::fmt::Debug for VolumeJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VolumeJob")
+            .field("work_namespace", &self.work_namespace)
+            .field("location", &self.location)
+            .field("location_namespace", &self.location_namespace)
+            .field("repository_prefix", &self.repository_prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl VolumeJob {

@@ -42,7 +42,7 @@ pub async fn restore(
     log: &RunLog,
 ) -> VolumeRestores {
     let mut out = VolumeRestores::default();
-    let api: Api<PodVolumeRestore> = Api::namespaced(client.clone(), &job.work_namespace);
+    let api: Api<PodVolumeRestore> = Api::namespaced(job.client.clone(), &job.work_namespace);
     let mut created = 0usize;
     for target in &pods {
         let pods_api: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);

@@ -188,7 +188,8 @@ mod tests {
         let problems = validate(&borrowing, Some("team"));
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
-            problems[0].contains("restores items of team into team only; it maps \"bank\" to \"team\""),
+            problems[0]
+                .contains("restores items of team into team only; it maps \"bank\" to \"team\""),
             "{problems:?}"
         );
         assert!(

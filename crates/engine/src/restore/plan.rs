@@ -282,7 +282,11 @@ mod tests {
             },
         );
         let got = names(&plan);
-        assert_eq!(got, ["configmaps/c3"], "only what came from namespace other");
+        assert_eq!(
+            got,
+            ["configmaps/c3"],
+            "only what came from namespace other"
+        );
         assert_eq!(plan.skipped.len(), 4, "app's items, mapped or not");
         assert!(
             plan.skipped

@@ -107,9 +107,17 @@ pub async fn repository(
         .get(location)
         .await
         .map_err(|e| format!("reading location {location_namespace}/{location}: {e}"))?;
-    let store = locations::open_store(&agent.client, &location, &agent.settings.namespace, None)
-        .await
-        .map_err(|e| e.to_string())?;
+    let store = locations::open_store(
+        &agent.client,
+        &location,
+        locations::StoragePolicy {
+            operator_namespace: &agent.settings.namespace,
+            tenant_storage: &[],
+        },
+        None,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let password = repository::read_password(&agent.client, &agent.settings.namespace)
         .await
         .map_err(|e| e.to_string())?;
