@@ -60,6 +60,24 @@ pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The ServiceAccount `name` in `namespace`, bound to the ClusterRole `role` there: what a
+/// namespace's admin does to let Arca's runs act in it.
+pub fn tenant_account(env: &TestEnv, namespace: &str, name: &str, role: &str) {
+    kubectl(env, &["create", "serviceaccount", name, "-n", namespace]);
+    kubectl(
+        env,
+        &[
+            "create",
+            "rolebinding",
+            &format!("{name}-{role}"),
+            "-n",
+            namespace,
+            &format!("--clusterrole={role}"),
+            &format!("--serviceaccount={namespace}:{name}"),
+        ],
+    );
+}
+
 /// `kubectl apply -f -` of `yaml` (server-side), as a user would.
 pub fn kubectl_apply(env: &TestEnv, yaml: &str) {
     use std::io::Write;

@@ -5,30 +5,13 @@ use std::time::Duration;
 
 use arca_api::{BackupPhase, RestorePhase};
 use arca_e2e::{
-    TestEnv, env, index_of, kubectl, kubectl_apply,
+    env, index_of, kubectl, kubectl_apply,
     operator::{
         Operator, backup_done, create_location, phase_of_backup, phase_of_restore, restore_done,
         s3_location, settings,
     },
+    tenant_account,
 };
-
-/// The ServiceAccount `name` in `namespace`, bound to the ClusterRole `role` there: what a
-/// namespace's admin does to let Arca's runs act in it.
-fn tenant_account(env: &TestEnv, namespace: &str, name: &str, role: &str) {
-    kubectl(env, &["create", "serviceaccount", name, "-n", namespace]);
-    kubectl(
-        env,
-        &[
-            "create",
-            "rolebinding",
-            &format!("{name}-{role}"),
-            "-n",
-            namespace,
-            &format!("--clusterrole={role}"),
-            &format!("--serviceaccount={namespace}:{name}"),
-        ],
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_backs_up_and_restores_its_own_namespace_only() {

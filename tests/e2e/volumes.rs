@@ -20,7 +20,7 @@ use arca_e2e::{
         Operator, arca_binary, backup_done, create_location, phase_of_backup, phase_of_restore,
         restore_done, s3_location, settings,
     },
-    store,
+    store, tenant_account,
 };
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::{Api, ResourceExt};
@@ -511,5 +511,107 @@ async fn an_agent_killed_mid_backup_leaves_the_volume_failed_never_completed() {
         status.message.unwrap_or_default().contains("agent stopped"),
         "the reason names the agent"
     );
+    operator.stop().await;
+}
+
+/// A tenant end to end, as its ServiceAccount: its Schedule backs up its namespace and its
+/// pod's volume into its folder of the operator's location (`tenants/<ns>/`), the Backup
+/// object comes back from storage after it is deleted, and its Restore brings the pod and
+/// its data back. The runs act as `system:serviceaccount:<ns>:arca` (bound to `edit`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_s_schedule_backs_up_and_restores_its_volume_data_as_its_service_account() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let team = env.namespace("team").await.expect("namespace");
+    let prefix = env.prefix();
+    let t = team.name.clone();
+    tenant_account(env, &t, "arca", "edit");
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let mut tenant_settings = settings(&arca.name);
+    tenant_settings.watch_namespace = Some(t.clone());
+    let operator = Operator::start(env, tenant_settings).await;
+    kubectl_apply(env, &pod_yaml(&t, "db-0"));
+    let (uid, node_name) = scheduled(&client, &t, "db-0").await;
+    let mut node = Node::new(env, "tenant");
+    node.name = node_name;
+    let data = node.mount(&uid, "data");
+    fill(&data, 4, 50, 11);
+    let before = tree(&data);
+    let _agent = node.spawn_agent(env, &arca.name, "tenant");
+
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Schedule\nmetadata: {{name: nightly, namespace: {t}}}\nspec: {{schedule: \"@every 1h\", template: {{}}}}\n"
+        ),
+    );
+    let backups: Api<arca_api::Backup> = Api::namespaced(client.clone(), &t);
+    let name = eventually(
+        "the schedule's first backup",
+        Duration::from_secs(60),
+        || async {
+            let list = backups
+                .list(&kube::api::ListParams::default().labels("arca.dev/schedule-name=nightly"))
+                .await
+                .ok()?;
+            list.items.first().map(|b| b.name_any())
+        },
+    )
+    .await;
+    let first = backup_done(&client, &t, &name, Duration::from_secs(300)).await;
+    assert_eq!(
+        phase_of_backup(&first),
+        BackupPhase::Completed,
+        "{:?}",
+        first.status
+    );
+    let tenant_prefix = format!("{}/tenants/{t}", prefix.prefix);
+    assert!(
+        repository_bytes(env, &tenant_prefix, &t).await > 4 * 1024 * 1024,
+        "the volume's data is in the tenant's repository"
+    );
+    let password = password(&client, &arca.name).await;
+    let (ok, out) = restic(env, &tenant_prefix, &t, &password, &["check"]);
+    assert!(ok, "restic check of the tenant's repository: {out}");
+
+    // The Backup object is lost; storage is the truth, and the sync brings it back.
+    kubectl(env, &["delete", "backup", &name, "-n", &t]);
+    let back = eventually(
+        "the backup to come back from the tenant's folder",
+        Duration::from_secs(60),
+        || async {
+            let b = backups.get_opt(&name).await.ok()??;
+            let synced = b.labels().get("arca.dev/synced-from-storage").cloned();
+            (phase_of_backup(&b) == BackupPhase::Completed && synced.as_deref() == Some("true"))
+                .then_some(b)
+        },
+    )
+    .await;
+    assert_eq!(
+        back.spec.storage_location.as_deref(),
+        Some("default"),
+        "the operator's location, in the tenant's namespace"
+    );
+
+    // The pod is gone; the tenant's Restore brings it and its data back.
+    kubectl(env, &["delete", "pod", "db-0", "-n", &t, "--wait=true"]);
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: back, namespace: {t}}}\nspec: {{backupName: {name}}}\n"
+        ),
+    );
+    let (new_uid, _) = scheduled(&client, &t, "db-0").await;
+    assert_ne!(new_uid, uid, "the pod is a new one");
+    let restored_dir = node.mount(&new_uid, "data");
+    let restore = restore_done(&client, &t, "back", Duration::from_secs(300)).await;
+    assert_eq!(
+        phase_of_restore(&restore),
+        RestorePhase::Completed,
+        "{:?}",
+        restore.status
+    );
+    assert_eq!(tree(&restored_dir), before, "the volume's files are back");
     operator.stop().await;
 }

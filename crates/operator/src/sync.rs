@@ -2,7 +2,9 @@
 //! `backups/` that have a `backup.json` but no Backup object here get one (rewritten to this
 //! namespace and location), and Completed or PartiallyFailed Backups of the location whose
 //! data is gone are removed. Works on ReadOnly locations: this is how another cluster sees
-//! the backups to restore (migration).
+//! the backups to restore (migration). The operator's own locations also hold tenants'
+//! folders (`tenants/<namespace>/`): each is synced into its namespace the same way, so a
+//! tenant's Backups come back after their objects are lost, here or in another cluster.
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
@@ -36,11 +38,10 @@ pub async fn run(
             _ = &mut shutdown => return,
             _ = tick.tick() => {}
         }
-        let api: Api<BackupStorageLocation> = ctx.settings.watched(&ctx.client);
-        let Ok(list) = api.list(&ListParams::default()).await else {
+        let Ok(list) = locations_to_sync(&ctx).await else {
             continue;
         };
-        for location in list.items {
+        for location in list {
             let period = location
                 .spec
                 .backup_sync_period
@@ -78,19 +79,124 @@ pub async fn run(
     }
 }
 
+/// The watched namespaces' locations, and always the operator's own: its locations hold the
+/// tenants' folders too.
+async fn locations_to_sync(ctx: &Context) -> Result<Vec<BackupStorageLocation>, kube::Error> {
+    let api: Api<BackupStorageLocation> = ctx.settings.watched(&ctx.client);
+    let mut list = api.list(&ListParams::default()).await?.items;
+    if ctx
+        .settings
+        .watch_namespace
+        .as_ref()
+        .is_some_and(|ns| *ns != ctx.settings.namespace)
+    {
+        let own: Api<BackupStorageLocation> =
+            Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+        list.extend(own.list(&ListParams::default()).await?.items);
+    }
+    Ok(list)
+}
+
+/// Syncs the location's backups into its namespace and, for a location of the operator's
+/// namespace, each tenant's folder `tenants/<namespace>/` into that namespace.
 async fn sync(ctx: &Context, location: &BackupStorageLocation) -> Result<(), String> {
-    let name = location.name_any();
     let namespace = location.namespace().unwrap_or_default();
     let store = locations::open_store(&ctx.client, location, ctx.settings.storage_policy(), None)
         .await
         .map_err(|e| e.to_string())?;
+    sync_folder(ctx, store.as_ref(), location, &namespace).await?;
+    if namespace != ctx.settings.namespace {
+        return Ok(());
+    }
+    let tenants = store
+        .list_folders(TENANTS)
+        .await
+        .map_err(|e| e.to_string())?;
+    for tenant in tenants {
+        if let Err(e) = sync_tenant(ctx, location, &tenant).await {
+            tracing::warn!(location = %location.name_any(), tenant = %tenant, "sync: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// The folder of tenants' data in the operator's locations.
+const TENANTS: &str = "tenants/";
+
+/// One tenant's folder of an operator's location, into the tenant's namespace: only a
+/// watched namespace that exists, and has no location of the same name of its own (its
+/// Backups naming that location are the tenant location's).
+async fn sync_tenant(
+    ctx: &Context,
+    location: &BackupStorageLocation,
+    tenant: &str,
+) -> Result<(), String> {
+    if !is_namespace_name(tenant)
+        || tenant == ctx.settings.namespace
+        || ctx
+            .settings
+            .watch_namespace
+            .as_ref()
+            .is_some_and(|ns| ns != tenant)
+    {
+        return Ok(());
+    }
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+    if namespaces
+        .get_opt(tenant)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        return Ok(());
+    }
+    let own: Api<BackupStorageLocation> = Api::namespaced(ctx.client.clone(), tenant);
+    if own
+        .get_opt(&location.name_any())
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let store = locations::open_store(
+        &ctx.client,
+        location,
+        ctx.settings.storage_policy(),
+        Some(&format!("tenants/{tenant}")),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    sync_folder(ctx, store.as_ref(), location, tenant).await
+}
+
+fn is_namespace_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// The backups of `store` (a location's root, or a tenant's folder in it) against the
+/// Backups of `namespace`: missing ones are created, finished ones whose data is gone are
+/// removed.
+async fn sync_folder(
+    ctx: &Context,
+    store: &dyn ObjectStore,
+    location: &BackupStorageLocation,
+    namespace: &str,
+) -> Result<(), String> {
+    let name = location.name_any();
     let in_storage: BTreeSet<String> = store
         .list_folders(Layout::BACKUPS)
         .await
         .map_err(|e| e.to_string())?
         .into_iter()
         .collect();
-    let api: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<Backup> = Api::namespaced(ctx.client.clone(), namespace);
     let local = api
         .list(&ListParams::default())
         .await
@@ -98,12 +204,12 @@ async fn sync(ctx: &Context, location: &BackupStorageLocation) -> Result<(), Str
         .items;
     let local_names: BTreeSet<String> = local.iter().map(|b| b.name_any()).collect();
     for folder in in_storage.difference(&local_names) {
-        match adopt(ctx, store.as_ref(), &api, location, folder).await {
+        match adopt(ctx, store, &api, location, namespace, folder).await {
             Ok(true) => {
-                tracing::info!(location = %name, backup = %folder, "synced from storage");
+                tracing::info!(location = %name, namespace, backup = %folder, "synced from storage");
             }
             Ok(false) => {}
-            Err(e) => tracing::warn!(location = %name, backup = %folder, "syncing: {e}"),
+            Err(e) => tracing::warn!(location = %name, namespace, backup = %folder, "syncing: {e}"),
         }
     }
     for backup in &local {
@@ -127,7 +233,7 @@ async fn sync(ctx: &Context, location: &BackupStorageLocation) -> Result<(), Str
                 .map_err(|e| e.to_string())?
                 .is_none();
         if gone {
-            tracing::info!(location = %name, backup = %backup.name_any(), "its data is gone from storage: removing the Backup object");
+            tracing::info!(location = %name, namespace, backup = %backup.name_any(), "its data is gone from storage: removing the Backup object");
             let _ = api
                 .delete(&backup.name_any(), &DeleteParams::default())
                 .await;
@@ -143,6 +249,7 @@ async fn adopt(
     store: &dyn ObjectStore,
     api: &Api<Backup>,
     location: &BackupStorageLocation,
+    namespace: &str,
     name: &str,
 ) -> Result<bool, String> {
     let raw = match store
@@ -160,7 +267,7 @@ async fn adopt(
     let mut spec = stored.spec.clone();
     spec.storage_location = Some(location.name_any());
     let mut backup = Backup::new(name, spec);
-    backup.metadata.namespace = location.namespace();
+    backup.metadata.namespace = Some(namespace.to_string());
     let mut object_labels = stored.metadata.labels.clone().unwrap_or_default();
     object_labels.insert(labels::STORAGE_LOCATION.into(), location.name_any());
     object_labels.insert(labels::SYNCED_FROM_STORAGE.into(), "true".into());
