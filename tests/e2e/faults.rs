@@ -389,3 +389,143 @@ async fn a_sigterm_lets_the_backup_in_flight_finish() {
     let direct = store(env, &prefix.prefix).await;
     assert!(direct.get("backups/term/backup.json").await.is_ok());
 }
+
+/// Attack 4 through the operator: a bucket writer who recomputes every checksum swaps one
+/// backup's archive for a decompression bomb (a few KB of zstd that unpack to 200 MiB) and
+/// another's `backup.json` for a 9 MiB one. The operator reads neither past its limit: each
+/// restore is refused with the limit named, and nothing is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_built_to_exhaust_memory_is_refused_with_the_limit_named() {
+    use sha2::Digest;
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let app = env.namespace("bomb").await.expect("namespace");
+    let prefix = env.prefix();
+    create_configmaps(&client, &app.name, 5, 256).await;
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let operator = Operator::start(env, settings(&arca.name)).await;
+    for name in ["bomb", "big"] {
+        kubectl_apply(env, &backup_yaml(&arca.name, name, &app.name));
+        assert_eq!(
+            phase_of_backup(&backup_done(&client, &arca.name, name, Duration::from_secs(60)).await),
+            BackupPhase::Completed
+        );
+    }
+    let direct = store(env, &prefix.prefix).await;
+    let sha = |bytes: &[u8]| hex::encode(sha2::Sha256::digest(bytes));
+
+    // The bomb: one frame of zeros, every index entry pointing at it, checksums recomputed.
+    let mut encoder = zstd::stream::Encoder::new(Vec::new(), 19).expect("encoder");
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..200 {
+        std::io::Write::write_all(&mut encoder, &zeros).expect("compressed");
+    }
+    let bomb = encoder.finish().expect("bomb");
+    assert!(
+        bomb.len() < 64 * 1024,
+        "a small object: {} bytes",
+        bomb.len()
+    );
+    let index = direct
+        .get("backups/bomb/index.jsonl.zst")
+        .await
+        .expect("index");
+    let lines = zstd::decode_all(&index[..]).expect("index decompresses");
+    let mut rewritten = Vec::new();
+    for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let mut entry: serde_json::Value = serde_json::from_slice(line).expect("index line");
+        entry["frame"] = serde_json::json!([0, bomb.len()]);
+        rewritten.extend(serde_json::to_vec(&entry).expect("json"));
+        rewritten.push(b'\n');
+    }
+    let index = zstd::encode_all(&rewritten[..], 3).expect("index");
+    let metadata = direct
+        .get("backups/bomb/backup.json")
+        .await
+        .expect("backup.json");
+    let mut metadata: serde_json::Value = serde_json::from_slice(&metadata).expect("json");
+    metadata["stats"]["archiveBytes"] = bomb.len().into();
+    metadata["stats"]["archiveSha256"] = sha(&bomb).into();
+    metadata["stats"]["indexBytes"] = index.len().into();
+    metadata["stats"]["indexSha256"] = sha(&index).into();
+    direct
+        .put("backups/bomb/resources.tar.zst", bytes::Bytes::from(bomb))
+        .await
+        .expect("bomb written");
+    direct
+        .put("backups/bomb/index.jsonl.zst", bytes::Bytes::from(index))
+        .await
+        .expect("index written");
+    direct
+        .put(
+            "backups/bomb/backup.json",
+            bytes::Bytes::from(serde_json::to_vec(&metadata).expect("json")),
+        )
+        .await
+        .expect("backup.json written");
+    // The giant: a backup.json past the 8 MiB every metadata read is capped at.
+    let giant = format!(
+        "{{\"formatVersion\":\"1\",\"padding\":\"{}\"}}",
+        "x".repeat(9 << 20)
+    );
+    direct
+        .put("backups/big/backup.json", bytes::Bytes::from(giant))
+        .await
+        .expect("giant written");
+
+    let target = |name: &str| format!("{}-{name}", app.name);
+    for name in ["bomb", "big"] {
+        kubectl_apply(
+            env,
+            &format!(
+                "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: r-{name}, namespace: {}}}\nspec: {{backupName: {name}, namespaceMapping: {{{}: {}}}}}\n",
+                arca.name,
+                app.name,
+                target(name)
+            ),
+        );
+    }
+    let bombed = restore_done(&client, &arca.name, "r-bomb", Duration::from_secs(120)).await;
+    let status = bombed.status.clone().unwrap_or_default();
+    assert_ne!(
+        phase_of_restore(&bombed),
+        RestorePhase::Completed,
+        "{status:?}"
+    );
+    let results = direct
+        .get(&arca_store::Layout::restore_results("r-bomb"))
+        .await
+        .expect("results.json");
+    let results = String::from_utf8_lossy(&results);
+    assert!(
+        results.contains("the frame decompresses to more than 67108864 bytes"),
+        "the bomb is named: {results}"
+    );
+    let big = restore_done(&client, &arca.name, "r-big", Duration::from_secs(60)).await;
+    let status = big.status.clone().unwrap_or_default();
+    assert_eq!(
+        phase_of_restore(&big),
+        RestorePhase::FailedValidation,
+        "{status:?}"
+    );
+    assert!(
+        status
+            .validation_errors
+            .join("; ")
+            .contains("backups/big/backup.json is larger than 8388608 bytes"),
+        "{status:?}"
+    );
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for name in ["bomb", "big"] {
+        assert!(
+            namespaces
+                .get_opt(&target(name))
+                .await
+                .expect("read")
+                .is_none(),
+            "nothing of {name} was applied"
+        );
+    }
+    operator.stop().await;
+}

@@ -209,7 +209,16 @@ async fn sync_folder(
                 tracing::info!(location = %name, namespace, backup = %folder, "synced from storage");
             }
             Ok(false) => {}
-            Err(e) => tracing::warn!(location = %name, namespace, backup = %folder, "syncing: {e}"),
+            Err(e) => {
+                tracing::warn!(location = %name, namespace, backup = %folder, "syncing: {e}");
+                ctx.event(
+                    location,
+                    true,
+                    "BackupNotSynced",
+                    format!("backup {folder} (for namespace {namespace}) is not synced: {e}"),
+                )
+                .await;
+            }
         }
     }
     for backup in &local {

@@ -96,6 +96,9 @@ struct Run<'a> {
     restore_helper: Option<super::helper::RestoreHelper>,
     workloads: Workloads,
     namespaces: BTreeSet<String>,
+    /// Backed-up namespaces whose Namespace item is in the backup but failed (unreadable,
+    /// refused): never created bare in its place.
+    failed_namespaces: Mutex<BTreeSet<String>>,
     cluster: ClusterResources,
     related_roles: BTreeSet<String>,
     counts: Mutex<ItemOutcomes>,
@@ -270,6 +273,7 @@ pub async fn run(
         },
         workloads: plan.workloads.clone(),
         namespaces: plan.namespaces.clone(),
+        failed_namespaces: Mutex::new(BTreeSet::new()),
         cluster,
         related_roles: BTreeSet::new(),
         counts: Mutex::new(ItemOutcomes::default()),
@@ -790,14 +794,21 @@ impl Run<'_> {
     }
 
     /// Namespaces with items whose Namespace object is not in the backup (or was filtered
-    /// out) are created bare, labelled with the backup and restore.
+    /// out) are created bare, labelled with the backup and restore. One whose Namespace item
+    /// failed is not: the archive (or the apiserver) refused it, and its items fail with it.
     async fn ensure_namespaces(&self) {
+        let failed = self
+            .failed_namespaces
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default();
         let labels = serde_json::json!({
             arca_api::labels::BACKUP_NAME: label_value(&self.transform.backup_name),
             arca_api::labels::RESTORE_NAME: label_value(&self.transform.restore_name),
         });
         let labels = &labels;
-        futures::stream::iter(&self.namespaces)
+        let failed = &failed;
+        futures::stream::iter(self.namespaces.iter().filter(|ns| !failed.contains(*ns)))
             .for_each_concurrent(NAMESPACE_CHECKS, |ns| async move {
                 let target = self.transform.target_namespace(ns);
                 match readiness::ensure_namespace(&self.client, target, labels).await {
@@ -867,6 +878,12 @@ impl Run<'_> {
                 results.warnings.add(group, warning.clone());
             }
             if applied.outcome == Outcome::Failed {
+                if entry.namespace.is_none()
+                    && entry.group_resource() == "namespaces"
+                    && let Ok(mut failed) = self.failed_namespaces.lock()
+                {
+                    failed.insert(entry.name.clone());
+                }
                 let reason = applied.reason.clone().unwrap_or_default();
                 self.log.error(reason.clone());
                 results.errors.add(group, reason);
