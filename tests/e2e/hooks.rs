@@ -363,3 +363,84 @@ spec:
     assert_eq!((hooks.hooks_attempted, hooks.hooks_failed), (1, 0));
     operator.stop().await;
 }
+
+/// A tenant's hooks exec as its ServiceAccount: with `edit` (which may create `pods/exec`)
+/// the pre hook runs; with `view` the apiserver refuses the exec, the hook fails by name,
+/// and the pod's items are left out, though the operator itself could exec.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_s_hooks_exec_as_its_service_account() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let team = env.namespace("team").await.expect("namespace");
+    let prefix = env.prefix();
+    let t = &team.name;
+    arca_e2e::tenant_account(env, t, "arca", "edit");
+    arca_e2e::tenant_account(env, t, "viewer", "view");
+    let log = format!("{t}-tenant-hook.log");
+    kubectl_apply(
+        env,
+        &pod(
+            t,
+            "app",
+            "{app: web}",
+            &[("pre.hook.backup.arca.dev/command", append(&log, "pre"))],
+            "",
+        ),
+    );
+    running(env, t, &["app"]).await;
+    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let mut tenant_settings = settings(&arca.name);
+    tenant_settings.watch_namespace = Some(t.clone());
+    let operator = Operator::start(env, tenant_settings).await;
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: as-editor, namespace: {t}}}\nspec: {{}}\n"
+        ),
+    );
+    let editor = backup_done(&client, t, "as-editor", Duration::from_secs(60)).await;
+    let status = editor.status.clone().unwrap_or_default();
+    assert_eq!(
+        phase_of_backup(&editor),
+        BackupPhase::Completed,
+        "{status:?}"
+    );
+    let hooks = status.hook_status.clone().unwrap_or_default();
+    assert_eq!((hooks.hooks_attempted, hooks.hooks_failed), (1, 0));
+    assert_eq!(marker(env, &log), ["pre"], "the hook ran once");
+
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: as-viewer, namespace: {t}}}\nspec: {{serviceAccountName: viewer}}\n"
+        ),
+    );
+    let viewer = backup_done(&client, t, "as-viewer", Duration::from_secs(60)).await;
+    let status = viewer.status.clone().unwrap_or_default();
+    assert_eq!(
+        phase_of_backup(&viewer),
+        BackupPhase::PartiallyFailed,
+        "{status:?}"
+    );
+    let hooks = status.hook_status.clone().unwrap_or_default();
+    assert_eq!((hooks.hooks_attempted, hooks.hooks_failed), (1, 1));
+    assert_eq!(marker(env, &log), ["pre"], "the refused hook did not run");
+    let results = arca_e2e::store(env, &format!("{}/tenants/{t}", prefix.prefix))
+        .await
+        .get(&arca_store::Layout::backup_results("as-viewer"))
+        .await
+        .expect("results.json");
+    let results = String::from_utf8_lossy(&results);
+    assert!(
+        results.contains(&format!("system:serviceaccount:{t}:viewer"))
+            && results.contains("pods/exec"),
+        "the refusal names the account and pods/exec: {results}"
+    );
+    let index = index_of(env, &format!("{}/tenants/{t}", prefix.prefix), "as-viewer").await;
+    assert!(
+        !index.iter().any(|e| e.kind == "Pod" && e.name == "app"),
+        "the pod whose Fail hook failed is left out"
+    );
+    operator.stop().await;
+}
