@@ -120,6 +120,11 @@ apiVersion: arca.dev/v1alpha1
 kind: Restore
 metadata: {{name: elsewhere, namespace: {t}}}
 spec: {{backupName: mine, namespaceMapping: {{{t}: {n}}}}}
+---
+apiVersion: arca.dev/v1alpha1
+kind: Restore
+metadata: {{name: borrow, namespace: {t}}}
+spec: {{backupName: mine, includedNamespaces: [{n}], namespaceMapping: {{{n}: {t}}}}}
 "#,
             n = neighbour.name
         ),
@@ -138,16 +143,29 @@ spec: {{backupName: mine, namespaceMapping: {{{t}: {n}}}}}
         ),
         *t
     );
-    let elsewhere = restore_done(&client, t, "elsewhere", Duration::from_secs(60)).await;
-    assert_eq!(phase_of_restore(&elsewhere), RestorePhase::FailedValidation);
-    assert!(
-        elsewhere
+    // Neither out of the tenant's namespace, nor (attack 1) another's items into it.
+    for (name, from, to) in [
+        ("elsewhere", t, &neighbour.name),
+        ("borrow", &neighbour.name, t),
+    ] {
+        let refused = restore_done(&client, t, name, Duration::from_secs(60)).await;
+        assert_eq!(
+            phase_of_restore(&refused),
+            RestorePhase::FailedValidation,
+            "{name}"
+        );
+        let errors = refused
             .status
             .unwrap_or_default()
             .validation_errors
-            .join(";")
-            .contains(&format!("restores items of {t} into {t} only"))
-    );
+            .join(";");
+        assert!(
+            errors.contains(&format!(
+                "restores items of {t} into {t} only; it maps \"{from}\" to \"{to}\""
+            )),
+            "{name}: {errors}"
+        );
+    }
     assert_eq!(
         kubectl(
             env,
