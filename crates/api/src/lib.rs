@@ -15,6 +15,7 @@ mod duration;
 mod hooks;
 pub mod labels;
 mod location;
+pub mod names;
 mod pod_volume;
 mod reference;
 mod restore;

@@ -63,7 +63,7 @@ pub fn decide(
         None if run_namespace == operator_namespace => return Ok(RunIdentity::Operator),
         None => default_account,
     };
-    if !is_dns_subdomain(name) {
+    if !arca_api::names::is_dns_subdomain(name) {
         return Err(IdentityError::InvalidName(name.to_string()));
     }
     Ok(RunIdentity::ServiceAccount {
@@ -125,26 +125,13 @@ fn impersonating(base: Client, user: &str) -> Client {
 
 /// Refuses a `--default-service-account` that no ServiceAccount could have.
 pub fn check_account_name(name: &str) -> Result<(), String> {
-    if is_dns_subdomain(name) {
+    if arca_api::names::is_dns_subdomain(name) {
         Ok(())
     } else {
         Err(format!(
             "{name:?} is not a ServiceAccount name (lowercase letters, digits, '-' and '.', at most 253)"
         ))
     }
-}
-
-fn is_dns_subdomain(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 #[cfg(test)]

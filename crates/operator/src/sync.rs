@@ -131,7 +131,7 @@ async fn sync_tenant(
     location: &BackupStorageLocation,
     tenant: &str,
 ) -> Result<(), String> {
-    if !is_namespace_name(tenant)
+    if !arca_api::names::is_dns_label(tenant)
         || tenant == ctx.settings.namespace
         || ctx
             .settings
@@ -168,16 +168,6 @@ async fn sync_tenant(
     .await
     .map_err(|e| e.to_string())?;
     sync_folder(ctx, store.as_ref(), location, tenant).await
-}
-
-fn is_namespace_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 /// The backups of `store` (a location's root, or a tenant's folder in it) against the

@@ -109,7 +109,7 @@ pub fn validate(spec: &RestoreSpec, tenant: Option<&str>) -> Vec<String> {
     push(NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces).map(|_| ()));
     push(LabelFilter::new(spec.label_selector.as_ref(), &spec.or_label_selectors).map(|_| ()));
     for (from, to) in &spec.namespace_mapping {
-        if !is_dns_label(to) {
+        if !arca_api::names::is_dns_label(to) {
             problems.push(format!(
                 "namespaceMapping: {from:?} maps to {to:?}, which is not a valid namespace name (lowercase letters, digits and '-', at most 63)"
             ));
@@ -136,16 +136,6 @@ pub fn validate(spec: &RestoreSpec, tenant: Option<&str>) -> Vec<String> {
         }
     }
     problems
-}
-
-fn is_dns_label(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 #[cfg(test)]
