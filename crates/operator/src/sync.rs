@@ -211,13 +211,40 @@ async fn sync_folder(
             }
         }
     }
-    for backup in &local {
+    for backup in gone_from_storage(store, &local, &name).await? {
+        tracing::info!(location = %name, namespace, backup = %backup.name_any(), "its data is gone from storage: removing the Backup object");
+        // Only the object that was looked at: not one recreated or changed since.
+        let preconditions = kube::api::Preconditions {
+            uid: backup.uid(),
+            resource_version: backup.resource_version(),
+        };
+        let params = DeleteParams {
+            preconditions: Some(preconditions),
+            ..DeleteParams::default()
+        };
+        let _ = api.delete(&backup.name_any(), &params).await;
+    }
+    Ok(())
+}
+
+/// The finished Backups of location `location` whose `backup.json` is not in `store`, each
+/// looked up in storage at this moment. Not from the bucket's listing: that was read before
+/// the cluster's, so a backup finishing in between would look gone (a Completed Backup
+/// deleted under a running `arca backup create --wait`).
+async fn gone_from_storage<'a>(
+    store: &dyn ObjectStore,
+    local: &'a [Backup],
+    location: &str,
+) -> Result<Vec<&'a Backup>, String> {
+    let mut gone = Vec::new();
+    for backup in local {
         let of_this_location = backup
             .spec
             .storage_location
             .clone()
             .or_else(|| backup.labels().get(labels::STORAGE_LOCATION).cloned())
-            == Some(name.clone());
+            .as_deref()
+            == Some(location);
         let finished = matches!(
             backup.status.as_ref().and_then(|s| s.phase),
             Some(BackupPhase::Completed | BackupPhase::PartiallyFailed)
@@ -225,20 +252,16 @@ async fn sync_folder(
         if !of_this_location || !finished {
             continue;
         }
-        let gone = !in_storage.contains(&backup.name_any())
-            || store
-                .size(&Layout::backup_metadata(&backup.name_any()))
-                .await
-                .map_err(|e| e.to_string())?
-                .is_none();
-        if gone {
-            tracing::info!(location = %name, namespace, backup = %backup.name_any(), "its data is gone from storage: removing the Backup object");
-            let _ = api
-                .delete(&backup.name_any(), &DeleteParams::default())
-                .await;
+        let present = store
+            .size(&Layout::backup_metadata(&backup.name_any()))
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some();
+        if !present {
+            gone.push(backup);
         }
     }
-    Ok(())
+    Ok(gone)
 }
 
 /// Creates the Backup object of a backup found in storage; false when the folder holds no
@@ -293,4 +316,54 @@ async fn adopt(
     )
     .await;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backup(name: &str, location: &str, phase: BackupPhase) -> Backup {
+        let mut b = Backup::new(name, arca_api::BackupSpec::default());
+        b.metadata.labels =
+            Some([(labels::STORAGE_LOCATION.to_string(), location.to_string())].into());
+        b.status = Some(BackupStatus {
+            phase: Some(phase),
+            ..BackupStatus::default()
+        });
+        b
+    }
+
+    /// The interleaving that deleted a just-finished Backup: the bucket is listed (no
+    /// `done`), then `done` writes its backup.json and its object turns Completed, then the
+    /// cluster is listed. Deciding from storage now, `done` stays.
+    #[tokio::test]
+    async fn a_backup_finishing_during_the_sync_is_not_taken_for_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = arca_store::FsStore::new(dir.path(), "bucket", "p").expect("store");
+        let listed_before: BTreeSet<String> = store
+            .list_folders(Layout::BACKUPS)
+            .await
+            .expect("listed")
+            .into_iter()
+            .collect();
+        assert!(listed_before.is_empty());
+        store
+            .put(
+                &Layout::backup_metadata("done"),
+                bytes::Bytes::from_static(b"{}"),
+            )
+            .await
+            .expect("backup.json");
+        let local = [
+            backup("done", "default", BackupPhase::Completed),
+            backup("lost", "default", BackupPhase::PartiallyFailed),
+            backup("running", "default", BackupPhase::InProgress),
+            backup("elsewhere", "other", BackupPhase::Completed),
+        ];
+        let gone = gone_from_storage(&store, &local, "default")
+            .await
+            .expect("decided");
+        let names: Vec<String> = gone.iter().map(|b| b.name_any()).collect();
+        assert_eq!(names, ["lost"]);
+    }
 }
