@@ -114,6 +114,23 @@ async fn fail_leftover(backup: &Backup, ctx: &Context) -> Result<(), Error> {
     Ok(())
 }
 
+/// The first status write of a run: only onto the Backup as this reconcile read it (still
+/// New). False when it changed since: a stale cache entry never starts a second run nor
+/// marks a finished backup FailedValidation.
+async fn claim(backup: &Backup, ctx: &Context, status: &BackupStatus) -> Result<bool, Error> {
+    let name = backup.name_any();
+    let api: Api<Backup> =
+        Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
+    let version = backup.resource_version().unwrap_or_default();
+    let claimed = crate::status::claim_status(&api, &name, MANAGER, &version, status)
+        .await
+        .map_err(|e| Error::Status(name.clone(), e))?;
+    if !claimed {
+        tracing::info!(backup = %name, "changed since it was read: not started (the fresh object comes next)");
+    }
+    Ok(claimed)
+}
+
 async fn patch(backup: &Backup, ctx: &Context, status: &BackupStatus) -> Result<(), Error> {
     let name = backup.name_any();
     let api: Api<Backup> =
@@ -194,7 +211,9 @@ async fn run_backup(backup: &Backup, ctx: &Context) -> Result<(), Error> {
         status.validation_errors = problems.clone();
         status.expiration = None;
         status.completion_timestamp = Some(time(ctx.clock.now()));
-        patch(backup, ctx, &status).await?;
+        if !claim(backup, ctx, &status).await? {
+            return Ok(());
+        }
         ctx.metrics
             .backups
             .get_or_create(&OutcomeLabels {
@@ -206,6 +225,9 @@ async fn run_backup(backup: &Backup, ctx: &Context) -> Result<(), Error> {
         return Ok(());
     };
 
+    if !claim(backup, ctx, &status).await? {
+        return Ok(());
+    }
     ctx.start(&uid);
     ctx.metrics.backups_in_progress.inc();
     let result = execute(backup, ctx, &mut status, &location, store, client, tenant).await;
@@ -254,7 +276,6 @@ async fn execute(
     let store = shared_store.as_ref();
     let name = backup.name_any();
     label_location(backup, ctx, &location.name_any()).await;
-    patch(backup, ctx, status).await?;
     ctx.event(
         backup,
         false,

@@ -102,6 +102,22 @@ async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Action, E
     }
 }
 
+/// The first status write of a run: only onto the Restore as this reconcile read it (still
+/// New). False when it changed since: a stale cache entry never starts a second run.
+async fn claim(restore: &Restore, ctx: &Context, status: &RestoreStatus) -> Result<bool, Error> {
+    let name = restore.name_any();
+    let api: Api<Restore> =
+        Api::namespaced(ctx.client.clone(), &restore.namespace().unwrap_or_default());
+    let version = restore.resource_version().unwrap_or_default();
+    let claimed = crate::status::claim_status(&api, &name, MANAGER, &version, status)
+        .await
+        .map_err(|e| Error::Status(name.clone(), e))?;
+    if !claimed {
+        tracing::info!(restore = %name, "changed since it was read: not started (the fresh object comes next)");
+    }
+    Ok(claimed)
+}
+
 async fn patch(restore: &Restore, ctx: &Context, status: &RestoreStatus) -> Result<(), Error> {
     let name = restore.name_any();
     let api: Api<Restore> =
@@ -176,7 +192,9 @@ async fn run_restore(restore: &Restore, ctx: &Context) -> Result<(), Error> {
         status.phase = Some(RestorePhase::FailedValidation);
         status.validation_errors = problems.clone();
         status.completion_timestamp = Some(time(ctx.clock.now()));
-        patch(restore, ctx, &status).await?;
+        if !claim(restore, ctx, &status).await? {
+            return Ok(());
+        }
         ctx.metrics
             .restores
             .get_or_create(&OutcomeLabels {
@@ -188,6 +206,9 @@ async fn run_restore(restore: &Restore, ctx: &Context) -> Result<(), Error> {
         return Ok(());
     };
     status.backup_name = Some(backup.name_any());
+    if !claim(restore, ctx, &status).await? {
+        return Ok(());
+    }
     ctx.start(&uid);
     let result = execute(
         restore,
@@ -263,7 +284,6 @@ async fn execute(
 ) -> Result<(), Error> {
     let name = restore.name_any();
     let backup_name = status.backup_name.clone().unwrap_or_default();
-    patch(restore, ctx, status).await?;
     ctx.event(
         restore,
         false,

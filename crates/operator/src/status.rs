@@ -31,3 +31,97 @@ where
     .await
     .map(|_| ())
 }
+
+/// Applies `status` like [`apply_status`], but only to the object as it was at
+/// `resource_version`: the claim a controller makes before working on what it read. False
+/// when the object changed since (a stale cache entry, another writer): nothing is written,
+/// and the fresh object comes back through the watch.
+pub async fn claim_status<K, S>(
+    api: &Api<K>,
+    name: &str,
+    manager: &str,
+    resource_version: &str,
+    status: &S,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + Sync,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"name": name, "resourceVersion": resource_version},
+        "status": status,
+    });
+    match api
+        .patch_status(
+            name,
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arca_api::{Backup, BackupPhase, BackupStatus};
+    use http_body_util::BodyExt;
+
+    /// The claim carries the resourceVersion it decided from; the apiserver's 409 (the
+    /// object changed since) is "not claimed", not an error.
+    #[tokio::test]
+    async fn a_claim_is_conditional_on_the_version_read() {
+        for (status, claimed) in [(200u16, true), (409, false)] {
+            let (service, mut handle) = tower_test::mock::pair::<
+                http::Request<kube::client::Body>,
+                http::Response<kube::client::Body>,
+            >();
+            let api: Api<Backup> = Api::namespaced(kube::Client::new(service, "default"), "ns");
+            let server = tokio::spawn(async move {
+                let (request, respond) = handle.next_request().await.expect("a request");
+                let path = request.uri().path().to_string();
+                let body = request
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                let sent: serde_json::Value = serde_json::from_slice(&body).expect("json");
+                let answer = if status == 200 {
+                    serde_json::json!({"apiVersion": "arca.dev/v1alpha1", "kind": "Backup",
+                        "metadata": {"name": "b", "namespace": "ns"}, "spec": {}})
+                } else {
+                    serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "message": "the object has been modified", "reason": "Conflict", "code": 409})
+                };
+                respond.send_response(
+                    http::Response::builder()
+                        .status(status)
+                        .body(kube::client::Body::from(
+                            serde_json::to_vec(&answer).expect("json"),
+                        ))
+                        .expect("response"),
+                );
+                (path, sent)
+            });
+            let wanted = BackupStatus {
+                phase: Some(BackupPhase::InProgress),
+                ..BackupStatus::default()
+            };
+            let got = claim_status(&api, "b", "arca-test", "41", &wanted)
+                .await
+                .expect("answered");
+            assert_eq!(got, claimed);
+            let (path, sent) = server.await.expect("server");
+            assert_eq!(path, "/apis/arca.dev/v1alpha1/namespaces/ns/backups/b/status");
+            assert_eq!(sent["metadata"]["resourceVersion"], "41");
+            assert_eq!(sent["status"]["phase"], "InProgress");
+        }
+    }
+}
