@@ -240,3 +240,84 @@ async fn a_realistic_namespace_comes_back_identical() {
         &["delete", "crd", &crd, "--ignore-not-found", "--wait=false"],
     );
 }
+
+/// Status conditions, as `kubectl wait` reads them: `Available` on a location, `Completed`
+/// on a Backup and a Restore (True when they ended Completed), False with the phase as
+/// reason and the cause as message otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_say_how_a_run_ended_for_kubectl_wait() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let arca = env.namespace("arca").await.expect("namespace");
+    let app = env.namespace("cond").await.expect("namespace");
+    let prefix = env.prefix();
+    let a = &arca.name;
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c, namespace: {}}}\ndata: {{k: v}}\n",
+            app.name
+        ),
+    );
+    s3_location(env, &client, a, "default", &prefix.prefix).await;
+    let operator = Operator::start(env, settings(a)).await;
+    let wait = |what: &str, condition: &str| {
+        kubectl(
+            env,
+            &[
+                "wait",
+                &format!("--for=condition={condition}"),
+                what,
+                "-n",
+                a,
+                "--timeout=60s",
+            ],
+        )
+    };
+    wait("bsl/default", "Available");
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: ok, namespace: {a}}}\nspec: {{includedNamespaces: [{}]}}\n---\napiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: bad, namespace: {a}}}\nspec: {{includedNamespaces: [\"[\"]}}\n",
+            app.name
+        ),
+    );
+    wait("backup/ok", "Completed");
+    let bad = backup_done(&client, a, "bad", Duration::from_secs(60)).await;
+    let status = bad.status.clone().unwrap_or_default();
+    assert_eq!(phase_of_backup(&bad), BackupPhase::FailedValidation);
+    let completed = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Completed")
+        .expect("a Completed condition");
+    assert_eq!(
+        (completed.status.as_str(), completed.reason.as_str()),
+        ("False", "FailedValidation")
+    );
+    assert!(
+        completed.message.contains("includedNamespaces"),
+        "{completed:?}"
+    );
+    assert_eq!(completed.observed_generation, bad.metadata.generation);
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: r, namespace: {a}}}\nspec: {{backupName: ok, namespaceMapping: {{{}: {}-copy}}}}\n",
+            app.name, app.name
+        ),
+    );
+    wait("restore/r", "Completed");
+    let restore = restore_done(&client, a, "r", Duration::from_secs(60)).await;
+    assert_eq!(phase_of_restore(&restore), RestorePhase::Completed);
+    kubectl(
+        env,
+        &[
+            "delete",
+            "namespace",
+            &format!("{}-copy", app.name),
+            "--wait=false",
+        ],
+    );
+    operator.stop().await;
+}

@@ -187,4 +187,30 @@ pub struct BackupStatus {
     /// Bytes of manifests written (compressed archive size).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive_bytes: Option<u64>,
+    /// Conditions, as the Kubernetes API conventions ask: `Completed` (True when the backup ended Completed; False with the phase as reason and why as message otherwise).
+    /// `kubectl wait --for=condition=Completed backup/<name>` waits on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+}
+
+impl BackupStatus {
+    /// The `Completed` condition of this status: (holds, reason, message).
+    pub fn completed(&self) -> (bool, String, String) {
+        let phase = self.phase.unwrap_or_default();
+        let message = match phase {
+            BackupPhase::PartiallyFailed => format!(
+                "{} errors, {} warnings: `arca backup describe` lists them",
+                self.errors, self.warnings
+            ),
+            BackupPhase::Failed => self.failure_reason.clone().unwrap_or_default(),
+            BackupPhase::FailedValidation => self.validation_errors.join("; "),
+            _ => String::new(),
+        };
+        (
+            phase == BackupPhase::Completed,
+            format!("{phase:?}"),
+            message,
+        )
+    }
 }

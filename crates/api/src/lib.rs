@@ -9,6 +9,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 mod backup;
+pub mod conditions;
 mod delete_request;
 mod download_request;
 mod duration;

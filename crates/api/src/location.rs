@@ -149,4 +149,10 @@ pub struct BackupStorageLocationStatus {
     /// The `metadata.generation` the last check saw: a newer spec is checked at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Conditions, as the Kubernetes API conventions ask: `Available` (True when the last
+    /// check reached the store; False with the reason otherwise).
+    /// `kubectl wait --for=condition=Available bsl/<name>` waits on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
 }

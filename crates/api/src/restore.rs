@@ -221,4 +221,30 @@ pub struct RestoreStatus {
     /// Restore hooks run and failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook_status: Option<HookStatus>,
+    /// Conditions, as the Kubernetes API conventions ask: `Completed` (True when the restore ended Completed; False with the phase as reason and why as message otherwise).
+    /// `kubectl wait --for=condition=Completed restore/<name>` waits on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+}
+
+impl RestoreStatus {
+    /// The `Completed` condition of this status: (holds, reason, message).
+    pub fn completed(&self) -> (bool, String, String) {
+        let phase = self.phase.unwrap_or_default();
+        let message = match phase {
+            RestorePhase::PartiallyFailed => format!(
+                "{} errors, {} warnings: `arca restore describe` lists them",
+                self.errors, self.warnings
+            ),
+            RestorePhase::Failed => self.failure_reason.clone().unwrap_or_default(),
+            RestorePhase::FailedValidation => self.validation_errors.join("; "),
+            _ => String::new(),
+        };
+        (
+            phase == RestorePhase::Completed,
+            format!("{phase:?}"),
+            message,
+        )
+    }
 }

@@ -97,7 +97,7 @@ async fn fail_leftover(backup: &Backup, ctx: &Context) -> Result<(), Error> {
         "the operator stopped while this backup was in progress; nothing usable was written. Create a new Backup".into(),
     );
     status.completion_timestamp = Some(time(ctx.clock.now()));
-    patch(backup, ctx, &status).await?;
+    patch(backup, ctx, &mut status).await?;
     ctx.metrics
         .backups
         .get_or_create(&OutcomeLabels {
@@ -114,10 +114,25 @@ async fn fail_leftover(backup: &Backup, ctx: &Context) -> Result<(), Error> {
     Ok(())
 }
 
+/// Sets the `Completed` condition from the phase (every status write goes through here).
+fn set_completed(backup: &Backup, ctx: &Context, status: &mut BackupStatus) {
+    let (ok, reason, message) = status.completed();
+    arca_api::conditions::set(
+        &mut status.conditions,
+        "Completed",
+        ok,
+        &reason,
+        &message,
+        backup.metadata.generation,
+        time(ctx.clock.now()),
+    );
+}
+
 /// The first status write of a run: only onto the Backup as this reconcile read it (still
 /// New). False when it changed since: a stale cache entry never starts a second run nor
 /// marks a finished backup FailedValidation.
-async fn claim(backup: &Backup, ctx: &Context, status: &BackupStatus) -> Result<bool, Error> {
+async fn claim(backup: &Backup, ctx: &Context, status: &mut BackupStatus) -> Result<bool, Error> {
+    set_completed(backup, ctx, status);
     let name = backup.name_any();
     let api: Api<Backup> =
         Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
@@ -131,7 +146,8 @@ async fn claim(backup: &Backup, ctx: &Context, status: &BackupStatus) -> Result<
     Ok(claimed)
 }
 
-async fn patch(backup: &Backup, ctx: &Context, status: &BackupStatus) -> Result<(), Error> {
+async fn patch(backup: &Backup, ctx: &Context, status: &mut BackupStatus) -> Result<(), Error> {
+    set_completed(backup, ctx, status);
     let name = backup.name_any();
     let api: Api<Backup> =
         Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
@@ -211,7 +227,7 @@ async fn run_backup(backup: &Backup, ctx: &Context) -> Result<(), Error> {
         status.validation_errors = problems.clone();
         status.expiration = None;
         status.completion_timestamp = Some(time(ctx.clock.now()));
-        if !claim(backup, ctx, &status).await? {
+        if !claim(backup, ctx, &mut status).await? {
             return Ok(());
         }
         ctx.metrics
@@ -225,7 +241,7 @@ async fn run_backup(backup: &Backup, ctx: &Context) -> Result<(), Error> {
         return Ok(());
     };
 
-    if !claim(backup, ctx, &status).await? {
+    if !claim(backup, ctx, &mut status).await? {
         return Ok(());
     }
     ctx.start(&uid);
@@ -364,6 +380,7 @@ async fn execute(
             } else {
                 BackupPhase::Completed
             });
+            set_completed(backup, ctx, status);
             let mut recorded = backup.clone();
             recorded.metadata.managed_fields = None;
             recorded.status = Some(status.clone());

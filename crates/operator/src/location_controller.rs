@@ -86,6 +86,20 @@ async fn reconcile(
         Ok(()) => (LocationPhase::Available, None),
         Err(e) => (LocationPhase::Unavailable, Some(e.to_string())),
     };
+    let mut conditions = previous.conditions.clone();
+    arca_api::conditions::set(
+        &mut conditions,
+        "Available",
+        phase == LocationPhase::Available,
+        if phase == LocationPhase::Available {
+            "Checked"
+        } else {
+            "Unavailable"
+        },
+        message.as_deref().unwrap_or_default(),
+        generation,
+        time(ctx.clock.now()),
+    );
     let status = BackupStorageLocationStatus {
         phase: Some(phase),
         message: message.clone(),
@@ -93,6 +107,7 @@ async fn reconcile(
         // lastSyncedTime belongs to the sync (its own field manager).
         last_synced_time: None,
         observed_generation: generation,
+        conditions,
     };
     let api: Api<BackupStorageLocation> = Api::namespaced(ctx.client.clone(), &namespace);
     apply_status(&api, &name, MANAGER, &status)

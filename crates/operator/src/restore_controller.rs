@@ -81,7 +81,7 @@ async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Action, E
                     "the operator stopped while this restore was in progress; some items may have been restored. Check them, then create a new Restore (existing items are kept or updated per existingResourcePolicy)".into(),
                 );
                 status.completion_timestamp = Some(time(ctx.clock.now()));
-                patch(&restore, &ctx, &status).await?;
+                patch(&restore, &ctx, &mut status).await?;
                 ctx.metrics
                     .restores
                     .get_or_create(&OutcomeLabels {
@@ -102,9 +102,28 @@ async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Action, E
     }
 }
 
+/// Sets the `Completed` condition from the phase (every status write goes through here).
+fn set_completed(restore: &Restore, ctx: &Context, status: &mut RestoreStatus) {
+    let (ok, reason, message) = status.completed();
+    arca_api::conditions::set(
+        &mut status.conditions,
+        "Completed",
+        ok,
+        &reason,
+        &message,
+        restore.metadata.generation,
+        time(ctx.clock.now()),
+    );
+}
+
 /// The first status write of a run: only onto the Restore as this reconcile read it (still
 /// New). False when it changed since: a stale cache entry never starts a second run.
-async fn claim(restore: &Restore, ctx: &Context, status: &RestoreStatus) -> Result<bool, Error> {
+async fn claim(
+    restore: &Restore,
+    ctx: &Context,
+    status: &mut RestoreStatus,
+) -> Result<bool, Error> {
+    set_completed(restore, ctx, status);
     let name = restore.name_any();
     let api: Api<Restore> =
         Api::namespaced(ctx.client.clone(), &restore.namespace().unwrap_or_default());
@@ -118,7 +137,8 @@ async fn claim(restore: &Restore, ctx: &Context, status: &RestoreStatus) -> Resu
     Ok(claimed)
 }
 
-async fn patch(restore: &Restore, ctx: &Context, status: &RestoreStatus) -> Result<(), Error> {
+async fn patch(restore: &Restore, ctx: &Context, status: &mut RestoreStatus) -> Result<(), Error> {
+    set_completed(restore, ctx, status);
     let name = restore.name_any();
     let api: Api<Restore> =
         Api::namespaced(ctx.client.clone(), &restore.namespace().unwrap_or_default());
@@ -192,7 +212,7 @@ async fn run_restore(restore: &Restore, ctx: &Context) -> Result<(), Error> {
         status.phase = Some(RestorePhase::FailedValidation);
         status.validation_errors = problems.clone();
         status.completion_timestamp = Some(time(ctx.clock.now()));
-        if !claim(restore, ctx, &status).await? {
+        if !claim(restore, ctx, &mut status).await? {
             return Ok(());
         }
         ctx.metrics
@@ -206,7 +226,7 @@ async fn run_restore(restore: &Restore, ctx: &Context) -> Result<(), Error> {
         return Ok(());
     };
     status.backup_name = Some(backup.name_any());
-    if !claim(restore, ctx, &status).await? {
+    if !claim(restore, ctx, &mut status).await? {
         return Ok(());
     }
     ctx.start(&uid);

@@ -119,7 +119,10 @@ mod tests {
                 .expect("answered");
             assert_eq!(got, claimed);
             let (path, sent) = server.await.expect("server");
-            assert_eq!(path, "/apis/arca.dev/v1alpha1/namespaces/ns/backups/b/status");
+            assert_eq!(
+                path,
+                "/apis/arca.dev/v1alpha1/namespaces/ns/backups/b/status"
+            );
             assert_eq!(sent["metadata"]["resourceVersion"], "41");
             assert_eq!(sent["status"]["phase"], "InProgress");
         }

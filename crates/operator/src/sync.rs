@@ -295,12 +295,24 @@ async fn adopt(
     object_labels.insert(labels::SYNCED_FROM_STORAGE.into(), "true".into());
     backup.metadata.labels = Some(object_labels);
     backup.metadata.annotations = stored.metadata.annotations.clone();
-    match api.create(&PostParams::default(), &backup).await {
-        Ok(_) => {}
+    let created = match api.create(&PostParams::default(), &backup).await {
+        Ok(created) => created,
         Err(kube::Error::Api(s)) if s.code == 409 => return Ok(false),
         Err(e) => return Err(e.to_string()),
-    }
-    let status: BackupStatus = stored.status.unwrap_or_default();
+    };
+    let mut status: BackupStatus = stored.status.unwrap_or_default();
+    // The conditions describe this object: made again from the stored phase.
+    status.conditions.clear();
+    let (ok, reason, message) = status.completed();
+    arca_api::conditions::set(
+        &mut status.conditions,
+        "Completed",
+        ok,
+        &reason,
+        &message,
+        created.metadata.generation,
+        time(ctx.clock.now()),
+    );
     apply_status(api, name, "arca-backup-controller", &status)
         .await
         .map_err(|e| format!("status: {e}"))?;
