@@ -35,6 +35,9 @@ pub enum Error {
     Status(String, #[source] kube::Error),
 }
 
+/// This controller's name in logs and `arca_reconcile_failures_total`.
+const CONTROLLER: &str = "backup";
+
 /// Runs the controller until the shutdown signal.
 pub async fn run(
     ctx: Arc<Context>,
@@ -46,18 +49,23 @@ pub async fn run(
     Controller::new(backups, watcher::Config::default())
         .with_config(config)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(
+            |object, ctx| async move {
+                let result = reconcile(object.clone(), ctx.clone()).await;
+                if result.is_ok() {
+                    ctx.reconcile_succeeded(CONTROLLER, object.as_ref());
+                }
+                result
+            },
+            |object, error, ctx| ctx.reconcile_failed(CONTROLLER, object.as_ref(), error),
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!("backup reconcile: {e}");
             }
         })
         .await;
-}
-
-fn error_policy(_backup: Arc<Backup>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!("{error}");
-    Action::requeue(Duration::from_secs(5))
 }
 
 async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -104,6 +104,8 @@ pub struct Context {
     pub finished: Mutex<BTreeSet<String>>,
     /// Backups share a volume repository; a prune has it alone.
     pub repository_locks: Arc<RepositoryLocks>,
+    /// Consecutive reconcile failures per object.
+    pub backoff: crate::backoff::Backoff,
 }
 
 impl std::fmt::Debug for Context {
@@ -134,6 +136,7 @@ impl Context {
             running: Mutex::new(BTreeSet::new()),
             finished: Mutex::new(BTreeSet::new()),
             repository_locks: Arc::default(),
+            backoff: crate::backoff::Backoff::default(),
         }
     }
 
@@ -188,6 +191,32 @@ impl Context {
         )?;
         let client = crate::identity::client_for(&self.client, &identity).await?;
         Ok((client, identity.user()))
+    }
+
+    /// A reconcile of `object` by `controller` failed: logged, counted, and retried after
+    /// the object's backoff.
+    pub fn reconcile_failed<K: kube::Resource>(
+        &self,
+        controller: &str,
+        object: &K,
+        error: &dyn std::fmt::Display,
+    ) -> kube::runtime::controller::Action {
+        let key = crate::backoff::key(controller, object);
+        let wait = self.backoff.failed(&key);
+        tracing::warn!(object = %key, retry_in = ?wait, "{error}");
+        self.metrics
+            .reconcile_failures
+            .get_or_create(&crate::metrics::ControllerLabels {
+                controller: controller.into(),
+            })
+            .inc();
+        kube::runtime::controller::Action::requeue(wait)
+    }
+
+    /// A reconcile of `object` by `controller` succeeded: its backoff starts over.
+    pub fn reconcile_succeeded<K: kube::Resource>(&self, controller: &str, object: &K) {
+        self.backoff
+            .succeeded(&crate::backoff::key(controller, object));
     }
 
     /// Publishes an Event about `object`; failures to publish are only logged.

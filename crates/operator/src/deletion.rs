@@ -29,6 +29,9 @@ pub enum Error {
     Status(String, #[source] kube::Error),
 }
 
+/// This controller's name in logs and `arca_reconcile_failures_total`.
+const CONTROLLER: &str = "deletebackuprequest";
+
 pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -36,18 +39,23 @@ pub async fn run(
     let requests: Api<DeleteBackupRequest> = ctx.settings.watched(&ctx.client);
     Controller::new(requests, watcher::Config::default())
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(
+            |object, ctx| async move {
+                let result = reconcile(object.clone(), ctx.clone()).await;
+                if result.is_ok() {
+                    ctx.reconcile_succeeded(CONTROLLER, object.as_ref());
+                }
+                result
+            },
+            |object, error, ctx| ctx.reconcile_failed(CONTROLLER, object.as_ref(), error),
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!("deletion reconcile: {e}");
             }
         })
         .await;
-}
-
-fn error_policy(_request: Arc<DeleteBackupRequest>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!("{error}");
-    Action::requeue(Duration::from_secs(10))
 }
 
 /// Files a request to delete `backup` (once: an open request for it is enough).

@@ -2,6 +2,7 @@
 //! restores, with metrics and health endpoints.
 
 pub mod agent;
+mod backoff;
 mod backup_controller;
 mod context;
 mod deletion;

@@ -1,7 +1,7 @@
 //! The BackupStorageLocation controller: checks each location every `validationFrequency`
 //! and says in its status whether it can be used, and if not, why.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use arca_api::{BackupStorageLocation, BackupStorageLocationStatus, LocationPhase};
 use futures::StreamExt;
@@ -25,6 +25,9 @@ pub enum Error {
     Status(String, #[source] kube::Error),
 }
 
+/// This controller's name in logs and `arca_reconcile_failures_total`.
+const CONTROLLER: &str = "location";
+
 pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -32,22 +35,23 @@ pub async fn run(
     let locations: Api<BackupStorageLocation> = ctx.settings.watched(&ctx.client);
     Controller::new(locations, watcher::Config::default())
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(
+            |object, ctx| async move {
+                let result = reconcile(object.clone(), ctx.clone()).await;
+                if result.is_ok() {
+                    ctx.reconcile_succeeded(CONTROLLER, object.as_ref());
+                }
+                result
+            },
+            |object, error, ctx| ctx.reconcile_failed(CONTROLLER, object.as_ref(), error),
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!("location reconcile: {e}");
             }
         })
         .await;
-}
-
-fn error_policy(
-    _location: Arc<BackupStorageLocation>,
-    error: &Error,
-    _ctx: Arc<Context>,
-) -> Action {
-    tracing::warn!("{error}");
-    Action::requeue(Duration::from_secs(10))
 }
 
 async fn reconcile(

@@ -27,6 +27,11 @@ pub struct ScheduleKey {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    pub controller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LocationLabels {
     pub namespace: String,
     pub location: String,
@@ -47,6 +52,8 @@ pub struct Metrics {
     pub restore_items: Counter,
     pub location_available: Family<LocationLabels, Gauge>,
     pub leader: Gauge,
+    /// Reconciles that ended in an error, per controller.
+    pub reconcile_failures: Family<ControllerLabels, Counter>,
     /// Per enabled schedule: when its newest Completed backup finished (absent until one has).
     schedule_last_success: Family<ScheduleKey, Gauge>,
     /// Per enabled schedule: when it was created (what "no success yet" is measured from).
@@ -79,6 +86,7 @@ impl Default for Metrics {
             restore_items: Counter::default(),
             location_available: Family::default(),
             leader: Gauge::default(),
+            reconcile_failures: Family::default(),
             schedule_last_success: Family::default(),
             schedule_created: Family::default(),
             schedules_published: Mutex::default(),
@@ -136,6 +144,11 @@ impl Default for Metrics {
             m.location_available.clone(),
         );
         registry.register(
+            "reconcile_failures",
+            "Reconciles that ended in an error (retried with backoff), by controller",
+            m.reconcile_failures.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica holds the lease and works, else 0",
             m.leader.clone(),
@@ -160,6 +173,7 @@ impl Default for Metrics {
         names.push("arca_restore_duration_seconds".to_string());
         names.push("arca_restore_items_total".to_string());
         names.push("arca_location_available".to_string());
+        names.push("arca_reconcile_failures_total".to_string());
         names.push("arca_leader".to_string());
         names.push("arca_schedule_last_success_timestamp_seconds".to_string());
         names.push("arca_schedule_created_timestamp_seconds".to_string());
@@ -280,6 +294,11 @@ mod tests {
             })
             .set(1);
         m.leader.set(1);
+        m.reconcile_failures
+            .get_or_create(&ControllerLabels {
+                controller: "backup".into(),
+            })
+            .inc();
         let key = ScheduleKey {
             namespace: "n".into(),
             schedule: "s".into(),

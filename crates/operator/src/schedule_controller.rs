@@ -34,6 +34,9 @@ pub enum Error {
     Kube(String, #[source] kube::Error),
 }
 
+/// This controller's name in logs and `arca_reconcile_failures_total`.
+const CONTROLLER: &str = "schedule";
+
 pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -65,7 +68,17 @@ pub async fn run(
             },
         )
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(
+            |object, ctx| async move {
+                let result = reconcile(object.clone(), ctx.clone()).await;
+                if result.is_ok() {
+                    ctx.reconcile_succeeded(CONTROLLER, object.as_ref());
+                }
+                result
+            },
+            |object, error, ctx| ctx.reconcile_failed(CONTROLLER, object.as_ref(), error),
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!("schedule reconcile: {e}");
@@ -73,11 +86,6 @@ pub async fn run(
         })
         .await;
     pruner.abort();
-}
-
-fn error_policy(_schedule: Arc<Schedule>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!("{error}");
-    Action::requeue(Duration::from_secs(10))
 }
 
 async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action, Error> {
