@@ -1,19 +1,21 @@
-//! Waiting for the agents: poll the run's work items until each is Completed or Failed.
+//! Waiting for the agents: watch the run's work items until each is Completed or Failed.
 
-use std::time::{Duration, Instant};
+use std::{collections::BTreeMap, time::Duration};
 
 use arca_api::PodVolumePhase;
-use kube::{Api, Resource, api::ListParams};
+use futures::StreamExt;
+use kube::{
+    Api, Resource, ResourceExt,
+    runtime::{WatchStreamExt, watcher},
+};
 use serde::de::DeserializeOwned;
 
 use crate::runlog::RunLog;
 
-/// A label-selected list in one namespace: cheap enough to ask often, and the backup ends
-/// close to when its last volume does.
-const POLL: Duration = Duration::from_millis(200);
-
-/// Polls the objects labelled `selector` until `expected` of them are terminal or `timeout`
-/// has passed; returns them as last seen. Logs once when some stay New past `pickup`.
+/// Watches the objects labelled `selector` until `expected` of them are terminal or `timeout`
+/// has passed; returns them as last seen. Logs once when some stay New past `pickup`. A
+/// watch, not a poll: the run learns of each change as the agent writes it, and an idle run
+/// costs the apiserver nothing.
 pub async fn until_done<K>(
     api: &Api<K>,
     selector: &str,
@@ -24,34 +26,48 @@ pub async fn until_done<K>(
     log: &RunLog,
 ) -> Result<Vec<K>, kube::Error>
 where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
 {
-    let start = Instant::now();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let pickup_at = tokio::time::Instant::now() + pickup;
     let mut warned = false;
+    let mut seen: BTreeMap<String, K> = BTreeMap::new();
+    let events = watcher(api.clone(), watcher::Config::default().labels(selector))
+        .default_backoff()
+        .applied_objects();
+    let mut events = std::pin::pin!(events);
     loop {
-        let items = api
-            .list(&ListParams::default().labels(selector))
-            .await?
-            .items;
-        let done = items.iter().filter(|i| phase_of(i).is_terminal()).count();
-        if done >= expected || start.elapsed() >= timeout {
-            return Ok(items);
+        let done = seen.values().filter(|i| phase_of(i).is_terminal()).count();
+        if done >= expected {
+            break;
         }
-        if !warned && start.elapsed() >= pickup {
-            let waiting = items
-                .iter()
-                .filter(|i| phase_of(i) == PodVolumePhase::New)
-                .count();
-            if waiting > 0 {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(item)) => {
+                    seen.insert(item.name_any(), item);
+                }
+                // The watcher retries with backoff; a lasting failure ends at the deadline.
+                Some(Err(e)) => tracing::debug!("watching work items: {e}"),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = tokio::time::sleep_until(pickup_at), if !warned => {
                 warned = true;
-                log.warn(format!(
-                    "{waiting} pod volume work items are not picked up after {}s: is the node agent running (`arca install --use-node-agent`)?",
-                    pickup.as_secs()
-                ));
+                let waiting = seen
+                    .values()
+                    .filter(|i| phase_of(i) == PodVolumePhase::New)
+                    .count();
+                if waiting > 0 {
+                    log.warn(format!(
+                        "{waiting} pod volume work items are not picked up after {}s: is the node agent running (`arca install --use-node-agent`)?",
+                        pickup.as_secs()
+                    ));
+                }
             }
         }
-        tokio::time::sleep(POLL).await;
     }
+    Ok(seen.into_values().collect())
 }
 
 /// Why a work item did not end Completed: the agent's reason when it Failed, or how long it
