@@ -409,6 +409,59 @@ async fn volume_data_is_backed_up_checked_by_restic_restored_and_incremental() {
     );
     let (ok, out) = restic(env, &prefix.prefix, &ns, &password, &["check"]);
     assert!(ok, "restic check after deletion: {out}");
+
+    // Deleting the Restore removes what it left: its files and its PodVolumeRestores.
+    let direct = store(env, &prefix.prefix).await;
+    assert!(
+        !direct
+            .list("restores/back/")
+            .await
+            .expect("list")
+            .is_empty(),
+        "the restore wrote its results and logs"
+    );
+    let restores: Api<arca_api::PodVolumeRestore> = Api::namespaced(client.clone(), &arca.name);
+    assert!(
+        !restores
+            .list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    kubectl(
+        env,
+        &[
+            "delete",
+            "restore",
+            "back",
+            "-n",
+            &arca.name,
+            "--timeout=60s",
+        ],
+    );
+    assert!(
+        direct
+            .list("restores/back/")
+            .await
+            .expect("list")
+            .is_empty(),
+        "its files are gone"
+    );
+    eventually(
+        "its PodVolumeRestores to be gone",
+        Duration::from_secs(60),
+        || async {
+            restores
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
     operator.stop().await;
 }
 

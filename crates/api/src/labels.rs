@@ -28,3 +28,7 @@ pub const RESTORE_UID: &str = "arca.dev/restore-uid";
 pub const REPOSITORY_SECRET: &str = "arca-repo-credentials";
 /// The key of the password in [`REPOSITORY_SECRET`].
 pub const REPOSITORY_PASSWORD_KEY: &str = "repository-password";
+
+/// The finalizer the operator holds on every Restore until its files under
+/// `restores/<name>/` and its PodVolumeRestores are removed.
+pub const RESTORE_FINALIZER: &str = "arca.dev/restore-cleanup";

@@ -481,8 +481,16 @@ async fn execute(
 
 /// Labels the Backup with its location (`arca.dev/storage-location`), as Velero does, so a
 /// restore finds the data when the Backup named no location.
-async fn label_location(backup: &Backup, ctx: &Context, location: &str) {
-    if backup
+/// Labels a Backup or Restore with the location it writes to (`arca.dev/storage-location`),
+/// so it is found again after the spec's default changes or its backup is gone.
+pub(crate) async fn label_location<K>(object: &K, ctx: &Context, location: &str)
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    if object
         .labels()
         .get(labels::STORAGE_LOCATION)
         .map(String::as_str)
@@ -490,17 +498,16 @@ async fn label_location(backup: &Backup, ctx: &Context, location: &str) {
     {
         return;
     }
-    let api: Api<Backup> =
-        Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
     let patch = serde_json::json!({"metadata": {"labels": {labels::STORAGE_LOCATION: location}}});
     if let Err(e) = api
         .patch(
-            &backup.name_any(),
+            &object.name_any(),
             &kube::api::PatchParams::default(),
             &kube::api::Patch::Merge(&patch),
         )
         .await
     {
-        tracing::warn!(backup = %backup.name_any(), "labelling with its location: {e}");
+        tracing::warn!(object = %object.name_any(), "labelling with its location: {e}");
     }
 }

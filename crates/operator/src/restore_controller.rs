@@ -33,7 +33,15 @@ const MANAGER: &str = "arca-restore-controller";
 pub enum Error {
     #[error("writing the status of {0}: {1}")]
     Status(String, #[source] kube::Error),
+    #[error("restore {0} is still running: its files are removed once it ends")]
+    StillRunning(String),
+    #[error("removing what restore {0} left: {1}")]
+    Cleanup(String, String),
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
+
+use labels::RESTORE_FINALIZER as FINALIZER;
 
 /// This controller's name in logs and `arca_reconcile_failures_total`.
 const CONTROLLER: &str = "restore";
@@ -68,6 +76,77 @@ pub async fn run(
 }
 
 async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let api: Api<Restore> =
+        Api::namespaced(ctx.client.clone(), &restore.namespace().unwrap_or_default());
+    kube::runtime::finalizer::finalizer(&api, FINALIZER, restore, |event| async {
+        match event {
+            kube::runtime::finalizer::Event::Apply(restore) => by_phase(restore, &ctx).await,
+            kube::runtime::finalizer::Event::Cleanup(restore) => cleanup(&restore, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// A Restore being deleted: its files in the location and its PodVolumeRestores go first.
+/// One still running keeps its finalizer until it ends.
+async fn cleanup(restore: &Restore, ctx: &Context) -> Result<Action, Error> {
+    let name = restore.name_any();
+    let uid = restore.uid().unwrap_or_default();
+    if ctx.ownership(&uid) == Ownership::Running {
+        return Err(Error::StillRunning(name));
+    }
+    let work: Api<arca_api::PodVolumeRestore> =
+        Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+    let selector = format!("{}={uid}", labels::RESTORE_UID);
+    work.delete_collection(
+        &kube::api::DeleteParams::background(),
+        &ListParams::default().labels(&selector),
+    )
+    .await
+    .map_err(|e| Error::Cleanup(name.clone(), format!("its PodVolumeRestores: {e}")))?;
+    match output_of(ctx, restore).await {
+        Some(store) => {
+            arca_store::delete_prefix(store.as_ref(), &Layout::restore_dir(&name))
+                .await
+                .map_err(|e| Error::Cleanup(name.clone(), e.to_string()))?;
+        }
+        None => {
+            tracing::info!(restore = %name, "no writable location holds its files: nothing to remove in storage")
+        }
+    }
+    Ok(Action::await_change())
+}
+
+/// Where the restore wrote its results and logs: the location it is labelled with (its
+/// backup's, at the time), else its backup's location if that still exists; never a ReadOnly
+/// one (nothing was written there).
+async fn output_of(ctx: &Context, restore: &Restore) -> Option<Arc<dyn ObjectStore>> {
+    let namespace = restore.namespace().unwrap_or_default();
+    if let Some(location) = restore.labels().get(labels::STORAGE_LOCATION) {
+        let (location, store) = location_for(ctx, &namespace, Some(location)).await.ok()?;
+        return (location.spec.access_mode != AccessMode::ReadOnly).then_some(store);
+    }
+    let backup_name = restore
+        .status
+        .as_ref()
+        .and_then(|s| s.backup_name.clone())
+        .or_else(|| restore.spec.backup_name.clone())?;
+    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let backup = backups.get_opt(&backup_name).await.ok()??;
+    let location_name = backup
+        .spec
+        .storage_location
+        .clone()
+        .or_else(|| backup.labels().get(labels::STORAGE_LOCATION).cloned());
+    let (location, store) = location_for(ctx, &namespace, location_name.as_deref())
+        .await
+        .ok()?;
+    (location.spec.access_mode != AccessMode::ReadOnly).then_some(store)
+}
+
+/// What a Restore that is not being deleted needs, by its phase.
+async fn by_phase(restore: Arc<Restore>, ctx: &Context) -> Result<Action, Error> {
     let phase = restore
         .status
         .as_ref()
@@ -76,7 +155,7 @@ async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Action, E
     let uid = restore.uid().unwrap_or_default();
     match phase {
         RestorePhase::New => {
-            run_restore(&restore, &ctx).await?;
+            run_restore(&restore, ctx).await?;
             Ok(Action::await_change())
         }
         RestorePhase::InProgress => match ctx.ownership(&uid) {
@@ -89,7 +168,7 @@ async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Action, E
                     "the operator stopped while this restore was in progress; some items may have been restored. Check them, then create a new Restore (existing items are kept or updated per existingResourcePolicy)".into(),
                 );
                 status.completion_timestamp = Some(time(ctx.clock.now()));
-                patch(&restore, &ctx, &mut status).await?;
+                patch(&restore, ctx, &mut status).await?;
                 ctx.metrics
                     .restores
                     .get_or_create(&OutcomeLabels {
@@ -216,7 +295,7 @@ async fn run_restore(restore: &Restore, ctx: &Context) -> Result<(), Error> {
             (client, found) => problems.extend(client.err().into_iter().chain(found.err())),
         }
     }
-    let Some((client, (backup, metadata, store, output, volumes))) = ready else {
+    let Some((client, (written, backup, metadata, store, output, volumes))) = ready else {
         status.phase = Some(RestorePhase::FailedValidation);
         status.validation_errors = problems.clone();
         status.completion_timestamp = Some(time(ctx.clock.now()));
@@ -237,6 +316,9 @@ async fn run_restore(restore: &Restore, ctx: &Context) -> Result<(), Error> {
     if !claim(restore, ctx, &mut status).await? {
         return Ok(());
     }
+    if let Some(location) = &written {
+        crate::backup_controller::label_location(restore, ctx, location).await;
+    }
     ctx.start(&uid);
     let result = execute(
         restore,
@@ -255,6 +337,8 @@ async fn run_restore(restore: &Restore, ctx: &Context) -> Result<(), Error> {
 }
 
 type Prepared = (
+    // The location written to: None when it is ReadOnly.
+    Option<String>,
     Backup,
     BackupMetadata,
     Arc<dyn ObjectStore>,
@@ -295,7 +379,8 @@ async fn prepare(ctx: &Context, restore: &Restore) -> Result<Prepared, String> {
         .volume_job(&namespace, &location, store.clone())
         .await
         .map_err(|e| e.to_string());
-    Ok((backup, metadata, store, output, volumes))
+    let written = (location.spec.access_mode != AccessMode::ReadOnly).then(|| location.name_any());
+    Ok((written, backup, metadata, store, output, volumes))
 }
 
 #[allow(clippy::too_many_arguments)]

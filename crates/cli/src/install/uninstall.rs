@@ -14,7 +14,7 @@ use kube::{
     discovery::Discovery,
 };
 
-use arca_api::labels::REPOSITORY_SECRET;
+use arca_api::labels::{REPOSITORY_SECRET, RESTORE_FINALIZER};
 
 use super::manifests::{Options, manifests};
 use crate::Ctx;
@@ -63,9 +63,16 @@ pub async fn run(ctx: &Ctx, args: UninstallArgs) -> anyhow::Result<()> {
         Some("CustomResourceDefinition") => 3,
         _ => 1,
     });
+    let mut released = false;
     for object in &objects {
         let kind = object["kind"].as_str().unwrap_or_default();
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        // With the operator gone, nothing would remove the Restores' finalizer, and their
+        // namespaces (or the CRD) would never finish deleting: release them first.
+        if !released && matches!(kind, "Namespace" | "CustomResourceDefinition") {
+            release_restores(&client).await?;
+            released = true;
+        }
         if kind == "Namespace" {
             let ours = match namespaces.get_opt(name).await? {
                 Some(ns) => {
@@ -108,5 +115,45 @@ pub async fn run(ctx: &Ctx, args: UninstallArgs) -> anyhow::Result<()> {
             " Arca's CRDs and objects (schedules, locations) are kept too: `arca uninstall --crds` removes them."
         }
     );
+    Ok(())
+}
+
+/// Removes the operator's finalizer from every Restore (their files in the bucket stay).
+async fn release_restores(client: &kube::Client) -> anyhow::Result<()> {
+    let restores: Api<arca_api::Restore> = Api::all(client.clone());
+    let list = match restores.list(&Default::default()).await {
+        Ok(list) => list,
+        // No CRD, no Restores.
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(e).context("listing Restores"),
+    };
+    for restore in list {
+        let finalizers = restore.metadata.finalizers.clone().unwrap_or_default();
+        if !finalizers.iter().any(|f| f == RESTORE_FINALIZER) {
+            continue;
+        }
+        let kept: Vec<&String> = finalizers
+            .iter()
+            .filter(|f| *f != RESTORE_FINALIZER)
+            .collect();
+        let name = restore.metadata.name.clone().unwrap_or_default();
+        let namespace = restore.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<arca_api::Restore> = Api::namespaced(client.clone(), &namespace);
+        let patch = serde_json::json!({"metadata": {"finalizers": kept}});
+        match api
+            .patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("releasing Restore {namespace}/{name}"));
+            }
+        }
+    }
     Ok(())
 }
