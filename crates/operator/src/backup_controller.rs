@@ -182,7 +182,7 @@ pub async fn location_for(
         (Ok(location), _) => (location, None),
         (Err(LocationError::NotFound { .. } | LocationError::NoDefault(_)), Some(tenant)) => (
             locations::find_location(&ctx.client, &ctx.settings.namespace, name).await?,
-            Some(format!("tenants/{tenant}")),
+            Some(Layout::tenant_root(tenant)),
         ),
         (Err(e), _) => return Err(e),
     };
@@ -275,11 +275,11 @@ async fn open_for_backup(
         .await
         .map_err(|e| e.to_string())?;
     let name = backup.name_any();
-    let existing = store
-        .size(&Layout::backup_metadata(&name))
+    let existing = arca_store::BackupStore::new(store.as_ref())
+        .exists(&name)
         .await
         .map_err(|e| e.to_string())?;
-    if existing.is_some() {
+    if existing {
         return Err(format!(
             "location {} already holds a backup named {name}; it is kept as it is: give this Backup another name",
             location.name_any()
@@ -403,7 +403,10 @@ async fn execute(
                     .ok()
                     .map(|v| v.git_version),
             };
-            if let Err(e) = backup::write_metadata(store, &name, &metadata).await {
+            if let Err(e) = arca_store::BackupStore::new(store)
+                .complete(&name, &metadata)
+                .await
+            {
                 status.phase = Some(BackupPhase::Failed);
                 status.failure_reason = Some(format!("writing backup.json: {e}"));
             } else {

@@ -157,7 +157,7 @@ impl Context {
         let location_namespace = location.namespace().unwrap_or_default();
         // A tenant writing to the operator's location works in its folder there.
         let repository_prefix = if location_namespace != run_namespace {
-            format!("tenants/{run_namespace}/")
+            format!("{}/", arca_store::Layout::tenant_root(run_namespace))
         } else {
             String::new()
         };

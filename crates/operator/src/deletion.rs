@@ -10,7 +10,7 @@ use arca_api::{
     DeleteBackupRequestStatus, PodVolumeBackup, labels,
 };
 use arca_engine::pod_volumes::repository_key;
-use arca_store::{Layout, archive::VolumeSnapshots, delete_prefix};
+use arca_store::archive::VolumeSnapshots;
 use arca_volume::VolumeRepository;
 use futures::StreamExt;
 use kube::{
@@ -234,7 +234,8 @@ async fn delete_backup(ctx: &Context, backup: &Backup) -> Vec<String> {
                 )];
             }
         };
-        if let Err(e) = store.delete(&Layout::backup_metadata(&name)).await {
+        let backups = arca_store::BackupStore::new(store.as_ref());
+        if let Err(e) = backups.retract(&name).await {
             return vec![format!(
                 "deleting backup.json of {name}: {e}; nothing was deleted"
             )];
@@ -245,7 +246,7 @@ async fn delete_backup(ctx: &Context, backup: &Backup) -> Vec<String> {
         if !errors.is_empty() {
             return errors;
         }
-        if let Err(e) = delete_prefix(store.as_ref(), &Layout::backup_dir(&name)).await {
+        if let Err(e) = backups.delete_files(&name).await {
             return vec![format!(
                 "backup {name} no longer exists, but some of its objects could not be deleted ({e}): create another DeleteBackupRequest to finish"
             )];

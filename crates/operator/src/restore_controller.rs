@@ -358,18 +358,11 @@ async fn prepare(ctx: &Context, restore: &Restore) -> Result<Prepared, String> {
         .await
         .map_err(|e| e.to_string())?;
     let name = backup.name_any();
-    let raw = store
-        .get_bounded(&Layout::backup_metadata(&name), arca_store::METADATA_LIMIT)
+    let metadata = arca_store::BackupStore::new(store.as_ref())
+        .metadata(&name)
         .await
-        .map_err(|e| {
-        if e.is_not_found() {
-            format!("backup {name} has no backup.json in {}: it never completed there, or its data was deleted", store.describe())
-        } else {
-            format!("reading backup {name}: {e}")
-        }
-    })?;
-    let metadata: BackupMetadata = serde_json::from_slice(&raw)
-        .map_err(|e| format!("backup.json of {name} cannot be read: {e}"))?;
+        .map_err(|e| format!("reading backup {name}: {e}"))?
+        .ok_or_else(|| format!("backup {name} has no backup.json in {}: it never completed there, or its data was deleted", store.describe()))?;
     let output: Arc<dyn ObjectStore> = if location.spec.access_mode == AccessMode::ReadOnly {
         Arc::new(DiscardStore)
     } else {

@@ -11,7 +11,7 @@ use std::{collections::BTreeSet, sync::Arc, time::Duration};
 use arca_api::{
     Backup, BackupPhase, BackupStatus, BackupStorageLocation, BackupStorageLocationStatus, labels,
 };
-use arca_store::{Layout, ObjectStore, archive::BackupMetadata};
+use arca_store::{Layout, ObjectStore};
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, PostParams},
@@ -109,7 +109,7 @@ async fn sync(ctx: &Context, location: &BackupStorageLocation) -> Result<(), Str
         return Ok(());
     }
     let tenants = store
-        .list_folders(TENANTS)
+        .list_folders(Layout::TENANTS)
         .await
         .map_err(|e| e.to_string())?;
     for tenant in tenants {
@@ -119,9 +119,6 @@ async fn sync(ctx: &Context, location: &BackupStorageLocation) -> Result<(), Str
     }
     Ok(())
 }
-
-/// The folder of tenants' data in the operator's locations.
-const TENANTS: &str = "tenants/";
 
 /// One tenant's folder of an operator's location, into the tenant's namespace: only a
 /// watched namespace that exists, and has no location of the same name of its own (its
@@ -163,7 +160,7 @@ async fn sync_tenant(
         &ctx.client,
         location,
         ctx.settings.storage_policy(),
-        Some(&format!("tenants/{tenant}")),
+        Some(&Layout::tenant_root(tenant)),
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -180,8 +177,8 @@ async fn sync_folder(
     namespace: &str,
 ) -> Result<(), String> {
     let name = location.name_any();
-    let in_storage: BTreeSet<String> = store
-        .list_folders(Layout::BACKUPS)
+    let in_storage: BTreeSet<String> = arca_store::BackupStore::new(store)
+        .names()
         .await
         .map_err(|e| e.to_string())?
         .into_iter()
@@ -252,11 +249,10 @@ async fn gone_from_storage<'a>(
         if !of_this_location || !finished {
             continue;
         }
-        let present = store
-            .size(&Layout::backup_metadata(&backup.name_any()))
+        let present = arca_store::BackupStore::new(store)
+            .exists(&backup.name_any())
             .await
-            .map_err(|e| e.to_string())?
-            .is_some();
+            .map_err(|e| e.to_string())?;
         if !present {
             gone.push(backup);
         }
@@ -274,16 +270,13 @@ async fn adopt(
     namespace: &str,
     name: &str,
 ) -> Result<bool, String> {
-    let raw = match store
-        .get_bounded(&Layout::backup_metadata(name), arca_store::METADATA_LIMIT)
+    let Some(metadata) = arca_store::BackupStore::new(store)
+        .metadata(name)
         .await
-    {
-        Ok(raw) => raw,
-        Err(e) if e.is_not_found() => return Ok(false),
-        Err(e) => return Err(e.to_string()),
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(false);
     };
-    let metadata: BackupMetadata =
-        serde_json::from_slice(&raw).map_err(|e| format!("backup.json: {e}"))?;
     let stored: Backup = serde_json::from_value(metadata.backup.clone())
         .map_err(|e| format!("the Backup in backup.json: {e}"))?;
     let mut spec = stored.spec.clone();

@@ -11,6 +11,8 @@
 //! restores/<name>/items.jsonl.zst     the outcome of every item of a restore
 //! restores/<name>/logs.jsonl.zst      the restore's log
 //! volumes/<namespace>/                restic-format repository of a namespace's volumes
+//! tenants/<namespace>/                a tenant's folder in the operator's location: the same
+//!                                     layout again, for that namespace's backups
 //! ```
 
 /// Keys of every object Arca writes, relative to the location's prefix.
@@ -20,6 +22,12 @@ pub struct Layout;
 impl Layout {
     pub const BACKUPS: &'static str = "backups/";
     pub const RESTORES: &'static str = "restores/";
+    pub const TENANTS: &'static str = "tenants/";
+
+    /// A tenant's folder in the operator's location (no trailing slash: a sub-prefix).
+    pub fn tenant_root(namespace: &str) -> String {
+        format!("tenants/{namespace}")
+    }
 
     pub fn backup_dir(name: &str) -> String {
         format!("backups/{name}/")

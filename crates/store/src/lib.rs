@@ -8,6 +8,7 @@
 //!   `docs/reference/storage-format.md`.
 
 pub mod archive;
+mod backups;
 mod credentials;
 mod discard;
 mod error;
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::io::AsyncRead;
 
+pub use backups::BackupStore;
 pub use credentials::{CredentialsError, SharedCredentials, parse_shared_credentials};
 pub use discard::DiscardStore;
 pub use error::StoreError;

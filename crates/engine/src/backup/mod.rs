@@ -1,7 +1,7 @@
 //! The backup engine: discovery -> choose namespaces -> list every chosen type
 //! concurrently, paginated -> related items -> archive and index streamed to storage ->
 //! results. Writing `backup.json` (what makes the backup exist) is left to the caller, once
-//! it has decided the backup's final status: see [`write_metadata`].
+//! it has decided the backup's final status: see `arca_store::BackupStore::complete`.
 
 mod collect;
 pub mod list;
@@ -17,7 +17,7 @@ use std::{
 use arca_api::BackupSpec;
 use arca_store::{
     Layout, ObjectStore, StoreError,
-    archive::{ArchiveStats, ArchiveWriter, BackupMetadata, EncodedFrame, Results},
+    archive::{ArchiveStats, ArchiveWriter, EncodedFrame, Results},
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -531,19 +531,4 @@ async fn custom_resource_types(client: &Client, catalogue: &Catalogue) -> BTreeS
             return out;
         }
     }
-}
-
-/// Writes `backup.json`: from this moment the backup exists.
-pub async fn write_metadata(
-    store: &dyn ObjectStore,
-    name: &str,
-    metadata: &BackupMetadata,
-) -> Result<(), StoreError> {
-    let json = serde_json::to_vec_pretty(metadata).map_err(|e| StoreError::Corrupt {
-        key: Layout::backup_metadata(name),
-        detail: e.to_string(),
-    })?;
-    store
-        .put(&Layout::backup_metadata(name), Bytes::from(json))
-        .await
 }
