@@ -111,6 +111,20 @@ async fn the_installed_rbac_is_enough_to_back_up_and_restore() {
         other => panic!("the operator's identity deleted a ConfigMap: {other:?}"),
     }
 
+    // Restores watch CRDs (until Established) and namespaces (until gone from Terminating),
+    // and tenants' runs impersonate ServiceAccounts.
+    let account = format!("--as=system:serviceaccount:{}:arca", arca.name);
+    for (verb, resource) in [
+        ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("watch", "namespaces"),
+        ("impersonate", "serviceaccounts"),
+    ] {
+        assert_eq!(
+            kubectl(env, &["auth", "can-i", verb, resource, &account]).trim(),
+            "yes",
+            "{verb} {resource}"
+        );
+    }
     let prefix = env.prefix();
     s3_location(env, &admin, &arca.name, "default", &prefix.prefix).await;
     let operator = Operator::start_as(env, operator_client, settings(&arca.name), None);

@@ -155,6 +155,8 @@ fn rbac(ns: &str) -> Vec<Value> {
             "arca-backup-reader",
             json!([
                 {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list"]},
+                {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["watch"]},
+                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["watch"]},
                 {"nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/version"], "verbs": ["get"]}
             ]),
         ),

@@ -1,8 +1,13 @@
-//! Waiting for what later tiers need: CRDs Established and served, namespaces gone from
-//! Terminating, namespaces present.
+//! Waiting for what later tiers need: CRDs Established (watched, kube-runtime's
+//! `await_condition`) and served (discovery, polled), namespaces gone from Terminating
+//! (watched), namespaces present.
 
 use std::time::Duration;
 
+use k8s_openapi::{
+    api::core::v1::Namespace,
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
 use kube::Client;
 use serde_json::Value;
 
@@ -31,26 +36,21 @@ pub async fn crds_served(
     timeout: Duration,
 ) -> Result<Catalogue, String> {
     let deadline = tokio::time::Instant::now() + timeout;
+    let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
     for name in crds {
-        let url = format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}");
-        loop {
-            let established = get(client, &url).await.ok().flatten().is_some_and(|crd| {
-                crd.pointer("/status/conditions")
-                    .and_then(Value::as_array)
-                    .is_some_and(|c| {
-                        c.iter()
-                            .any(|c| c["type"] == "Established" && c["status"] == "True")
-                    })
-            });
-            if established {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
+        let established = kube::runtime::wait::await_condition(
+            api.clone(),
+            name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
+        match tokio::time::timeout_at(deadline, established).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("watching CRD {name}: {e}")),
+            Err(_) => {
                 return Err(format!(
                     "CRD {name} did not become Established within {timeout:?}"
                 ));
             }
-            tokio::time::sleep(POLL).await;
         }
     }
     loop {
@@ -79,20 +79,16 @@ pub async fn namespace_not_terminating(
     name: &str,
     timeout: Duration,
 ) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let url = format!("/api/v1/namespaces/{name}");
-    loop {
-        match get(client, &url).await {
-            Ok(Some(ns)) if ns.pointer("/metadata/deletionTimestamp").is_some() => {}
-            Ok(_) => return Ok(()),
-            Err(e) => return Err(format!("reading namespace {name}: {e}")),
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!(
-                "namespace {name} is still terminating after {timeout:?}"
-            ));
-        }
-        tokio::time::sleep(POLL).await;
+    let api: kube::Api<Namespace> = kube::Api::all(client.clone());
+    let settled = kube::runtime::wait::await_condition(api, name, |ns: Option<&Namespace>| {
+        ns.is_none_or(|ns| ns.metadata.deletion_timestamp.is_none())
+    });
+    match tokio::time::timeout(timeout, settled).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("reading namespace {name}: {e}")),
+        Err(_) => Err(format!(
+            "namespace {name} is still terminating after {timeout:?}"
+        )),
     }
 }
 
