@@ -1,6 +1,6 @@
 //! A `PodVolumeBackup` on this node: read the pod's volume folder into a snapshot.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use arca_api::{PodVolumeBackup, PodVolumeBackupStatus, PodVolumePhase, PodVolumeProgress};
 use arca_engine::progress::Progress;
@@ -16,10 +16,6 @@ use work::MANAGER;
 pub enum Error {
     #[error("writing the status of {0}: {1}")]
     Status(String, #[source] kube::Error),
-}
-
-pub fn error_policy(_item: Arc<PodVolumeBackup>, _error: &Error, _agent: Arc<Agent>) -> Action {
-    Action::requeue(Duration::from_secs(5))
 }
 
 pub async fn reconcile(item: Arc<PodVolumeBackup>, agent: Arc<Agent>) -> Result<Action, Error> {

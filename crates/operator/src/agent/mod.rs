@@ -42,6 +42,23 @@ pub struct AgentSettings {
 pub(crate) struct Agent {
     pub client: Client,
     pub settings: AgentSettings,
+    /// Consecutive reconcile failures per work item.
+    pub backoff: crate::backoff::Backoff,
+}
+
+impl Agent {
+    /// A reconcile of `item` failed: logged and retried after the item's backoff.
+    fn failed<K: kube::Resource>(
+        &self,
+        controller: &str,
+        item: &K,
+        error: &dyn std::fmt::Display,
+    ) -> kube::runtime::controller::Action {
+        let key = crate::backoff::key(controller, item);
+        let wait = self.backoff.failed(&key);
+        tracing::warn!(item = %key, retry_in = ?wait, "{error}");
+        kube::runtime::controller::Action::requeue(wait)
+    }
 }
 
 /// Runs the agent until `shutdown` resolves; volumes in flight are finished first.
@@ -60,7 +77,11 @@ pub async fn run(
             settings.host_pods_dir.display()
         );
     }
-    let agent = Arc::new(Agent { client, settings });
+    let agent = Arc::new(Agent {
+        client,
+        settings,
+        backoff: crate::backoff::Backoff::default(),
+    });
     fail_orphans(&agent).await?;
     tracing::info!(
         node = %agent.settings.node_name,
@@ -82,7 +103,19 @@ pub async fn run(
     let backup_loop = Controller::new(backups, watcher::Config::default())
         .with_config(config.clone())
         .graceful_shutdown_on(stopped())
-        .run(backup::reconcile, backup::error_policy, agent.clone())
+        .run(
+            |item, agent| async move {
+                let result = backup::reconcile(item.clone(), agent.clone()).await;
+                if result.is_ok() {
+                    agent
+                        .backoff
+                        .succeeded(&crate::backoff::key("podvolumebackup", item.as_ref()));
+                }
+                result
+            },
+            |item, error, agent| agent.failed("podvolumebackup", item.as_ref(), error),
+            agent.clone(),
+        )
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!("pod volume backup reconcile: {e}");
@@ -91,7 +124,19 @@ pub async fn run(
     let restore_loop = Controller::new(restores, watcher::Config::default())
         .with_config(config)
         .graceful_shutdown_on(stopped())
-        .run(restore::reconcile, restore::error_policy, agent.clone())
+        .run(
+            |item, agent| async move {
+                let result = restore::reconcile(item.clone(), agent.clone()).await;
+                if result.is_ok() {
+                    agent
+                        .backoff
+                        .succeeded(&crate::backoff::key("podvolumerestore", item.as_ref()));
+                }
+                result
+            },
+            |item, error, agent| agent.failed("podvolumerestore", item.as_ref(), error),
+            agent.clone(),
+        )
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!("pod volume restore reconcile: {e}");

@@ -25,10 +25,6 @@ pub enum Error {
     Status(String, #[source] kube::Error),
 }
 
-pub fn error_policy(_item: Arc<PodVolumeRestore>, _error: &Error, _agent: Arc<Agent>) -> Action {
-    Action::requeue(Duration::from_secs(5))
-}
-
 pub async fn reconcile(item: Arc<PodVolumeRestore>, agent: Arc<Agent>) -> Result<Action, Error> {
     let status = item.status.clone().unwrap_or_default();
     if status.phase.unwrap_or_default() != PodVolumePhase::New {
