@@ -1,0 +1,266 @@
+//! One item of a restore: decode, filter, transform, write, and whether to try it again.
+
+use super::*;
+
+impl Run<'_> {
+    /// Restores one item; None when its labels leave it out of the restore.
+    pub(super) async fn restore_item(&self, entry: &IndexEntry, json: Bytes) -> Option<Applied> {
+        let fail = |reason: String| {
+            Some(Applied {
+                outcome: Outcome::Failed,
+                reason: Some(reason),
+                warning: None,
+                retry: false,
+            })
+        };
+        let skip = |reason: String| {
+            Some(Applied {
+                outcome: Outcome::Skipped,
+                reason: Some(reason),
+                warning: None,
+                retry: false,
+            })
+        };
+        if hex::encode(Sha256::digest(&json)) != entry.sha256 {
+            return fail(format!("checksum mismatch for {}", entry.path));
+        }
+        let mut object: Value = match serde_json::from_slice(&json) {
+            Ok(v) => v,
+            Err(e) => return fail(format!("{} is not JSON: {e}", entry.path)),
+        };
+        if !self.labels.is_empty() {
+            let labels: BTreeMap<String, String> = object
+                .pointer("/metadata/labels")
+                .and_then(|l| serde_json::from_value(l.clone()).ok())
+                .unwrap_or_default();
+            if !self.labels.matches(&labels) {
+                return None;
+            }
+        }
+        let owners: Vec<Owner> = owners_of(&object);
+        let gr = entry.group_resource();
+        let snapshots: Vec<VolumeSnapshot> = if gr == "pods" {
+            let ns = entry.namespace.as_deref().unwrap_or_default();
+            self.volume_snapshots
+                .of_pod(ns, &entry.name)
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // A pod with volume data is restored even when a controller would recreate it: the
+        // data goes into this pod (the controller adopts it).
+        if let Some(ns) = &entry.namespace
+            && snapshots.is_empty()
+            && let Some(reason) = recreated_by_controller(ns, &owners, &self.workloads)
+        {
+            return skip(reason);
+        }
+        if let Some(reason) = self.unrelated(entry, &object) {
+            return skip(reason);
+        }
+        if gr == "configmaps" && entry.name == "kube-root-ca.crt" {
+            return skip("published by the cluster itself".into());
+        }
+        let status = if (self.status_of)(&gr) {
+            object.get("status").cloned()
+        } else {
+            None
+        };
+        let hooks = if gr == "pods" {
+            self.pod_hooks(entry, &object)
+        } else {
+            PodRestoreHooks::default()
+        };
+        self.transform.apply(&gr, &mut object, false);
+        inject_init_containers(&mut object, &hooks.init_containers);
+        if let Some(helper) = &self.restore_helper
+            && !snapshots.is_empty()
+        {
+            let volumes: Vec<&str> = snapshots.iter().map(|s| s.volume.as_str()).collect();
+            helper.inject(&mut object, &volumes);
+        }
+        let applied = self.write(entry, object, status).await;
+        if !snapshots.is_empty() {
+            self.note_volumes(entry, &applied, snapshots);
+        }
+        if applied.outcome == Outcome::Created && !self.applier.dry_run && !hooks.exec.is_empty() {
+            let namespace = self
+                .transform
+                .target_namespace(entry.namespace.as_deref().unwrap_or_default())
+                .to_string();
+            if let Ok(mut pending) = self.pending_hooks.lock() {
+                pending.push((namespace, entry.name.clone(), hooks.exec));
+            }
+        }
+        Some(applied)
+    }
+
+    pub(super) async fn write(
+        &self,
+        entry: &IndexEntry,
+        object: Value,
+        status: Option<Value>,
+    ) -> Applied {
+        let Some(target) = self.target(entry, &object) else {
+            let applied = Applied {
+                outcome: Outcome::Failed,
+                reason: Some(format!(
+                    "the cluster does not serve {} {}",
+                    entry.group, entry.kind
+                )),
+                warning: None,
+                retry: true,
+            };
+            return self.maybe_retry(entry, object, status, applied);
+        };
+        let applied = self.applier.apply(&target, &object, status.as_ref()).await;
+        self.maybe_retry(entry, object, status, applied)
+    }
+
+    pub(super) fn maybe_retry(
+        &self,
+        entry: &IndexEntry,
+        object: Value,
+        status: Option<Value>,
+        applied: Applied,
+    ) -> Applied {
+        if applied.retry
+            && let Ok(mut retries) = self.retries.lock()
+        {
+            retries.push(Retry {
+                entry: entry.clone(),
+                object,
+                status,
+            });
+        }
+        applied
+    }
+
+    pub(super) fn target(&self, entry: &IndexEntry, object: &Value) -> Option<Target> {
+        let catalogue = self.catalogue.read().ok()?.clone();
+        let rt = catalogue.by_kind(&entry.group, &entry.kind)?;
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let base = if api_version.contains('/') {
+            format!("/apis/{api_version}")
+        } else {
+            format!("/api/{api_version}")
+        };
+        Some(Target {
+            base,
+            plural: rt.plural.clone(),
+            namespace: entry
+                .namespace
+                .as_deref()
+                .map(|ns| self.transform.target_namespace(ns).to_string()),
+            name: object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or(&entry.name)
+                .to_string(),
+        })
+    }
+
+    /// Under `includeClusterResources` unset with some namespaces chosen, a cluster-scoped
+    /// item comes along only when what is restored needs it.
+    pub(super) fn unrelated(&self, entry: &IndexEntry, object: &Value) -> Option<String> {
+        if entry.namespace.is_some() || self.cluster != ClusterResources::RelatedOnly {
+            return None;
+        }
+        let related = match entry.group_resource().as_str() {
+            "persistentvolumes" => object
+                .pointer("/spec/claimRef/namespace")
+                .and_then(Value::as_str)
+                .is_some_and(|ns| self.namespaces.contains(ns)),
+            "clusterrolebindings.rbac.authorization.k8s.io" => {
+                binds_restored_account(object, &self.namespaces)
+            }
+            "clusterroles.rbac.authorization.k8s.io" => self.related_roles.contains(&entry.name),
+            _ => true,
+        };
+        (!related).then(|| "cluster-scoped and not needed by the restored namespaces".to_string())
+    }
+
+    /// The ClusterRoles bound to restored service accounts (read ahead from the bindings).
+    pub(super) async fn related_cluster_roles(&self, plan: &Plan) -> BTreeSet<String> {
+        let mut roles = BTreeSet::new();
+        if self.cluster != ClusterResources::RelatedOnly {
+            return roles;
+        }
+        let frames: BTreeSet<FrameRef> = plan
+            .tiers
+            .iter()
+            .flat_map(|t| t.iter())
+            .filter(|(_, entries)| {
+                entries
+                    .iter()
+                    .any(|e| e.group_resource() == "clusterrolebindings.rbac.authorization.k8s.io")
+            })
+            .map(|(frame, _)| *frame)
+            .collect();
+        for frame in frames {
+            let Ok(items) = read_frame(self.store, &self.backup, frame).await else {
+                continue;
+            };
+            for item in items {
+                let Ok(binding) = serde_json::from_slice::<Value>(&item.json) else {
+                    continue;
+                };
+                if binds_restored_account(&binding, &self.namespaces)
+                    && binding.pointer("/roleRef/kind") == Some(&Value::from("ClusterRole"))
+                    && let Some(name) = binding.pointer("/roleRef/name").and_then(Value::as_str)
+                {
+                    roles.insert(name.to_string());
+                }
+            }
+        }
+        roles
+    }
+}
+
+pub(super) fn type_of_entry(e: &IndexEntry) -> ResourceType {
+    ResourceType {
+        group: e.group.clone(),
+        version: e.version.clone(),
+        kind: e.kind.clone(),
+        plural: e.resource.clone(),
+        singular: e.kind.to_ascii_lowercase(),
+        short_names: Vec::new(),
+        namespaced: e.namespace.is_some(),
+        verbs: Vec::new(),
+    }
+}
+
+pub(super) fn owners_of(object: &Value) -> Vec<Owner> {
+    object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .map(|r| Owner {
+                    api_version: r["apiVersion"].as_str().unwrap_or_default().to_string(),
+                    kind: r["kind"].as_str().unwrap_or_default().to_string(),
+                    name: r["name"].as_str().unwrap_or_default().to_string(),
+                    controller: r["controller"].as_bool().unwrap_or(false),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(super) fn binds_restored_account(binding: &Value, namespaces: &BTreeSet<String>) -> bool {
+    binding
+        .get("subjects")
+        .and_then(Value::as_array)
+        .is_some_and(|subjects| {
+            subjects.iter().any(|s| {
+                s["kind"] == "ServiceAccount"
+                    && s["namespace"]
+                        .as_str()
+                        .is_some_and(|ns| namespaces.contains(ns))
+            })
+        })
+}

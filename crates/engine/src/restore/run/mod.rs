@@ -1,0 +1,425 @@
+//! Running a restore: see the module documentation of `restore`. This file holds the run
+//! (verify, plan, tier by tier) and its state; `item` restores one item, `ledger` records
+//! outcomes, `tiers` does what happens between tiers, `follow_ups` the volumes and hooks.
+
+mod follow_ups;
+mod item;
+mod ledger;
+mod tiers;
+
+use item::type_of_entry;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex, RwLock},
+};
+
+use arca_api::{ExistingResourcePolicy, ItemOutcomes};
+use arca_store::{
+    Layout, ObjectStore,
+    archive::{
+        ArchivedItem, BackupMetadata, FORMAT_VERSION, FrameRef, IndexEntry, JsonlWriter, Results,
+        read_frame, read_index, verify_object,
+    },
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use kube::Client;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::{
+    RestoreError, RestoreOutcome, RestoreRequest, RestoreSettings,
+    apply::{Applied, Applier, Outcome, Target},
+    order::{Owner, Workloads, recreated_by_controller},
+    plan::{Plan, PlanFilters},
+    readiness,
+    transform::{Transform, label_value},
+    validate,
+};
+use arca_api::HookStatus;
+use arca_store::archive::{VolumeSnapshot, VolumeSnapshots};
+
+use crate::pod_volumes::{
+    self,
+    restore::{PodToFill, RestoreRun},
+};
+
+use crate::{
+    catalogue::{Catalogue, ResourceType},
+    filters::{ClusterResources, LabelFilter, NamespaceFilter, ResourceFilter},
+    hooks::{
+        backup::HookResults,
+        restore::{ExecAfterRestore, PodRestoreHooks, hooks_of, inject_init_containers, run_exec},
+    },
+    progress::Progress,
+    runlog::RunLog,
+};
+
+/// Namespaces checked at once before and after the namespace tier.
+const NAMESPACE_CHECKS: usize = 16;
+
+/// One line of `restores/<name>/items.jsonl.zst`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemRecord {
+    resource: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_namespace: Option<String>,
+    outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// An item to try again once the rest is in.
+struct Retry {
+    entry: IndexEntry,
+    object: Value,
+    status: Option<Value>,
+}
+
+struct Run<'a> {
+    client: Client,
+    store: &'a dyn ObjectStore,
+    backup: String,
+    catalogue: RwLock<Arc<Catalogue>>,
+    transform: Transform,
+    applier: Applier,
+    labels: LabelFilter,
+    status_of: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    hooks: Option<arca_api::RestoreHooks>,
+    /// Restored pods with exec hooks: (namespace, pod, hooks).
+    pending_hooks: Mutex<Vec<(String, String, Vec<ExecAfterRestore>)>>,
+    /// The pod volume snapshots of the backup (`volumes.json`).
+    volume_snapshots: VolumeSnapshots,
+    /// Recreated pods whose volumes wait for their data.
+    pending_volumes: Mutex<Vec<PodToFill>>,
+    /// `restorePVs`: fill the recreated pods' volumes.
+    restore_volumes: bool,
+    /// Added to pods whose volumes are filled, when there is an image for it.
+    restore_helper: Option<super::helper::RestoreHelper>,
+    workloads: Workloads,
+    namespaces: BTreeSet<String>,
+    /// Backed-up namespaces whose Namespace item is in the backup but failed (unreadable,
+    /// refused): never created bare in its place.
+    failed_namespaces: Mutex<BTreeSet<String>>,
+    cluster: ClusterResources,
+    related_roles: BTreeSet<String>,
+    counts: Mutex<ItemOutcomes>,
+    results: Mutex<Results>,
+    items: mpsc::Sender<ItemRecord>,
+    retries: Mutex<Vec<Retry>>,
+    progress: Arc<Progress>,
+    log: RunLog,
+}
+
+/// Restores backup `request.backup_name` (whose `backup.json` is `metadata`) read from
+/// `store`; the per-item outcomes and results go to `output` (the same store, or a
+/// `DiscardStore` when the location is ReadOnly).
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    client: Client,
+    store: &dyn ObjectStore,
+    output: &dyn ObjectStore,
+    request: &RestoreRequest,
+    metadata: &BackupMetadata,
+    settings: RestoreSettings,
+    progress: Arc<Progress>,
+    log: RunLog,
+) -> Result<RestoreOutcome, RestoreError> {
+    let spec = &request.spec;
+    let tenant = request.tenant.as_deref();
+    let problems = validate(spec, tenant);
+    if !problems.is_empty() {
+        return Err(RestoreError::Invalid(problems));
+    }
+    if metadata.format_version != FORMAT_VERSION {
+        return Err(RestoreError::Format {
+            backup: request.backup_name.clone(),
+            found: metadata.format_version.clone(),
+            known: FORMAT_VERSION.into(),
+        });
+    }
+    let corrupt = |source| RestoreError::Corrupt {
+        backup: request.backup_name.clone(),
+        source,
+    };
+    let stats = &metadata.stats;
+    verify_object(
+        store,
+        &Layout::backup_index(&request.backup_name),
+        stats.index_bytes,
+        &stats.index_sha256,
+    )
+    .await
+    .map_err(corrupt)?;
+    verify_object(
+        store,
+        &Layout::backup_archive(&request.backup_name),
+        stats.archive_bytes,
+        &stats.archive_sha256,
+    )
+    .await
+    .map_err(corrupt)?;
+    log.info(format!(
+        "backup {} verified: {} items, checksums match",
+        request.backup_name, stats.items
+    ));
+
+    let volume_snapshots = arca_store::archive::read_volume_snapshots(store, &request.backup_name)
+        .await
+        .map_err(corrupt)?;
+    let mut entries = Vec::with_capacity(stats.items as usize);
+    let mut index = read_index(store, &request.backup_name).await?;
+    while let Some(entry) = index.recv().await {
+        entries.push(entry.map_err(corrupt)?);
+    }
+    let catalogue = Catalogue::discover(&client)
+        .await
+        .map_err(RestoreError::Discovery)?;
+    let known = catalogue.with_types(entries.iter().map(type_of_entry));
+    let resources = ResourceFilter::new(&known, &spec.included_resources, &spec.excluded_resources);
+    let status_spec = spec.restore_status.clone().unwrap_or_default();
+    let status_filter = ResourceFilter::new(
+        &known,
+        &status_spec.included_resources,
+        &status_spec.excluded_resources,
+    );
+    let status_wanted = !status_spec.included_resources.is_empty();
+    let namespaces = NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces)
+        .map_err(|e| RestoreError::Invalid(vec![e.to_string()]))?;
+    let cluster = match tenant {
+        Some(_) => ClusterResources::None,
+        None => ClusterResources::decide(spec.include_cluster_resources, &namespaces),
+    };
+    let transform = Transform {
+        backup_name: request.backup_name.clone(),
+        restore_name: request.name.clone(),
+        namespace_mapping: spec.namespace_mapping.clone(),
+        preserve_node_ports: spec.preserve_node_ports.unwrap_or(false),
+        restored_volumes: BTreeSet::new(),
+    };
+    let crd_types: BTreeSet<String> = entries
+        .iter()
+        .filter(|e| e.group_resource() == "customresourcedefinitions.apiextensions.k8s.io")
+        .map(|e| e.name.clone())
+        .collect();
+    let plan = Plan::build(
+        entries,
+        &PlanFilters {
+            namespaces: &namespaces,
+            resource_matches: &|gr| resources.matches(gr),
+            cluster,
+            tenant,
+            target: &|ns| transform.target_namespace(ns).to_string(),
+            crd_types: &crd_types,
+        },
+    );
+    progress.add_total(plan.total + plan.skipped.len() as u64);
+    log.info(format!(
+        "restoring {} items of {} namespaces{}; {} cluster-scoped items left out (includeClusterResources)",
+        plan.total,
+        plan.namespaces.len(),
+        if spec.dry_run { " as a dry run" } else { "" },
+        plan.cluster_left_out
+    ));
+    for name in &resources.unknown {
+        log.warn(format!(
+            "resource {name:?} is in neither the backup nor the cluster; ignored"
+        ));
+    }
+
+    let mut items_writer =
+        JsonlWriter::create(output, &Layout::restore_items(&request.name)).await?;
+    let (items_tx, mut items_rx) = mpsc::channel::<ItemRecord>(1024);
+    let items_task = tokio::spawn(async move {
+        while let Some(record) = items_rx.recv().await {
+            if let Err(e) = items_writer.push(&record).await {
+                items_writer.abort().await;
+                return Err(e);
+            }
+        }
+        items_writer.finish().await
+    });
+
+    let run = Run {
+        client: client.clone(),
+        store,
+        backup: request.backup_name.clone(),
+        catalogue: RwLock::new(Arc::new(catalogue)),
+        transform: Transform {
+            restored_volumes: plan.volumes(),
+            ..transform
+        },
+        applier: Applier {
+            client: client.clone(),
+            dry_run: spec.dry_run,
+            policy: spec
+                .existing_resource_policy
+                .unwrap_or(ExistingResourcePolicy::None),
+        },
+        labels: LabelFilter::new(spec.label_selector.as_ref(), &spec.or_label_selectors)
+            .map_err(|e| RestoreError::Invalid(vec![e.to_string()]))?,
+        status_of: Box::new(move |gr| status_wanted && status_filter.matches(gr)),
+        hooks: spec.hooks.clone(),
+        pending_hooks: Mutex::new(Vec::new()),
+        volume_snapshots,
+        pending_volumes: Mutex::new(Vec::new()),
+        restore_volumes: spec.restore_p_vs.unwrap_or(true),
+        restore_helper: match (&request.restore_helper_image, &request.volumes) {
+            (Some(image), Ok(_)) if spec.restore_p_vs.unwrap_or(true) && !spec.dry_run => {
+                Some(super::helper::RestoreHelper {
+                    image: image.clone(),
+                    restore_uid: request.uid.clone(),
+                })
+            }
+            _ => None,
+        },
+        workloads: plan.workloads.clone(),
+        namespaces: plan.namespaces.clone(),
+        failed_namespaces: Mutex::new(BTreeSet::new()),
+        cluster,
+        related_roles: BTreeSet::new(),
+        counts: Mutex::new(ItemOutcomes::default()),
+        results: Mutex::new(Results::default()),
+        items: items_tx,
+        retries: Mutex::new(Vec::new()),
+        progress,
+        log: log.clone(),
+    };
+    let run = Run {
+        related_roles: run.related_cluster_roles(&plan).await,
+        ..run
+    };
+    for (entry, reason) in &plan.skipped {
+        run.record(
+            entry,
+            Applied {
+                outcome: Outcome::Skipped,
+                reason: Some(reason.clone()),
+                warning: None,
+                retry: false,
+            },
+        )
+        .await;
+    }
+    let total = plan.total;
+    for (tier, frames) in plan.tiers.into_iter().enumerate() {
+        let manage_namespaces = tier == 1 && tenant.is_none() && !spec.dry_run;
+        if manage_namespaces {
+            run.namespaces_ready(settings).await;
+        }
+        let crds: Vec<String> = if tier == 0 {
+            frames.values().flatten().map(|e| e.name.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        run.restore_tier(frames, settings).await;
+        if manage_namespaces {
+            run.ensure_namespaces().await;
+        }
+        if !crds.is_empty() && !spec.dry_run {
+            run.crds_ready(&crds, settings).await;
+        }
+    }
+    run.retry_pass(settings).await;
+    run.restore_volumes(request).await;
+    let hooks = run.run_exec_hooks().await;
+
+    let Run {
+        counts,
+        results,
+        items,
+        ..
+    } = run;
+    drop(items);
+    items_task
+        .await
+        .map_err(|e| RestoreError::Internal(e.to_string()))??;
+    let outcome = RestoreOutcome {
+        hooks,
+        total,
+        outcomes: counts.into_inner().unwrap_or_default(),
+        results: results.into_inner().unwrap_or_default(),
+    };
+    let results_json = serde_json::to_vec_pretty(&outcome.results)
+        .map_err(|e| RestoreError::Internal(e.to_string()))?;
+    output
+        .put(
+            &Layout::restore_results(&request.name),
+            Bytes::from(results_json),
+        )
+        .await?;
+    let o = &outcome.outcomes;
+    log.info(format!(
+        "done: {} created, {} updated, {} existing, {} skipped, {} failed",
+        o.created, o.updated, o.existing, o.skipped, o.failed
+    ));
+    Ok(outcome)
+}
+
+impl Run<'_> {
+    async fn restore_tier(
+        &self,
+        frames: BTreeMap<FrameRef, Vec<IndexEntry>>,
+        settings: RestoreSettings,
+    ) {
+        let items = futures::stream::iter(frames)
+            .map(|(frame, entries)| async move {
+                (entries, read_frame(self.store, &self.backup, frame).await)
+            })
+            .buffered(settings.frame_concurrency.max(1))
+            .flat_map(|(entries, decoded)| futures::stream::iter(pair(entries, decoded)));
+        items
+            .for_each_concurrent(
+                settings.apply_concurrency.max(1),
+                |(entry, json)| async move {
+                    let applied = match json {
+                        Ok(json) => self.restore_item(&entry, json).await,
+                        Err(reason) => Some(Applied {
+                            outcome: Outcome::Failed,
+                            reason: Some(reason),
+                            warning: None,
+                            retry: false,
+                        }),
+                    };
+                    match applied {
+                        Some(applied) => self.record(&entry, applied).await,
+                        None => self.progress.add_done(1),
+                    }
+                },
+            )
+            .await;
+    }
+}
+
+/// Pairs the entries of a frame with their bytes in the decoded frame.
+fn pair(
+    entries: Vec<IndexEntry>,
+    decoded: Result<Vec<ArchivedItem>, arca_store::StoreError>,
+) -> Vec<(IndexEntry, Result<Bytes, String>)> {
+    match decoded {
+        Err(e) => entries
+            .into_iter()
+            .map(|entry| (entry, Err(e.to_string())))
+            .collect(),
+        Ok(items) => {
+            let mut by_path: BTreeMap<String, Bytes> =
+                items.into_iter().map(|i| (i.path, i.json)).collect();
+            entries
+                .into_iter()
+                .map(|entry| {
+                    let json = by_path.remove(&entry.path).ok_or_else(|| {
+                        format!("{} is in the index but not in its frame", entry.path)
+                    });
+                    (entry, json)
+                })
+                .collect()
+        }
+    }
+}
