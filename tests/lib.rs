@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 pub mod operator;
+pub mod scenario;
 
 pub use arca_testenv::{TestEnv, TestNamespace, TestPrefix};
 

@@ -246,12 +246,9 @@ async fn a_realistic_namespace_comes_back_identical() {
 /// reason and the cause as message otherwise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditions_say_how_a_run_ended_for_kubectl_wait() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("cond").await.expect("namespace");
-    let prefix = env.prefix();
-    let a = &arca.name;
+    let scenario = arca_e2e::scenario::Scenario::start("cond").await;
+    let (env, client, app) = (scenario.env, &scenario.client, &scenario.app);
+    let a = &scenario.arca.name;
     kubectl_apply(
         env,
         &format!(
@@ -259,8 +256,6 @@ async fn conditions_say_how_a_run_ended_for_kubectl_wait() {
             app.name
         ),
     );
-    s3_location(env, &client, a, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(a)).await;
     let wait = |what: &str, condition: &str| {
         kubectl(
             env,
@@ -283,7 +278,7 @@ async fn conditions_say_how_a_run_ended_for_kubectl_wait() {
         ),
     );
     wait("backup/ok", "Completed");
-    let bad = backup_done(&client, a, "bad", Duration::from_secs(60)).await;
+    let bad = backup_done(client, a, "bad", Duration::from_secs(60)).await;
     let status = bad.status.clone().unwrap_or_default();
     assert_eq!(phase_of_backup(&bad), BackupPhase::FailedValidation);
     let completed = status
@@ -308,7 +303,7 @@ async fn conditions_say_how_a_run_ended_for_kubectl_wait() {
         ),
     );
     wait("restore/r", "Completed");
-    let restore = restore_done(&client, a, "r", Duration::from_secs(60)).await;
+    let restore = restore_done(client, a, "r", Duration::from_secs(60)).await;
     assert_eq!(phase_of_restore(&restore), RestorePhase::Completed);
     kubectl(
         env,
@@ -319,5 +314,5 @@ async fn conditions_say_how_a_run_ended_for_kubectl_wait() {
             "--wait=false",
         ],
     );
-    operator.stop().await;
+    scenario.stop().await;
 }

@@ -11,6 +11,7 @@ use arca_e2e::{
         Operator, backup_done, create_location, phase_of_backup, phase_of_restore, restore_done,
         s3_location, settings, spawn_server,
     },
+    scenario::Scenario,
     store,
 };
 use kube::Api;
@@ -194,19 +195,16 @@ async fn storage_failing_mid_upload_fails_the_backup_and_leaves_no_backup_json()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_archive_is_refused_and_nothing_is_applied() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("dmg").await.expect("namespace");
-    let prefix = env.prefix();
-    create_configmaps(&client, &app.name, 20, 512).await;
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
-    kubectl_apply(env, &backup_yaml(&arca.name, "good", &app.name));
-    assert_eq!(
-        phase_of_backup(&backup_done(&client, &arca.name, "good", Duration::from_secs(60)).await),
-        BackupPhase::Completed
+    let scenario = Scenario::start("dmg").await;
+    let (env, client, arca, app, prefix) = (
+        scenario.env,
+        &scenario.client,
+        &scenario.arca,
+        &scenario.app,
+        &scenario.prefix,
     );
+    create_configmaps(client, &app.name, 20, 512).await;
+    scenario.completed_backup("good").await;
 
     let direct = store(env, &prefix.prefix).await;
     let key = "backups/good/resources.tar.zst";
@@ -243,7 +241,7 @@ async fn a_damaged_archive_is_refused_and_nothing_is_applied() {
         namespaces.get_opt(&target).await.expect("read").is_none(),
         "nothing was applied"
     );
-    operator.stop().await;
+    scenario.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,21 +294,16 @@ async fn a_backup_cut_short_by_the_operator_dying_ends_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_backup_never_overwrites_an_old_one_of_the_same_name() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("same").await.expect("namespace");
-    let prefix = env.prefix();
-    create_configmaps(&client, &app.name, 3, 64).await;
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
-    kubectl_apply(env, &backup_yaml(&arca.name, "nightly", &app.name));
-    assert_eq!(
-        phase_of_backup(
-            &backup_done(&client, &arca.name, "nightly", Duration::from_secs(60)).await
-        ),
-        BackupPhase::Completed
+    let scenario = Scenario::start("same").await;
+    let (env, client, arca, app, prefix) = (
+        scenario.env,
+        &scenario.client,
+        &scenario.arca,
+        &scenario.app,
+        &scenario.prefix,
     );
+    create_configmaps(client, &app.name, 3, 64).await;
+    scenario.completed_backup("nightly").await;
     let direct = store(env, &prefix.prefix).await;
     let before = direct
         .get("backups/nightly/backup.json")
@@ -339,7 +332,7 @@ async fn a_new_backup_never_overwrites_an_old_one_of_the_same_name() {
         before,
         "the old data is untouched"
     );
-    operator.stop().await;
+    scenario.stop().await;
 }
 
 /// SIGTERM (Kubernetes stopping the pod) mid-backup: the operator finishes the work in flight
@@ -397,20 +390,17 @@ async fn a_sigterm_lets_the_backup_in_flight_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_built_to_exhaust_memory_is_refused_with_the_limit_named() {
     use sha2::Digest;
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("bomb").await.expect("namespace");
-    let prefix = env.prefix();
-    create_configmaps(&client, &app.name, 5, 256).await;
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
+    let scenario = Scenario::start("bomb").await;
+    let (env, client, arca, app, prefix) = (
+        scenario.env,
+        &scenario.client,
+        &scenario.arca,
+        &scenario.app,
+        &scenario.prefix,
+    );
+    create_configmaps(client, &app.name, 5, 256).await;
     for name in ["bomb", "big"] {
-        kubectl_apply(env, &backup_yaml(&arca.name, name, &app.name));
-        assert_eq!(
-            phase_of_backup(&backup_done(&client, &arca.name, name, Duration::from_secs(60)).await),
-            BackupPhase::Completed
-        );
+        scenario.completed_backup(name).await;
     }
     let direct = store(env, &prefix.prefix).await;
     let sha = |bytes: &[u8]| hex::encode(sha2::Sha256::digest(bytes));
@@ -527,5 +517,5 @@ async fn storage_built_to_exhaust_memory_is_refused_with_the_limit_named() {
             "nothing of {name} was applied"
         );
     }
-    operator.stop().await;
+    scenario.stop().await;
 }
