@@ -75,6 +75,19 @@ impl Scenario {
         }
     }
 
+    /// The pieces a test body uses: `let (env, client, arca, app, prefix) = s.parts();`.
+    pub fn parts(
+        &self,
+    ) -> (
+        &'static TestEnv,
+        &Client,
+        &TestNamespace,
+        &TestNamespace,
+        &TestPrefix,
+    ) {
+        (self.env, &self.client, &self.arca, &self.app, &self.prefix)
+    }
+
     /// Starts the operator of a prepared scenario.
     pub async fn start_operator(&mut self) {
         self.operator = Some(Operator::start(self.env, settings(&self.arca.name)).await);

@@ -196,13 +196,7 @@ async fn storage_failing_mid_upload_fails_the_backup_and_leaves_no_backup_json()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_archive_is_refused_and_nothing_is_applied() {
     let scenario = Scenario::start("dmg").await;
-    let (env, client, arca, app, prefix) = (
-        scenario.env,
-        &scenario.client,
-        &scenario.arca,
-        &scenario.app,
-        &scenario.prefix,
-    );
+    let (env, client, arca, app, prefix) = scenario.parts();
     create_configmaps(client, &app.name, 20, 512).await;
     scenario.completed_backup("good").await;
 
@@ -224,7 +218,7 @@ async fn a_damaged_archive_is_refused_and_nothing_is_applied() {
             arca.name, app.name
         ),
     );
-    let restore = restore_done(&client, &arca.name, "r", Duration::from_secs(60)).await;
+    let restore = restore_done(client, &arca.name, "r", Duration::from_secs(60)).await;
     let status = restore.status.clone().unwrap_or_default();
     assert_eq!(
         phase_of_restore(&restore),
@@ -295,13 +289,7 @@ async fn a_backup_cut_short_by_the_operator_dying_ends_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_backup_never_overwrites_an_old_one_of_the_same_name() {
     let scenario = Scenario::start("same").await;
-    let (env, client, arca, app, prefix) = (
-        scenario.env,
-        &scenario.client,
-        &scenario.arca,
-        &scenario.app,
-        &scenario.prefix,
-    );
+    let (env, client, arca, app, prefix) = scenario.parts();
     create_configmaps(client, &app.name, 3, 64).await;
     scenario.completed_backup("nightly").await;
     let direct = store(env, &prefix.prefix).await;
@@ -313,7 +301,7 @@ async fn a_new_backup_never_overwrites_an_old_one_of_the_same_name() {
     // The Backup object goes (its data stays), and a new one takes its name.
     arca_e2e::kubectl(env, &["delete", "backup", "nightly", "-n", &arca.name]);
     kubectl_apply(env, &backup_yaml(&arca.name, "nightly", &app.name));
-    let again = backup_done(&client, &arca.name, "nightly", Duration::from_secs(60)).await;
+    let again = backup_done(client, &arca.name, "nightly", Duration::from_secs(60)).await;
     assert_eq!(phase_of_backup(&again), BackupPhase::FailedValidation);
     let errors = again
         .status
@@ -391,13 +379,7 @@ async fn a_sigterm_lets_the_backup_in_flight_finish() {
 async fn storage_built_to_exhaust_memory_is_refused_with_the_limit_named() {
     use sha2::Digest;
     let scenario = Scenario::start("bomb").await;
-    let (env, client, arca, app, prefix) = (
-        scenario.env,
-        &scenario.client,
-        &scenario.arca,
-        &scenario.app,
-        &scenario.prefix,
-    );
+    let (env, client, arca, app, prefix) = scenario.parts();
     create_configmaps(client, &app.name, 5, 256).await;
     for name in ["bomb", "big"] {
         scenario.completed_backup(name).await;
@@ -476,7 +458,7 @@ async fn storage_built_to_exhaust_memory_is_refused_with_the_limit_named() {
             ),
         );
     }
-    let bombed = restore_done(&client, &arca.name, "r-bomb", Duration::from_secs(120)).await;
+    let bombed = restore_done(client, &arca.name, "r-bomb", Duration::from_secs(120)).await;
     let status = bombed.status.clone().unwrap_or_default();
     assert_ne!(
         phase_of_restore(&bombed),
@@ -492,7 +474,7 @@ async fn storage_built_to_exhaust_memory_is_refused_with_the_limit_named() {
         results.contains("the frame decompresses to more than 67108864 bytes"),
         "the bomb is named: {results}"
     );
-    let big = restore_done(&client, &arca.name, "r-big", Duration::from_secs(60)).await;
+    let big = restore_done(client, &arca.name, "r-big", Duration::from_secs(60)).await;
     let status = big.status.clone().unwrap_or_default();
     assert_eq!(
         phase_of_restore(&big),
