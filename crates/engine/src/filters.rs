@@ -170,24 +170,11 @@ impl ClusterResources {
     }
 }
 
-/// `labelSelector`, or any of `orLabelSelectors`, or nothing.
+/// `labelSelector`, or any of `orLabelSelectors`, or nothing. Matching and the query
+/// string are kube-rs's (`kube::core::Selector`); Arca adds the checks that name the field.
 #[derive(Clone, Debug, Default)]
 pub struct LabelFilter {
-    any_of: Vec<Selector>,
-}
-
-#[derive(Clone, Debug)]
-struct Selector {
-    equal: BTreeMap<String, String>,
-    requirements: Vec<Requirement>,
-}
-
-#[derive(Clone, Debug)]
-enum Requirement {
-    In(String, BTreeSet<String>),
-    NotIn(String, BTreeSet<String>),
-    Exists(String),
-    DoesNotExist(String),
+    any_of: Vec<kube::core::Selector>,
 }
 
 impl LabelFilter {
@@ -197,15 +184,16 @@ impl LabelFilter {
     ) -> Result<Self, FilterError> {
         let mut any_of = Vec::new();
         if let Some(selector) = selector {
-            any_of.push(Selector::new("labelSelector", selector)?);
+            any_of.push(checked_selector("labelSelector", selector)?);
         }
         for selector in or_selectors {
-            any_of.push(Selector::new("orLabelSelectors", selector)?);
+            any_of.push(checked_selector("orLabelSelectors", selector)?);
         }
         Ok(Self { any_of })
     }
 
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        use kube::core::SelectorExt;
         self.any_of.is_empty() || self.any_of.iter().any(|s| s.matches(labels))
     }
 
@@ -213,7 +201,7 @@ impl LabelFilter {
     /// evaluated server-side.
     pub fn server_side(&self) -> Option<String> {
         match self.any_of.as_slice() {
-            [one] => Some(one.query()),
+            [one] => Some(one.to_string()),
             _ => None,
         }
     }
@@ -258,111 +246,49 @@ pub fn valid_label_value(value: &str) -> bool {
             && value.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
 
-impl Selector {
-    fn new(field: &'static str, selector: &LabelSelector) -> Result<Self, FilterError> {
-        let bad = |detail: String| FilterError::Selector { field, detail };
-        for (key, value) in selector.match_labels.iter().flatten() {
-            if !valid_label_key(key) {
-                return Err(bad(format!("{key:?} is not a valid label key")));
-            }
-            if !valid_label_value(value) {
-                return Err(bad(format!(
-                    "{value:?} (of {key}) is not a valid label value"
-                )));
-            }
+/// `selector` checked as the apiserver would (label keys and values, operators, values
+/// where an operator needs them), with errors naming `field`.
+fn checked_selector(
+    field: &'static str,
+    selector: &LabelSelector,
+) -> Result<kube::core::Selector, FilterError> {
+    let bad = |detail: String| FilterError::Selector { field, detail };
+    for (key, value) in selector.match_labels.iter().flatten() {
+        if !valid_label_key(key) {
+            return Err(bad(format!("{key:?} is not a valid label key")));
         }
-        for requirement in selector.match_expressions.iter().flatten() {
-            if !valid_label_key(&requirement.key) {
-                return Err(bad(format!(
-                    "{:?} is not a valid label key",
-                    requirement.key
-                )));
-            }
-            if let Some(value) = requirement
-                .values
-                .iter()
-                .flatten()
-                .find(|v| !valid_label_value(v))
-            {
-                return Err(bad(format!(
-                    "{value:?} (of {}) is not a valid label value",
-                    requirement.key
-                )));
-            }
+        if !valid_label_value(value) {
+            return Err(bad(format!(
+                "{value:?} (of {key}) is not a valid label value"
+            )));
         }
-        let requirements = selector
-            .match_expressions
-            .iter()
-            .flatten()
-            .map(|r| Requirement::new(field, r))
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            equal: selector.match_labels.clone().unwrap_or_default(),
-            requirements,
-        })
     }
-
-    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.equal.iter().all(|(k, v)| labels.get(k) == Some(v))
-            && self.requirements.iter().all(|r| r.matches(labels))
+    for requirement in selector.match_expressions.iter().flatten() {
+        check_requirement(requirement).map_err(bad)?;
     }
-
-    fn query(&self) -> String {
-        let mut parts: Vec<String> = self.equal.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        for r in &self.requirements {
-            parts.push(match r {
-                Requirement::In(k, v) => format!(
-                    "{k} in ({})",
-                    v.iter().cloned().collect::<Vec<_>>().join(",")
-                ),
-                Requirement::NotIn(k, v) => {
-                    format!(
-                        "{k} notin ({})",
-                        v.iter().cloned().collect::<Vec<_>>().join(",")
-                    )
-                }
-                Requirement::Exists(k) => k.clone(),
-                Requirement::DoesNotExist(k) => format!("!{k}"),
-            });
-        }
-        parts.join(",")
-    }
+    kube::core::Selector::try_from(selector.clone()).map_err(|e| bad(e.to_string()))
 }
 
-impl Requirement {
-    fn new(field: &'static str, r: &LabelSelectorRequirement) -> Result<Self, FilterError> {
-        let values: BTreeSet<String> = r.values.iter().flatten().cloned().collect();
-        let needs_values = |op: &str| {
-            if values.is_empty() {
-                Err(FilterError::Selector {
-                    field,
-                    detail: format!("operator {op} on {:?} needs at least one value", r.key),
-                })
-            } else {
-                Ok(())
-            }
-        };
-        match r.operator.as_str() {
-            "In" => needs_values("In").map(|_| Self::In(r.key.clone(), values)),
-            "NotIn" => needs_values("NotIn").map(|_| Self::NotIn(r.key.clone(), values)),
-            "Exists" => Ok(Self::Exists(r.key.clone())),
-            "DoesNotExist" => Ok(Self::DoesNotExist(r.key.clone())),
-            other => Err(FilterError::Selector {
-                field,
-                detail: format!(
-                    "unknown operator {other:?} (use In, NotIn, Exists or DoesNotExist)"
-                ),
-            }),
-        }
+fn check_requirement(r: &LabelSelectorRequirement) -> Result<(), String> {
+    if !valid_label_key(&r.key) {
+        return Err(format!("{:?} is not a valid label key", r.key));
     }
-
-    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        match self {
-            Self::In(k, v) => labels.get(k).is_some_and(|l| v.contains(l)),
-            Self::NotIn(k, v) => labels.get(k).is_none_or(|l| !v.contains(l)),
-            Self::Exists(k) => labels.contains_key(k),
-            Self::DoesNotExist(k) => !labels.contains_key(k),
-        }
+    if let Some(value) = r.values.iter().flatten().find(|v| !valid_label_value(v)) {
+        return Err(format!(
+            "{value:?} (of {}) is not a valid label value",
+            r.key
+        ));
+    }
+    let has_values = r.values.as_ref().is_some_and(|v| !v.is_empty());
+    match r.operator.as_str() {
+        "In" | "NotIn" if !has_values => Err(format!(
+            "operator {} on {:?} needs at least one value",
+            r.operator, r.key
+        )),
+        "In" | "NotIn" | "Exists" | "DoesNotExist" => Ok(()),
+        other => Err(format!(
+            "unknown operator {other:?} (use In, NotIn, Exists or DoesNotExist)"
+        )),
     }
 }
 
