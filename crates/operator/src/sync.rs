@@ -6,15 +6,17 @@
 //! folders (`tenants/<namespace>/`): each is synced into its namespace the same way, so a
 //! tenant's Backups come back after their objects are lost, here or in another cluster.
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc};
 
 use arca_api::{
     Backup, BackupPhase, BackupStatus, BackupStorageLocation, BackupStorageLocationStatus, labels,
 };
 use arca_store::{Layout, ObjectStore};
+use futures::StreamExt;
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, PostParams},
+    runtime::{Controller, controller::Action, watcher},
 };
 
 use crate::{
@@ -24,77 +26,94 @@ use crate::{
 };
 
 const MANAGER: &str = "arca-sync";
-/// How often locations are looked at; each is synced when its own period has passed.
-const TICK: Duration = Duration::from_secs(2);
+/// This controller's name in logs and `arca_reconcile_failures_total`.
+const CONTROLLER: &str = "sync";
 
+#[derive(Debug, thiserror::Error)]
+#[error("syncing location {location}: {problem}")]
+pub struct Error {
+    location: String,
+    problem: String,
+}
+
+/// A controller on locations that syncs each when its period is due and requeues itself for
+/// the next: on the watched namespaces' locations, and always on the operator's own (its
+/// locations hold the tenants' folders too).
 pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    tokio::pin!(shutdown);
-    let mut tick = tokio::time::interval(TICK);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tick.tick() => {}
-        }
-        let Ok(list) = locations_to_sync(&ctx).await else {
-            continue;
-        };
-        for location in list {
-            let period = location
-                .spec
-                .backup_sync_period
-                .map(|d| d.as_std())
-                .unwrap_or(ctx.settings.backup_sync_period);
-            if period.is_zero() {
-                continue;
-            }
-            let now = ctx.clock.now();
-            let last = location
-                .status
-                .as_ref()
-                .and_then(|s| s.last_synced_time.as_ref())
-                .map(|t| t.0);
-            if last.is_some_and(|last| now.duration_since(last).unsigned_abs() < period) {
-                continue;
-            }
-            match sync(&ctx, &location).await {
-                Ok(()) => {
-                    let status = BackupStorageLocationStatus {
-                        last_synced_time: Some(time(now)),
-                        ..Default::default()
-                    };
-                    let namespace = location.namespace().unwrap_or_default();
-                    let api: Api<BackupStorageLocation> =
-                        Api::namespaced(ctx.client.clone(), &namespace);
-                    if let Err(e) = apply_status(&api, &location.name_any(), MANAGER, &status).await
-                    {
-                        tracing::warn!(location = %location.name_any(), "recording the sync time: {e}");
-                    }
-                }
-                Err(e) => tracing::warn!(location = %location.name_any(), "sync: {e}"),
-            }
-        }
-    }
-}
-
-/// The watched namespaces' locations, and always the operator's own: its locations hold the
-/// tenants' folders too.
-async fn locations_to_sync(ctx: &Context) -> Result<Vec<BackupStorageLocation>, kube::Error> {
-    let api: Api<BackupStorageLocation> = ctx.settings.watched(&ctx.client);
-    let mut list = api.list(&ListParams::default()).await?.items;
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let mut apis: Vec<Api<BackupStorageLocation>> = vec![ctx.settings.watched(&ctx.client)];
     if ctx
         .settings
         .watch_namespace
         .as_ref()
         .is_some_and(|ns| *ns != ctx.settings.namespace)
     {
-        let own: Api<BackupStorageLocation> =
-            Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
-        list.extend(own.list(&ListParams::default()).await?.items);
+        apis.push(Api::namespaced(ctx.client.clone(), &ctx.settings.namespace));
     }
-    Ok(list)
+    let controllers = apis.into_iter().map(|api| {
+        Controller::new(api, watcher::Config::default())
+            .graceful_shutdown_on(shutdown.clone())
+            .run(
+                |location, ctx| async move {
+                    let result = sync_when_due(location.clone(), ctx.clone()).await;
+                    if result.is_ok() {
+                        ctx.reconcile_succeeded(CONTROLLER, location.as_ref());
+                    }
+                    result
+                },
+                |location, error, ctx| ctx.reconcile_failed(CONTROLLER, location.as_ref(), error),
+                ctx.clone(),
+            )
+            .for_each(|_| async {})
+    });
+    futures::future::join_all(controllers).await;
+}
+
+/// Syncs the location if its `backupSyncPeriod` has passed since the last sync; asks to be
+/// called again when the next one is due.
+async fn sync_when_due(
+    location: Arc<BackupStorageLocation>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let period = location
+        .spec
+        .backup_sync_period
+        .map(|d| d.as_std())
+        .unwrap_or(ctx.settings.backup_sync_period);
+    if period.is_zero() {
+        return Ok(Action::await_change());
+    }
+    let now = ctx.clock.now();
+    let since = location
+        .status
+        .as_ref()
+        .and_then(|s| s.last_synced_time.as_ref())
+        .map(|last| now.duration_since(last.0).unsigned_abs());
+    if let Some(since) = since
+        && since < period
+    {
+        return Ok(Action::requeue(period - since));
+    }
+    sync(&ctx, &location).await.map_err(|problem| Error {
+        location: location.name_any(),
+        problem,
+    })?;
+    let status = BackupStorageLocationStatus {
+        last_synced_time: Some(time(now)),
+        ..Default::default()
+    };
+    let namespace = location.namespace().unwrap_or_default();
+    let api: Api<BackupStorageLocation> = Api::namespaced(ctx.client.clone(), &namespace);
+    apply_status(&api, &location.name_any(), MANAGER, &status)
+        .await
+        .map_err(|e| Error {
+            location: location.name_any(),
+            problem: format!("recording the sync time: {e}"),
+        })?;
+    Ok(Action::requeue(period))
 }
 
 /// Syncs the location's backups into its namespace and, for a location of the operator's
