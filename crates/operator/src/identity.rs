@@ -101,16 +101,13 @@ pub async fn client_for(
         }
     }
     let user = identity.user().unwrap_or_default();
-    Ok(impersonating(operator.clone(), &user))
+    impersonating(operator.clone(), &user).ok_or(IdentityError::InvalidName(user))
 }
 
-/// `base`, with every request made as `user`.
-fn impersonating(base: Client, user: &str) -> Client {
-    let value = match http::HeaderValue::from_str(user) {
-        Ok(v) => v,
-        // A user name from `decide` is always a valid header value; refuse everything else.
-        Err(_) => http::HeaderValue::from_static("system:anonymous"),
-    };
+/// `base`, with every request made as `user`; None when `user` cannot be a header value
+/// (never for a name from [`decide`]).
+fn impersonating(base: Client, user: &str) -> Option<Client> {
+    let value = http::HeaderValue::from_str(user).ok()?;
     let default_namespace = base.default_namespace().to_string();
     let service = tower::service_fn(move |mut request: http::Request<kube::client::Body>| {
         let base = base.clone();
@@ -120,7 +117,7 @@ fn impersonating(base: Client, user: &str) -> Client {
             base.send(request).await
         }
     });
-    Client::new(service, default_namespace)
+    Some(Client::new(service, default_namespace))
 }
 
 /// Refuses a `--default-service-account` that no ServiceAccount could have.
@@ -194,7 +191,7 @@ mod tests {
             http::Response<kube::client::Body>,
         >();
         let base = Client::new(service, "default");
-        let tenant = impersonating(base, "system:serviceaccount:team:arca");
+        let tenant = impersonating(base, "system:serviceaccount:team:arca").expect("a valid name");
         let server = tokio::spawn(async move {
             let (request, respond) = handle.next_request().await.expect("a request");
             respond.send_response(
