@@ -194,9 +194,14 @@ pub struct BackupStatus {
     pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
 }
 
-impl BackupStatus {
-    /// The `Completed` condition of this status: (holds, reason, message).
-    pub fn completed(&self) -> (bool, String, String) {
+impl crate::conditions::CompletedByPhase for BackupStatus {
+    fn conditions_mut(
+        &mut self,
+    ) -> &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        &mut self.conditions
+    }
+
+    fn completed(&self) -> (bool, String, String) {
         let phase = self.phase.unwrap_or_default();
         let message = match phase {
             BackupPhase::PartiallyFailed => format!(

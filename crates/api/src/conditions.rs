@@ -31,6 +31,27 @@ pub fn set(
     });
 }
 
+/// A status whose `Completed` condition follows from its phase (Backups, Restores).
+pub trait CompletedByPhase {
+    /// (holds, reason, message) of the `Completed` condition.
+    fn completed(&self) -> (bool, String, String);
+    fn conditions_mut(&mut self) -> &mut Vec<Condition>;
+}
+
+/// Sets the `Completed` condition of `status` from its phase.
+pub fn set_completed<S: CompletedByPhase>(status: &mut S, generation: Option<i64>, now: Time) {
+    let (ok, reason, message) = status.completed();
+    set(
+        status.conditions_mut(),
+        "Completed",
+        ok,
+        &reason,
+        &message,
+        generation,
+        now,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

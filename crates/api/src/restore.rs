@@ -228,9 +228,14 @@ pub struct RestoreStatus {
     pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
 }
 
-impl RestoreStatus {
-    /// The `Completed` condition of this status: (holds, reason, message).
-    pub fn completed(&self) -> (bool, String, String) {
+impl crate::conditions::CompletedByPhase for RestoreStatus {
+    fn conditions_mut(
+        &mut self,
+    ) -> &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        &mut self.conditions
+    }
+
+    fn completed(&self) -> (bool, String, String) {
         let phase = self.phase.unwrap_or_default();
         let message = match phase {
             RestorePhase::PartiallyFailed => format!(

@@ -50,13 +50,7 @@ pub async fn run(
         .with_config(config)
         .graceful_shutdown_on(shutdown)
         .run(
-            |object, ctx| async move {
-                let result = reconcile(object.clone(), ctx.clone()).await;
-                if result.is_ok() {
-                    ctx.reconcile_succeeded(CONTROLLER, object.as_ref());
-                }
-                result
-            },
+            |object, ctx| ctx.tracked(CONTROLLER, object, reconcile),
             |object, error, ctx| ctx.reconcile_failed(CONTROLLER, object.as_ref(), error),
             ctx,
         )
@@ -124,16 +118,7 @@ async fn fail_leftover(backup: &Backup, ctx: &Context) -> Result<(), Error> {
 
 /// Sets the `Completed` condition from the phase (every status write goes through here).
 fn set_completed(backup: &Backup, ctx: &Context, status: &mut BackupStatus) {
-    let (ok, reason, message) = status.completed();
-    arca_api::conditions::set(
-        &mut status.conditions,
-        "Completed",
-        ok,
-        &reason,
-        &message,
-        backup.metadata.generation,
-        time(ctx.clock.now()),
-    );
+    arca_api::conditions::set_completed(status, backup.metadata.generation, time(ctx.clock.now()));
 }
 
 /// The first status write of a run: only onto the Backup as this reconcile read it (still
@@ -141,17 +126,9 @@ fn set_completed(backup: &Backup, ctx: &Context, status: &mut BackupStatus) {
 /// marks a finished backup FailedValidation.
 async fn claim(backup: &Backup, ctx: &Context, status: &mut BackupStatus) -> Result<bool, Error> {
     set_completed(backup, ctx, status);
-    let name = backup.name_any();
-    let api: Api<Backup> =
-        Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
-    let version = backup.resource_version().unwrap_or_default();
-    let claimed = crate::status::claim_status(&api, &name, MANAGER, &version, status)
+    crate::status::claim(&ctx.client, backup, MANAGER, status)
         .await
-        .map_err(|e| Error::Status(name.clone(), e))?;
-    if !claimed {
-        tracing::info!(backup = %name, "changed since it was read: not started (the fresh object comes next)");
-    }
-    Ok(claimed)
+        .map_err(|e| Error::Status(backup.name_any(), e))
 }
 
 async fn patch(backup: &Backup, ctx: &Context, status: &mut BackupStatus) -> Result<(), Error> {

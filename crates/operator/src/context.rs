@@ -213,6 +213,25 @@ impl Context {
         kube::runtime::controller::Action::requeue(wait)
     }
 
+    /// Runs `reconcile` on `object`: a success resets the object's backoff (failures go
+    /// through [`Context::reconcile_failed`], the controllers' error policy).
+    pub async fn tracked<K, E, Fut>(
+        self: Arc<Self>,
+        controller: &str,
+        object: Arc<K>,
+        reconcile: impl FnOnce(Arc<K>, Arc<Context>) -> Fut,
+    ) -> Result<kube::runtime::controller::Action, E>
+    where
+        K: kube::Resource,
+        Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, E>>,
+    {
+        let result = reconcile(object.clone(), self.clone()).await;
+        if result.is_ok() {
+            self.reconcile_succeeded(controller, object.as_ref());
+        }
+        result
+    }
+
     /// A reconcile of `object` by `controller` succeeded: its backoff starts over.
     pub fn reconcile_succeeded<K: kube::Resource>(&self, controller: &str, object: &K) {
         self.backoff

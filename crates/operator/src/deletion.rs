@@ -40,13 +40,7 @@ pub async fn run(
     Controller::new(requests, watcher::Config::default())
         .graceful_shutdown_on(shutdown)
         .run(
-            |object, ctx| async move {
-                let result = reconcile(object.clone(), ctx.clone()).await;
-                if result.is_ok() {
-                    ctx.reconcile_succeeded(CONTROLLER, object.as_ref());
-                }
-                result
-            },
+            |object, ctx| ctx.tracked(CONTROLLER, object, reconcile),
             |object, error, ctx| ctx.reconcile_failed(CONTROLLER, object.as_ref(), error),
             ctx,
         )

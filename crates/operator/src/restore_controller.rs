@@ -57,13 +57,7 @@ pub async fn run(
         .with_config(config)
         .graceful_shutdown_on(shutdown)
         .run(
-            |object, ctx| async move {
-                let result = reconcile(object.clone(), ctx.clone()).await;
-                if result.is_ok() {
-                    ctx.reconcile_succeeded(CONTROLLER, object.as_ref());
-                }
-                result
-            },
+            |object, ctx| ctx.tracked(CONTROLLER, object, reconcile),
             |object, error, ctx| ctx.reconcile_failed(CONTROLLER, object.as_ref(), error),
             ctx,
         )
@@ -191,16 +185,7 @@ async fn by_phase(restore: Arc<Restore>, ctx: &Context) -> Result<Action, Error>
 
 /// Sets the `Completed` condition from the phase (every status write goes through here).
 fn set_completed(restore: &Restore, ctx: &Context, status: &mut RestoreStatus) {
-    let (ok, reason, message) = status.completed();
-    arca_api::conditions::set(
-        &mut status.conditions,
-        "Completed",
-        ok,
-        &reason,
-        &message,
-        restore.metadata.generation,
-        time(ctx.clock.now()),
-    );
+    arca_api::conditions::set_completed(status, restore.metadata.generation, time(ctx.clock.now()));
 }
 
 /// The first status write of a run: only onto the Restore as this reconcile read it (still
@@ -211,17 +196,9 @@ async fn claim(
     status: &mut RestoreStatus,
 ) -> Result<bool, Error> {
     set_completed(restore, ctx, status);
-    let name = restore.name_any();
-    let api: Api<Restore> =
-        Api::namespaced(ctx.client.clone(), &restore.namespace().unwrap_or_default());
-    let version = restore.resource_version().unwrap_or_default();
-    let claimed = crate::status::claim_status(&api, &name, MANAGER, &version, status)
+    crate::status::claim(&ctx.client, restore, MANAGER, status)
         .await
-        .map_err(|e| Error::Status(name.clone(), e))?;
-    if !claimed {
-        tracing::info!(restore = %name, "changed since it was read: not started (the fresh object comes next)");
-    }
-    Ok(claimed)
+        .map_err(|e| Error::Status(restore.name_any(), e))
 }
 
 async fn patch(restore: &Restore, ctx: &Context, status: &mut RestoreStatus) -> Result<(), Error> {

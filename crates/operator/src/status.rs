@@ -67,6 +67,33 @@ where
     }
 }
 
+/// The first status write of a run: [`claim_status`] onto `object` as this reconcile read
+/// it. False (logged) when it changed since: a stale cache entry never starts a second run
+/// nor marks a finished one FailedValidation.
+pub async fn claim<K, S>(
+    client: &kube::Client,
+    object: &K,
+    manager: &str,
+    status: &S,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    S: Serialize + Sync,
+{
+    use kube::ResourceExt;
+    let name = object.name_any();
+    let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+    let version = object.resource_version().unwrap_or_default();
+    let claimed = claim_status(&api, &name, manager, &version, status).await?;
+    if !claimed {
+        tracing::info!(object = %name, kind = %K::kind(&()), "changed since it was read: not started (the fresh object comes next)");
+    }
+    Ok(claimed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,13 +57,7 @@ pub async fn run(
         Controller::new(api, watcher::Config::default())
             .graceful_shutdown_on(shutdown.clone())
             .run(
-                |location, ctx| async move {
-                    let result = sync_when_due(location.clone(), ctx.clone()).await;
-                    if result.is_ok() {
-                        ctx.reconcile_succeeded(CONTROLLER, location.as_ref());
-                    }
-                    result
-                },
+                |location, ctx| ctx.tracked(CONTROLLER, location, sync_when_due),
                 |location, error, ctx| ctx.reconcile_failed(CONTROLLER, location.as_ref(), error),
                 ctx.clone(),
             )
@@ -315,13 +309,8 @@ async fn adopt(
     let mut status: BackupStatus = stored.status.unwrap_or_default();
     // The conditions describe this object: made again from the stored phase.
     status.conditions.clear();
-    let (ok, reason, message) = status.completed();
-    arca_api::conditions::set(
-        &mut status.conditions,
-        "Completed",
-        ok,
-        &reason,
-        &message,
+    arca_api::conditions::set_completed(
+        &mut status,
         created.metadata.generation,
         time(ctx.clock.now()),
     );
