@@ -219,3 +219,16 @@ impl crate::conditions::CompletedByPhase for BackupStatus {
         )
     }
 }
+
+impl Backup {
+    /// The location the backup was written to: `spec.storageLocation`, else the
+    /// `arca.dev/storage-location` label the operator puts on it when it starts.
+    pub fn location_name(&self) -> Option<String> {
+        self.spec.storage_location.clone().or_else(|| {
+            self.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::labels::STORAGE_LOCATION).cloned())
+        })
+    }
+}

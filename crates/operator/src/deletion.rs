@@ -196,11 +196,7 @@ async fn delete_backup(ctx: &Context, backup: &Backup) -> Vec<String> {
     if let Err(e) = apply_status(&backups, &name, "arca-backup-controller", &status).await {
         return vec![format!("marking backup {name} Deleting: {e}")];
     }
-    let location_name = backup
-        .spec
-        .storage_location
-        .clone()
-        .or_else(|| backup.labels().get(labels::STORAGE_LOCATION).cloned());
+    let location_name = backup.location_name();
     let store = match location_for(ctx, &namespace, location_name.as_deref()).await {
         Ok((location, store)) => match locations::ensure_writable(&location) {
             Ok(()) => Some((location, store)),

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use arca_api::{
     Backup, DownloadRequest, DownloadRequestPhase, DownloadRequestStatus, DownloadTargetKind,
-    Restore, labels,
+    Restore,
 };
 use arca_store::Layout;
 use futures::StreamExt;
@@ -123,11 +123,7 @@ async fn url_for(ctx: &Context, request: &DownloadRequest) -> Result<String, Str
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no Backup {backup_name:?} in namespace {namespace}"))?;
-    let location = backup
-        .spec
-        .storage_location
-        .clone()
-        .or_else(|| backup.labels().get(labels::STORAGE_LOCATION).cloned());
+    let location = backup.location_name();
     let (_, store) = location_for(ctx, &namespace, location.as_deref())
         .await
         .map_err(|e| e.to_string())?;

@@ -66,11 +66,7 @@ async fn collect(ctx: &Context) -> Result<(), kube::Error> {
         else {
             continue;
         };
-        let location_name = backup
-            .spec
-            .storage_location
-            .clone()
-            .or_else(|| backup.labels().get(labels::STORAGE_LOCATION).cloned());
+        let location_name = backup.location_name();
         let location = locations
             .iter()
             .find(|l| l.namespace() == backup.namespace() && Some(l.name_any()) == location_name);

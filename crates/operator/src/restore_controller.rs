@@ -128,11 +128,7 @@ async fn output_of(ctx: &Context, restore: &Restore) -> Option<Arc<dyn ObjectSto
         .or_else(|| restore.spec.backup_name.clone())?;
     let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
     let backup = backups.get_opt(&backup_name).await.ok()??;
-    let location_name = backup
-        .spec
-        .storage_location
-        .clone()
-        .or_else(|| backup.labels().get(labels::STORAGE_LOCATION).cloned());
+    let location_name = backup.location_name();
     let (location, store) = location_for(ctx, &namespace, location_name.as_deref())
         .await
         .ok()?;
@@ -326,11 +322,7 @@ type Prepared = (
 async fn prepare(ctx: &Context, restore: &Restore) -> Result<Prepared, String> {
     let namespace = restore.namespace().unwrap_or_default();
     let backup = find_backup(ctx, restore).await?;
-    let location_name = backup
-        .spec
-        .storage_location
-        .clone()
-        .or_else(|| backup.labels().get(labels::STORAGE_LOCATION).cloned());
+    let location_name = backup.location_name();
     let (location, store) = location_for(ctx, &namespace, location_name.as_deref())
         .await
         .map_err(|e| e.to_string())?;

@@ -248,13 +248,7 @@ async fn gone_from_storage<'a>(
 ) -> Result<Vec<&'a Backup>, String> {
     let mut gone = Vec::new();
     for backup in local {
-        let of_this_location = backup
-            .spec
-            .storage_location
-            .clone()
-            .or_else(|| backup.labels().get(labels::STORAGE_LOCATION).cloned())
-            .as_deref()
-            == Some(location);
+        let of_this_location = backup.location_name().as_deref() == Some(location);
         let finished = matches!(
             backup.status.as_ref().and_then(|s| s.phase),
             Some(BackupPhase::Completed | BackupPhase::PartiallyFailed)
