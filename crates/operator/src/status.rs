@@ -18,18 +18,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize + Sync,
 {
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(manager).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map(|_| ())
+    apply(api, name, manager, None, status).await
 }
 
 /// Applies `status` like [`apply_status`], but only to the object as it was at
@@ -47,24 +36,41 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize + Sync,
 {
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "metadata": {"name": name, "resourceVersion": resource_version},
-        "status": status,
-    });
-    match api
-        .patch_status(
-            name,
-            &PatchParams::apply(manager).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(true),
+    match apply(api, name, manager, Some(resource_version), status).await {
+        Ok(()) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// The one status write: a forced server-side apply of the whole status, conditional on
+/// `resource_version` when one is given.
+async fn apply<K, S>(
+    api: &Api<K>,
+    name: &str,
+    manager: &str,
+    resource_version: Option<&str>,
+    status: &S,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + Sync,
+{
+    let mut patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    if let Some(version) = resource_version {
+        patch["metadata"] = serde_json::json!({"name": name, "resourceVersion": version});
+    }
+    api.patch_status(
+        name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// The first status write of a run: [`claim_status`] onto `object` as this reconcile read

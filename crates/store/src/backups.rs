@@ -85,6 +85,16 @@ mod tests {
     use super::*;
     use crate::FsStore;
 
+    /// A filesystem store in a folder removed with the returned guard.
+    fn store() -> Result<(tempfile::TempDir, FsStore), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt {
+            key: "tempdir".into(),
+            detail: e.to_string(),
+        })?;
+        let fs = FsStore::new(dir.path(), "bucket", "p")?;
+        Ok((dir, fs))
+    }
+
     fn metadata() -> BackupMetadata {
         BackupMetadata {
             format_version: "1".into(),
@@ -96,11 +106,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_backup_exists_from_its_metadata_until_it_is_retracted() -> Result<(), StoreError> {
-        let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt {
-            key: "tempdir".into(),
-            detail: e.to_string(),
-        })?;
-        let fs = FsStore::new(dir.path(), "bucket", "p")?;
+        let (_dir, fs) = store()?;
         let backups = BackupStore::new(&fs);
         fs.put(&Layout::backup_index("b"), Bytes::from_static(b"x"))
             .await?;
@@ -119,11 +125,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_oversized_or_unreadable_metadata_is_refused_by_key() -> Result<(), StoreError> {
-        let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt {
-            key: "tempdir".into(),
-            detail: e.to_string(),
-        })?;
-        let fs = FsStore::new(dir.path(), "bucket", "p")?;
+        let (_dir, fs) = store()?;
         let backups = BackupStore::new(&fs);
         fs.put(&Layout::backup_metadata("junk"), Bytes::from_static(b"{"))
             .await?;
