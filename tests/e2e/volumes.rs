@@ -10,10 +10,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use arca_api::{
-    BackupPhase, PodVolumeBackup, PodVolumePhase, RestorePhase,
-    labels::{REPOSITORY_PASSWORD_KEY, REPOSITORY_SECRET},
-};
+use arca_api::{BackupPhase, PodVolumeBackup, PodVolumePhase, RestorePhase};
 use arca_e2e::{
     FaultyProxy, TestEnv, env, eventually, kubectl, kubectl_apply,
     operator::{
@@ -22,6 +19,7 @@ use arca_e2e::{
     },
     store, tenant_account,
 };
+use arca_engine::protocol::{REPOSITORY_PASSWORD_KEY, REPOSITORY_SECRET};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::{Api, ResourceExt};
 use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};

@@ -24,10 +24,6 @@ pub const FIELD_MANAGER: &str = "arca";
 pub const BACKUP_UID: &str = "arca.dev/backup-uid";
 /// On a PodVolumeRestore: the uid of the Restore it belongs to.
 pub const RESTORE_UID: &str = "arca.dev/restore-uid";
-/// The Secret (in the operator's namespace) holding the volume repositories' password.
-pub const REPOSITORY_SECRET: &str = "arca-repo-credentials";
-/// The key of the password in [`REPOSITORY_SECRET`].
-pub const REPOSITORY_PASSWORD_KEY: &str = "repository-password";
 
 /// The finalizer the operator holds on every Restore until its files under
 /// `restores/<name>/` and its PodVolumeRestores are removed.

@@ -1,7 +1,7 @@
 //! `arca agent`: the node agent (a DaemonSet), which moves pod volume data on its node.
 
+use arca_agent::AgentSettings;
 use arca_api::Duration as GoDuration;
-use arca_operator::agent::AgentSettings;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentArgs {
@@ -42,7 +42,7 @@ pub async fn run(
         concurrency: args.concurrency.max(1),
         mount_wait: args.mount_wait.as_std(),
     };
-    arca_operator::agent::run(client, settings, crate::server::shutdown_signal()).await
+    arca_agent::run(client, settings, crate::server::shutdown_signal()).await
 }
 
 /// The environment variable of glibc's fixed mmap threshold, and the agent's value.

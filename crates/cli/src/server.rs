@@ -79,7 +79,7 @@ pub struct ServerArgs {
     /// AWS's regional endpoint) and bucket. Repeat it or separate with commas. Default: none,
     /// so tenants use the operator's location, under `tenants/<namespace>/`.
     #[arg(long, value_delimiter = ',')]
-    pub tenant_storage: Vec<arca_operator::tenant_storage::AllowedStorage>,
+    pub tenant_storage: Vec<arca_runtime::tenant_storage::AllowedStorage>,
     /// `text`, `json`, or `auto` (json inside a cluster).
     #[arg(long, default_value = "auto")]
     pub log_format: String,

@@ -9,5 +9,6 @@ pub mod filters;
 pub mod hooks;
 pub mod pod_volumes;
 pub mod progress;
+pub mod protocol;
 pub mod restore;
 pub mod runlog;

@@ -19,11 +19,14 @@ use kube::{
     runtime::{Controller, controller::Action, watcher},
 };
 
-use crate::{
-    context::{Context, Ownership, time},
+use arca_runtime::{
     locations::{self, LocationError},
+    status::{apply_status, time},
+};
+
+use crate::{
+    context::{Context, Ownership},
     metrics::{OutcomeLabels, ScheduleLabels},
-    status::apply_status,
 };
 
 const MANAGER: &str = "arca-backup-controller";
@@ -126,7 +129,7 @@ fn set_completed(backup: &Backup, ctx: &Context, status: &mut BackupStatus) {
 /// marks a finished backup FailedValidation.
 async fn claim(backup: &Backup, ctx: &Context, status: &mut BackupStatus) -> Result<bool, Error> {
     set_completed(backup, ctx, status);
-    crate::status::claim(&ctx.client, backup, MANAGER, status)
+    arca_runtime::status::claim(&ctx.client, backup, MANAGER, status)
         .await
         .map_err(|e| Error::Status(backup.name_any(), e))
 }
@@ -294,17 +297,18 @@ async fn execute(
     .await;
 
     let progress = Arc::new(Progress::default());
-    let ticker = crate::progress::Ticker::start(&ctx.client, backup, MANAGER, progress.clone(), {
-        let status = status.clone();
-        move |(total, done)| {
-            let mut status = status.clone();
-            status.progress = Some(BackupProgress {
-                total_items: total,
-                items_backed_up: done,
-            });
-            status
-        }
-    });
+    let ticker =
+        arca_runtime::progress::Ticker::start(&ctx.client, backup, MANAGER, progress.clone(), {
+            let status = status.clone();
+            move |(total, done)| {
+                let mut status = status.clone();
+                status.progress = Some(BackupProgress {
+                    total_items: total,
+                    items_backed_up: done,
+                });
+                status
+            }
+        });
     let log = RunLog::create(store, &Layout::backup_logs(&name), &name).await;
     let request = BackupRequest {
         name: name.clone(),

@@ -16,10 +16,9 @@ use kube::{
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
 
-use crate::{
-    metrics::Metrics,
-    repository::{PasswordError, ensure_password},
-};
+use arca_runtime::repository::{PasswordError, ensure_password};
+
+use crate::metrics::Metrics;
 
 /// The clock controllers read; tests substitute their own.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -67,13 +66,13 @@ pub struct Settings {
     pub default_service_account: String,
     /// Where tenants' own locations may point (`--tenant-storage`); empty: nowhere, tenants
     /// use the operator's location.
-    pub tenant_storage: Vec<crate::tenant_storage::AllowedStorage>,
+    pub tenant_storage: Vec<arca_runtime::tenant_storage::AllowedStorage>,
 }
 
 impl Settings {
-    /// Whose locations are whose, for [`crate::locations::open_store`].
-    pub fn storage_policy(&self) -> crate::locations::StoragePolicy<'_> {
-        crate::locations::StoragePolicy {
+    /// Whose locations are whose, for [`arca_runtime::locations::open_store`].
+    pub fn storage_policy(&self) -> arca_runtime::locations::StoragePolicy<'_> {
+        arca_runtime::locations::StoragePolicy {
             operator_namespace: &self.namespace,
             tenant_storage: &self.tenant_storage,
         }
@@ -105,7 +104,7 @@ pub struct Context {
     /// Backups share a volume repository; a prune has it alone.
     pub repository_locks: Arc<RepositoryLocks>,
     /// Consecutive reconcile failures per object.
-    pub backoff: crate::backoff::Backoff,
+    pub backoff: arca_runtime::backoff::Backoff,
 }
 
 impl std::fmt::Debug for Context {
@@ -136,7 +135,7 @@ impl Context {
             running: Mutex::new(BTreeSet::new()),
             finished: Mutex::new(BTreeSet::new()),
             repository_locks: Arc::default(),
-            backoff: crate::backoff::Backoff::default(),
+            backoff: arca_runtime::backoff::Backoff::default(),
         }
     }
 
@@ -156,17 +155,13 @@ impl Context {
         use kube::ResourceExt;
         let location_namespace = location.namespace().unwrap_or_default();
         // A tenant writing to the operator's location works in its folder there.
-        let repository_prefix = if location_namespace != run_namespace {
-            format!("{}/", arca_store::Layout::tenant_root(run_namespace))
-        } else {
-            String::new()
-        };
+        let tenant_folder = location_namespace != run_namespace;
         Ok(VolumeJob {
             client: self.client.clone(),
             work_namespace: self.settings.namespace.clone(),
             location: location.name_any(),
             location_namespace,
-            repository_prefix,
+            tenant_folder,
             store,
             password: self.repository_password().await?,
             timeout: self.settings.fs_backup_timeout,
@@ -201,7 +196,7 @@ impl Context {
         object: &K,
         error: &dyn std::fmt::Display,
     ) -> kube::runtime::controller::Action {
-        let key = crate::backoff::key(controller, object);
+        let key = arca_runtime::backoff::key(controller, object);
         let wait = self.backoff.failed(&key);
         tracing::warn!(object = %key, retry_in = ?wait, "{error}");
         self.metrics
@@ -235,7 +230,7 @@ impl Context {
     /// A reconcile of `object` by `controller` succeeded: its backoff starts over.
     pub fn reconcile_succeeded<K: kube::Resource>(&self, controller: &str, object: &K) {
         self.backoff
-            .succeeded(&crate::backoff::key(controller, object));
+            .succeeded(&arca_runtime::backoff::key(controller, object));
     }
 
     /// Publishes an Event about `object`; failures to publish are only logged.
@@ -297,9 +292,4 @@ pub enum Ownership {
     Finished,
     /// Not this process's: left InProgress by a previous one.
     Unknown,
-}
-
-/// A Kubernetes timestamp.
-pub fn time(t: jiff::Timestamp) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
-    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t)
 }

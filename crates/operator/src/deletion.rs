@@ -19,7 +19,9 @@ use kube::{
     runtime::{Controller, controller::Action, watcher},
 };
 
-use crate::{backup_controller::location_for, context::Context, locations, status::apply_status};
+use arca_runtime::{locations, status::apply_status};
+
+use crate::{backup_controller::location_for, context::Context};
 
 const MANAGER: &str = "arca-deletion-controller";
 

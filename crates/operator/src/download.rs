@@ -15,11 +15,9 @@ use kube::{
     runtime::{Controller, controller::Action, watcher},
 };
 
-use crate::{
-    backup_controller::location_for,
-    context::{Context, time},
-    status::apply_status,
-};
+use arca_runtime::status::{apply_status, time};
+
+use crate::{backup_controller::location_for, context::Context};
 
 const MANAGER: &str = "arca-download-controller";
 const VALID_FOR: Duration = Duration::from_secs(600);

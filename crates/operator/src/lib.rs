@@ -1,8 +1,6 @@
 //! Arca's operator (`arca server`): the controllers of storage locations, backups and
 //! restores, with metrics and health endpoints.
 
-pub mod agent;
-mod backoff;
 mod backup_controller;
 mod context;
 mod deletion;
@@ -12,15 +10,10 @@ mod http;
 pub mod identity;
 pub mod leader;
 mod location_controller;
-pub mod locations;
 pub mod metrics;
-mod progress;
-pub mod repository;
 mod restore_controller;
 mod schedule_controller;
-mod status;
 mod sync;
-pub mod tenant_storage;
 
 use std::{
     net::SocketAddr,

@@ -10,12 +10,12 @@ use kube::{
     runtime::{Controller, controller::Action, watcher},
 };
 
-use crate::{
-    context::{Context, time},
+use arca_runtime::{
     locations,
-    metrics::LocationLabels,
-    status::apply_status,
+    status::{apply_status, time},
 };
+
+use crate::{context::Context, metrics::LocationLabels};
 
 const MANAGER: &str = "arca-location-controller";
 

@@ -20,11 +20,12 @@ use kube::{
     runtime::{Controller, controller::Action, watcher},
 };
 
+use arca_runtime::status::{apply_status, time};
+
 use crate::{
     backup_controller::{location_for, tenant_of},
-    context::{Context, Ownership, time},
+    context::{Context, Ownership},
     metrics::OutcomeLabels,
-    status::apply_status,
 };
 
 const MANAGER: &str = "arca-restore-controller";
@@ -192,7 +193,7 @@ async fn claim(
     status: &mut RestoreStatus,
 ) -> Result<bool, Error> {
     set_completed(restore, ctx, status);
-    crate::status::claim(&ctx.client, restore, MANAGER, status)
+    arca_runtime::status::claim(&ctx.client, restore, MANAGER, status)
         .await
         .map_err(|e| Error::Status(restore.name_any(), e))
 }
@@ -378,17 +379,18 @@ async fn execute(
     )
     .await;
     let progress = Arc::new(Progress::default());
-    let ticker = crate::progress::Ticker::start(&ctx.client, restore, MANAGER, progress.clone(), {
-        let status = status.clone();
-        move |(total, done)| {
-            let mut status = status.clone();
-            status.progress = Some(RestoreProgress {
-                total_items: total,
-                items_restored: done,
-            });
-            status
-        }
-    });
+    let ticker =
+        arca_runtime::progress::Ticker::start(&ctx.client, restore, MANAGER, progress.clone(), {
+            let status = status.clone();
+            move |(total, done)| {
+                let mut status = status.clone();
+                status.progress = Some(RestoreProgress {
+                    total_items: total,
+                    items_restored: done,
+                });
+                status
+            }
+        });
     let request = RestoreRequest {
         name: name.clone(),
         backup_name: backup_name.clone(),

@@ -17,12 +17,9 @@ use kube::{
     runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
 };
 
-use crate::{
-    context::{Context, time},
-    deletion::request_deletion,
-    metrics::ScheduleKey,
-    status::apply_status,
-};
+use arca_runtime::status::{apply_status, time};
+
+use crate::{context::Context, deletion::request_deletion, metrics::ScheduleKey};
 
 const MANAGER: &str = "arca-schedule-controller";
 

@@ -19,11 +19,10 @@ use kube::{
     runtime::{Controller, controller::Action, watcher},
 };
 
-use crate::{
-    context::{Context, time},
-    locations,
-    status::apply_status,
-};
+use arca_runtime::status::time;
+
+use crate::context::Context;
+use arca_runtime::{locations, status::apply_status};
 
 const MANAGER: &str = "arca-sync";
 /// This controller's name in logs and `arca_reconcile_failures_total`.

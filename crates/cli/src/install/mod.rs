@@ -80,7 +80,7 @@ pub struct InstallArgs {
 
 /// A `--tenant-storage` entry, checked as the server will read it, kept as written.
 fn tenant_storage(text: &str) -> Result<String, String> {
-    text.parse::<arca_operator::tenant_storage::AllowedStorage>()?;
+    text.parse::<arca_runtime::tenant_storage::AllowedStorage>()?;
     Ok(text.trim_end_matches('/').to_string())
 }
 

@@ -14,7 +14,8 @@ use kube::{
     discovery::Discovery,
 };
 
-use arca_api::labels::{REPOSITORY_SECRET, RESTORE_FINALIZER};
+use arca_api::labels::RESTORE_FINALIZER;
+use arca_engine::protocol::REPOSITORY_SECRET;
 
 use super::manifests::{Options, manifests};
 use crate::Ctx;

@@ -3,11 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use arca_api::{PodReference, PodVolumeBackup, PodVolumeBackupSpec, PodVolumePhase, labels};
+use arca_api::{PodReference, PodVolumeBackup, PodVolumeBackupSpec, PodVolumePhase};
 use arca_store::archive::VolumeSnapshot;
 use kube::{Api, ResourceExt, api::PostParams};
 
-use super::{VolumeJob, item_name, wait, work_metadata};
+use super::{VolumeJob, wait, work_metadata};
+use crate::protocol::{self, work_item_name};
 use crate::{backup::volumes::VolumeRequest, runlog::RunLog};
 
 /// What the volume part of a backup produced.
@@ -97,8 +98,11 @@ pub async fn back_up(
     // Held until every volume is done: no prune runs on these repositories meanwhile.
     let mut guards = Vec::new();
     for ns in &namespaces {
-        let key =
-            super::repository_key(&job.location_namespace, &job.location, &job.repository(ns));
+        let key = super::repository_key(
+            &job.location_namespace,
+            &job.location,
+            &job.repository(ns).to_string(),
+        );
         guards.push(job.locks.shared(&key).await);
     }
     let api: Api<PodVolumeBackup> = Api::namespaced(job.client.clone(), &job.work_namespace);
@@ -135,7 +139,7 @@ pub async fn back_up(
         log.info(format!(
             "waiting for {created} pod volume backups (node agents)"
         ));
-        let selector = format!("{}={}", labels::BACKUP_UID, run.uid);
+        let selector = format!("{}={}", protocol::BACKUP_UID, run.uid);
         match wait::until_done(
             &api,
             &selector,
@@ -157,7 +161,7 @@ pub async fn back_up(
 }
 
 fn work_item(job: &VolumeJob, run: BackupRun<'_>, request: &VolumeRequest) -> PodVolumeBackup {
-    let name = item_name(
+    let name = work_item_name(
         run.name,
         &[&request.namespace, &request.pod, &request.volume],
     );
@@ -173,7 +177,7 @@ fn work_item(job: &VolumeJob, run: BackupRun<'_>, request: &VolumeRequest) -> Po
             volume: request.volume.clone(),
             backup_storage_location: job.location.clone(),
             location_namespace: job.location_namespace.clone(),
-            repo_identifier: job.repository(&request.namespace),
+            repo_identifier: job.repository(&request.namespace).to_string(),
             snapshot_path: snapshot_path(request),
             tags: vec![
                 format!("backup={}", run.name),
@@ -188,7 +192,7 @@ fn work_item(job: &VolumeJob, run: BackupRun<'_>, request: &VolumeRequest) -> Po
     item.metadata = work_metadata(
         job,
         name,
-        (labels::BACKUP_NAME, labels::BACKUP_UID),
+        (protocol::BACKUP_NAME, protocol::BACKUP_UID),
         (run.name, run.uid),
     );
     item

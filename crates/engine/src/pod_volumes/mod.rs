@@ -14,28 +14,10 @@ use std::{
     time::Duration,
 };
 
-use arca_store::{Layout, ObjectStore};
+use arca_store::ObjectStore;
 
-/// The password of the volume repositories (Secret `arca-repo-credentials`). Its `Debug`
-/// never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RepositoryPassword(String);
-
-impl RepositoryPassword {
-    pub fn new(password: String) -> Self {
-        Self(password)
-    }
-    /// The password itself: only for opening a repository.
-    pub fn reveal(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for RepositoryPassword {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RepositoryPassword(<redacted>)")
-    }
-}
+use crate::protocol::RepositoryId;
+pub use crate::protocol::RepositoryPassword;
 
 /// Who may write to a repository now. Backups (any number at once) share it; a prune
 /// (a deletion) has it alone: rustic's prune marks packs in index files the plain restic CLI
@@ -82,10 +64,10 @@ pub struct VolumeJob {
     /// The BackupStorageLocation holding the repositories, and its namespace.
     pub location: String,
     pub location_namespace: String,
-    /// The folder of the repositories under the location's prefix: empty, or
-    /// `tenants/<namespace>/` for a tenant using the operator's location.
-    pub repository_prefix: String,
-    /// The store at the location's prefix plus `repository_prefix` (the run's store).
+    /// A tenant's run writing to the operator's location: its repositories are in its
+    /// tenant folder there.
+    pub tenant_folder: bool,
+    /// The run's store: at the location's prefix, plus the tenant folder if `tenant_folder`.
     pub store: Arc<dyn ObjectStore>,
     pub password: RepositoryPassword,
     /// How long to wait for all of a run's volumes (`--fs-backup-timeout`).
@@ -102,7 +84,7 @@ impl std::fmt::Debug for VolumeJob {
             .field("work_namespace", &self.work_namespace)
             .field("location", &self.location)
             .field("location_namespace", &self.location_namespace)
-            .field("repository_prefix", &self.repository_prefix)
+            .field("tenant_folder", &self.tenant_folder)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -110,12 +92,12 @@ impl std::fmt::Debug for VolumeJob {
 
 impl VolumeJob {
     /// The repository of `namespace`, relative to the location's prefix.
-    pub fn repository(&self, namespace: &str) -> String {
-        format!(
-            "{}{}",
-            self.repository_prefix,
-            Layout::volume_repository(namespace)
-        )
+    pub fn repository(&self, namespace: &str) -> RepositoryId {
+        if self.tenant_folder {
+            RepositoryId::in_tenant_folder(namespace)
+        } else {
+            RepositoryId::new(namespace)
+        }
     }
 }
 
@@ -138,43 +120,5 @@ fn work_metadata(
             (keys.1.to_string(), run.1.to_string()),
         ])),
         ..kube::api::ObjectMeta::default()
-    }
-}
-
-/// A name for a work item: the run's name, shortened, and a hash of what it moves.
-fn item_name(run: &str, parts: &[&str]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update(part.as_bytes());
-        hasher.update([0]);
-    }
-    let hash = hex::encode(&hasher.finalize()[..5]);
-    let mut prefix: String = run.chars().take(50).collect();
-    while prefix.ends_with(['-', '.']) {
-        prefix.pop();
-    }
-    format!("{prefix}-{hash}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn item_names_are_short_stable_and_distinct() {
-        let long = "b".repeat(200);
-        let a = item_name(&long, &["ns", "pod", "data"]);
-        assert!(a.len() <= 61, "{a}");
-        assert_eq!(a, item_name(&long, &["ns", "pod", "data"]));
-        assert_ne!(a, item_name(&long, &["ns", "pod", "logs"]));
-        assert_ne!(item_name("x", &["a", "bc"]), item_name("x", &["ab", "c"]));
-    }
-
-    #[test]
-    fn the_password_is_never_in_debug_output() {
-        let p = RepositoryPassword::new("hunter2".into());
-        assert!(!format!("{p:?}").contains("hunter2"));
-        assert_eq!(p.reveal(), "hunter2");
     }
 }

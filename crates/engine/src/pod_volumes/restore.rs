@@ -1,12 +1,13 @@
 //! The restore side: once a pod with snapshots is recreated, one `PodVolumeRestore` per
 //! volume for the agent of the pod's node; the restore waits for them.
 
-use arca_api::{PodReference, PodVolumePhase, PodVolumeRestore, PodVolumeRestoreSpec, labels};
+use arca_api::{PodReference, PodVolumePhase, PodVolumeRestore, PodVolumeRestoreSpec};
 use arca_store::archive::VolumeSnapshot;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client, ResourceExt, api::PostParams};
 
-use super::{VolumeJob, item_name, wait, work_metadata};
+use super::{VolumeJob, wait, work_metadata};
+use crate::protocol::{self, work_item_name};
 use crate::runlog::RunLog;
 
 /// A recreated pod and the snapshots of its volumes.
@@ -86,7 +87,7 @@ pub async fn restore(
     log.info(format!(
         "waiting for {created} pod volume restores (node agents)"
     ));
-    let selector = format!("{}={}", labels::RESTORE_UID, run.uid);
+    let selector = format!("{}={}", protocol::RESTORE_UID, run.uid);
     let items = match wait::until_done(
         &api,
         &selector,
@@ -136,7 +137,7 @@ fn work_item(
     uid: &str,
     snapshot: &VolumeSnapshot,
 ) -> PodVolumeRestore {
-    let name = item_name(
+    let name = work_item_name(
         run.name,
         &[&target.namespace, &target.pod, &snapshot.volume],
     );
@@ -160,7 +161,7 @@ fn work_item(
     item.metadata = work_metadata(
         job,
         name,
-        (labels::RESTORE_NAME, labels::RESTORE_UID),
+        (protocol::RESTORE_NAME, protocol::RESTORE_UID),
         (run.name, run.uid),
     );
     item

@@ -100,6 +100,11 @@ where
     Ok(claimed)
 }
 
+/// A Kubernetes timestamp.
+pub fn time(t: jiff::Timestamp) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,7 +43,7 @@ pub(crate) struct Agent {
     pub client: Client,
     pub settings: AgentSettings,
     /// Consecutive reconcile failures per work item.
-    pub backoff: crate::backoff::Backoff,
+    pub backoff: arca_runtime::backoff::Backoff,
 }
 
 impl Agent {
@@ -54,7 +54,7 @@ impl Agent {
         item: &K,
         error: &dyn std::fmt::Display,
     ) -> kube::runtime::controller::Action {
-        let key = crate::backoff::key(controller, item);
+        let key = arca_runtime::backoff::key(controller, item);
         let wait = self.backoff.failed(&key);
         tracing::warn!(item = %key, retry_in = ?wait, "{error}");
         kube::runtime::controller::Action::requeue(wait)
@@ -80,7 +80,7 @@ pub async fn run(
     let agent = Arc::new(Agent {
         client,
         settings,
-        backoff: crate::backoff::Backoff::default(),
+        backoff: arca_runtime::backoff::Backoff::default(),
     });
     fail_orphans(&agent).await?;
     tracing::info!(
@@ -107,9 +107,10 @@ pub async fn run(
             |item, agent| async move {
                 let result = backup::reconcile(item.clone(), agent.clone()).await;
                 if result.is_ok() {
-                    agent
-                        .backoff
-                        .succeeded(&crate::backoff::key("podvolumebackup", item.as_ref()));
+                    agent.backoff.succeeded(&arca_runtime::backoff::key(
+                        "podvolumebackup",
+                        item.as_ref(),
+                    ));
                 }
                 result
             },
@@ -128,9 +129,10 @@ pub async fn run(
             |item, agent| async move {
                 let result = restore::reconcile(item.clone(), agent.clone()).await;
                 if result.is_ok() {
-                    agent
-                        .backoff
-                        .succeeded(&crate::backoff::key("podvolumerestore", item.as_ref()));
+                    agent.backoff.succeeded(&arca_runtime::backoff::key(
+                        "podvolumerestore",
+                        item.as_ref(),
+                    ));
                 }
                 result
             },

@@ -7,8 +7,10 @@ use arca_engine::progress::Progress;
 use arca_volume::SnapshotRequest;
 use kube::{ResourceExt, runtime::controller::Action};
 
+use arca_engine::protocol::RepositoryId;
+
 use super::{Agent, folders::volume_folder, work};
-use crate::{context::time, progress::Ticker};
+use arca_runtime::{progress::Ticker, status::time};
 
 use work::MANAGER;
 
@@ -70,7 +72,7 @@ async fn back_up(
     if spec.pod.namespace.is_empty() {
         return Err("spec.pod.namespace is empty".into());
     }
-    work::check_root(&spec.repo_identifier)?;
+    let root = RepositoryId::parse(&spec.repo_identifier).map_err(|e| e.to_string())?;
     let pod = work::the_pod(agent, &spec.pod).await?;
     if work::node_of(&pod) != Some(agent.settings.node_name.as_str()) {
         return Err(format!(
@@ -86,7 +88,7 @@ async fn back_up(
         agent,
         &spec.location_namespace,
         &spec.backup_storage_location,
-        &spec.repo_identifier,
+        &root,
     )
     .await?;
     let progress = Arc::new(Progress::default());

@@ -7,13 +7,15 @@ use arca_api::{PodVolumePhase, PodVolumeProgress, PodVolumeRestore, PodVolumeRes
 use arca_engine::progress::Progress;
 use kube::{ResourceExt, runtime::controller::Action};
 
+use arca_engine::protocol::RepositoryId;
+
 use super::{
     Agent,
     folders::{FolderError, volume_folder},
     markers, work,
 };
-use crate::{context::time, progress::Ticker};
 use arca_api::labels::RESTORE_UID;
+use arca_runtime::{progress::Ticker, status::time};
 
 use work::MANAGER;
 /// How often an unscheduled pod, or a folder not yet made, is looked at again.
@@ -107,7 +109,7 @@ async fn restore(
     status: &mut PodVolumeRestoreStatus,
 ) -> Result<(), String> {
     let spec = &item.spec;
-    work::check_root(&spec.repo_identifier)?;
+    let root = RepositoryId::parse(&spec.repo_identifier).map_err(|e| e.to_string())?;
     let name = work::folder_name(agent, pod, &spec.volume).await?;
     let folder = wait_for_folder(agent, &spec.pod.uid, &name).await?;
     status.path = Some(folder.display().to_string());
@@ -115,7 +117,7 @@ async fn restore(
         agent,
         &spec.location_namespace,
         &spec.backup_storage_location,
-        &spec.repo_identifier,
+        &root,
     )
     .await?;
     let progress = Arc::new(Progress::default());

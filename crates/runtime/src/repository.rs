@@ -4,8 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use arca_api::labels::{REPOSITORY_PASSWORD_KEY, REPOSITORY_SECRET};
-use arca_engine::pod_volumes::RepositoryPassword;
+use arca_engine::protocol::{REPOSITORY_PASSWORD_KEY, REPOSITORY_SECRET, RepositoryPassword};
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{
     Api, Client,

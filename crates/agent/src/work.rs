@@ -7,7 +7,8 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::{Api, ResourceExt};
 
 use super::Agent;
-use crate::{locations, repository, status::apply_status};
+use arca_engine::protocol::RepositoryId;
+use arca_runtime::{locations, repository, status::apply_status};
 
 /// The field manager of everything the agent writes.
 pub const MANAGER: &str = "arca-node-agent";
@@ -94,13 +95,13 @@ pub async fn folder_name(agent: &Agent, pod: &Pod, volume: &str) -> Result<Strin
         })
 }
 
-/// The repository at `root` (relative to the location's prefix) of location
+/// The repository `root` (relative to the location's prefix) of location
 /// `namespace/name`, with the operator's repository password.
 pub async fn repository(
     agent: &Agent,
     location_namespace: &str,
     location: &str,
-    root: &str,
+    root: &RepositoryId,
 ) -> Result<VolumeRepository, String> {
     let api: Api<BackupStorageLocation> = Api::namespaced(agent.client.clone(), location_namespace);
     let location = api
@@ -123,39 +124,7 @@ pub async fn repository(
         .map_err(|e| e.to_string())?;
     Ok(VolumeRepository::at_root(
         store,
-        root,
+        &root.to_string(),
         password.reveal().to_string(),
     ))
-}
-
-/// A work item's repository must be a volume repository: `[tenants/<ns>/]volumes/<ns>/`.
-pub fn check_root(root: &str) -> Result<(), String> {
-    let parts: Vec<&str> = root.trim_end_matches('/').split('/').collect();
-    let ok = match parts.as_slice() {
-        ["volumes", ns] => !ns.is_empty(),
-        ["tenants", t, "volumes", ns] => !t.is_empty() && t == ns,
-        _ => false,
-    } && !parts.iter().any(|p| *p == ".." || *p == ".");
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "repoIdentifier {root:?} is not a volume repository (volumes/<namespace>/)"
-        ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_root;
-
-    #[test]
-    fn only_volume_repositories_are_accepted() {
-        assert!(check_root("volumes/shop/").is_ok());
-        assert!(check_root("tenants/shop/volumes/shop/").is_ok());
-        assert!(check_root("tenants/shop/volumes/bank/").is_err());
-        assert!(check_root("backups/x/").is_err());
-        assert!(check_root("volumes/../backups/").is_err());
-        assert!(check_root("").is_err());
-    }
 }
