@@ -29,7 +29,12 @@ const MANAGER: &str = "arca-deletion-controller";
 pub enum Error {
     #[error("writing the status of {0}: {1}")]
     Status(String, #[source] kube::Error),
+    #[error("removing the processed request {0}: {1}")]
+    Remove(String, #[source] kube::Error),
 }
+
+/// Processed requests are removed this long after they were made.
+const KEEP_PROCESSED: Duration = Duration::from_secs(24 * 3600);
 
 /// This controller's name in logs and `arca_reconcile_failures_total`.
 const CONTROLLER: &str = "deletebackuprequest";
@@ -102,6 +107,30 @@ pub async fn request_deletion(ctx: &Context, backup: &Backup, why: &str) {
     }
 }
 
+/// A Processed request is kept a day (`kubectl get deletebackuprequests` shows what was
+/// deleted and any errors), then removed.
+async fn remove_when_old(
+    api: &Api<DeleteBackupRequest>,
+    request: &DeleteBackupRequest,
+    now: jiff::Timestamp,
+) -> Result<Action, Error> {
+    let age = request
+        .creation_timestamp()
+        .map(|t| now.duration_since(t.0).unsigned_abs())
+        .unwrap_or_default();
+    if let Some(left) = KEEP_PROCESSED.checked_sub(age).filter(|d| !d.is_zero()) {
+        return Ok(Action::requeue(left));
+    }
+    match api
+        .delete(&request.name_any(), &DeleteParams::default())
+        .await
+    {
+        Ok(_) => Ok(Action::await_change()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Action::await_change()),
+        Err(e) => Err(Error::Remove(request.name_any(), e)),
+    }
+}
+
 fn truncate(name: &str, max: usize) -> &str {
     &name[..name.len().min(max)]
 }
@@ -112,12 +141,12 @@ async fn reconcile(request: Arc<DeleteBackupRequest>, ctx: Arc<Context>) -> Resu
         .as_ref()
         .and_then(|s| s.phase)
         .unwrap_or_default();
-    if phase == DeleteBackupRequestPhase::Processed {
-        return Ok(Action::await_change());
-    }
     let namespace = request.namespace().unwrap_or_default();
     let name = request.name_any();
     let api: Api<DeleteBackupRequest> = Api::namespaced(ctx.client.clone(), &namespace);
+    if phase == DeleteBackupRequestPhase::Processed {
+        return remove_when_old(&api, &request, ctx.clock.now()).await;
+    }
     let done = |errors: Vec<String>| DeleteBackupRequestStatus {
         phase: Some(DeleteBackupRequestPhase::Processed),
         errors,
