@@ -495,3 +495,6 @@ where
         tracing::warn!(object = %object.name_any(), "labelling with its location: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,6 +5,8 @@ mod backup_controller;
 mod context;
 mod deletion;
 mod download;
+#[cfg(test)]
+mod fixtures;
 mod gc;
 mod http;
 pub mod identity;

@@ -491,3 +491,6 @@ async fn execute(
     .await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
