@@ -33,15 +33,6 @@ pub fn list_url(rt: &ResourceType, scope: &ListScope) -> String {
     }
 }
 
-/// The path of one object.
-pub fn object_url(rt: &ResourceType, namespace: Option<&str>, name: &str) -> String {
-    let scope = match namespace {
-        Some(ns) => ListScope::Namespace(ns.to_string()),
-        None => ListScope::Cluster,
-    };
-    format!("{}/{name}", list_url(rt, &scope))
-}
-
 #[derive(Deserialize)]
 struct RawList<'a> {
     #[serde(default)]
@@ -318,10 +309,9 @@ mod tests {
             list_url(deploy, &ListScope::AllNamespaces),
             "/apis/apps/v1/deployments"
         );
-        assert_eq!(object_url(pv, None, "pv1"), "/api/v1/persistentvolumes/pv1");
         assert_eq!(
-            object_url(deploy, Some("a"), "web"),
-            "/apis/apps/v1/namespaces/a/deployments/web"
+            list_url(pv, &ListScope::Cluster),
+            "/api/v1/persistentvolumes"
         );
     }
 

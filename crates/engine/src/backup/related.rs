@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{
     collect::{Collector, Stopped},
-    list::{RawItem, fetch_page, list_url, object_url, parse_object},
+    list::{RawItem, fetch_page, list_url, parse_object},
     plan::ListScope,
 };
 use crate::{
@@ -117,8 +117,12 @@ pub async fn get_item(
     namespace: Option<&str>,
     name: &str,
 ) -> Result<Option<RawItem>, String> {
-    let request = http::Request::get(object_url(rt, namespace, name))
-        .body(Vec::new())
+    let scope = match namespace {
+        Some(ns) => ListScope::Namespace(ns.to_string()),
+        None => ListScope::Cluster,
+    };
+    let request = kube::core::Request::new(list_url(rt, &scope))
+        .get(name, &kube::api::GetParams::default())
         .map_err(|e| e.to_string())?;
     match client.request_text(request).await {
         Ok(body) => parse_object(&body, rt).map(Some).map_err(|e| e.to_string()),

@@ -2,7 +2,11 @@
 //! with `dryRun=All` when nothing may be written.
 
 use arca_api::ExistingResourcePolicy;
-use kube::Client;
+use kube::{
+    Client,
+    api::{GetParams, PostParams},
+    core::Request,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -68,9 +72,6 @@ impl Target {
             None => format!("{}/{}", self.base, self.plural),
         }
     }
-    pub fn object(&self) -> String {
-        format!("{}/{}", self.collection(), self.name)
-    }
     pub fn describe(&self) -> String {
         match &self.namespace {
             Some(ns) => format!("{} {ns}/{}", self.plural, self.name),
@@ -96,12 +97,13 @@ impl std::fmt::Debug for Applier {
     }
 }
 
-fn query(dry_run: bool) -> String {
-    let mut q = format!("?fieldManager={FIELD_MANAGER}");
-    if dry_run {
-        q.push_str("&dryRun=All");
+/// How every write of a restore is sent: as Arca's field manager, and not persisted in a
+/// dry run.
+fn write_params(dry_run: bool) -> PostParams {
+    PostParams {
+        dry_run,
+        field_manager: Some(FIELD_MANAGER.into()),
     }
-    q
 }
 
 impl Applier {
@@ -112,8 +114,8 @@ impl Applier {
             Ok(body) => body,
             Err(e) => return Applied::failed(format!("encoding: {e}"), false),
         };
-        let url = format!("{}{}", target.collection(), query(self.dry_run));
-        match self.send(http::Method::POST, &url, body).await {
+        let request = Request::new(target.collection()).create(&write_params(self.dry_run), body);
+        match self.send(request).await {
             Ok(created) => {
                 if let (Some(status), false) = (status, self.dry_run)
                     && let Err(e) = self.write_status_text(target, &created, status).await
@@ -136,7 +138,7 @@ impl Applier {
 
     async fn existing(&self, target: &Target, object: &Value) -> Applied {
         let live: Value = match self
-            .send(http::Method::GET, &target.object(), Vec::new())
+            .send(Request::new(target.collection()).get(&target.name, &GetParams::default()))
             .await
             .and_then(|text| serde_json::from_str(&text).map_err(kube::Error::SerdeError))
         {
@@ -169,8 +171,12 @@ impl Applier {
                     Ok(body) => body,
                     Err(e) => return Applied::failed(format!("encoding: {e}"), false),
                 };
-                let url = format!("{}{}", target.object(), query(self.dry_run));
-                match self.send(http::Method::PUT, &url, body).await {
+                let request = Request::new(target.collection()).replace(
+                    &target.name,
+                    &write_params(self.dry_run),
+                    body,
+                );
+                match self.send(request).await {
                     Ok(_) => Applied::new(Outcome::Updated),
                     Err(e) => classify(target, e, self.dry_run),
                 }
@@ -199,22 +205,22 @@ impl Applier {
             root.insert("status".into(), status.clone());
         }
         let body = serde_json::to_vec(&with_status).map_err(kube::Error::SerdeError)?;
-        let url = format!("{}/status{}", target.object(), query(false));
-        self.send(http::Method::PUT, &url, body).await.map(|_| ())
+        let request = Request::new(target.collection()).replace_subresource(
+            "status",
+            &target.name,
+            &write_params(false),
+            body,
+        );
+        self.send(request).await.map(|_| ())
     }
 
-    /// Sends a request; returns the response body, unparsed (most callers ignore it).
+    /// Sends a request made by kube's request builder; returns the response body, unparsed
+    /// (most callers ignore it).
     async fn send(
         &self,
-        method: http::Method,
-        url: &str,
-        body: Vec<u8>,
+        request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
     ) -> Result<String, kube::Error> {
-        let mut request = http::Request::builder().method(method).uri(url);
-        if !body.is_empty() {
-            request = request.header(http::header::CONTENT_TYPE, "application/json");
-        }
-        let request = request.body(body).map_err(kube::Error::HttpError)?;
+        let request = request.map_err(kube::Error::BuildRequest)?;
         self.client.request_text(request).await
     }
 }
@@ -315,7 +321,20 @@ mod tests {
             name: "web".into(),
         };
         assert_eq!(t.collection(), "/apis/apps/v1/namespaces/a/deployments");
-        assert_eq!(t.object(), "/apis/apps/v1/namespaces/a/deployments/web");
-        assert_eq!(query(true), "?fieldManager=arca-restore&dryRun=All");
+        let update = Request::new(t.collection())
+            .replace(&t.name, &write_params(true), Vec::new())
+            .expect("a request");
+        assert_eq!(
+            update.uri().to_string(),
+            "/apis/apps/v1/namespaces/a/deployments/web?&dryRun=All&fieldManager=arca-restore"
+        );
+        let create = Request::new(t.collection())
+            .create(&write_params(false), Vec::new())
+            .expect("a request");
+        assert_eq!(create.method(), http::Method::POST);
+        assert_eq!(
+            create.uri().to_string(),
+            "/apis/apps/v1/namespaces/a/deployments?&fieldManager=arca-restore"
+        );
     }
 }

@@ -8,25 +8,14 @@ use k8s_openapi::{
     api::core::v1::Namespace,
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
-use kube::Client;
-use serde_json::Value;
+use kube::{
+    Api, Client,
+    api::{ObjectMeta, PostParams},
+};
 
 use crate::catalogue::Catalogue;
 
 const POLL: Duration = Duration::from_millis(500);
-
-async fn get(client: &Client, url: &str) -> Result<Option<Value>, kube::Error> {
-    let request = http::Request::get(url)
-        .body(Vec::new())
-        .map_err(kube::Error::HttpError)?;
-    match client.request_text(request).await {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(kube::Error::SerdeError),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
-        Err(e) => Err(e),
-    }
-}
 
 /// Waits until each CRD is Established and its type appears in discovery; returns the
 /// refreshed catalogue. Errors name the CRDs still missing.
@@ -93,23 +82,33 @@ pub async fn namespace_not_terminating(
 }
 
 /// Creates namespace `name` (labelled with the backup and restore) unless it exists.
-pub async fn ensure_namespace(client: &Client, name: &str, labels: &Value) -> Result<bool, String> {
-    if get(client, &format!("/api/v1/namespaces/{name}"))
+pub async fn ensure_namespace(
+    client: &Client,
+    name: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Result<bool, String> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let exists = api
+        .get_opt(name)
         .await
-        .map_err(|e| e.to_string())?
-        .is_some()
-    {
+        .map_err(|e| format!("reading namespace {name}: {e}"))?
+        .is_some();
+    if exists {
         return Ok(false);
     }
-    let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}});
-    let request = http::Request::post(format!(
-        "/api/v1/namespaces?fieldManager={}",
-        super::apply::FIELD_MANAGER
-    ))
-    .header(http::header::CONTENT_TYPE, "application/json")
-    .body(serde_json::to_vec(&body).map_err(|e| e.to_string())?)
-    .map_err(|e| e.to_string())?;
-    match client.request_text(request).await {
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(labels.clone()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    let params = PostParams {
+        field_manager: Some(super::apply::FIELD_MANAGER.into()),
+        ..PostParams::default()
+    };
+    match api.create(&params, &namespace).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
         Err(e) => Err(format!("creating namespace {name}: {e}")),

@@ -45,10 +45,16 @@ impl Run<'_> {
             .lock()
             .map(|f| f.clone())
             .unwrap_or_default();
-        let labels = serde_json::json!({
-            arca_api::labels::BACKUP_NAME: label_value(&self.transform.backup_name),
-            arca_api::labels::RESTORE_NAME: label_value(&self.transform.restore_name),
-        });
+        let labels = std::collections::BTreeMap::from([
+            (
+                arca_api::labels::BACKUP_NAME.to_string(),
+                label_value(&self.transform.backup_name),
+            ),
+            (
+                arca_api::labels::RESTORE_NAME.to_string(),
+                label_value(&self.transform.restore_name),
+            ),
+        ]);
         let labels = &labels;
         let failed = &failed;
         futures::stream::iter(self.namespaces.iter().filter(|ns| !failed.contains(*ns)))
