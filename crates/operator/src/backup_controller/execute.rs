@@ -1,0 +1,165 @@
+//! Step 2 of a backup, once claimed: run the engine with the resolved location and client,
+//! then write `backup.json` (last: a backup without it does not exist).
+
+use std::sync::Arc;
+
+use arca_api::{Backup, BackupPhase, BackupProgress, BackupStatus};
+use arca_engine::{
+    backup::{self, BackupError, BackupRequest},
+    progress::Progress,
+    runlog::RunLog,
+};
+use arca_runtime::status::time;
+use arca_store::{
+    Layout,
+    archive::{BackupMetadata, FORMAT_VERSION},
+};
+use kube::ResourceExt;
+
+use super::{Error, MANAGER, label_location, report::report, resolve::Resolved, set_completed};
+use crate::context::Context;
+
+/// Runs a claimed backup to its end and reports it: the status, metrics and an Event.
+pub(super) async fn execute(
+    backup: &Backup,
+    ctx: &Context,
+    status: &mut BackupStatus,
+    resolved: Resolved,
+) -> Result<(), Error> {
+    let Resolved {
+        location,
+        store: shared_store,
+        client,
+        acting_as,
+        tenant,
+    } = resolved;
+    let location = &location;
+    let store = shared_store.as_ref();
+    let name = backup.name_any();
+    label_location(backup, ctx, &location.name_any()).await;
+    ctx.event(
+        backup,
+        false,
+        "BackupStarted",
+        format!(
+            "writing to location {} ({}){}",
+            location.name_any(),
+            store.describe(),
+            acting_as
+                .as_deref()
+                .map(|user| format!(", acting as {user}"))
+                .unwrap_or_default()
+        ),
+    )
+    .await;
+
+    let progress = Arc::new(Progress::default());
+    let ticker =
+        arca_runtime::progress::Ticker::start(&ctx.client, backup, MANAGER, progress.clone(), {
+            let status = status.clone();
+            move |(total, done)| {
+                let mut status = status.clone();
+                status.progress = Some(BackupProgress {
+                    total_items: total,
+                    items_backed_up: done,
+                });
+                status
+            }
+        });
+    let log = RunLog::create(store, &Layout::backup_logs(&name), &name).await;
+    let request = BackupRequest {
+        name: name.clone(),
+        spec: backup.spec.clone(),
+        tenant,
+        acting_as,
+        mtime: status
+            .start_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second().max(0) as u64)
+            .unwrap_or_default(),
+        uid: backup.uid().unwrap_or_default(),
+        volumes: ctx
+            .volume_job(
+                &backup.namespace().unwrap_or_default(),
+                location,
+                shared_store.clone(),
+            )
+            .await
+            .map_err(|e| e.to_string()),
+    };
+    let outcome = match log {
+        Ok((log, writer)) => {
+            let outcome = backup::run(
+                client,
+                store,
+                &request,
+                ctx.settings.backup,
+                progress.clone(),
+                log,
+            )
+            .await;
+            if let Err(e) = writer.finish().await {
+                tracing::warn!(backup = %name, "uploading the backup log: {e}");
+            }
+            outcome
+        }
+        Err(e) => Err(BackupError::Store(e)),
+    };
+    ticker.stop().await;
+    let (total, done) = progress.get();
+    status.progress = Some(BackupProgress {
+        total_items: total,
+        items_backed_up: done,
+    });
+    let finished = ctx.clock.now();
+    status.completion_timestamp = Some(time(finished));
+    match outcome {
+        Ok(outcome) => {
+            status.errors = outcome.results.errors.count() as u32;
+            status.warnings = outcome.results.warnings.count() as u32;
+            status.archive_bytes = Some(outcome.stats.archive_bytes);
+            if outcome.hooks.hooks_attempted > 0 {
+                status.hook_status = Some(outcome.hooks.clone());
+            }
+            status.phase = Some(if status.errors > 0 {
+                BackupPhase::PartiallyFailed
+            } else {
+                BackupPhase::Completed
+            });
+            set_completed(backup, ctx, status);
+            let mut recorded = backup.clone();
+            recorded.metadata.managed_fields = None;
+            recorded.status = Some(status.clone());
+            let metadata = BackupMetadata {
+                format_version: FORMAT_VERSION.into(),
+                backup: serde_json::to_value(&recorded).unwrap_or_default(),
+                stats: outcome.stats.clone(),
+                cluster_version: ctx
+                    .client
+                    .apiserver_version()
+                    .await
+                    .ok()
+                    .map(|v| v.git_version),
+            };
+            if let Err(e) = arca_store::BackupStore::new(store)
+                .complete(&name, &metadata)
+                .await
+            {
+                status.phase = Some(BackupPhase::Failed);
+                status.failure_reason = Some(format!("writing backup.json: {e}"));
+            } else {
+                ctx.metrics.backup_items.inc_by(outcome.stats.items);
+                ctx.metrics.backup_bytes.inc_by(outcome.stats.archive_bytes);
+            }
+        }
+        Err(BackupError::Invalid(problems)) => {
+            status.phase = Some(BackupPhase::FailedValidation);
+            status.validation_errors = problems;
+        }
+        Err(e) => {
+            status.phase = Some(BackupPhase::Failed);
+            status.failure_reason = Some(e.to_string());
+        }
+    }
+    report(backup, ctx, status, finished).await
+}

@@ -1,0 +1,84 @@
+//! Step 1 of a backup, before the claim: validate the spec (pure, the engine's rules), then
+//! resolve what it refers to (the account it acts as, its location, writable and answering,
+//! with no backup of the same name). Every problem found is one line of
+//! `status.validationErrors`; nothing has been written anywhere yet.
+
+use std::sync::Arc;
+
+use arca_api::{Backup, BackupStorageLocation};
+use arca_engine::backup;
+use arca_runtime::locations;
+use arca_store::ObjectStore;
+use kube::ResourceExt;
+
+use super::location_for;
+use crate::context::Context;
+
+/// What a valid Backup runs with.
+pub(super) struct Resolved {
+    pub location: BackupStorageLocation,
+    /// The location's store (a tenant's folder of the operator's location, for a tenant
+    /// without its own).
+    pub store: Arc<dyn ObjectStore>,
+    /// The client the run reads the cluster with (impersonating a tenant's account).
+    pub client: kube::Client,
+    /// The user it acts as, when not the operator.
+    pub acting_as: Option<String>,
+    /// The namespace a tenant's backup is confined to.
+    pub tenant: Option<String>,
+}
+
+/// Validates `backup` and resolves its references, or says every problem found.
+pub(super) async fn resolve(
+    backup: &Backup,
+    ctx: &Context,
+    tenant: Option<String>,
+) -> Result<Resolved, Vec<String>> {
+    let problems = backup::validate(&backup.spec, tenant.as_deref());
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let namespace = backup.namespace().unwrap_or_default();
+    let client = ctx
+        .run_client(&namespace, backup.spec.service_account_name.as_deref())
+        .await
+        .map_err(|e| e.to_string());
+    match (client, open_for_backup(ctx, backup, &namespace).await) {
+        (Ok((client, acting_as)), Ok((location, store))) => Ok(Resolved {
+            location,
+            store,
+            client,
+            acting_as,
+            tenant,
+        }),
+        (client, location) => Err(client.err().into_iter().chain(location.err()).collect()),
+    }
+}
+
+/// The backup's location, writable and answering, with no backup of the same name in it
+/// (a new Backup never overwrites the data of an old one).
+async fn open_for_backup(
+    ctx: &Context,
+    backup: &Backup,
+    namespace: &str,
+) -> Result<(arca_api::BackupStorageLocation, Arc<dyn ObjectStore>), String> {
+    let (location, store) = location_for(ctx, namespace, backup.spec.storage_location.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    locations::ensure_writable(&location).map_err(|e| e.to_string())?;
+    locations::check(&location.name_any(), store.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = backup.name_any();
+    let existing = arca_store::BackupStore::new(store.as_ref())
+        .exists(&name)
+        .await
+        .map_err(|e| e.to_string())?;
+    if existing {
+        return Err(format!(
+            "location {} already holds a backup named {name}; it is kept as it is: give this Backup another name",
+            location.name_any()
+        ));
+    }
+    Ok((location, store))
+}
