@@ -1,0 +1,133 @@
+//! Step 2 of a restore, once claimed: run the engine with the resolved backup, stores and
+//! client.
+
+use std::sync::Arc;
+
+use arca_api::{Restore, RestorePhase, RestoreProgress, RestoreStatus};
+use arca_engine::{
+    progress::Progress,
+    restore::{self, RestoreError, RestoreRequest},
+    runlog::RunLog,
+};
+use arca_runtime::status::time;
+use arca_store::Layout;
+use kube::ResourceExt;
+
+use super::{Error, MANAGER, report::report, resolve::Resolved};
+use crate::context::Context;
+
+/// Runs a claimed restore to its end and reports it.
+pub(super) async fn execute(
+    restore: &Restore,
+    ctx: &Context,
+    status: &mut RestoreStatus,
+    resolved: Resolved,
+) -> Result<(), Error> {
+    let Resolved {
+        metadata,
+        store,
+        output,
+        volumes,
+        client,
+        acting_as,
+        tenant,
+        ..
+    } = resolved;
+    let (store, output, metadata) = (store.as_ref(), output.as_ref(), &metadata);
+    let name = restore.name_any();
+    let backup_name = status.backup_name.clone().unwrap_or_default();
+    ctx.event(
+        restore,
+        false,
+        "RestoreStarted",
+        format!(
+            "restoring backup {backup_name}{}{}",
+            if restore.spec.dry_run {
+                " (dry run)"
+            } else {
+                ""
+            },
+            acting_as
+                .as_deref()
+                .map(|user| format!(", acting as {user}"))
+                .unwrap_or_default()
+        ),
+    )
+    .await;
+    let progress = Arc::new(Progress::default());
+    let ticker =
+        arca_runtime::progress::Ticker::start(&ctx.client, restore, MANAGER, progress.clone(), {
+            let status = status.clone();
+            move |(total, done)| {
+                let mut status = status.clone();
+                status.progress = Some(RestoreProgress {
+                    total_items: total,
+                    items_restored: done,
+                });
+                status
+            }
+        });
+    let request = RestoreRequest {
+        name: name.clone(),
+        backup_name: backup_name.clone(),
+        spec: restore.spec.clone(),
+        tenant,
+        uid: restore.uid().unwrap_or_default(),
+        volumes,
+        restore_helper_image: ctx.settings.restore_helper_image.clone(),
+    };
+    let outcome = match RunLog::create(output, &Layout::restore_logs(&name), &name).await {
+        Ok((log, writer)) => {
+            let outcome = restore::run(
+                client,
+                store,
+                output,
+                &request,
+                metadata,
+                ctx.settings.restore,
+                progress.clone(),
+                log,
+            )
+            .await;
+            if let Err(e) = writer.finish().await {
+                tracing::warn!(restore = %name, "uploading the restore log: {e}");
+            }
+            outcome
+        }
+        Err(e) => Err(RestoreError::Store(e)),
+    };
+    ticker.stop().await;
+    let (total, done) = progress.get();
+    status.progress = Some(RestoreProgress {
+        total_items: total,
+        items_restored: done,
+    });
+    let finished = ctx.clock.now();
+    status.completion_timestamp = Some(time(finished));
+    match outcome {
+        Ok(outcome) => {
+            status.errors = outcome.results.errors.count() as u32;
+            status.warnings = outcome.results.warnings.count() as u32;
+            let failed = outcome.outcomes.failed;
+            ctx.metrics.restore_items.inc_by(outcome.total);
+            if outcome.hooks.hooks_attempted > 0 {
+                status.hook_status = Some(outcome.hooks.clone());
+            }
+            status.outcomes = Some(outcome.outcomes);
+            status.phase = Some(if failed > 0 || status.errors > 0 {
+                RestorePhase::PartiallyFailed
+            } else {
+                RestorePhase::Completed
+            });
+        }
+        Err(RestoreError::Invalid(problems)) => {
+            status.phase = Some(RestorePhase::FailedValidation);
+            status.validation_errors = problems;
+        }
+        Err(e) => {
+            status.phase = Some(RestorePhase::Failed);
+            status.failure_reason = Some(e.to_string());
+        }
+    }
+    report(restore, ctx, status, finished).await
+}

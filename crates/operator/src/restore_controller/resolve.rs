@@ -1,0 +1,136 @@
+//! Step 1 of a restore, before the claim: validate the spec (pure, the engine's rules), then
+//! resolve what it refers to (the account it acts as, the backup, its location and
+//! `backup.json`). Every problem found is one line of `status.validationErrors`.
+
+use std::sync::Arc;
+
+use arca_api::{AccessMode, Backup, BackupPhase, Restore, labels};
+use arca_engine::{pod_volumes::VolumeJob, restore};
+use arca_store::{DiscardStore, ObjectStore, archive::BackupMetadata};
+use kube::{Api, ResourceExt, api::ListParams};
+
+use crate::{backup_controller::location_for, context::Context};
+
+/// What a valid Restore runs with.
+pub(super) struct Resolved {
+    pub backup: Backup,
+    /// Its `backup.json`.
+    pub metadata: BackupMetadata,
+    /// The location written to (results, logs): None when it is ReadOnly.
+    pub written_to: Option<String>,
+    /// Where the backup is read from.
+    pub store: Arc<dyn ObjectStore>,
+    /// Where the restore's results and logs go (a DiscardStore for a ReadOnly location).
+    pub output: Arc<dyn ObjectStore>,
+    /// Where pod volume work goes, or why there is none.
+    pub volumes: Result<VolumeJob, String>,
+    /// The client the run writes the cluster with (impersonating a tenant's account).
+    pub client: kube::Client,
+    /// The user it acts as, when not the operator.
+    pub acting_as: Option<String>,
+    /// The namespace a tenant's restore is confined to.
+    pub tenant: Option<String>,
+}
+
+/// Validates `restore` and resolves its references, or says every problem found.
+pub(super) async fn resolve(
+    restore: &Restore,
+    ctx: &Context,
+    tenant: Option<String>,
+) -> Result<Resolved, Vec<String>> {
+    let problems = restore::validate(&restore.spec, tenant.as_deref());
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let namespace = restore.namespace().unwrap_or_default();
+    let client = ctx
+        .run_client(&namespace, restore.spec.service_account_name.as_deref())
+        .await
+        .map_err(|e| e.to_string());
+    match (client, prepare(ctx, restore).await) {
+        (Ok((client, acting_as)), Ok(found)) => Ok(Resolved {
+            client,
+            acting_as,
+            tenant,
+            ..found
+        }),
+        (client, found) => Err(client.err().into_iter().chain(found.err()).collect()),
+    }
+}
+
+/// The backup, its location and metadata; the client fields are the operator's own until
+/// [`resolve`] sets them.
+async fn prepare(ctx: &Context, restore: &Restore) -> Result<Resolved, String> {
+    let namespace = restore.namespace().unwrap_or_default();
+    let backup = find_backup(ctx, restore).await?;
+    let location_name = backup.location_name();
+    let (location, store) = location_for(ctx, &namespace, location_name.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = backup.name_any();
+    let metadata = arca_store::BackupStore::new(store.as_ref())
+        .metadata(&name)
+        .await
+        .map_err(|e| format!("reading backup {name}: {e}"))?
+        .ok_or_else(|| format!("backup {name} has no backup.json in {}: it never completed there, or its data was deleted", store.describe()))?;
+    let output: Arc<dyn ObjectStore> = if location.spec.access_mode == AccessMode::ReadOnly {
+        Arc::new(DiscardStore)
+    } else {
+        store.clone()
+    };
+    let volumes = ctx
+        .volume_job(&namespace, &location, store.clone())
+        .await
+        .map_err(|e| e.to_string());
+    let written = (location.spec.access_mode != AccessMode::ReadOnly).then(|| location.name_any());
+    Ok(Resolved {
+        backup,
+        metadata,
+        written_to: written,
+        store,
+        output,
+        volumes,
+        client: ctx.client.clone(),
+        acting_as: None,
+        tenant: None,
+    })
+}
+
+/// The Backup to restore: named, or the newest Completed one of the schedule.
+async fn find_backup(ctx: &Context, restore: &Restore) -> Result<Backup, String> {
+    let namespace = restore.namespace().unwrap_or_default();
+    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let backup = match (&restore.spec.backup_name, &restore.spec.schedule_name) {
+        (Some(name), _) if !name.is_empty() => backups
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("reading Backup {name}: {e}"))?
+            .ok_or_else(|| format!("no Backup {name:?} in namespace {namespace} (see `arca backup get -n {namespace}`)"))?,
+        (_, Some(schedule)) => {
+            let params = ListParams::default().labels(&format!("{}={schedule}", labels::SCHEDULE_NAME));
+            let mut found: Vec<Backup> = backups
+                .list(&params)
+                .await
+                .map_err(|e| format!("listing backups of schedule {schedule}: {e}"))?
+                .items
+                .into_iter()
+                .filter(|b| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Completed))
+                .collect();
+            found.sort_by_key(|b| b.status.as_ref().and_then(|s| s.start_timestamp.clone()).map(|t| t.0));
+            found.pop().ok_or_else(|| format!("schedule {schedule:?} has no Completed backup in namespace {namespace}"))?
+        }
+        _ => return Err("set exactly one of backupName and scheduleName".into()),
+    };
+    let phase = backup
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .unwrap_or_default();
+    if !matches!(phase, BackupPhase::Completed | BackupPhase::PartiallyFailed) {
+        return Err(format!(
+            "backup {} is {phase:?}: only Completed or PartiallyFailed backups can be restored",
+            backup.name_any()
+        ));
+    }
+    Ok(backup)
+}
