@@ -140,3 +140,158 @@ async fn reconcile(
     }
     Ok(Action::requeue(frequency))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use arca_api::{AccessMode, BackupStorageLocationSpec, Provider};
+    use http::Method;
+
+    use super::*;
+    use crate::fixtures::{Expect, OPERATOR_NS, context, event_created, events_path};
+
+    const STATUS: &str =
+        "/apis/arca.dev/v1alpha1/namespaces/arca-system/backupstoragelocations/default/status";
+
+    fn location(
+        path: &std::path::Path,
+        status: Option<BackupStorageLocationStatus>,
+    ) -> Arc<BackupStorageLocation> {
+        let mut l = BackupStorageLocation::new(
+            "default",
+            BackupStorageLocationSpec {
+                provider: Provider::Filesystem,
+                access_mode: AccessMode::ReadWrite,
+                config: [("path".to_string(), path.display().to_string())].into(),
+                ..BackupStorageLocationSpec::default()
+            },
+        );
+        l.spec.object_storage.bucket = "bucket".into();
+        l.metadata.namespace = Some(OPERATOR_NS.into());
+        l.metadata.generation = Some(3);
+        l.status = status;
+        Arc::new(l)
+    }
+
+    /// The apiserver's answer to a status write: a location as it returns one.
+    fn written() -> serde_json::Value {
+        serde_json::to_value(&*location(std::path::Path::new("/x"), None)).expect("json")
+    }
+
+    async fn check(
+        location: Arc<BackupStorageLocation>,
+        script: Vec<Expect>,
+    ) -> (Action, Vec<serde_json::Value>, Arc<Context>) {
+        let (ctx, server) = context();
+        let (action, sent) = server.drive(script, reconcile(location, ctx.clone())).await;
+        (action.expect("reconciled"), sent, ctx)
+    }
+
+    fn available(ctx: &Context) -> i64 {
+        ctx.metrics
+            .location_available
+            .get_or_create(&LocationLabels {
+                namespace: OPERATOR_NS.into(),
+                location: "default".into(),
+            })
+            .get()
+    }
+
+    #[tokio::test]
+    async fn a_location_that_answers_becomes_available_with_its_condition() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (action, sent, ctx) = check(
+            location(dir.path(), None),
+            vec![
+                Expect::new(Method::PATCH, STATUS, written()),
+                Expect::new(
+                    Method::POST,
+                    events_path(OPERATOR_NS),
+                    event_created(OPERATOR_NS),
+                ),
+            ],
+        )
+        .await;
+        assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+        let status = &sent[0]["status"];
+        assert_eq!(status["phase"], "Available");
+        assert_eq!(status["observedGeneration"], 3);
+        assert_eq!(status["conditions"][0]["type"], "Available");
+        assert_eq!(status["conditions"][0]["status"], "True");
+        assert!(
+            status.get("lastSyncedTime").is_none(),
+            "the sync's field: {status}"
+        );
+        assert_eq!(sent[1]["reason"], "LocationAvailable");
+        assert_eq!(available(&ctx), 1);
+    }
+
+    #[tokio::test]
+    async fn a_location_that_cannot_be_used_says_why_once() {
+        let file = tempfile::NamedTempFile::new().expect("a file");
+        let (_, sent, ctx) = check(
+            location(file.path(), None),
+            vec![
+                Expect::new(Method::PATCH, STATUS, written()),
+                Expect::new(
+                    Method::POST,
+                    events_path(OPERATOR_NS),
+                    event_created(OPERATOR_NS),
+                ),
+            ],
+        )
+        .await;
+        let status = &sent[0]["status"];
+        assert_eq!(status["phase"], "Unavailable");
+        assert_eq!(status["conditions"][0]["status"], "False");
+        assert_eq!(status["conditions"][0]["reason"], "Unavailable");
+        assert_eq!(status["conditions"][0]["message"], status["message"]);
+        assert_eq!(sent[1]["type"], "Warning");
+        assert_eq!(available(&ctx), 0);
+
+        // Checked again, still unusable: the status is refreshed, no second Event.
+        let before = BackupStorageLocationStatus {
+            phase: Some(LocationPhase::Unavailable),
+            last_validation_time: Some(time(
+                crate::fixtures::now() - jiff::SignedDuration::from_secs(120),
+            )),
+            observed_generation: Some(3),
+            ..BackupStorageLocationStatus::default()
+        };
+        let (_, sent, _) = check(
+            location(file.path(), Some(before)),
+            vec![Expect::new(Method::PATCH, STATUS, written())],
+        )
+        .await;
+        assert_eq!(sent[0]["status"]["phase"], "Unavailable");
+    }
+
+    /// The status write wakes the controller again: a location checked recently with an
+    /// unchanged spec is not checked again before it is due.
+    #[tokio::test]
+    async fn a_location_checked_recently_waits_for_its_next_check() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let recent = BackupStorageLocationStatus {
+            phase: Some(LocationPhase::Available),
+            last_validation_time: Some(time(
+                crate::fixtures::now() - jiff::SignedDuration::from_secs(20),
+            )),
+            observed_generation: Some(3),
+            ..BackupStorageLocationStatus::default()
+        };
+        let (action, _, _) = check(location(dir.path(), Some(recent.clone())), Vec::new()).await;
+        assert_eq!(action, Action::requeue(Duration::from_secs(40)));
+        // A changed spec is checked at once.
+        let changed = BackupStorageLocationStatus {
+            observed_generation: Some(2),
+            ..recent
+        };
+        let (_, sent, _) = check(
+            location(dir.path(), Some(changed)),
+            vec![Expect::new(Method::PATCH, STATUS, written())],
+        )
+        .await;
+        assert_eq!(sent[0]["status"]["observedGeneration"], 3);
+    }
+}
