@@ -208,6 +208,46 @@ impl Context {
         kube::runtime::controller::Action::requeue(wait)
     }
 
+    /// Runs `controller` (configured: its watches and concurrency) as controller `name`
+    /// until `shutdown`: each object goes through `reconcile` via [`Context::tracked`], a
+    /// failure through [`Context::reconcile_failed`] (backoff, metric); results are logged
+    /// at debug level. The one way every controller of the operator runs.
+    pub async fn drive<K, E, Fut, R>(
+        self: Arc<Self>,
+        name: &'static str,
+        controller: kube::runtime::Controller<K>,
+        shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+        reconcile: R,
+    ) where
+        R: Fn(Arc<K>, Arc<Context>) -> Fut + Clone + Send + Sync + 'static,
+        K: Resource<DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, E>>
+            + Send
+            + 'static,
+    {
+        use futures::StreamExt;
+        controller
+            .graceful_shutdown_on(shutdown)
+            .run(
+                move |object, ctx| ctx.tracked(name, object, reconcile.clone()),
+                move |object, error, ctx| ctx.reconcile_failed(name, object.as_ref(), error),
+                self,
+            )
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(controller = name, "reconcile: {e}");
+                }
+            })
+            .await;
+    }
+
     /// Runs `reconcile` on `object`: a success resets the object's backoff (failures go
     /// through [`Context::reconcile_failed`], the controllers' error policy).
     pub async fn tracked<K, E, Fut>(

@@ -12,7 +12,6 @@ use arca_api::{
 use arca_engine::pod_volumes::repository_key;
 use arca_store::archive::VolumeSnapshots;
 use arca_volume::VolumeRepository;
-use futures::StreamExt;
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, PostParams},
@@ -44,19 +43,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let requests: Api<DeleteBackupRequest> = ctx.settings.watched(&ctx.client);
-    Controller::new(requests, watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |object, ctx| ctx.tracked(CONTROLLER, object, reconcile),
-            |object, error, ctx| ctx.reconcile_failed(CONTROLLER, object.as_ref(), error),
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("deletion reconcile: {e}");
-            }
-        })
-        .await;
+    let controller = Controller::new(requests, watcher::Config::default());
+    ctx.drive(CONTROLLER, controller, shutdown, reconcile).await;
 }
 
 /// Files a request to delete `backup` (once: an open request for it is enough).

@@ -8,7 +8,6 @@ use arca_api::{
     Restore,
 };
 use arca_store::Layout;
-use futures::StreamExt;
 use kube::{
     Api, ResourceExt,
     api::DeleteParams,
@@ -36,19 +35,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let requests: Api<DownloadRequest> = ctx.settings.watched(&ctx.client);
-    Controller::new(requests, watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |object, ctx| ctx.tracked(CONTROLLER, object, reconcile),
-            |object, error, ctx| ctx.reconcile_failed(CONTROLLER, object.as_ref(), error),
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("download reconcile: {e}");
-            }
-        })
-        .await;
+    let controller = Controller::new(requests, watcher::Config::default());
+    ctx.drive(CONTROLLER, controller, shutdown, reconcile).await;
 }
 
 async fn reconcile(request: Arc<DownloadRequest>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -8,7 +8,6 @@ use std::{sync::Arc, time::Duration};
 
 use arca_api::{AccessMode, Backup, BackupStorageLocation, LocationPhase, labels};
 use arca_policy::gc::{Expiring, expired};
-use futures::StreamExt;
 use jiff::Timestamp;
 use kube::{
     Api, ResourceExt,
@@ -36,19 +35,11 @@ pub async fn run(
     let backups: Api<Backup> = ctx.settings.watched(&ctx.client);
     let controller = Controller::new(backups, watcher::Config::default());
     let all = controller.store();
-    controller
-        .graceful_shutdown_on(shutdown)
-        .run(
-            move |backup, ctx| {
-                let all = all.clone();
-                ctx.tracked(CONTROLLER, backup, |backup, ctx| async move {
-                    collect(&ctx, &backup, &all).await
-                })
-            },
-            |backup, error, ctx| ctx.reconcile_failed(CONTROLLER, backup.as_ref(), error),
-            ctx,
-        )
-        .for_each(|_| async {})
+    let collect_with_siblings = move |backup: Arc<Backup>, ctx: Arc<Context>| {
+        let all = all.clone();
+        async move { collect(&ctx, &backup, &all).await }
+    };
+    ctx.drive(CONTROLLER, controller, shutdown, collect_with_siblings)
         .await;
 }
 

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use arca_api::{BackupStorageLocation, BackupStorageLocationStatus, LocationPhase};
-use futures::StreamExt;
 use kube::{
     Api, ResourceExt,
     runtime::{Controller, controller::Action, watcher},
@@ -33,19 +32,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let locations: Api<BackupStorageLocation> = ctx.settings.watched(&ctx.client);
-    Controller::new(locations, watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |object, ctx| ctx.tracked(CONTROLLER, object, reconcile),
-            |object, error, ctx| ctx.reconcile_failed(CONTROLLER, object.as_ref(), error),
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("location reconcile: {e}");
-            }
-        })
-        .await;
+    let controller = Controller::new(locations, watcher::Config::default());
+    ctx.drive(CONTROLLER, controller, shutdown, reconcile).await;
 }
 
 async fn reconcile(

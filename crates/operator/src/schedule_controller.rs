@@ -10,7 +10,6 @@ use arca_policy::{
     schedule::{Decision, ScheduleState, decide},
     scheduled_backup_name,
 };
-use futures::StreamExt;
 use kube::{
     Api, Resource, ResourceExt,
     api::{ListParams, PostParams},
@@ -54,7 +53,7 @@ pub async fn run(
             });
         }
     });
-    controller
+    let controller = controller
         // A backup of a schedule changing phase re-evaluates the schedule (skips, retention).
         .watches(
             backups,
@@ -63,19 +62,8 @@ pub async fn run(
                 let schedule = backup.labels().get(labels::SCHEDULE_NAME)?.clone();
                 Some(ObjectRef::new(&schedule).within(&backup.namespace()?))
             },
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |object, ctx| ctx.tracked(CONTROLLER, object, reconcile),
-            |object, error, ctx| ctx.reconcile_failed(CONTROLLER, object.as_ref(), error),
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("schedule reconcile: {e}");
-            }
-        })
-        .await;
+        );
+    ctx.drive(CONTROLLER, controller, shutdown, reconcile).await;
     pruner.abort();
 }
 

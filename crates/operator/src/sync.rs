@@ -12,7 +12,6 @@ use arca_api::{
     Backup, BackupPhase, BackupStatus, BackupStorageLocation, BackupStorageLocationStatus, labels,
 };
 use arca_store::{Layout, ObjectStore};
-use futures::StreamExt;
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, PostParams},
@@ -53,14 +52,9 @@ pub async fn run(
         apis.push(Api::namespaced(ctx.client.clone(), &ctx.settings.namespace));
     }
     let controllers = apis.into_iter().map(|api| {
-        Controller::new(api, watcher::Config::default())
-            .graceful_shutdown_on(shutdown.clone())
-            .run(
-                |location, ctx| ctx.tracked(CONTROLLER, location, sync_when_due),
-                |location, error, ctx| ctx.reconcile_failed(CONTROLLER, location.as_ref(), error),
-                ctx.clone(),
-            )
-            .for_each(|_| async {})
+        let controller = Controller::new(api, watcher::Config::default());
+        ctx.clone()
+            .drive(CONTROLLER, controller, shutdown.clone(), sync_when_due)
     });
     futures::future::join_all(controllers).await;
 }

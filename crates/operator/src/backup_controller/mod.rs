@@ -9,7 +9,6 @@ use std::{sync::Arc, time::Duration};
 
 use arca_api::{Backup, BackupPhase, BackupProgress, BackupStatus, labels};
 use arca_store::{Layout, ObjectStore, archive::FORMAT_VERSION};
-use futures::StreamExt;
 use kube::{
     Api, ResourceExt,
     runtime::{Controller, controller::Action, watcher},
@@ -47,20 +46,8 @@ pub async fn run(
     let backups: Api<Backup> = ctx.settings.watched(&ctx.client);
     let config = kube::runtime::controller::Config::default()
         .concurrency(ctx.settings.max_concurrent_backups);
-    Controller::new(backups, watcher::Config::default())
-        .with_config(config)
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |object, ctx| ctx.tracked(CONTROLLER, object, reconcile),
-            |object, error, ctx| ctx.reconcile_failed(CONTROLLER, object.as_ref(), error),
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("backup reconcile: {e}");
-            }
-        })
-        .await;
+    let controller = Controller::new(backups, watcher::Config::default()).with_config(config);
+    ctx.drive(CONTROLLER, controller, shutdown, reconcile).await;
 }
 
 async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action, Error> {

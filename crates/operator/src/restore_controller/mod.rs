@@ -8,7 +8,6 @@ use std::{sync::Arc, time::Duration};
 
 use arca_api::{AccessMode, Backup, Restore, RestorePhase, RestoreProgress, RestoreStatus, labels};
 use arca_store::{Layout, ObjectStore};
-use futures::StreamExt;
 use kube::{
     Api, ResourceExt,
     api::ListParams,
@@ -51,20 +50,8 @@ pub async fn run(
     let restores: Api<Restore> = ctx.settings.watched(&ctx.client);
     let config = kube::runtime::controller::Config::default()
         .concurrency(ctx.settings.max_concurrent_restores);
-    Controller::new(restores, watcher::Config::default())
-        .with_config(config)
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |object, ctx| ctx.tracked(CONTROLLER, object, reconcile),
-            |object, error, ctx| ctx.reconcile_failed(CONTROLLER, object.as_ref(), error),
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("restore reconcile: {e}");
-            }
-        })
-        .await;
+    let controller = Controller::new(restores, watcher::Config::default()).with_config(config);
+    ctx.drive(CONTROLLER, controller, shutdown, reconcile).await;
 }
 
 async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Action, Error> {
