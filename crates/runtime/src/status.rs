@@ -100,6 +100,15 @@ where
     Ok(claimed)
 }
 
+/// Seconds from `start` (none: the epoch) to `end`, for durations in metrics and Events.
+pub fn seconds_since(
+    start: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    end: jiff::Timestamp,
+) -> f64 {
+    let start = start.map(|t| t.0.as_millisecond()).unwrap_or_default();
+    (end.as_millisecond() - start) as f64 / 1000.0
+}
+
 /// A Kubernetes timestamp.
 pub fn time(t: jiff::Timestamp) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t)

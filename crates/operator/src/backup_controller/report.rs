@@ -5,6 +5,8 @@ use arca_api::{Backup, BackupPhase, BackupStatus, labels};
 use kube::ResourceExt;
 
 use super::{Error, patch};
+use arca_runtime::status::seconds_since;
+
 use crate::{
     context::Context,
     metrics::{OutcomeLabels, ScheduleLabels},
@@ -20,13 +22,7 @@ pub(super) async fn report(
     let name = backup.name_any();
     patch(backup, ctx, status).await?;
     let phase = status.phase.unwrap_or_default();
-    let seconds = (finished.as_millisecond()
-        - status
-            .start_timestamp
-            .as_ref()
-            .map(|t| t.0.as_millisecond())
-            .unwrap_or_default()) as f64
-        / 1000.0;
+    let seconds = seconds_since(status.start_timestamp.as_ref(), finished);
     ctx.metrics.backup_duration.observe(seconds);
     ctx.metrics
         .backups

@@ -4,6 +4,8 @@
 use arca_api::{Restore, RestorePhase, RestoreStatus};
 
 use super::{Error, patch};
+use arca_runtime::status::seconds_since;
+
 use crate::{context::Context, metrics::OutcomeLabels};
 
 /// Writes the final `status` of `restore`, finished at `finished`; counts and tells it.
@@ -15,13 +17,7 @@ pub(super) async fn report(
 ) -> Result<(), Error> {
     patch(restore, ctx, status).await?;
     let phase = status.phase.unwrap_or_default();
-    let seconds = (finished.as_millisecond()
-        - status
-            .start_timestamp
-            .as_ref()
-            .map(|t| t.0.as_millisecond())
-            .unwrap_or_default()) as f64
-        / 1000.0;
+    let seconds = seconds_since(status.start_timestamp.as_ref(), finished);
     ctx.metrics.restore_duration.observe(seconds);
     ctx.metrics
         .restores
