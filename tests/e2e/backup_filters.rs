@@ -4,8 +4,9 @@ use std::{collections::BTreeSet, time::Duration};
 
 use arca_api::BackupPhase;
 use arca_e2e::{
-    env, index_of, kubectl_apply,
-    operator::{Operator, backup_done, phase_of_backup, s3_location, settings},
+    index_of, kubectl_apply,
+    operator::phase_of_backup,
+    scenario::{Scenario, assert_completed},
 };
 
 fn names(index: &[arca_store::archive::IndexEntry], namespace: &str) -> BTreeSet<String> {
@@ -22,12 +23,9 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_choose_what_is_backed_up() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("filters").await.expect("namespace");
-    let twin = env.namespace("filters").await.expect("namespace");
-    let prefix = env.prefix();
+    let scenario = Scenario::start("filters").await;
+    let (env, _, _, app, prefix) = scenario.parts();
+    let twin = scenario.namespace("filters").await;
     let ns = &app.name;
     kubectl_apply(
         env,
@@ -71,57 +69,43 @@ metadata: {{name: twin, namespace: {twin}}}
             twin = twin.name
         ),
     );
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
     let backups = [
         (
             "only-configmaps",
-            format!("includedNamespaces: [{ns}]\n  includedResources: [cm]"),
+            format!("{{includedNamespaces: [{ns}], includedResources: [cm]}}"),
         ),
         (
             "short-and-grouped",
-            format!("includedNamespaces: [{ns}]\n  includedResources: [deploy, secrets]"),
+            format!("{{includedNamespaces: [{ns}], includedResources: [deploy, secrets]}}"),
         ),
         (
             "no-config",
             format!(
-                "includedNamespaces: [{ns}]\n  excludedResources: [configmaps, secrets, serviceaccounts]"
+                "{{includedNamespaces: [{ns}], excludedResources: [configmaps, secrets, serviceaccounts]}}"
             ),
         ),
         (
             "label-a",
-            format!("includedNamespaces: [{ns}]\n  labelSelector: {{matchLabels: {{app: a}}}}"),
+            format!("{{includedNamespaces: [{ns}], labelSelector: {{matchLabels: {{app: a}}}}}}"),
         ),
         (
             "a-or-x",
             format!(
-                "includedNamespaces: [{ns}]\n  orLabelSelectors: [{{matchLabels: {{app: a}}}}, {{matchExpressions: [{{key: tier, operator: In, values: [x]}}]}}]"
+                "{{includedNamespaces: [{ns}], orLabelSelectors: [{{matchLabels: {{app: a}}}}, {{matchExpressions: [{{key: tier, operator: In, values: [x]}}]}}]}}"
             ),
         ),
         (
             "glob",
             format!(
-                "includedNamespaces: ['filters-*']\n  excludedNamespaces: [{ns}]\n  includedResources: [configmaps]"
+                "{{includedNamespaces: ['filters-*'], excludedNamespaces: [{ns}], includedResources: [configmaps]}}"
             ),
         ),
     ];
     for (name, spec) in &backups {
-        kubectl_apply(
-            env,
-            &format!(
-                "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: {name}, namespace: {}}}\nspec:\n  {spec}\n",
-                arca.name
-            ),
-        );
+        scenario.apply_backup(name, spec);
     }
     for (name, _) in &backups {
-        let backup = backup_done(&client, &arca.name, name, Duration::from_secs(120)).await;
-        assert_eq!(
-            phase_of_backup(&backup),
-            BackupPhase::Completed,
-            "{name}: {:?}",
-            backup.status
-        );
+        assert_completed(&scenario.backup_done(name).await);
     }
     let only_cm = index_of(env, &prefix.prefix, "only-configmaps").await;
     assert_eq!(
@@ -170,7 +154,7 @@ metadata: {{name: twin, namespace: {twin}}}
         names(&glob, &twin.name).contains("configmaps/twin"),
         "matched by the glob"
     );
-    operator.stop().await;
+    scenario.stop().await;
 }
 
 /// With no node agent running, a pod asking for its volumes' data must not end in a silent
@@ -178,11 +162,9 @@ metadata: {{name: twin, namespace: {twin}}}
 /// the missing agent. The configMap volume asked for is never taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn volume_data_with_no_agent_is_an_error_naming_the_volume() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("volumes").await.expect("namespace");
-    let prefix = env.prefix();
+    let scenario =
+        Scenario::start_with("volumes", |s| s.fs_backup_timeout = Duration::from_secs(5)).await;
+    let (env, _, _, app, prefix) = scenario.parts();
     let ns = &app.name;
     kubectl_apply(
         env,
@@ -202,18 +184,7 @@ spec:
 "#
         ),
     );
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let mut quick = settings(&arca.name);
-    quick.fs_backup_timeout = Duration::from_secs(5);
-    let operator = Operator::start(env, quick).await;
-    kubectl_apply(
-        env,
-        &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: vols, namespace: {}}}\nspec: {{includedNamespaces: [{ns}]}}\n",
-            arca.name
-        ),
-    );
-    let backup = backup_done(&client, &arca.name, "vols", Duration::from_secs(60)).await;
+    let backup = scenario.backup("vols", &scenario.app_spec()).await;
     let status = backup.status.clone().unwrap_or_default();
     assert_eq!(phase_of_backup(&backup), BackupPhase::PartiallyFailed);
     assert_eq!(status.errors, 1, "{status:?}");
@@ -229,5 +200,5 @@ spec:
         "{results}"
     );
     assert!(!results.contains("volume conf"), "{results}");
-    operator.stop().await;
+    scenario.stop().await;
 }

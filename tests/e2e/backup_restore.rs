@@ -4,11 +4,9 @@ use std::time::Duration;
 
 use arca_api::{BackupPhase, RestorePhase};
 use arca_e2e::{
-    apply_fixture, env, eventually, index_of, kubectl, kubectl_apply,
-    operator::{
-        Operator, backup_done, phase_of_backup, phase_of_restore, restore_done, s3_location,
-        settings,
-    },
+    apply_fixture, eventually, index_of, kubectl, kubectl_apply,
+    operator::{backup_done, phase_of_backup, phase_of_restore, restore_done},
+    scenario::{Scenario, assert_restored},
     snapshot,
 };
 
@@ -23,15 +21,9 @@ fn fixture(ns: &str, other: &str, suffix: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_realistic_namespace_comes_back_identical() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("operator namespace");
-    let app = env.namespace("shop").await.expect("app namespace");
-    let other = env
-        .namespace("neighbour")
-        .await
-        .expect("neighbour namespace");
-    let prefix = env.prefix();
+    let scenario = Scenario::start("shop").await;
+    let (env, _, _, app, prefix) = scenario.parts();
+    let other = scenario.namespace("neighbour").await;
     let suffix = format!("t{}", &app.name[app.name.len() - 6..]);
     apply_fixture(env, &fixture(&app.name, &other.name, &suffix), &["Widget"]);
     eventually(
@@ -69,22 +61,12 @@ async fn a_realistic_namespace_comes_back_identical() {
         before.len()
     );
 
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
-    kubectl_apply(
-        env,
-        &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: full, namespace: {}}}\nspec: {{includedNamespaces: [{}], ttl: 24h}}\n",
-            arca.name, app.name
-        ),
-    );
-    let backup = backup_done(&client, &arca.name, "full", Duration::from_secs(120)).await;
-    assert_eq!(
-        phase_of_backup(&backup),
-        BackupPhase::Completed,
-        "{:?}",
-        backup.status
-    );
+    let backup = scenario
+        .completed_backup_with(
+            "full",
+            &format!("{{includedNamespaces: [{}], ttl: 24h}}", app.name),
+        )
+        .await;
     let status = backup.status.clone().unwrap_or_default();
     assert_eq!(status.errors, 0);
     assert!(status.expiration.is_some() && status.completion_timestamp.is_some());
@@ -129,20 +111,10 @@ async fn a_realistic_namespace_comes_back_identical() {
     );
     kubectl(env, &["delete", "pv", &pv, "--wait=true", "--timeout=60s"]);
 
-    kubectl_apply(
-        env,
-        &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: back, namespace: {}}}\nspec: {{backupName: full}}\n",
-            arca.name
-        ),
-    );
-    let restore = restore_done(&client, &arca.name, "back", Duration::from_secs(180)).await;
-    assert_eq!(
-        phase_of_restore(&restore),
-        RestorePhase::Completed,
-        "{:?}",
-        restore.status
-    );
+    let restore = scenario
+        .restore_within("back", "{backupName: full}", Duration::from_secs(180))
+        .await;
+    assert_restored(&restore);
     let outcomes = restore
         .status
         .clone()
@@ -230,7 +202,7 @@ async fn a_realistic_namespace_comes_back_identical() {
             && labels.contains("\"arca.dev/restore-name\":\"back\""),
         "{labels}"
     );
-    operator.stop().await;
+    scenario.stop().await;
     kubectl(
         env,
         &["delete", "pv", &pv, "--ignore-not-found", "--wait=false"],
@@ -246,7 +218,7 @@ async fn a_realistic_namespace_comes_back_identical() {
 /// reason and the cause as message otherwise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditions_say_how_a_run_ended_for_kubectl_wait() {
-    let scenario = arca_e2e::scenario::Scenario::start("cond").await;
+    let scenario = Scenario::start("cond").await;
     let (env, client, app) = (scenario.env, &scenario.client, &scenario.app);
     let a = &scenario.arca.name;
     kubectl_apply(

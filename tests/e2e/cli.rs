@@ -3,8 +3,7 @@
 use std::{process::Output, time::Duration};
 
 use arca_e2e::{
-    env, eventually, kubectl, kubectl_apply,
-    operator::{Operator, arca_binary, s3_location, settings},
+    env, eventually, kubectl, kubectl_apply, operator::arca_binary, scenario::Scenario,
 };
 
 fn arca(env: &arca_e2e::TestEnv, namespace: &str, args: &[&str]) -> Output {
@@ -139,12 +138,9 @@ async fn the_install_is_accepted_by_the_apiserver_and_hardened() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_describe_logs_download_and_restore_through_the_cli() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca_ns = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("cliapp").await.expect("namespace");
+    let scenario = Scenario::start("cliapp").await;
+    let (env, _, arca_ns, app, _) = scenario.parts();
     let target = format!("{}-copy", app.name);
-    let prefix = env.prefix();
     kubectl_apply(
         env,
         &format!(
@@ -152,8 +148,6 @@ async fn backup_describe_logs_download_and_restore_through_the_cli() {
             app.name
         ),
     );
-    s3_location(env, &client, &arca_ns.name, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(&arca_ns.name)).await;
     let a = &arca_ns.name;
 
     let created = ok(&arca(
@@ -281,7 +275,7 @@ async fn backup_describe_logs_download_and_restore_through_the_cli() {
     })
     .await;
     kubectl(env, &["delete", "namespace", &target, "--wait=false"]);
-    operator.stop().await;
+    scenario.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use arca_api::{Backup, BackupPhase, BackupStorageLocation, LocationPhase, RestorePhase};
 use arca_e2e::{
-    FaultyProxy, create_configmaps, env, eventually, kubectl_apply,
+    create_configmaps, env, eventually, kubectl_apply,
     operator::{
         Operator, backup_done, create_location, phase_of_backup, phase_of_restore, restore_done,
-        s3_location, settings, spawn_server,
+        settings, spawn_server,
     },
     scenario::Scenario,
     store,
@@ -53,12 +53,6 @@ spec:
             .then_some(())
     })
     .await;
-}
-
-fn backup_yaml(arca: &str, name: &str, ns: &str) -> String {
-    format!(
-        "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: {name}, namespace: {arca}}}\nspec: {{includedNamespaces: [{ns}]}}\n"
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,45 +152,29 @@ async fn an_unusable_location_is_explained() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_failing_mid_upload_fails_the_backup_and_leaves_no_backup_json() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("big").await.expect("namespace");
-    let prefix = env.prefix();
-    create_configmaps(&client, &app.name, 300, 2048).await;
-    let proxy = FaultyProxy::start(&env.env.s3.endpoint, 256 * 1024).await;
-    let s3 = &env.env.s3;
-    create_location(
-        &env.env.s3,
-        &client,
-        &arca.name,
-        "flaky",
-        &prefix.prefix,
-        &proxy.endpoint,
-        &s3.bucket,
-        &s3.secret_access_key,
-    )
-    .await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
-    kubectl_apply(env, &backup_yaml(&arca.name, "cut", &app.name));
-    let backup = backup_done(&client, &arca.name, "cut", Duration::from_secs(180)).await;
+    let mut scenario = Scenario::prepare_flaky("big", 256 * 1024).await;
+    create_configmaps(&scenario.client, &scenario.app.name, 300, 2048).await;
+    scenario.start_operator().await;
+    let backup = scenario
+        .backup_within("cut", &scenario.app_spec(), Duration::from_secs(180))
+        .await;
     let status = backup.status.clone().unwrap_or_default();
     assert_eq!(phase_of_backup(&backup), BackupPhase::Failed, "{status:?}");
     let reason = status.failure_reason.unwrap_or_default();
     assert!(reason.contains("storage location"), "{reason}");
-    let direct = store(env, &prefix.prefix).await;
+    let direct = store(scenario.env, &scenario.prefix.prefix).await;
     let metadata = direct.get("backups/cut/backup.json").await;
     assert!(
         metadata.is_err_and(|e| e.is_not_found()),
         "a failed backup has no backup.json"
     );
-    operator.stop().await;
+    scenario.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_archive_is_refused_and_nothing_is_applied() {
     let scenario = Scenario::start("dmg").await;
-    let (env, client, arca, app, prefix) = scenario.parts();
+    let (env, client, _, app, prefix) = scenario.parts();
     create_configmaps(client, &app.name, 20, 512).await;
     scenario.completed_backup("good").await;
 
@@ -211,14 +189,15 @@ async fn a_damaged_archive_is_refused_and_nothing_is_applied() {
         .expect("damaged archive written");
 
     let target = format!("{}-restored", app.name);
-    kubectl_apply(
-        env,
-        &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: r, namespace: {}}}\nspec: {{backupName: good, namespaceMapping: {{{}: {target}}}}}\n",
-            arca.name, app.name
-        ),
-    );
-    let restore = restore_done(client, &arca.name, "r", Duration::from_secs(60)).await;
+    let restore = scenario
+        .restore(
+            "r",
+            &format!(
+                "{{backupName: good, namespaceMapping: {{{}: {target}}}}}",
+                app.name
+            ),
+        )
+        .await;
     let status = restore.status.clone().unwrap_or_default();
     assert_eq!(
         phase_of_restore(&restore),
@@ -240,17 +219,13 @@ async fn a_damaged_archive_is_refused_and_nothing_is_applied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_cut_short_by_the_operator_dying_ends_failed() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("slow").await.expect("namespace");
-    let prefix = env.prefix();
-    create_configmaps(&client, &app.name, 200, 256).await;
+    let mut scenario = Scenario::prepare("slow").await;
+    let (env, client, arca, app, _) = scenario.parts();
+    create_configmaps(client, &app.name, 200, 256).await;
     // A post hook that sleeps holds the backup InProgress once its items are written.
     pod_holding_backups(env, &app.name, "post", 60).await;
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
     let mut server = spawn_server(env, &arca.name, &arca.name, &[]);
-    kubectl_apply(env, &backup_yaml(&arca.name, "cut", &app.name));
+    scenario.apply_backup("cut", &scenario.app_spec());
     let backups: Api<Backup> = Api::namespaced(client.clone(), &arca.name);
     eventually(
         "the backup to be in progress with items written",
@@ -264,8 +239,8 @@ async fn a_backup_cut_short_by_the_operator_dying_ends_failed() {
     .await;
     server.kill().await.expect("operator killed");
 
-    let operator = Operator::start(env, settings(&arca.name)).await;
-    let backup = backup_done(&client, &arca.name, "cut", Duration::from_secs(60)).await;
+    scenario.start_operator().await;
+    let backup = scenario.backup_done("cut").await;
     let status = backup.status.clone().unwrap_or_default();
     assert_eq!(phase_of_backup(&backup), BackupPhase::Failed, "{status:?}");
     assert!(
@@ -275,7 +250,7 @@ async fn a_backup_cut_short_by_the_operator_dying_ends_failed() {
             .contains("operator stopped"),
         "a reason is given"
     );
-    let direct = store(env, &prefix.prefix).await;
+    let direct = store(scenario.env, &scenario.prefix.prefix).await;
     assert!(
         direct
             .get("backups/cut/backup.json")
@@ -283,7 +258,7 @@ async fn a_backup_cut_short_by_the_operator_dying_ends_failed() {
             .is_err_and(|e| e.is_not_found()),
         "never Completed: no backup.json"
     );
-    operator.stop().await;
+    scenario.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,8 +275,7 @@ async fn a_new_backup_never_overwrites_an_old_one_of_the_same_name() {
 
     // The Backup object goes (its data stays), and a new one takes its name.
     arca_e2e::kubectl(env, &["delete", "backup", "nightly", "-n", &arca.name]);
-    kubectl_apply(env, &backup_yaml(&arca.name, "nightly", &app.name));
-    let again = backup_done(client, &arca.name, "nightly", Duration::from_secs(60)).await;
+    let again = scenario.backup("nightly", &scenario.app_spec()).await;
     assert_eq!(phase_of_backup(&again), BackupPhase::FailedValidation);
     let errors = again
         .status
@@ -328,16 +302,11 @@ async fn a_new_backup_never_overwrites_an_old_one_of_the_same_name() {
 /// progress, so the signal surely lands mid-run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigterm_lets_the_backup_in_flight_finish() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("term").await.expect("namespace");
-    let prefix = env.prefix();
-    let ns = &app.name;
-    pod_holding_backups(env, ns, "pre", 6).await;
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    let scenario = Scenario::prepare("term").await;
+    let (env, client, arca, app, prefix) = scenario.parts();
+    pod_holding_backups(env, &app.name, "pre", 6).await;
     let mut server = spawn_server(env, &format!("{}-term", arca.name), &arca.name, &[]);
-    kubectl_apply(env, &backup_yaml(&arca.name, "term", ns));
+    scenario.apply_backup("term", &scenario.app_spec());
     let backups: Api<Backup> = Api::namespaced(client.clone(), &arca.name);
     eventually(
         "the backup to be in progress",

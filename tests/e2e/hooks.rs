@@ -5,11 +5,9 @@ use std::time::{Duration, Instant};
 
 use arca_api::{BackupPhase, RestorePhase};
 use arca_e2e::{
-    env, eventually, index_of, kubectl, kubectl_apply,
-    operator::{
-        Operator, backup_done, phase_of_backup, phase_of_restore, restore_done, s3_location,
-        settings,
-    },
+    eventually, index_of, kubectl, kubectl_apply,
+    operator::{backup_done, phase_of_backup, phase_of_restore},
+    scenario::Scenario,
 };
 
 fn marker(env: &arca_e2e::TestEnv, name: &str) -> Vec<String> {
@@ -65,11 +63,8 @@ async fn running(env: &arca_e2e::TestEnv, ns: &str, pods: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pre_and_post_hooks_run_in_order_from_annotations_and_spec() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("hooks").await.expect("namespace");
-    let prefix = env.prefix();
+    let scenario = Scenario::start("hooks").await;
+    let (env, _, arca, app, _) = scenario.parts();
     let ns = &app.name;
     let file = |p: &str| format!("{ns}-{p}.log");
     let mut yaml = String::new();
@@ -120,8 +115,6 @@ async fn pre_and_post_hooks_run_in_order_from_annotations_and_spec() {
         ],
     )
     .await;
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
     kubectl_apply(
         env,
         &format!(
@@ -143,7 +136,7 @@ spec:
             post = append(&file("selected"), "post")
         ),
     );
-    let backup = backup_done(&client, &arca.name, "hooked", Duration::from_secs(120)).await;
+    let backup = scenario.backup_done("hooked").await;
     let status = backup.status.clone().unwrap_or_default();
     assert_eq!(
         phase_of_backup(&backup),
@@ -163,16 +156,13 @@ spec:
     );
     let hooks = status.hook_status.clone().unwrap_or_default();
     assert_eq!((hooks.hooks_attempted, hooks.hooks_failed), (6, 0));
-    operator.stop().await;
+    scenario.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_hooks_fail_continue_or_time_out() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("badhooks").await.expect("namespace");
-    let prefix = env.prefix();
+    let scenario = Scenario::start("badhooks").await;
+    let (env, _, _, app, prefix) = scenario.parts();
     let ns = &app.name;
     let command = |c: &str| serde_json::json!(["sh", "-c", c]).to_string();
     let mut yaml = String::new();
@@ -214,17 +204,8 @@ async fn failing_hooks_fail_continue_or_time_out() {
     );
     kubectl_apply(env, &yaml);
     running(env, ns, &["fails", "warns", "stuck", "fine"]).await;
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
     let started = Instant::now();
-    kubectl_apply(
-        env,
-        &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: b, namespace: {}}}\nspec: {{includedNamespaces: [{ns}]}}\n",
-            arca.name
-        ),
-    );
-    let backup = backup_done(&client, &arca.name, "b", Duration::from_secs(120)).await;
+    let backup = scenario.backup("b", &scenario.app_spec()).await;
     let took = started.elapsed();
     let status = backup.status.clone().unwrap_or_default();
     assert_eq!(
@@ -259,16 +240,13 @@ async fn failing_hooks_fail_continue_or_time_out() {
             "{kept} is backed up: {pods:?}"
         );
     }
-    operator.stop().await;
+    scenario.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_hooks_add_init_containers_and_run_in_restored_pods() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("rhooks").await.expect("namespace");
-    let prefix = env.prefix();
+    let scenario = Scenario::start("rhooks").await;
+    let (env, _, arca, app, _) = scenario.parts();
     let ns = &app.name;
     let restored = format!("{ns}-restored.log");
     let yaml = pod(
@@ -297,19 +275,7 @@ async fn restore_hooks_add_init_containers_and_run_in_restored_pods() {
     );
     kubectl_apply(env, &yaml);
     running(env, ns, &["worker"]).await;
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
-    kubectl_apply(
-        env,
-        &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: b, namespace: {}}}\nspec: {{includedNamespaces: [{ns}]}}\n",
-            arca.name
-        ),
-    );
-    assert_eq!(
-        phase_of_backup(&backup_done(&client, &arca.name, "b", Duration::from_secs(60)).await),
-        BackupPhase::Completed
-    );
+    scenario.completed_backup("b").await;
     assert!(marker(env, &restored).is_empty());
     kubectl(
         env,
@@ -334,7 +300,9 @@ spec:
             spec = append(&restored, "spec-ignored")
         ),
     );
-    let restore = restore_done(&client, &arca.name, "r", Duration::from_secs(180)).await;
+    let restore = scenario
+        .restore_done_within("r", Duration::from_secs(180))
+        .await;
     let status = restore.status.clone().unwrap_or_default();
     assert_eq!(
         phase_of_restore(&restore),
@@ -361,7 +329,7 @@ spec:
     );
     let hooks = status.hook_status.clone().unwrap_or_default();
     assert_eq!((hooks.hooks_attempted, hooks.hooks_failed), (1, 0));
-    operator.stop().await;
+    scenario.stop().await;
 }
 
 /// A tenant's hooks exec as its ServiceAccount: with `edit` (which may create `pods/exec`)
@@ -369,13 +337,9 @@ spec:
 /// and the pod's items are left out, though the operator itself could exec.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_s_hooks_exec_as_its_service_account() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let team = env.namespace("team").await.expect("namespace");
-    let prefix = env.prefix();
+    let scenario = Scenario::start_tenant("team").await;
+    let (env, client, _, team, prefix) = scenario.parts();
     let t = &team.name;
-    arca_e2e::tenant_account(env, t, "arca", "edit");
     arca_e2e::tenant_account(env, t, "viewer", "view");
     let log = format!("{t}-tenant-hook.log");
     kubectl_apply(
@@ -389,17 +353,13 @@ async fn a_tenant_s_hooks_exec_as_its_service_account() {
         ),
     );
     running(env, t, &["app"]).await;
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let mut tenant_settings = settings(&arca.name);
-    tenant_settings.watch_namespace = Some(t.clone());
-    let operator = Operator::start(env, tenant_settings).await;
     kubectl_apply(
         env,
         &format!(
             "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: as-editor, namespace: {t}}}\nspec: {{}}\n"
         ),
     );
-    let editor = backup_done(&client, t, "as-editor", Duration::from_secs(60)).await;
+    let editor = backup_done(client, t, "as-editor", Duration::from_secs(60)).await;
     let status = editor.status.clone().unwrap_or_default();
     assert_eq!(
         phase_of_backup(&editor),
@@ -416,7 +376,7 @@ async fn a_tenant_s_hooks_exec_as_its_service_account() {
             "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: as-viewer, namespace: {t}}}\nspec: {{serviceAccountName: viewer}}\n"
         ),
     );
-    let viewer = backup_done(&client, t, "as-viewer", Duration::from_secs(60)).await;
+    let viewer = backup_done(client, t, "as-viewer", Duration::from_secs(60)).await;
     let status = viewer.status.clone().unwrap_or_default();
     assert_eq!(
         phase_of_backup(&viewer),
@@ -442,5 +402,5 @@ async fn a_tenant_s_hooks_exec_as_its_service_account() {
         !index.iter().any(|e| e.kind == "Pod" && e.name == "app"),
         "the pod whose Fail hook failed is left out"
     );
-    operator.stop().await;
+    scenario.stop().await;
 }

@@ -3,11 +3,7 @@
 
 use std::time::Duration;
 
-use arca_api::BackupPhase;
-use arca_e2e::{
-    create_configmaps, env, eventually, kubectl_apply,
-    operator::{backup_done, phase_of_backup, s3_location, spawn_server},
-};
+use arca_e2e::{create_configmaps, eventually, operator::spawn_server, scenario::Scenario};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 
@@ -18,13 +14,10 @@ fn log_of(env: &arca_e2e::TestEnv, ns: &str, who: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_works_and_another_takes_over() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("ha").await.expect("namespace");
-    let prefix = env.prefix();
-    create_configmaps(&client, &app.name, 3, 64).await;
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    // The operators are `arca server` processes of the test's own.
+    let scenario = Scenario::prepare("ha").await;
+    let (env, client, arca, app, _) = scenario.parts();
+    create_configmaps(client, &app.name, 3, 64).await;
     let mut first = spawn_server(
         env,
         &format!("{}-first", arca.name),
@@ -49,17 +42,7 @@ async fn only_the_leader_works_and_another_takes_over() {
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    kubectl_apply(
-        env,
-        &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: one, namespace: {}}}\nspec: {{includedNamespaces: [{}]}}\n",
-            arca.name, app.name
-        ),
-    );
-    assert_eq!(
-        phase_of_backup(&backup_done(&client, &arca.name, "one", Duration::from_secs(60)).await),
-        BackupPhase::Completed
-    );
+    scenario.completed_backup("one").await;
     let (first_log, second_log) = (
         log_of(env, &arca.name, "first"),
         log_of(env, &arca.name, "second"),
@@ -83,17 +66,7 @@ async fn only_the_leader_works_and_another_takes_over() {
         },
     )
     .await;
-    kubectl_apply(
-        env,
-        &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: two, namespace: {}}}\nspec: {{includedNamespaces: [{}]}}\n",
-            arca.name, app.name
-        ),
-    );
-    assert_eq!(
-        phase_of_backup(&backup_done(&client, &arca.name, "two", Duration::from_secs(60)).await),
-        BackupPhase::Completed
-    );
+    scenario.completed_backup("two").await;
     assert!(
         log_of(env, &arca.name, "second").contains("backing up"),
         "the new leader did the second backup"

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use arca_api::{Backup, BackupPhase, RestorePhase};
 use arca_e2e::{
-    env, eventually, kubectl_apply, normalize,
+    eventually, kubectl_apply, normalize,
     operator::{
-        Operator, backup_done, create_location, phase_of_backup, phase_of_restore, restore_done,
-        s3_location, settings,
+        Operator, create_location, phase_of_backup, phase_of_restore, restore_done, settings,
     },
+    scenario::Scenario,
     small_app, store,
 };
 use kube::Api;
@@ -61,28 +61,14 @@ fn objects(env: &arca_testenv::Environment, namespace: &str) -> Vec<serde_json::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_made_in_one_cluster_is_restored_in_another() {
-    let env = env();
-    let source = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("migrate").await.expect("namespace");
-    let prefix = env.prefix();
+    // The first cluster's operator stops before the second cluster starts, so the test
+    // starts it itself.
+    let scenario = Scenario::prepare("migrate").await;
+    let (env, _, arca, app, prefix) = scenario.parts();
     let ns = &app.name;
     kubectl_apply(env, &small_app(ns));
-    s3_location(env, &source, &arca.name, "default", &prefix.prefix).await;
     let source_operator = Operator::start(env, settings(&arca.name)).await;
-    kubectl_apply(
-        env,
-        &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: move-me, namespace: {}}}\nspec: {{includedNamespaces: [{ns}]}}\n",
-            arca.name
-        ),
-    );
-    assert_eq!(
-        phase_of_backup(
-            &backup_done(&source, &arca.name, "move-me", Duration::from_secs(60)).await
-        ),
-        BackupPhase::Completed
-    );
+    scenario.completed_backup("move-me").await;
     let before = objects(&env.env, ns);
     source_operator.stop().await;
 

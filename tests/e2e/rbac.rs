@@ -2,15 +2,10 @@
 //! the installed ServiceAccount (a real token, no admin certificate) and backs up and
 //! restores a namespace with RBAC objects, a Secret and a workload in it.
 
-use std::time::Duration;
-
-use arca_api::{BackupPhase, RestorePhase};
 use arca_e2e::{
-    env, install_crds, kubectl, kubectl_apply,
-    operator::{
-        Operator, arca_binary, backup_done, phase_of_backup, phase_of_restore, restore_done,
-        s3_location, settings,
-    },
+    kubectl, kubectl_apply,
+    operator::{Operator, arca_binary, settings},
+    scenario::Scenario,
     small_app,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -89,11 +84,9 @@ async fn service_account_client(env: &arca_e2e::TestEnv, namespace: &str) -> Cli
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_installed_rbac_is_enough_to_back_up_and_restore() {
-    let env = env();
-    let admin = env.client().await.expect("client");
-    install_crds(&admin).await.expect("CRDs");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("rbacapp").await.expect("namespace");
+    // The operator runs with the ServiceAccount's client, so the test starts it itself.
+    let scenario = Scenario::prepare("rbacapp").await;
+    let (env, _, arca, app, _) = scenario.parts();
     let ns = &app.name;
     let copy = format!("{ns}-copy");
     kubectl_apply(env, &small_app(ns));
@@ -125,37 +118,14 @@ async fn the_installed_rbac_is_enough_to_back_up_and_restore() {
             "{verb} {resource}"
         );
     }
-    let prefix = env.prefix();
-    s3_location(env, &admin, &arca.name, "default", &prefix.prefix).await;
     let operator = Operator::start_as(env, operator_client, settings(&arca.name), None);
-    kubectl_apply(
-        env,
-        &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: b, namespace: {}}}\nspec: {{includedNamespaces: [{ns}]}}\n",
-            arca.name
-        ),
-    );
-    let backup = backup_done(&admin, &arca.name, "b", Duration::from_secs(90)).await;
-    assert_eq!(
-        phase_of_backup(&backup),
-        BackupPhase::Completed,
-        "{:?}",
-        backup.status
-    );
-    kubectl_apply(
-        env,
-        &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: r, namespace: {}}}\nspec:\n  backupName: b\n  namespaceMapping: {{{ns}: {copy}}}\n",
-            arca.name
-        ),
-    );
-    let restore = restore_done(&admin, &arca.name, "r", Duration::from_secs(120)).await;
-    assert_eq!(
-        phase_of_restore(&restore),
-        RestorePhase::Completed,
-        "{:?}",
-        restore.status
-    );
+    scenario.completed_backup("b").await;
+    scenario
+        .completed_restore(
+            "r",
+            &format!("{{backupName: b, namespaceMapping: {{{ns}: {copy}}}}}"),
+        )
+        .await;
     for object in [
         "configmap/settings",
         "secret/token",

@@ -1,21 +1,10 @@
 //! Namespace mapping, both existing-resource policies, resource filters and dry run.
 
-use std::time::Duration;
+use arca_e2e::{kubectl, kubectl_apply, scenario::Scenario, store};
 
-use arca_api::{BackupPhase, RestorePhase};
-use arca_e2e::{
-    env, kubectl, kubectl_apply,
-    operator::{
-        Operator, backup_done, phase_of_backup, phase_of_restore, restore_done, s3_location,
-        settings,
-    },
-    store,
-};
-
-fn restore(arca: &str, name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: {name}, namespace: {arca}}}\nspec:\n  backupName: app\n  {spec}\n"
-    )
+/// The spec of a restore of backup `app` with `more` (flow mapping entries) besides.
+fn from_app(more: &str) -> String {
+    format!("{{backupName: app, {more}}}")
 }
 
 fn exists(env: &arca_e2e::TestEnv, args: &[&str]) -> bool {
@@ -29,14 +18,11 @@ fn exists(env: &arca_e2e::TestEnv, args: &[&str]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mapping_policies_filters_and_dry_run() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("opts").await.expect("namespace");
+    let scenario = Scenario::start("opts").await;
+    let (env, _, _, app, prefix) = scenario.parts();
     let copy = format!("{}-copy", app.name);
     let only_cm = format!("{}-cm", app.name);
     let dry = format!("{}-dry", app.name);
-    let prefix = env.prefix();
     let ns = &app.name;
     kubectl_apply(
         env,
@@ -64,34 +50,15 @@ roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}}
 "#
         ),
     );
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
-    kubectl_apply(
-        env,
-        &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: app, namespace: {}}}\nspec: {{includedNamespaces: [{ns}]}}\n",
-            arca.name
-        ),
-    );
-    let backup = backup_done(&client, &arca.name, "app", Duration::from_secs(120)).await;
-    assert_eq!(phase_of_backup(&backup), BackupPhase::Completed);
+    scenario.completed_backup("app").await;
 
     // Into another namespace; bindings follow.
-    kubectl_apply(
-        env,
-        &restore(
-            &arca.name,
+    scenario
+        .completed_restore(
             "mapped",
-            &format!("namespaceMapping: {{{ns}: {copy}}}"),
-        ),
-    );
-    let r = restore_done(&client, &arca.name, "mapped", Duration::from_secs(120)).await;
-    assert_eq!(
-        phase_of_restore(&r),
-        RestorePhase::Completed,
-        "{:?}",
-        r.status
-    );
+            &from_app(&format!("namespaceMapping: {{{ns}: {copy}}}")),
+        )
+        .await;
     assert_eq!(
         kubectl(
             env,
@@ -153,17 +120,15 @@ roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}}
             r#"{"data":{"version":"2"}}"#,
         ],
     );
-    kubectl_apply(
-        env,
-        &restore(
-            &arca.name,
+    let r = scenario
+        .completed_restore(
             "keep",
-            &format!("namespaceMapping: {{{ns}: {copy}}}\n  existingResourcePolicy: none"),
-        ),
-    );
-    let r = restore_done(&client, &arca.name, "keep", Duration::from_secs(120)).await;
+            &from_app(&format!(
+                "namespaceMapping: {{{ns}: {copy}}}, existingResourcePolicy: none"
+            )),
+        )
+        .await;
     let status = r.status.clone().unwrap_or_default();
-    assert_eq!(phase_of_restore(&r), RestorePhase::Completed, "{status:?}");
     assert!(
         status.warnings >= 1,
         "a warning names the object that differs: {status:?}"
@@ -188,27 +153,20 @@ roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}}
         ),
         "2"
     );
-    kubectl_apply(
-        env,
-        &restore(
-            &arca.name,
+    let r = scenario
+        .completed_restore(
             "update",
-            &format!("namespaceMapping: {{{ns}: {copy}}}\n  existingResourcePolicy: update"),
-        ),
-    );
-    let r = restore_done(&client, &arca.name, "update", Duration::from_secs(120)).await;
+            &from_app(&format!(
+                "namespaceMapping: {{{ns}: {copy}}}, existingResourcePolicy: update"
+            )),
+        )
+        .await;
     let outcomes = r
         .status
         .clone()
         .unwrap_or_default()
         .outcomes
         .unwrap_or_default();
-    assert_eq!(
-        phase_of_restore(&r),
-        RestorePhase::Completed,
-        "{:?}",
-        r.status
-    );
     assert!(outcomes.updated >= 1, "{outcomes:?}");
     assert_eq!(
         kubectl(
@@ -227,21 +185,14 @@ roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}}
     );
 
     // Only some resources.
-    kubectl_apply(
-        env,
-        &restore(
-            &arca.name,
+    scenario
+        .completed_restore(
             "only-cm",
-            &format!("namespaceMapping: {{{ns}: {only_cm}}}\n  includedResources: [configmaps]"),
-        ),
-    );
-    let r = restore_done(&client, &arca.name, "only-cm", Duration::from_secs(120)).await;
-    assert_eq!(
-        phase_of_restore(&r),
-        RestorePhase::Completed,
-        "{:?}",
-        r.status
-    );
+            &from_app(&format!(
+                "namespaceMapping: {{{ns}: {only_cm}}}, includedResources: [configmaps]"
+            )),
+        )
+        .await;
     assert!(exists(env, &["get", "cm", "settings", "-n", &only_cm]));
     assert!(
         !exists(env, &["get", "sa", "robot", "-n", &only_cm]),
@@ -249,17 +200,13 @@ roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}}
     );
 
     // A dry run writes nothing, and reports what it would do.
-    kubectl_apply(
-        env,
-        &restore(
-            &arca.name,
+    let r = scenario
+        .completed_restore(
             "dry",
-            &format!("namespaceMapping: {{{ns}: {dry}}}\n  dryRun: true"),
-        ),
-    );
-    let r = restore_done(&client, &arca.name, "dry", Duration::from_secs(120)).await;
+            &from_app(&format!("namespaceMapping: {{{ns}: {dry}}}, dryRun: true")),
+        )
+        .await;
     let status = r.status.clone().unwrap_or_default();
-    assert_eq!(phase_of_restore(&r), RestorePhase::Completed, "{status:?}");
     assert!(
         status.outcomes.clone().unwrap_or_default().created >= 4,
         "{status:?}"
@@ -280,7 +227,7 @@ roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}}
             .any(|l| l.contains("\"name\":\"settings\"") && l.contains("\"outcome\":\"created\"")),
         "{text}"
     );
-    operator.stop().await;
+    scenario.stop().await;
     for ns in [&copy, &only_cm] {
         kubectl(
             env,

@@ -6,10 +6,9 @@ use arca_api::{
     Backup, BackupPhase, DeleteBackupRequest, DeleteBackupRequestPhase, Schedule, SchedulePhase,
 };
 use arca_e2e::{
-    create_configmaps, env, eventually, kubectl, kubectl_apply,
-    operator::{
-        Operator, backup_done, free_address, http_get, phase_of_backup, s3_location, settings,
-    },
+    create_configmaps, eventually, kubectl, kubectl_apply,
+    operator::{Operator, backup_done, free_address, http_get, phase_of_backup, settings},
+    scenario::Scenario,
     store,
 };
 use kube::{
@@ -26,13 +25,10 @@ async fn backups_of(api: &Api<Backup>, schedule: &str) -> Vec<Backup> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_back_up_expire_keep_and_pause() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("sched").await.expect("namespace");
-    let prefix = env.prefix();
-    create_configmaps(&client, &app.name, 3, 64).await;
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    // The operator also serves /metrics here, so the test starts it itself.
+    let scenario = Scenario::prepare("sched").await;
+    let (env, client, arca, app, prefix) = scenario.parts();
+    create_configmaps(client, &app.name, 3, 64).await;
     let metrics = free_address();
     let operator = Operator::start_serving(env, settings(&arca.name), Some(metrics)).await;
     kubectl_apply(
@@ -78,7 +74,7 @@ spec:
         first.starts_with("quick-20") && first.len() == "quick-".len() + 14,
         "{first}"
     );
-    let completed = backup_done(&client, &arca.name, &first, Duration::from_secs(30)).await;
+    let completed = backup_done(client, &arca.name, &first, Duration::from_secs(30)).await;
     assert_eq!(phase_of_backup(&completed), BackupPhase::Completed);
     assert!(
         bucket
@@ -203,12 +199,8 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_schedules_are_refused_with_the_reason() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let prefix = env.prefix();
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
+    let scenario = Scenario::start("badsched").await;
+    let (env, client, arca, _, _) = scenario.parts();
     kubectl_apply(
         env,
         &format!(
@@ -243,30 +235,15 @@ spec: {{schedule: "0 3 * * *", timeZone: Europe/Atlantis, template: {{}}}}
         .await;
         assert!(errors.contains(expected), "{name}: {errors}");
     }
-    operator.stop().await;
+    scenario.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_delete_backup_request_removes_data() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("del").await.expect("namespace");
-    let prefix = env.prefix();
-    create_configmaps(&client, &app.name, 5, 64).await;
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
-    kubectl_apply(
-        env,
-        &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: b1, namespace: {}}}\nspec: {{includedNamespaces: [{}]}}\n",
-            arca.name, app.name
-        ),
-    );
-    assert_eq!(
-        phase_of_backup(&backup_done(&client, &arca.name, "b1", Duration::from_secs(60)).await),
-        BackupPhase::Completed
-    );
+    let scenario = Scenario::start("del").await;
+    let (env, client, arca, app, prefix) = scenario.parts();
+    create_configmaps(client, &app.name, 5, 64).await;
+    scenario.completed_backup("b1").await;
     let bucket = store(env, &prefix.prefix).await;
     let objects = bucket.list("backups/b1/").await.expect("list");
     assert!(objects.len() >= 4, "{objects:?}");
@@ -337,5 +314,5 @@ async fn only_a_delete_backup_request_removes_data() {
         "{:?}",
         status.errors
     );
-    operator.stop().await;
+    scenario.stop().await;
 }

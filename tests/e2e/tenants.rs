@@ -5,22 +5,22 @@ use std::time::Duration;
 
 use arca_api::{BackupPhase, RestorePhase};
 use arca_e2e::{
-    env, index_of, kubectl, kubectl_apply,
+    index_of, kubectl, kubectl_apply,
     operator::{
         Operator, backup_done, create_location, phase_of_backup, phase_of_restore, restore_done,
-        s3_location, settings,
+        settings,
     },
+    scenario::Scenario,
     tenant_account,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_backs_up_and_restores_its_own_namespace_only() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let team = env.namespace("team").await.expect("namespace");
-    let neighbour = env.namespace("neighbour").await.expect("namespace");
-    let prefix = env.prefix();
+    // The tenant's runs act as its ServiceAccount `arca`, which its admin gave `edit`; the
+    // operator lives in `arca` and handles the tenant's namespace.
+    let scenario = Scenario::start_tenant("team").await;
+    let (env, client, arca, team, prefix) = scenario.parts();
+    let neighbour = scenario.namespace("neighbour").await;
     for ns in [&team.name, &neighbour.name] {
         kubectl_apply(
             env,
@@ -29,13 +29,6 @@ async fn a_tenant_backs_up_and_restores_its_own_namespace_only() {
             ),
         );
     }
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    // The tenant's runs act as its ServiceAccount `arca`, which its admin gave `edit`.
-    tenant_account(env, &team.name, "arca", "edit");
-    // The operator lives in `arca` and handles the tenant's namespace.
-    let mut tenant_settings = settings(&arca.name);
-    tenant_settings.watch_namespace = Some(team.name.clone());
-    let operator = Operator::start(env, tenant_settings).await;
     let t = &team.name;
     kubectl_apply(
         env,
@@ -70,7 +63,7 @@ spec: {{serviceAccountName: "{arca}:arca"}}
             n = neighbour.name
         ),
     );
-    let mine = backup_done(&client, t, "mine", Duration::from_secs(60)).await;
+    let mine = backup_done(client, t, "mine", Duration::from_secs(60)).await;
     assert_eq!(
         phase_of_backup(&mine),
         BackupPhase::Completed,
@@ -92,7 +85,7 @@ spec: {{serviceAccountName: "{arca}:arca"}}
             "is not a ServiceAccount name".to_string(),
         ),
     ] {
-        let b = backup_done(&client, t, name, Duration::from_secs(60)).await;
+        let b = backup_done(client, t, name, Duration::from_secs(60)).await;
         assert_eq!(phase_of_backup(&b), BackupPhase::FailedValidation, "{name}");
         let errors = b.status.unwrap_or_default().validation_errors.join("; ");
         assert!(errors.contains(&expected), "{name}: {errors}");
@@ -129,7 +122,7 @@ spec: {{backupName: mine, includedNamespaces: [{n}], namespaceMapping: {{{n}: {t
             n = neighbour.name
         ),
     );
-    let back = restore_done(&client, t, "back", Duration::from_secs(60)).await;
+    let back = restore_done(client, t, "back", Duration::from_secs(60)).await;
     assert_eq!(
         phase_of_restore(&back),
         RestorePhase::Completed,
@@ -148,7 +141,7 @@ spec: {{backupName: mine, includedNamespaces: [{n}], namespaceMapping: {{{n}: {t
         ("elsewhere", t, &neighbour.name),
         ("borrow", &neighbour.name, t),
     ] {
-        let refused = restore_done(&client, t, name, Duration::from_secs(60)).await;
+        let refused = restore_done(client, t, name, Duration::from_secs(60)).await;
         assert_eq!(
             phase_of_restore(&refused),
             RestorePhase::FailedValidation,
@@ -182,7 +175,7 @@ spec: {{backupName: mine, includedNamespaces: [{n}], namespaceMapping: {{{n}: {t
         neighbour.name,
         "untouched"
     );
-    operator.stop().await;
+    scenario.stop().await;
 }
 
 /// The attack: a tenant's location with no credentials, pointed at the admin's bucket and
@@ -193,23 +186,16 @@ spec: {{backupName: mine, includedNamespaces: [{n}], namespaceMapping: {{{n}: {t
 /// are Unavailable, with the reason, before any connection is made; nothing is synced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_location_cannot_borrow_the_operator_s_credentials_or_its_filesystem() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let team = env.namespace("team").await.expect("namespace");
-    let prefix = env.prefix();
-    // The admin's backup, in the admin's location.
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
+    // The admin's backup, in the admin's location, by an operator that is then gone.
+    let scenario = Scenario::prepare("team").await;
+    let (env, client, arca, team, prefix) = scenario.parts();
     let admin = Operator::start(env, settings(&arca.name)).await;
-    kubectl_apply(
-        env,
-        &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: admin-only, namespace: {}}}\nspec: {{includedNamespaces: [{}]}}\n",
-            arca.name, arca.name
-        ),
-    );
-    let b = backup_done(&client, &arca.name, "admin-only", Duration::from_secs(60)).await;
-    assert_eq!(phase_of_backup(&b), BackupPhase::Completed);
+    scenario
+        .completed_backup_with(
+            "admin-only",
+            &format!("{{includedNamespaces: [{}]}}", arca.name),
+        )
+        .await;
     drop(admin);
 
     // The operator of the tenant's namespace, with ambient credentials that reach the bucket.
@@ -264,7 +250,7 @@ spec:
     // operator allows none (no --tenant-storage).
     create_location(
         s3,
-        &client,
+        client,
         t,
         "unlisted",
         &prefix.prefix,
@@ -326,11 +312,8 @@ spec:
 /// results, and does not exist afterwards. The tenant's ConfigMap is restored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_restore_cannot_create_what_its_service_account_may_not() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let team = env.namespace("team").await.expect("namespace");
-    let prefix = env.prefix();
+    let scenario = Scenario::prepare("team").await;
+    let (env, client, arca, team, prefix) = scenario.parts();
     let t = &team.name;
     tenant_account(env, t, "arca", "edit");
     kubectl_apply(
@@ -350,22 +333,13 @@ subjects: [{{kind: ServiceAccount, name: arca, namespace: {t}}}]
         ),
     );
     // The archive holding the binding, written where the tenant's own location points.
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
     let admin = Operator::start(env, settings(&arca.name)).await;
-    kubectl_apply(
-        env,
-        &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: loaded, namespace: {}}}\nspec: {{includedNamespaces: [{t}], includeClusterResources: false}}\n",
-            arca.name
-        ),
-    );
-    let b = backup_done(&client, &arca.name, "loaded", Duration::from_secs(60)).await;
-    assert_eq!(
-        phase_of_backup(&b),
-        BackupPhase::Completed,
-        "{:?}",
-        b.status
-    );
+    scenario
+        .completed_backup_with(
+            "loaded",
+            &format!("{{includedNamespaces: [{t}], includeClusterResources: false}}"),
+        )
+        .await;
     admin.stop().await;
     let index = index_of(env, &prefix.prefix, "loaded").await;
     assert!(
@@ -382,7 +356,7 @@ subjects: [{{kind: ServiceAccount, name: arca, namespace: {t}}}]
     let s3 = &env.env.s3;
     create_location(
         s3,
-        &client,
+        client,
         t,
         "mine",
         &prefix.prefix,
@@ -413,7 +387,7 @@ subjects: [{{kind: ServiceAccount, name: arca, namespace: {t}}}]
             "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: escalate, namespace: {t}}}\nspec: {{backupName: loaded}}\n"
         ),
     );
-    let restore = restore_done(&client, t, "escalate", Duration::from_secs(90)).await;
+    let restore = restore_done(client, t, "escalate", Duration::from_secs(90)).await;
     assert_eq!(
         phase_of_restore(&restore),
         RestorePhase::PartiallyFailed,

@@ -12,12 +12,10 @@ use std::{
 
 use arca_api::{BackupPhase, PodVolumeBackup, PodVolumePhase, RestorePhase};
 use arca_e2e::{
-    FaultyProxy, TestEnv, env, eventually, kubectl, kubectl_apply,
-    operator::{
-        Operator, arca_binary, backup_done, create_location, phase_of_backup, phase_of_restore,
-        restore_done, s3_location, settings,
-    },
-    store, tenant_account,
+    TestEnv, eventually, kubectl, kubectl_apply,
+    operator::{arca_binary, backup_done, phase_of_backup, phase_of_restore, restore_done},
+    scenario::{Scenario, assert_completed, assert_restored},
+    store,
 };
 use arca_engine::protocol::{REPOSITORY_PASSWORD_KEY, REPOSITORY_SECRET};
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -28,12 +26,6 @@ use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
 fn pod_yaml(ns: &str, name: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations:\n    backup.arca.dev/backup-volumes: data\nspec:\n  containers: [{{name: db, image: postgres, volumeMounts: [{{name: data, mountPath: /data}}]}}]\n  volumes: [{{name: data, emptyDir: {{}}}}]\n"
-    )
-}
-
-fn backup_yaml(arca: &str, name: &str, ns: &str) -> String {
-    format!(
-        "apiVersion: arca.dev/v1alpha1\nkind: Backup\nmetadata: {{name: {name}, namespace: {arca}}}\nspec: {{includedNamespaces: [{ns}]}}\n"
     )
 }
 
@@ -249,16 +241,11 @@ async fn volume_backups(client: &kube::Client, ns: &str) -> Vec<PodVolumeBackup>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn volume_data_is_backed_up_checked_by_restic_restored_and_incremental() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("db").await.expect("namespace");
-    let prefix = env.prefix();
+    let scenario = Scenario::start("db").await;
+    let (env, client, arca, app, prefix) = scenario.parts();
     let ns = app.name.clone();
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
     kubectl_apply(env, &pod_yaml(&ns, "db-0"));
-    let (uid, node_name) = scheduled(&client, &ns, "db-0").await;
+    let (uid, node_name) = scheduled(client, &ns, "db-0").await;
     let mut node = Node::new(env, "round-trip");
     node.name = node_name;
     let data = node.mount(&uid, "data");
@@ -266,15 +253,11 @@ async fn volume_data_is_backed_up_checked_by_restic_restored_and_incremental() {
     let before = tree(&data);
     let _agent = node.spawn_agent(env, &arca.name, "round-trip");
 
-    kubectl_apply(env, &backup_yaml(&arca.name, "first", &ns));
-    let first = backup_done(&client, &arca.name, "first", Duration::from_secs(300)).await;
-    assert_eq!(
-        phase_of_backup(&first),
-        BackupPhase::Completed,
-        "{:?}",
-        first.status
-    );
-    let items = volume_backups(&client, &arca.name).await;
+    let first = scenario
+        .backup_within("first", &scenario.app_spec(), Duration::from_secs(300))
+        .await;
+    assert_completed(&first);
+    let items = volume_backups(client, &arca.name).await;
     assert_eq!(items.len(), 1, "one PodVolumeBackup: {items:?}");
     let status = items[0].status.clone().unwrap_or_default();
     assert_eq!(status.phase, Some(PodVolumePhase::Completed));
@@ -284,7 +267,7 @@ async fn volume_data_is_backed_up_checked_by_restic_restored_and_incremental() {
     let first_upload = repository_bytes(env, &prefix.prefix, &ns).await;
 
     // The plain restic CLI reads the repository with the operator's password.
-    let password = password(&client, &arca.name).await;
+    let password = password(client, &arca.name).await;
     let (ok, out) = restic(
         env,
         &prefix.prefix,
@@ -315,15 +298,16 @@ async fn volume_data_is_backed_up_checked_by_restic_restored_and_incremental() {
     );
 
     // Unchanged data: the second backup uploads almost nothing.
-    kubectl_apply(env, &backup_yaml(&arca.name, "second", &ns));
-    let second = backup_done(&client, &arca.name, "second", Duration::from_secs(300)).await;
-    assert_eq!(phase_of_backup(&second), BackupPhase::Completed);
+    let second = scenario
+        .backup_within("second", &scenario.app_spec(), Duration::from_secs(300))
+        .await;
+    assert_completed(&second);
     let grown = repository_bytes(env, &prefix.prefix, &ns).await - first_upload;
     assert!(
         grown * 100 < first_upload,
         "second backup stored {grown} bytes, first {first_upload}: not under 1%"
     );
-    let reported: Vec<u64> = volume_backups(&client, &arca.name)
+    let reported: Vec<u64> = volume_backups(client, &arca.name)
         .await
         .iter()
         .filter_map(|i| i.status.as_ref()?.bytes_uploaded)
@@ -336,22 +320,14 @@ async fn volume_data_is_backed_up_checked_by_restic_restored_and_incremental() {
     // Disaster: the namespace is gone. The restore recreates the pod; "kubelet" mounts its
     // (empty) volume; the agent fills it.
     kubectl(env, &["delete", "namespace", &ns, "--wait=true"]);
-    kubectl_apply(
-        env,
-        &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: back, namespace: {}}}\nspec: {{backupName: first}}\n",
-            arca.name
-        ),
-    );
-    let (new_uid, _) = scheduled(&client, &ns, "db-0").await;
+    scenario.apply_restore("back", "{backupName: first}");
+    let (new_uid, _) = scheduled(client, &ns, "db-0").await;
     assert_ne!(new_uid, uid, "the pod is a new one");
     let restored_dir = node.mount(&new_uid, "data");
-    let restore = restore_done(&client, &arca.name, "back", Duration::from_secs(300)).await;
-    assert_eq!(
-        phase_of_restore(&restore),
-        RestorePhase::Completed,
-        "{:?}",
-        restore.status
+    assert_restored(
+        &scenario
+            .restore_done_within("back", Duration::from_secs(300))
+            .await,
     );
     let after = tree(&restored_dir);
     assert_eq!(
@@ -460,42 +436,27 @@ async fn volume_data_is_backed_up_checked_by_restic_restored_and_incremental() {
         },
     )
     .await;
-    operator.stop().await;
+    scenario.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn storage_failing_mid_upload_fails_the_volume_and_keeps_the_repository_sound() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("flaky-db").await.expect("namespace");
-    let prefix = env.prefix();
-    let ns = app.name.clone();
-    let s3 = &env.env.s3;
     // Enough for the manifests and the repository's creation, not for 48 MiB of data.
-    let proxy = FaultyProxy::start(&s3.endpoint, 12 * 1024 * 1024).await;
-    create_location(
-        s3,
-        &client,
-        &arca.name,
-        "flaky",
-        &prefix.prefix,
-        &proxy.endpoint,
-        &s3.bucket,
-        &s3.secret_access_key,
-    )
-    .await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
+    let mut scenario = Scenario::prepare_flaky("flaky-db", 12 * 1024 * 1024).await;
+    scenario.start_operator().await;
+    let (env, client, arca, app, prefix) = scenario.parts();
+    let ns = app.name.clone();
     kubectl_apply(env, &pod_yaml(&ns, "db-0"));
-    let (uid, node_name) = scheduled(&client, &ns, "db-0").await;
+    let (uid, node_name) = scheduled(client, &ns, "db-0").await;
     let mut node = Node::new(env, "flaky");
     node.name = node_name;
     fill(&node.mount(&uid, "data"), 48, 20, 11);
     let _agent = node.spawn_agent(env, &arca.name, "flaky");
-    kubectl_apply(env, &backup_yaml(&arca.name, "cut", &ns));
-    let backup = backup_done(&client, &arca.name, "cut", Duration::from_secs(400)).await;
+    let backup = scenario
+        .backup_within("cut", &scenario.app_spec(), Duration::from_secs(400))
+        .await;
     assert_ne!(phase_of_backup(&backup), BackupPhase::Completed);
-    let items = volume_backups(&client, &arca.name).await;
+    let items = volume_backups(client, &arca.name).await;
     assert_eq!(items.len(), 1, "{items:?}");
     let status = items[0].status.clone().unwrap_or_default();
     assert_eq!(status.phase, Some(PodVolumePhase::Failed), "{status:?}");
@@ -503,7 +464,7 @@ async fn storage_failing_mid_upload_fails_the_volume_and_keeps_the_repository_so
     assert!(!message.is_empty(), "the failure has a reason");
     assert!(status.snapshot_id.is_none(), "no snapshot is claimed");
     // Straight to the real server: whatever was uploaded, the repository is consistent.
-    let password = password(&client, &arca.name).await;
+    let password = password(client, &arca.name).await;
     let (ok, out) = restic(env, &prefix.prefix, &ns, &password, &["check"]);
     assert!(ok, "restic check after the failed upload: {out}");
     let (ok, out) = restic(
@@ -517,31 +478,26 @@ async fn storage_failing_mid_upload_fails_the_volume_and_keeps_the_repository_so
         ok && snapshot_ids(&out).is_empty(),
         "no snapshot was written: {out}"
     );
-    operator.stop().await;
+    scenario.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_agent_killed_mid_backup_leaves_the_volume_failed_never_completed() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let app = env.namespace("killed-db").await.expect("namespace");
-    let prefix = env.prefix();
+    let scenario = Scenario::start("killed-db").await;
+    let (env, client, arca, app, _) = scenario.parts();
     let ns = app.name.clone();
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let operator = Operator::start(env, settings(&arca.name)).await;
     kubectl_apply(env, &pod_yaml(&ns, "db-0"));
-    let (uid, node_name) = scheduled(&client, &ns, "db-0").await;
+    let (uid, node_name) = scheduled(client, &ns, "db-0").await;
     let mut node = Node::new(env, "killed");
     node.name = node_name;
     fill(&node.mount(&uid, "data"), 400, 10, 13);
     let mut agent = node.spawn_agent(env, &arca.name, "killed-1");
-    kubectl_apply(env, &backup_yaml(&arca.name, "cut", &ns));
+    scenario.apply_backup("cut", &scenario.app_spec());
     eventually(
         "the volume backup in progress",
         Duration::from_secs(120),
         || async {
-            volume_backups(&client, &arca.name)
+            volume_backups(client, &arca.name)
                 .await
                 .iter()
                 .any(|i| {
@@ -553,16 +509,16 @@ async fn an_agent_killed_mid_backup_leaves_the_volume_failed_never_completed() {
     .await;
     agent.kill().await.expect("agent killed");
     let _agent = node.spawn_agent(env, &arca.name, "killed-2");
-    let backup = backup_done(&client, &arca.name, "cut", Duration::from_secs(120)).await;
+    let backup = scenario.backup_done("cut").await;
     assert_eq!(phase_of_backup(&backup), BackupPhase::PartiallyFailed);
-    let items = volume_backups(&client, &arca.name).await;
+    let items = volume_backups(client, &arca.name).await;
     let status = items[0].status.clone().unwrap_or_default();
     assert_eq!(status.phase, Some(PodVolumePhase::Failed), "{status:?}");
     assert!(
         status.message.unwrap_or_default().contains("agent stopped"),
         "the reason names the agent"
     );
-    operator.stop().await;
+    scenario.stop().await;
 }
 
 /// A tenant end to end, as its ServiceAccount: its Schedule backs up its namespace and its
@@ -571,19 +527,11 @@ async fn an_agent_killed_mid_backup_leaves_the_volume_failed_never_completed() {
 /// its data back. The runs act as `system:serviceaccount:<ns>:arca` (bound to `edit`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tenant_s_schedule_backs_up_and_restores_its_volume_data_as_its_service_account() {
-    let env = env();
-    let client = env.client().await.expect("client");
-    let arca = env.namespace("arca").await.expect("namespace");
-    let team = env.namespace("team").await.expect("namespace");
-    let prefix = env.prefix();
+    let scenario = Scenario::start_tenant("team").await;
+    let (env, client, arca, team, prefix) = scenario.parts();
     let t = team.name.clone();
-    tenant_account(env, &t, "arca", "edit");
-    s3_location(env, &client, &arca.name, "default", &prefix.prefix).await;
-    let mut tenant_settings = settings(&arca.name);
-    tenant_settings.watch_namespace = Some(t.clone());
-    let operator = Operator::start(env, tenant_settings).await;
     kubectl_apply(env, &pod_yaml(&t, "db-0"));
-    let (uid, node_name) = scheduled(&client, &t, "db-0").await;
+    let (uid, node_name) = scheduled(client, &t, "db-0").await;
     let mut node = Node::new(env, "tenant");
     node.name = node_name;
     let data = node.mount(&uid, "data");
@@ -610,7 +558,7 @@ async fn a_tenant_s_schedule_backs_up_and_restores_its_volume_data_as_its_servic
         },
     )
     .await;
-    let first = backup_done(&client, &t, &name, Duration::from_secs(300)).await;
+    let first = backup_done(client, &t, &name, Duration::from_secs(300)).await;
     assert_eq!(
         phase_of_backup(&first),
         BackupPhase::Completed,
@@ -622,7 +570,7 @@ async fn a_tenant_s_schedule_backs_up_and_restores_its_volume_data_as_its_servic
         repository_bytes(env, &tenant_prefix, &t).await > 4 * 1024 * 1024,
         "the volume's data is in the tenant's repository"
     );
-    let password = password(&client, &arca.name).await;
+    let password = password(client, &arca.name).await;
     let (ok, out) = restic(env, &tenant_prefix, &t, &password, &["check"]);
     assert!(ok, "restic check of the tenant's repository: {out}");
 
@@ -653,10 +601,10 @@ async fn a_tenant_s_schedule_backs_up_and_restores_its_volume_data_as_its_servic
             "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: back, namespace: {t}}}\nspec: {{backupName: {name}}}\n"
         ),
     );
-    let (new_uid, _) = scheduled(&client, &t, "db-0").await;
+    let (new_uid, _) = scheduled(client, &t, "db-0").await;
     assert_ne!(new_uid, uid, "the pod is a new one");
     let restored_dir = node.mount(&new_uid, "data");
-    let restore = restore_done(&client, &t, "back", Duration::from_secs(300)).await;
+    let restore = restore_done(client, &t, "back", Duration::from_secs(300)).await;
     assert_eq!(
         phase_of_restore(&restore),
         RestorePhase::Completed,
@@ -664,5 +612,5 @@ async fn a_tenant_s_schedule_backs_up_and_restores_its_volume_data_as_its_servic
         restore.status
     );
     assert_eq!(tree(&restored_dir), before, "the volume's files are back");
-    operator.stop().await;
+    scenario.stop().await;
 }
