@@ -1,11 +1,11 @@
 //! From the index to what the restore does: which items, in which tier, and why the others
 //! are not restored. Pure: everything here is decided from index entries alone.
 //!
-//! The index is streamed, never held: a first pass feeds every entry to a [`Survey`]
-//! (namespaces, workloads and custom types restored: what the rule for cluster-scoped items
-//! needs), a second decides each entry ([`decide`]) into a [`Plan`] of counts and small sets,
-//! and each tier's pass decides again and groups the entries of its tier by frame
-//! ([`FrameBatches`]) for the frame workers.
+//! The index is streamed, never held: a first pass feeds every entry to an [`IndexSurvey`],
+//! which becomes the [`Survey`] (namespaces, workloads and custom types restored: what the
+//! rule for cluster-scoped items and the children of controllers need); a second decides each
+//! entry ([`decide`]) into a [`Plan`] of counts and small sets; each tier's pass decides again
+//! and groups the entries of its tier by frame ([`FrameBatches`]) for the frame workers.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,7 +35,7 @@ pub struct Scope<'a> {
     /// A tenant's restore: only items backed up from this namespace, restored into it.
     pub tenant: Option<&'a str>,
     /// Where each backed-up namespace lands.
-    pub target: &'a dyn Fn(&str) -> String,
+    pub target: &'a (dyn Fn(&str) -> String + Sync),
 }
 
 /// What decides the plan.
@@ -43,7 +43,7 @@ pub struct Scope<'a> {
 pub struct PlanFilters<'a> {
     pub scope: Scope<'a>,
     /// By `plural.group`.
-    pub resource_matches: &'a dyn Fn(&str) -> bool,
+    pub resource_matches: &'a (dyn Fn(&str) -> bool + Sync),
     pub cluster: ClusterResources,
 }
 

@@ -292,4 +292,78 @@ mod tests {
         };
         assert!(recreated_by_controller("app", &[custom], &restored).is_none());
     }
+
+    #[test]
+    fn content_rules_give_their_reason_in_order() {
+        let workloads: Workloads = BTreeSet::from([(
+            "apps".into(),
+            "ReplicaSet".into(),
+            "app".into(),
+            "web-1".into(),
+        )]);
+        let namespaces = BTreeSet::from(["app".to_string()]);
+        let roles = BTreeSet::new();
+        let restored = Restored {
+            workloads: &workloads,
+            namespaces: &namespaces,
+            related_roles: &roles,
+            cluster: ClusterResources::RelatedOnly,
+        };
+        let entry = |resource: &str, ns: Option<&str>, name: &str| IndexEntry {
+            group: String::new(),
+            version: "v1".into(),
+            kind: String::new(),
+            resource: resource.into(),
+            namespace: ns.map(str::to_string),
+            name: name.into(),
+            path: String::new(),
+            size: 1,
+            sha256: String::new(),
+            frame: arca_store::archive::FrameRef(0, 1),
+        };
+        let pod = serde_json::json!({"metadata": {"ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "controller": true}
+        ]}});
+        let skip = by_content(
+            &entry("pods", Some("app"), "web-1-x"),
+            &pod,
+            false,
+            &restored,
+        );
+        assert_eq!(
+            skip.map(|s| s.to_string()).as_deref(),
+            Some("recreated by its ReplicaSet web-1")
+        );
+        assert_eq!(
+            by_content(
+                &entry("pods", Some("app"), "web-1-x"),
+                &pod,
+                true,
+                &restored
+            ),
+            None,
+            "a pod with volume data is restored"
+        );
+        let pv = serde_json::json!({"spec": {"claimRef": {"namespace": "elsewhere"}}});
+        assert_eq!(
+            by_content(
+                &entry("persistentvolumes", None, "pv"),
+                &pv,
+                false,
+                &restored
+            ),
+            Some(Skip::UnrelatedClusterItem)
+        );
+        assert_eq!(
+            by_content(
+                &entry("configmaps", Some("app"), "kube-root-ca.crt"),
+                &serde_json::json!({}),
+                false,
+                &restored
+            )
+            .map(|s| s.to_string())
+            .as_deref(),
+            Some("published by the cluster itself")
+        );
+    }
 }

@@ -3,6 +3,8 @@
 //! it is for: the survey its small sets, the plan its counts (recording skipped items as
 //! it meets them), a tier the entries of a few frames at a time.
 
+use futures::FutureExt;
+
 use super::*;
 use crate::restore::plan::{Decision, FrameBatches, IndexSurvey, decide};
 
@@ -105,9 +107,8 @@ impl Run<'_> {
             }
             Ok::<(), RestoreError>(())
         };
-        let frames = futures::stream::unfold(frames_rx, |mut rx| async move {
-            rx.recv().await.map(|frame| (frame, rx))
-        });
+        let mut frames_rx = frames_rx;
+        let frames = futures::stream::poll_fn(move |cx| frames_rx.poll_recv(cx));
         let work = frames
             .map(|(frame, entries)| async move {
                 (entries, read_frame(self.store, &self.backup, frame).await)
@@ -131,7 +132,9 @@ impl Run<'_> {
                         None => self.progress.add_done(1),
                     }
                 },
-            );
+            )
+            // Boxed: the compiler then proves it Send for this lifetime, not for all.
+            .boxed();
         let (fed, ()) = tokio::join!(feed, work);
         fed
     }
