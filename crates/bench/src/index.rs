@@ -267,7 +267,7 @@ fn report(points: &[Point]) -> String {
             p.what,
             p.objects,
             if p.index_bytes > 0 {
-                format!("{:.1}", p.index_bytes as f64 / 1048576.0)
+                format!("{:.2}", p.index_bytes as f64 / 1048576.0)
             } else {
                 "-".into()
             },
