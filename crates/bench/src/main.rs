@@ -6,8 +6,11 @@
 //! - restore of the first (smallest) set, against creating as many objects one at a time;
 //! - the operator's peak resident memory (VmHWM of the `arca server` process);
 //! - pod volume data: the node agent against `restic backup` of the same data to the same
-//!   S3 server, first and unchanged, and the agent's peak resident memory.
+//!   S3 server, first and unchanged, and the agent's peak resident memory;
+//! - `--index-only`: the operator's peak memory restoring a large backup's index (300k
+//!   objects) against its floor (idle, and restoring 1k objects).
 
+mod index;
 mod seed;
 mod steps;
 mod volumes;
@@ -27,6 +30,16 @@ struct Args {
     /// Only the pod volume benchmark (no object counts).
     #[arg(long)]
     volumes_only: bool,
+    /// Only the index benchmark: the operator's peak memory restoring (dry run) a backup of
+    /// `--index-objects` objects, after a backup of `--index-floor-objects`.
+    #[arg(long)]
+    index_only: bool,
+    /// Objects in the large backup of the index benchmark.
+    #[arg(long, default_value_t = 300_000)]
+    index_objects: usize,
+    /// Objects in the small backup restored first (the floor).
+    #[arg(long, default_value_t = 1_000)]
+    index_floor_objects: usize,
     /// The `arca` binary to measure (release build).
     #[arg(long, default_value = "target/release/arca")]
     arca: PathBuf,
@@ -44,7 +57,17 @@ async fn main() -> anyhow::Result<()> {
     let name = format!("bench-{}", std::process::id());
     let env = arca_testenv::Environment::up(&name).await?;
     let sizes: &[usize] = if args.volumes_only { &[] } else { &args.sizes };
-    let result = steps::run_all(&env, &args.arca, sizes, args.volume_gib).await;
+    let result = if args.index_only {
+        index::run(
+            &env,
+            &args.arca,
+            args.index_floor_objects,
+            args.index_objects,
+        )
+        .await
+    } else {
+        steps::run_all(&env, &args.arca, sizes, args.volume_gib).await
+    };
     if !args.keep {
         arca_testenv::Environment::down(&name)?;
     }

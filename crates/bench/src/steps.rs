@@ -20,7 +20,7 @@ use kube::{
 
 use crate::{secs, seed};
 
-const ARCA_NS: &str = "arca-system";
+pub(crate) const ARCA_NS: &str = "arca-system";
 
 struct Row {
     objects: usize,
@@ -44,24 +44,7 @@ pub async fn run_all(
     );
     let client = env.client().await?;
     install(&client, env).await?;
-    let mut server = tokio::process::Command::new(arca)
-        .arg("server")
-        .arg(format!("--kubeconfig={}", env.kubeconfig.display()))
-        .args([
-            "--namespace",
-            ARCA_NS,
-            "--watch-namespace",
-            ARCA_NS,
-            "--metrics-bind-address",
-            "none",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(
-            env.dir.join("logs/arca-server-bench.log"),
-        )?)
-        .kill_on_drop(true)
-        .spawn()?;
+    let mut server = start_server(env, arca)?;
     let pid = server.id().unwrap_or_default();
     seed::namespaces(&client, (0..seed::NAMESPACES).map(seed::namespace)).await?;
 
@@ -120,7 +103,36 @@ pub async fn run_all(
     Ok(out)
 }
 
-async fn install(client: &Client, env: &arca_testenv::Environment) -> anyhow::Result<()> {
+/// Starts `arca server` (the measured process) against the environment, its log in
+/// `logs/arca-server-bench.log`; killed when the handle drops.
+pub(crate) fn start_server(
+    env: &arca_testenv::Environment,
+    arca: &Path,
+) -> anyhow::Result<tokio::process::Child> {
+    Ok(tokio::process::Command::new(arca)
+        .arg("server")
+        .arg(format!("--kubeconfig={}", env.kubeconfig.display()))
+        .args([
+            "--namespace",
+            ARCA_NS,
+            "--watch-namespace",
+            ARCA_NS,
+            "--metrics-bind-address",
+            "none",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(
+            env.dir.join("logs/arca-server-bench.log"),
+        )?)
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
+pub(crate) async fn install(
+    client: &Client,
+    env: &arca_testenv::Environment,
+) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in arca_api::all_crds() {
         let name = crd.metadata.name.clone().unwrap_or_default();
@@ -355,7 +367,7 @@ async fn restore(
 }
 
 /// CPU seconds (user + system) a process has used.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit(')')

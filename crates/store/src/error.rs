@@ -40,6 +40,10 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{key} changed in storage after it was verified: {detail}. Something wrote to the backup's folder while it was read; read it again once nothing else writes there"
+    )]
+    Changed { key: String, detail: String },
     #[error("corrupt data in {key}: {detail}")]
     Corrupt { key: String, detail: String },
     #[error(

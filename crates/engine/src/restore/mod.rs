@@ -1,7 +1,9 @@
-//! The restore engine: verify checksums -> read the index -> plan tiers -> for each tier,
-//! fetch its frames by byte range and create its items concurrently -> retry what waited
-//! for a dependency -> upload per-item outcomes and results. Nothing is written before the
-//! archive and index have been verified whole.
+//! The restore engine: verify checksums -> survey the index -> plan (skipped items recorded)
+//! -> for each tier, stream the index again and fetch that tier's frames by byte range as
+//! they come, creating their items concurrently -> retry what waited for a dependency ->
+//! upload per-item outcomes and results. Nothing is written before the archive and index
+//! have been verified whole; the index is never held whole, and every pass reads it checked
+//! against what was verified (see `plan.rs` and `run/passes.rs`).
 
 pub mod apply;
 pub mod helper;
@@ -9,6 +11,7 @@ pub mod order;
 pub mod plan;
 mod readiness;
 mod run;
+pub mod skip;
 pub mod transform;
 
 use std::collections::BTreeMap;
@@ -86,6 +89,14 @@ pub enum RestoreError {
     },
     #[error("backup {backup} is damaged, nothing was restored: {source}")]
     Corrupt {
+        backup: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error(
+        "backup {backup} changed in storage during the restore, which stopped there: {source}. Items of the tiers before were restored; restore again once nothing else writes to the backup"
+    )]
+    Changed {
         backup: String,
         #[source]
         source: StoreError,

@@ -119,45 +119,64 @@ pub async fn read_jsonl<T: DeserializeOwned + Send + 'static>(
     let reader = store.reader(key, None).await?;
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let key = key.to_string();
-    tokio::task::spawn_blocking(move || {
-        let corrupt = |detail: String| StoreError::Corrupt {
-            key: key.clone(),
-            detail,
-        };
-        let decoder = match zstd::stream::read::Decoder::new(SyncIoBridge::new(reader)) {
-            Ok(d) => d,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(corrupt(format!("not zstd: {e}"))));
-                return;
-            }
-        };
-        let mut lines = std::io::BufReader::new(decoder);
-        let mut line = Vec::new();
-        for number in 1u64.. {
-            line.clear();
-            // At most LINE_LIMIT + 1 bytes of one line are held, whatever the bucket holds.
-            let read = std::io::BufRead::read_until(
-                &mut std::io::Read::take(&mut lines, LINE_LIMIT + 1),
-                b'\n',
-                &mut line,
-            );
-            let parsed = match read {
-                Ok(0) => return,
-                Ok(_) if line.len() as u64 > LINE_LIMIT => Err(corrupt(format!(
-                    "line {number} is longer than {LINE_LIMIT} bytes, more than Arca ever writes: refused"
-                ))),
-                Ok(_) if line.iter().all(u8::is_ascii_whitespace) => continue,
-                Ok(_) => serde_json::from_slice::<T>(&line)
-                    .map_err(|e| corrupt(format!("line {number}: {e}"))),
-                Err(e) => Err(corrupt(format!("reading: {e}"))),
-            };
-            let failed = parsed.is_err();
-            if tx.blocking_send(parsed).is_err() || failed {
-                return;
-            }
-        }
-    });
+    tokio::task::spawn_blocking(move || stream_lines(SyncIoBridge::new(reader), &key, &tx));
     Ok(rx)
+}
+
+/// Decodes the zstd JSON lines read from `reader` (object `key`) into `tx`, one value a
+/// line, until the end, the first error, or the receiver is gone. Blocking.
+pub(super) fn stream_lines<T: DeserializeOwned, R: std::io::Read>(
+    reader: R,
+    key: &str,
+    tx: &mpsc::Sender<Result<T, StoreError>>,
+) {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        key: key.to_string(),
+        detail,
+    };
+    let decoder = match zstd::stream::read::Decoder::new(reader) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = tx.blocking_send(Err(corrupt(format!("not zstd: {e}"))));
+            return;
+        }
+    };
+    let mut lines = std::io::BufReader::new(decoder);
+    let mut line = Vec::new();
+    for number in 1u64.. {
+        line.clear();
+        // At most LINE_LIMIT + 1 bytes of one line are held, whatever the bucket holds.
+        let read = std::io::BufRead::read_until(
+            &mut std::io::Read::take(&mut lines, LINE_LIMIT + 1),
+            b'\n',
+            &mut line,
+        );
+        let parsed = match read {
+            Ok(0) => return,
+            Ok(_) if line.len() as u64 > LINE_LIMIT => Err(corrupt(format!(
+                "line {number} is longer than {LINE_LIMIT} bytes, more than Arca ever writes: refused"
+            ))),
+            Ok(_) if line.iter().all(u8::is_ascii_whitespace) => continue,
+            Ok(_) => serde_json::from_slice::<T>(&line)
+                .map_err(|e| corrupt(format!("line {number}: {e}"))),
+            Err(e) => Err(
+                match e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<super::verified_index::ChangedChunk>())
+                {
+                    Some(changed) => StoreError::Changed {
+                        key: key.to_string(),
+                        detail: changed.0.clone(),
+                    },
+                    None => corrupt(format!("reading: {e}")),
+                },
+            ),
+        };
+        let failed = parsed.is_err();
+        if tx.blocking_send(parsed).is_err() || failed {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod jsonl;
 mod metadata;
 mod reader;
 mod results;
+mod verified_index;
 mod volumes;
 mod writer;
 
@@ -26,6 +27,7 @@ pub use jsonl::{JsonlWriter, read_jsonl};
 pub use metadata::{ArchiveStats, BackupMetadata};
 pub use reader::{read_frame, read_index, verify_object};
 pub use results::{Messages, Results};
+pub use verified_index::{CHUNK as INDEX_CHUNK, VerifiedIndex, verify_index};
 pub use volumes::{VolumeSnapshot, VolumeSnapshots, read_volume_snapshots};
 pub use writer::ArchiveWriter;
 

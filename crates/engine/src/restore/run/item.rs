@@ -37,7 +37,6 @@ impl Run<'_> {
                 return None;
             }
         }
-        let owners: Vec<Owner> = owners_of(&object);
         let gr = entry.group_resource();
         let snapshots: Vec<VolumeSnapshot> = if gr == "pods" {
             let ns = entry.namespace.as_deref().unwrap_or_default();
@@ -48,19 +47,9 @@ impl Run<'_> {
         } else {
             Vec::new()
         };
-        // A pod with volume data is restored even when a controller would recreate it: the
-        // data goes into this pod (the controller adopts it).
-        if let Some(ns) = &entry.namespace
-            && snapshots.is_empty()
-            && let Some(reason) = recreated_by_controller(ns, &owners, &self.workloads)
+        if let Some(why) = skip::by_content(entry, &object, !snapshots.is_empty(), &self.restored())
         {
-            return skip(reason);
-        }
-        if let Some(reason) = self.unrelated(entry, &object) {
-            return skip(reason);
-        }
-        if gr == "configmaps" && entry.name == "kube-root-ca.crt" {
-            return skip("published by the cluster itself".into());
+            return skip(why.to_string());
         }
         let status = if (self.status_of)(&gr) {
             object.get("status").cloned()
@@ -164,44 +153,13 @@ impl Run<'_> {
         })
     }
 
-    /// Under `includeClusterResources` unset with some namespaces chosen, a cluster-scoped
-    /// item comes along only when what is restored needs it.
-    pub(super) fn unrelated(&self, entry: &IndexEntry, object: &Value) -> Option<String> {
-        if entry.namespace.is_some() || self.cluster != ClusterResources::RelatedOnly {
-            return None;
-        }
-        let related = match entry.group_resource().as_str() {
-            "persistentvolumes" => object
-                .pointer("/spec/claimRef/namespace")
-                .and_then(Value::as_str)
-                .is_some_and(|ns| self.namespaces.contains(ns)),
-            "clusterrolebindings.rbac.authorization.k8s.io" => {
-                binds_restored_account(object, &self.namespaces)
-            }
-            "clusterroles.rbac.authorization.k8s.io" => self.related_roles.contains(&entry.name),
-            _ => true,
-        };
-        (!related).then(|| "cluster-scoped and not needed by the restored namespaces".to_string())
-    }
-
     /// The ClusterRoles bound to restored service accounts (read ahead from the bindings).
     pub(super) async fn related_cluster_roles(&self, plan: &Plan) -> BTreeSet<String> {
         let mut roles = BTreeSet::new();
         if self.cluster != ClusterResources::RelatedOnly {
             return roles;
         }
-        let frames: BTreeSet<FrameRef> = plan
-            .tiers
-            .iter()
-            .flat_map(|t| t.iter())
-            .filter(|(_, entries)| {
-                entries
-                    .iter()
-                    .any(|e| e.group_resource() == "clusterrolebindings.rbac.authorization.k8s.io")
-            })
-            .map(|(frame, _)| *frame)
-            .collect();
-        for frame in frames {
+        for &frame in &plan.binding_frames {
             let Ok(items) = read_frame(self.store, &self.backup, frame).await else {
                 continue;
             };
@@ -232,35 +190,4 @@ pub(super) fn type_of_entry(e: &IndexEntry) -> ResourceType {
         namespaced: e.namespace.is_some(),
         verbs: Vec::new(),
     }
-}
-
-pub(super) fn owners_of(object: &Value) -> Vec<Owner> {
-    object
-        .pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .map(|refs| {
-            refs.iter()
-                .map(|r| Owner {
-                    api_version: r["apiVersion"].as_str().unwrap_or_default().to_string(),
-                    kind: r["kind"].as_str().unwrap_or_default().to_string(),
-                    name: r["name"].as_str().unwrap_or_default().to_string(),
-                    controller: r["controller"].as_bool().unwrap_or(false),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-pub(super) fn binds_restored_account(binding: &Value, namespaces: &BTreeSet<String>) -> bool {
-    binding
-        .get("subjects")
-        .and_then(Value::as_array)
-        .is_some_and(|subjects| {
-            subjects.iter().any(|s| {
-                s["kind"] == "ServiceAccount"
-                    && s["namespace"]
-                        .as_str()
-                        .is_some_and(|ns| namespaces.contains(ns))
-            })
-        })
 }

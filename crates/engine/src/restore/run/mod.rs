@@ -1,10 +1,12 @@
 //! Running a restore: see the module documentation of `restore`. This file holds the run
-//! (verify, plan, tier by tier) and its state; `item` restores one item, `ledger` records
-//! outcomes, `tiers` does what happens between tiers, `follow_ups` the volumes and hooks.
+//! (verify, survey, plan, tier by tier) and its state; `passes` streams the index for each
+//! of them, `item` restores one item, `ledger` records outcomes, `tiers` does what happens
+//! between tiers, `follow_ups` the volumes and hooks.
 
 mod follow_ups;
 mod item;
 mod ledger;
+mod passes;
 mod tiers;
 
 use item::type_of_entry;
@@ -19,7 +21,7 @@ use arca_store::{
     Layout, ObjectStore,
     archive::{
         ArchivedItem, BackupMetadata, FORMAT_VERSION, FrameRef, IndexEntry, JsonlWriter, Results,
-        read_frame, read_index, verify_object,
+        VerifiedIndex, read_frame, verify_index, verify_object,
     },
 };
 use bytes::Bytes;
@@ -33,9 +35,10 @@ use tokio::sync::mpsc;
 use super::{
     RestoreError, RestoreOutcome, RestoreRequest, RestoreSettings,
     apply::{Applied, Applier, Outcome, Target},
-    order::{Owner, Workloads, recreated_by_controller},
-    plan::{Plan, PlanFilters},
+    order::Tier,
+    plan::{Plan, PlanFilters, Scope, Survey},
     readiness,
+    skip::{self, Restored, Workloads, binds_restored_account},
     transform::{Transform, label_value},
     validate,
 };
@@ -87,6 +90,8 @@ struct Run<'a> {
     client: Client,
     store: &'a dyn ObjectStore,
     backup: String,
+    /// The index as verified: every pass reads it checked against this.
+    index: VerifiedIndex,
     catalogue: RwLock<Arc<Catalogue>>,
     transform: Transform,
     applier: Applier,
@@ -150,9 +155,9 @@ pub async fn run(
         source,
     };
     let stats = &metadata.stats;
-    verify_object(
+    let index = verify_index(
         store,
-        &Layout::backup_index(&request.backup_name),
+        &request.backup_name,
         stats.index_bytes,
         &stats.index_sha256,
     )
@@ -174,15 +179,25 @@ pub async fn run(
     let volume_snapshots = arca_store::archive::read_volume_snapshots(store, &request.backup_name)
         .await
         .map_err(corrupt)?;
-    let mut entries = Vec::with_capacity(stats.items as usize);
-    let mut index = read_index(store, &request.backup_name).await?;
-    while let Some(entry) = index.recv().await {
-        entries.push(entry.map_err(corrupt)?);
-    }
+    let namespaces = NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces)
+        .map_err(|e| RestoreError::Invalid(vec![e.to_string()]))?;
+    let transform = Transform {
+        backup_name: request.backup_name.clone(),
+        restore_name: request.name.clone(),
+        namespace_mapping: spec.namespace_mapping.clone(),
+        preserve_node_ports: spec.preserve_node_ports.unwrap_or(false),
+        restored_volumes: BTreeSet::new(),
+    };
+    let scope = Scope {
+        namespaces: &namespaces,
+        tenant,
+        target: &|ns| transform.target_namespace(ns).to_string(),
+    };
+    let (found, backup_types) = passes::survey(store, &index, &scope, &request.backup_name).await?;
     let catalogue = Catalogue::discover(&client)
         .await
         .map_err(RestoreError::Discovery)?;
-    let known = catalogue.with_types(entries.iter().map(type_of_entry));
+    let known = catalogue.with_types(backup_types);
     let resources = ResourceFilter::new(&known, &spec.included_resources, &spec.excluded_resources);
     let status_spec = spec.restore_status.clone().unwrap_or_default();
     let status_filter = ResourceFilter::new(
@@ -191,43 +206,16 @@ pub async fn run(
         &status_spec.excluded_resources,
     );
     let status_wanted = !status_spec.included_resources.is_empty();
-    let namespaces = NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces)
-        .map_err(|e| RestoreError::Invalid(vec![e.to_string()]))?;
     let cluster = match tenant {
         Some(_) => ClusterResources::None,
         None => ClusterResources::decide(spec.include_cluster_resources, &namespaces),
     };
-    let transform = Transform {
-        backup_name: request.backup_name.clone(),
-        restore_name: request.name.clone(),
-        namespace_mapping: spec.namespace_mapping.clone(),
-        preserve_node_ports: spec.preserve_node_ports.unwrap_or(false),
-        restored_volumes: BTreeSet::new(),
+    let filters = PlanFilters {
+        scope,
+        resource_matches: &|gr| resources.matches(gr),
+        cluster,
     };
-    let crd_types: BTreeSet<String> = entries
-        .iter()
-        .filter(|e| e.group_resource() == "customresourcedefinitions.apiextensions.k8s.io")
-        .map(|e| e.name.clone())
-        .collect();
-    let plan = Plan::build(
-        entries,
-        &PlanFilters {
-            namespaces: &namespaces,
-            resource_matches: &|gr| resources.matches(gr),
-            cluster,
-            tenant,
-            target: &|ns| transform.target_namespace(ns).to_string(),
-            crd_types: &crd_types,
-        },
-    );
-    progress.add_total(plan.total + plan.skipped.len() as u64);
-    log.info(format!(
-        "restoring {} items of {} namespaces{}; {} cluster-scoped items left out (includeClusterResources)",
-        plan.total,
-        plan.namespaces.len(),
-        if spec.dry_run { " as a dry run" } else { "" },
-        plan.cluster_left_out
-    ));
+    let survey = found.finish(filters.resource_matches);
     for name in &resources.unknown {
         log.warn(format!(
             "resource {name:?} is in neither the backup nor the cluster; ignored"
@@ -247,15 +235,13 @@ pub async fn run(
         items_writer.finish().await
     });
 
-    let run = Run {
+    let mut run = Run {
         client: client.clone(),
         store,
         backup: request.backup_name.clone(),
+        index,
         catalogue: RwLock::new(Arc::new(catalogue)),
-        transform: Transform {
-            restored_volumes: plan.volumes(),
-            ..transform
-        },
+        transform: transform.clone(),
         applier: Applier {
             client: client.clone(),
             dry_run: spec.dry_run,
@@ -280,8 +266,8 @@ pub async fn run(
             }
             _ => None,
         },
-        workloads: plan.workloads.clone(),
-        namespaces: plan.namespaces.clone(),
+        workloads: survey.workloads.clone(),
+        namespaces: survey.namespaces.clone(),
         failed_namespaces: Mutex::new(BTreeSet::new()),
         cluster,
         related_roles: BTreeSet::new(),
@@ -289,42 +275,35 @@ pub async fn run(
         results: Mutex::new(Results::default()),
         items: items_tx,
         retries: Mutex::new(Vec::new()),
-        progress,
+        progress: progress.clone(),
         log: log.clone(),
     };
-    let run = Run {
-        related_roles: run.related_cluster_roles(&plan).await,
-        ..run
-    };
-    for (entry, reason) in &plan.skipped {
-        run.record(
-            entry,
-            Applied {
-                outcome: Outcome::Skipped,
-                reason: Some(reason.clone()),
-                warning: None,
-                retry: false,
-            },
-        )
-        .await;
-    }
+    // The skipped items are recorded as the plan's pass meets them.
+    let plan = run.plan(&filters, &survey).await?;
+    progress.add_total(plan.total);
+    log.info(format!(
+        "restoring {} items of {} namespaces{}; {} cluster-scoped items left out (includeClusterResources)",
+        plan.total,
+        survey.namespaces.len(),
+        if spec.dry_run { " as a dry run" } else { "" },
+        plan.cluster_left_out
+    ));
+    run.transform.restored_volumes = plan.volumes.clone();
+    run.related_roles = run.related_cluster_roles(&plan).await;
     let total = plan.total;
-    for (tier, frames) in plan.tiers.into_iter().enumerate() {
-        let manage_namespaces = tier == 1 && tenant.is_none() && !spec.dry_run;
+    for tier in Tier::ALL {
+        let manage_namespaces = tier == Tier::Namespaces && tenant.is_none() && !spec.dry_run;
         if manage_namespaces {
             run.namespaces_ready(settings).await;
         }
-        let crds: Vec<String> = if tier == 0 {
-            frames.values().flatten().map(|e| e.name.clone()).collect()
-        } else {
-            Vec::new()
-        };
-        run.restore_tier(frames, settings).await;
+        if plan.per_tier.contains_key(&tier) {
+            run.restore_tier(tier, &filters, &survey, settings).await?;
+        }
         if manage_namespaces {
             run.ensure_namespaces().await;
         }
-        if !crds.is_empty() && !spec.dry_run {
-            run.crds_ready(&crds, settings).await;
+        if tier == Tier::Crds && !plan.crds.is_empty() && !spec.dry_run {
+            run.crds_ready(&plan.crds, settings).await;
         }
     }
     run.retry_pass(settings).await;
@@ -361,41 +340,6 @@ pub async fn run(
         o.created, o.updated, o.existing, o.skipped, o.failed
     ));
     Ok(outcome)
-}
-
-impl Run<'_> {
-    async fn restore_tier(
-        &self,
-        frames: BTreeMap<FrameRef, Vec<IndexEntry>>,
-        settings: RestoreSettings,
-    ) {
-        let items = futures::stream::iter(frames)
-            .map(|(frame, entries)| async move {
-                (entries, read_frame(self.store, &self.backup, frame).await)
-            })
-            .buffered(settings.frame_concurrency.max(1))
-            .flat_map(|(entries, decoded)| futures::stream::iter(pair(entries, decoded)));
-        items
-            .for_each_concurrent(
-                settings.apply_concurrency.max(1),
-                |(entry, json)| async move {
-                    let applied = match json {
-                        Ok(json) => self.restore_item(&entry, json).await,
-                        Err(reason) => Some(Applied {
-                            outcome: Outcome::Failed,
-                            reason: Some(reason),
-                            warning: None,
-                            retry: false,
-                        }),
-                    };
-                    match applied {
-                        Some(applied) => self.record(&entry, applied).await,
-                        None => self.progress.add_done(1),
-                    }
-                },
-            )
-            .await;
-    }
 }
 
 /// Pairs the entries of a frame with their bytes in the decoded frame.
