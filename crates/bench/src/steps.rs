@@ -218,19 +218,36 @@ async fn backup(client: &Client, name: &str) -> anyhow::Result<(Duration, u64)> 
     }))?;
     let started = Instant::now();
     api.create(&PostParams::default(), &backup).await?;
-    loop {
-        let b = api.get(name).await?;
-        let status = b.status.unwrap_or_default();
-        match status.phase {
-            Some(BackupPhase::Completed) => {
-                return Ok((started.elapsed(), status.archive_bytes.unwrap_or_default()));
-            }
-            Some(p) if p.is_terminal() => {
-                anyhow::bail!("backup {name} ended {p:?}: {:?}", status.failure_reason)
-            }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
+    let b = finished(&api, name, |b: &Backup| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(|p| p.is_terminal())
+    })
+    .await?;
+    let elapsed = started.elapsed();
+    let status = b.status.unwrap_or_default();
+    match status.phase {
+        Some(BackupPhase::Completed) => Ok((elapsed, status.archive_bytes.unwrap_or_default())),
+        p => anyhow::bail!("backup {name} ended {p:?}: {:?}", status.failure_reason),
     }
+}
+
+/// Waits until `done` holds for object `name`, watching it (the time is taken when the
+/// status changes, not at the next poll), and returns it.
+pub(crate) async fn finished<K>(
+    api: &Api<K>,
+    name: &str,
+    done: impl Fn(&K) -> bool,
+) -> anyhow::Result<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let object = kube::runtime::wait::await_condition(api.clone(), name, move |o: Option<&K>| {
+        o.is_some_and(&done)
+    })
+    .await?;
+    object.ok_or_else(|| anyhow::anyhow!("{name} was deleted while it ran"))
 }
 
 struct RestoreRow {
@@ -351,18 +368,22 @@ async fn restore(
     }))?;
     let started = Instant::now();
     api.create(&PostParams::default(), &restore).await?;
-    loop {
-        let r = api.get(name).await?;
-        let status = r.status.unwrap_or_default();
-        match status.phase {
-            Some(RestorePhase::Completed) => return Ok(started.elapsed()),
-            Some(p) if p.is_terminal() => anyhow::bail!(
-                "restore ended {p:?}: {:?} {:?}",
-                status.failure_reason,
-                status.outcomes
-            ),
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
+    let r = finished(&api, name, |r: &Restore| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(|p| p.is_terminal())
+    })
+    .await?;
+    let elapsed = started.elapsed();
+    let status = r.status.unwrap_or_default();
+    match status.phase {
+        Some(RestorePhase::Completed) => Ok(elapsed),
+        p => anyhow::bail!(
+            "restore ended {p:?}: {:?} {:?}",
+            status.failure_reason,
+            status.outcomes
+        ),
     }
 }
 

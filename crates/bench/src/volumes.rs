@@ -170,20 +170,22 @@ async fn arca_backup(client: &Client, name: &str) -> anyhow::Result<Run> {
     }))?;
     let started = Instant::now();
     api.create(&PostParams::default(), &backup).await?;
-    loop {
-        let status = api.get(name).await?.status.unwrap_or_default();
-        match status.phase {
-            Some(BackupPhase::Completed) => break,
-            Some(p) if p.is_terminal() => {
-                anyhow::bail!(
-                    "backup {name} ended {p:?}: {:?} (see the agent's log)",
-                    status.failure_reason
-                )
-            }
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
+    let done = crate::steps::finished(&api, name, |b: &Backup| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(|p| p.is_terminal())
+    })
+    .await?;
     let took = started.elapsed();
+    let status = done.status.unwrap_or_default();
+    if status.phase != Some(BackupPhase::Completed) {
+        anyhow::bail!(
+            "backup {name} ended {:?}: {:?} (see the agent's log)",
+            status.phase,
+            status.failure_reason
+        )
+    }
     let items: Api<PodVolumeBackup> = Api::namespaced(client.clone(), ARCA_NS);
     let uploaded = items
         .list(&ListParams::default().labels(&format!("arca.dev/backup-name={name}")))
