@@ -14,6 +14,19 @@ pub async fn verify_object(
     expected_size: u64,
     expected_sha256: &str,
 ) -> Result<(), StoreError> {
+    read_checked(store, key, expected_size, expected_sha256, |_| {}).await
+}
+
+/// Streams the object at `key`, handing each block read to `each`, and checks its size
+/// and sha256 against what `backup.json` recorded (a mismatch is [`StoreError::Corrupt`]
+/// saying both). The one loop every checksum check of a backup goes through.
+pub(crate) async fn read_checked(
+    store: &dyn ObjectStore,
+    key: &str,
+    expected_size: u64,
+    expected_sha256: &str,
+    mut each: impl FnMut(&[u8]),
+) -> Result<(), StoreError> {
     let mut reader = store.reader(key, None).await?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -31,6 +44,7 @@ pub async fn verify_object(
             break;
         }
         hasher.update(&buf[..n]);
+        each(&buf[..n]);
         size += n as u64;
     }
     let sha = hex::encode(hasher.finalize());

@@ -9,10 +9,10 @@
 use std::io::Read;
 
 use sha2::{Digest, Sha256};
-use tokio::{io::AsyncReadExt, sync::mpsc};
+use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
-use super::{IndexEntry, jsonl::stream_lines};
+use super::{IndexEntry, jsonl::stream_lines, reader::read_checked};
 use crate::{Layout, ObjectStore, StoreError};
 
 /// Bytes of the compressed index checked at once on every read after the first.
@@ -40,51 +40,26 @@ pub async fn verify_index(
     expected_sha256: &str,
 ) -> Result<VerifiedIndex, StoreError> {
     let key = Layout::backup_index(name);
-    let mut reader = store.reader(&key, None).await?;
-    let mut whole = Sha256::new();
     let mut chunk = Sha256::new();
     let mut in_chunk = 0usize;
     let mut chunks = Vec::new();
-    let mut size = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = reader
-            .read(&mut buf)
-            .await
-            .map_err(|e| StoreError::Service {
-                operation: "reading",
-                key: key.clone(),
-                detail: e.to_string(),
-            })?;
-        if n == 0 {
-            break;
-        }
-        whole.update(&buf[..n]);
-        size += n as u64;
-        let mut rest = &buf[..n];
-        while !rest.is_empty() {
-            let take = rest.len().min(CHUNK - in_chunk);
-            chunk.update(&rest[..take]);
+    read_checked(store, &key, expected_size, expected_sha256, |mut block| {
+        while !block.is_empty() {
+            let take = block.len().min(CHUNK - in_chunk);
+            chunk.update(&block[..take]);
             in_chunk += take;
-            rest = &rest[take..];
+            block = &block[take..];
             if in_chunk == CHUNK {
                 chunks.push(chunk.finalize_reset().into());
                 in_chunk = 0;
             }
         }
-    }
+    })
+    .await?;
     if in_chunk > 0 {
         chunks.push(chunk.finalize().into());
     }
-    let sha = hex::encode(whole.finalize());
-    if size != expected_size || sha != expected_sha256 {
-        return Err(StoreError::Corrupt {
-            key,
-            detail: format!(
-                "checksum mismatch: backup.json recorded {expected_size} bytes with sha256 {expected_sha256}, the store holds {size} bytes with sha256 {sha}"
-            ),
-        });
-    }
+    let size = expected_size;
     Ok(VerifiedIndex { key, size, chunks })
 }
 
