@@ -381,11 +381,8 @@ async fn storage_built_to_exhaust_memory_is_refused_with_the_limit_named() {
         rewritten.push(b'\n');
     }
     let index = zstd::encode_all(&rewritten[..], 3).expect("index");
-    let metadata = direct
-        .get("backups/bomb/backup.json")
-        .await
-        .expect("backup.json");
-    let mut metadata: serde_json::Value = serde_json::from_slice(&metadata).expect("json");
+    // Sealed again with the operator's key: the limits hold even against whoever holds it.
+    let (_, mut metadata) = arca_e2e::tamper::read(direct.as_ref(), "bomb").await;
     metadata["stats"]["archiveBytes"] = bomb.len().into();
     metadata["stats"]["archiveSha256"] = sha(&bomb).into();
     metadata["stats"]["indexBytes"] = index.len().into();
@@ -398,13 +395,7 @@ async fn storage_built_to_exhaust_memory_is_refused_with_the_limit_named() {
         .put("backups/bomb/index.jsonl.zst", bytes::Bytes::from(index))
         .await
         .expect("index written");
-    direct
-        .put(
-            "backups/bomb/backup.json",
-            bytes::Bytes::from(serde_json::to_vec(&metadata).expect("json")),
-        )
-        .await
-        .expect("backup.json written");
+    arca_e2e::tamper::reseal(client, &arca.name, &direct, "bomb", metadata).await;
     // The giant: a backup.json past the 8 MiB every metadata read is capped at.
     let giant = format!(
         "{{\"formatVersion\":\"1\",\"padding\":\"{}\"}}",

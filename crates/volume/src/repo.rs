@@ -32,6 +32,8 @@ pub struct VolumeRepository {
     store: Arc<dyn ObjectStore>,
     root: String,
     password: Arc<str>,
+    /// When set, only snapshots tagged `namespace=<this>` are restored.
+    namespace_only: Option<Arc<str>>,
 }
 
 impl fmt::Debug for VolumeRepository {
@@ -66,6 +68,7 @@ impl VolumeRepository {
             store,
             root: Layout::volume_repository(namespace),
             password: password.into(),
+            namespace_only: None,
         }
     }
 
@@ -80,7 +83,21 @@ impl VolumeRepository {
             store,
             root,
             password: password.into(),
+            namespace_only: None,
         }
+    }
+
+    /// This repository, restoring only snapshots that Arca took of `namespace`'s volumes
+    /// (tagged `namespace=<namespace>`): a work item naming another namespace's snapshot is
+    /// refused before anything is written.
+    pub fn only_namespace(mut self, namespace: &str) -> Self {
+        self.namespace_only = Some(namespace.into());
+        self
+    }
+
+    /// The namespace [`Self::only_namespace`] restricts restores to.
+    pub(crate) fn namespace_only(&self) -> Option<&str> {
+        self.namespace_only.as_deref()
     }
 
     /// The repository's key prefix in the store, ending with `/`.
