@@ -7,7 +7,7 @@ use std::time::Duration;
 use arca_api::RestorePhase;
 use arca_e2e::{
     create_configmaps, kubectl, kubectl_apply,
-    operator::{phase_of_restore, restore_done},
+    operator::{phase_of_restore, restore_done, run_arca, succeeded},
     scenario::{Scenario, assert_restored},
     snapshot, store, tamper,
 };
@@ -260,6 +260,15 @@ async fn an_encrypted_backup_holds_no_plaintext_and_needs_its_key() {
             );
         }
     }
+    // The CLI decrypts what it downloads with the key it can read itself.
+    let logs = succeeded(&run_arca(env, &arca.name, &["backup", "logs", "sealed"]));
+    assert!(logs.contains("wrote") && logs.contains("items"), "{logs}");
+    let described = succeeded(&run_arca(
+        env,
+        &arca.name,
+        &["backup", "describe", "sealed"],
+    ));
+    assert!(!described.contains("results not readable"), "{described}");
     let (_, metadata) = tamper::read(direct.as_ref(), "sealed").await;
     assert_eq!(metadata["encryption"]["keyId"], first.id().as_str());
     let backup_json = direct

@@ -114,6 +114,139 @@ pub(crate) fn open_header(
     Ok(ObjectCipher::new(key, &salt, object_key))
 }
 
+/// Decrypts an encrypted object written into it, into `out` (synchronous: for a download
+/// streamed chunk by chunk). An object that does not start with [`MAGIC`] passes through
+/// unchanged (a location without encryption).
+pub struct DecryptingSink<W: std::io::Write> {
+    ring: Option<KeyRing>,
+    object_key: String,
+    out: W,
+    state: SinkState,
+}
+
+impl<W: std::io::Write> std::fmt::Debug for DecryptingSink<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecryptingSink")
+            .field("object_key", &self.object_key)
+            .finish_non_exhaustive()
+    }
+}
+
+enum SinkState {
+    Header(Vec<u8>),
+    Plain,
+    Segments {
+        cipher: ObjectCipher,
+        index: u32,
+        pending: Vec<u8>,
+    },
+}
+
+impl<W: std::io::Write> DecryptingSink<W> {
+    /// `object_key` is the object's key relative to the store it was written through
+    /// (`backups/<name>/logs.jsonl.zst`); `ring` the keys of its location, if any.
+    pub fn new(ring: Option<KeyRing>, object_key: &str, out: W) -> Self {
+        Self {
+            ring,
+            object_key: object_key.into(),
+            out,
+            state: SinkState::Header(Vec::with_capacity(HEADER)),
+        }
+    }
+
+    fn failed(&self, detail: &str) -> std::io::Error {
+        std::io::Error::other(StoreError::Decrypt {
+            key: self.object_key.clone(),
+            detail: detail.into(),
+        })
+    }
+
+    /// Ends the object: its last segment must authenticate as the last one.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        match std::mem::replace(&mut self.state, SinkState::Plain) {
+            SinkState::Header(bytes) if bytes.len() < MAGIC.len() || !bytes.starts_with(MAGIC) => {
+                self.out.write_all(&bytes)?;
+            }
+            SinkState::Header(_) => return Err(self.failed("it ends inside its header")),
+            SinkState::Plain => {}
+            SinkState::Segments {
+                cipher,
+                index,
+                pending,
+            } => {
+                let plain = cipher.open(index, true, &pending).ok_or_else(|| {
+                    self.failed("its last segment does not authenticate as the last one: the object was cut short or changed")
+                })?;
+                self.out.write_all(&plain)?;
+            }
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for DecryptingSink<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        loop {
+            match &mut self.state {
+                SinkState::Plain => {
+                    self.out.write_all(rest)?;
+                    return Ok(buf.len());
+                }
+                SinkState::Header(header) => {
+                    let take = (HEADER - header.len()).min(rest.len());
+                    header.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    if header.len() >= MAGIC.len() && !header.starts_with(MAGIC) {
+                        let bytes = std::mem::take(header);
+                        self.state = SinkState::Plain;
+                        self.out.write_all(&bytes)?;
+                        continue;
+                    }
+                    if header.len() < HEADER {
+                        return Ok(buf.len());
+                    }
+                    let header = std::mem::take(header);
+                    let ring = self.ring.as_ref().ok_or_else(|| {
+                        self.failed("it is encrypted, and its location names no encryption key (spec.encryption.keySecretRef)")
+                    })?;
+                    let cipher = open_header(ring, &self.object_key, &header)
+                        .map_err(std::io::Error::other)?;
+                    self.state = SinkState::Segments {
+                        cipher,
+                        index: 0,
+                        pending: Vec::with_capacity(2 * CIPHER_SEGMENT),
+                    };
+                }
+                SinkState::Segments {
+                    cipher,
+                    index,
+                    pending,
+                } => {
+                    pending.extend_from_slice(rest);
+                    // A segment is known not to be the last once more bytes follow it.
+                    while pending.len() > CIPHER_SEGMENT {
+                        let sealed: Vec<u8> = pending.drain(..CIPHER_SEGMENT).collect();
+                        let Some(plain) = cipher.open(*index, false, &sealed) else {
+                            return Err(self.failed(
+                                "a segment does not authenticate: the object was changed",
+                            ));
+                        };
+                        *index = index.saturating_add(1);
+                        self.out.write_all(&plain)?;
+                    }
+                    return Ok(buf.len());
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
 /// Encrypts everything `inner` is given.
 pub(crate) struct EncryptingWriter {
     inner: Box<dyn ObjectWriter>,
@@ -384,6 +517,30 @@ mod tests {
             .err()
             .expect("wrong key");
         assert!(e.to_string().contains("Secret ns/other"), "{e}");
+    }
+
+    #[test]
+    fn a_download_decrypts_chunk_by_chunk_and_plain_files_pass_through() {
+        use std::io::Write;
+        let ring = ring();
+        let plain: Vec<u8> = (0..2 * SEGMENT + 5).map(|i| (i % 241) as u8).collect();
+        let sealed = encrypt_whole(ring.current(), "k", &plain).expect("sealed");
+        for chunk in [1, 7, 4096, SEGMENT + 16] {
+            let mut sink = DecryptingSink::new(Some(ring.clone()), "k", Vec::new());
+            for piece in sealed.chunks(chunk) {
+                sink.write_all(piece).expect("write");
+            }
+            assert_eq!(sink.finish().expect("finish"), plain, "chunks of {chunk}");
+        }
+        let mut sink = DecryptingSink::new(None, "k", Vec::new());
+        sink.write_all(b"{\"plain\": true}").expect("write");
+        assert_eq!(sink.finish().expect("finish"), b"{\"plain\": true}");
+        let mut sink = DecryptingSink::new(None, "k", Vec::new());
+        let e = sink.write_all(&sealed).expect_err("no key");
+        assert!(e.to_string().contains("keySecretRef"), "{e}");
+        let mut sink = DecryptingSink::new(Some(ring), "k", Vec::new());
+        sink.write_all(&sealed[..sealed.len() - 1]).expect("write");
+        assert!(sink.finish().is_err(), "cut short");
     }
 
     #[test]

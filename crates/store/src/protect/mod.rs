@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-pub use cipher::{HEADER, MAGIC, SEGMENT};
+pub use cipher::{DecryptingSink, HEADER, MAGIC, SEGMENT};
 pub use keys::{Key, KeyError, KeyId, KeyRing};
 pub use seal::{Seal, SealError};
 
@@ -192,18 +192,6 @@ impl ObjectStore for EncryptedStore {
     ) -> Result<Option<String>, StoreError> {
         self.inner.presign_get(key, valid_for).await
     }
-}
-
-/// Decrypts an encrypted object read whole (`arca` on a downloaded log), with the keys of
-/// `ring`. `key` is the object's key relative to the store it was written through.
-pub fn decrypt_reader(
-    ring: &KeyRing,
-    key: &str,
-    header: &[u8],
-    rest: ObjectReader,
-) -> Result<ObjectReader, StoreError> {
-    let cipher = cipher::open_header(ring, key, header)?;
-    Ok(cipher::decrypting(rest, cipher, key.into(), 0, true))
 }
 
 #[cfg(test)]
