@@ -187,18 +187,7 @@ async fn an_encrypted_backup_holds_no_plaintext_and_needs_its_key() {
     let (env, client, arca, app, prefix) = scenario.parts();
     let marker = format!("plaintext-marker-{}", rand::random::<u64>());
     let first = arca_store::Key::generate();
-    kubectl(
-        env,
-        &[
-            "create",
-            "secret",
-            "generic",
-            "backup-key",
-            "-n",
-            &arca.name,
-            &format!("--from-literal=k1={}", first.to_base64()),
-        ],
-    );
+    // The key named before its Secret exists: the location says what is missing.
     kubectl(
         env,
         &[
@@ -212,6 +201,21 @@ async fn an_encrypted_backup_holds_no_plaintext_and_needs_its_key() {
             r#"{"spec":{"encryption":{"keySecretRef":{"name":"backup-key","key":"k1"}}}}"#,
         ],
     );
+    let missing = format!("Secret {}/backup-key does not exist", arca.name);
+    location_message(&scenario, |m| m.contains(&missing)).await;
+    kubectl(
+        env,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "backup-key",
+            "-n",
+            &arca.name,
+            &format!("--from-literal=k1={}", first.to_base64()),
+        ],
+    );
+    location_message(&scenario, str::is_empty).await;
     kubectl(
         env,
         &[
@@ -359,6 +363,22 @@ async fn an_encrypted_backup_holds_no_plaintext_and_needs_its_key() {
     }
     kubectl(env, &["delete", "namespace", &target, "--wait=false"]);
     scenario.stop().await;
+}
+
+/// Waits until location `default`'s status message satisfies `wanted` (empty: Available).
+async fn location_message(scenario: &Scenario, wanted: impl Fn(&str) -> bool) {
+    let locations: Api<arca_api::BackupStorageLocation> =
+        Api::namespaced(scenario.client.clone(), &scenario.arca.name);
+    arca_e2e::eventually(
+        "the location's status to say what it should",
+        Duration::from_secs(60),
+        || async {
+            let status = locations.get("default").await.ok()?.status?;
+            let message = status.message.unwrap_or_default();
+            wanted(&message).then_some(())
+        },
+    )
+    .await;
 }
 
 fn base64_of(bytes: &[u8]) -> String {
