@@ -181,7 +181,12 @@ pub async fn run(
             .await
             .map_err(corrupt)?;
     if let Ok(job) = &request.volumes {
-        foreign_repository(job, &request.backup_name, &volume_snapshots).map_err(corrupt)?;
+        foreign_repository(
+            |ns| job.repository(ns).to_string(),
+            &request.backup_name,
+            &volume_snapshots,
+        )
+        .map_err(corrupt)?;
     }
     let namespaces = NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces)
         .map_err(|e| RestoreError::Invalid(vec![e.to_string()]))?;
@@ -376,12 +381,12 @@ fn pair(
 /// one Arca keeps that namespace's data in: restoring it would put another namespace's data
 /// into this namespace's pods.
 fn foreign_repository(
-    job: &crate::pod_volumes::VolumeJob,
+    repository_of: impl Fn(&str) -> String,
     backup: &str,
     snapshots: &arca_store::archive::VolumeSnapshots,
 ) -> Result<(), arca_store::StoreError> {
     for snapshot in &snapshots.snapshots {
-        let own = job.repository(&snapshot.namespace).to_string();
+        let own = repository_of(&snapshot.namespace);
         if snapshot.repository != own {
             return Err(arca_store::StoreError::Unauthentic {
                 key: Layout::backup_volumes(backup),
@@ -397,4 +402,45 @@ fn foreign_repository(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod foreign_repository_tests {
+    use arca_store::archive::{VolumeSnapshot, VolumeSnapshots};
+
+    fn snapshot(namespace: &str, repository: &str) -> VolumeSnapshot {
+        VolumeSnapshot {
+            namespace: namespace.into(),
+            pod: "db-0".into(),
+            volume: "data".into(),
+            repository: repository.into(),
+            ..VolumeSnapshot::default()
+        }
+    }
+
+    #[test]
+    fn a_volume_paired_with_another_namespaces_repository_is_refused() {
+        let own = |ns: &str| format!("volumes/{ns}/");
+        let fine = VolumeSnapshots {
+            snapshots: vec![
+                snapshot("shop", "volumes/shop/"),
+                snapshot("web", "volumes/web/"),
+            ],
+        };
+        assert!(super::foreign_repository(own, "b", &fine).is_ok());
+        let stolen = VolumeSnapshots {
+            snapshots: vec![snapshot("attacker", "volumes/victim/")],
+        };
+        let e = super::foreign_repository(own, "b", &stolen).expect_err("refused");
+        let said = e.to_string();
+        assert!(
+            said.contains("backups/b/volumes.json") && said.contains("volumes/victim/"),
+            "{said}"
+        );
+        let tenant = |ns: &str| format!("tenants/{ns}/volumes/{ns}/");
+        assert!(
+            super::foreign_repository(tenant, "b", &fine).is_err(),
+            "a tenant's run"
+        );
+    }
 }
