@@ -14,6 +14,7 @@ mod discard;
 mod error;
 mod fs;
 mod layout;
+mod lock;
 mod s3;
 
 use std::{fmt::Debug, ops::Range, pin::Pin};
@@ -28,6 +29,7 @@ pub use discard::DiscardStore;
 pub use error::StoreError;
 pub use fs::FsStore;
 pub use layout::Layout;
+pub use lock::{LockMode, ObjectRetention, ServerSideEncryption};
 pub use s3::{S3Config, S3Store};
 
 /// A stream of an object's bytes.
@@ -113,6 +115,18 @@ pub trait ObjectStore: Send + Sync + Debug {
         _key: &str,
         _valid_for: std::time::Duration,
     ) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
+    /// Whether the bucket has S3 Object Lock enabled; None when the store has no such thing
+    /// (a directory). A store wrapping another must forward this.
+    async fn object_lock_enabled(&self) -> Result<Option<bool>, StoreError> {
+        Ok(None)
+    }
+
+    /// The object lock retention the object at `key` carries, if any (None for a store
+    /// without object lock). A store wrapping another must forward this.
+    async fn retention(&self, _key: &str) -> Result<Option<ObjectRetention>, StoreError> {
         Ok(None)
     }
 }
