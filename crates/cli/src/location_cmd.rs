@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use arca_api::{
-    AccessMode, BackupStorageLocation, BackupStorageLocationSpec, ObjectStorage, Provider,
+    AccessMode, BackupStorageLocation, BackupStorageLocationSpec, ObjectLock, ObjectLockMode,
+    ObjectStorage, Provider,
 };
 use k8s_openapi::api::core::v1::SecretKeySelector;
 use kube::{
@@ -48,6 +49,14 @@ pub enum LocationCommand {
         /// ReadWrite or ReadOnly.
         #[arg(long, value_parser = access_mode)]
         access_mode: Option<AccessMode>,
+        /// Immutable backups: write every object under S3 Object Lock in this mode
+        /// (Governance or Compliance), retained until the backup expires. The bucket must
+        /// have object lock enabled.
+        #[arg(long, value_parser = lock_mode)]
+        object_lock: Option<ObjectLockMode>,
+        /// With --object-lock: the shortest a backup is retained, whatever its ttl (`720h`).
+        #[arg(long, requires = "object_lock")]
+        object_lock_retain: Option<arca_api::Duration>,
     },
     /// List locations, or show one.
     Get { name: Option<String> },
@@ -87,6 +96,14 @@ fn access_mode(text: &str) -> Result<AccessMode, String> {
     }
 }
 
+fn lock_mode(text: &str) -> Result<ObjectLockMode, String> {
+    match text {
+        "Governance" | "GOVERNANCE" => Ok(ObjectLockMode::Governance),
+        "Compliance" | "COMPLIANCE" => Ok(ObjectLockMode::Compliance),
+        other => Err(format!("{other:?} is neither Governance nor Compliance")),
+    }
+}
+
 fn secret_key(text: &str) -> Result<SecretKeySelector, String> {
     let (name, key) = text
         .split_once('=')
@@ -114,6 +131,8 @@ pub async fn run(ctx: &Ctx, command: LocationCommand) -> anyhow::Result<()> {
             cacert,
             default,
             access_mode,
+            object_lock,
+            object_lock_retain,
         } => {
             let config = config.unwrap_or_default();
             if provider == Provider::Filesystem && !config.contains_key("path") {
@@ -133,6 +152,10 @@ pub async fn run(ctx: &Ctx, command: LocationCommand) -> anyhow::Result<()> {
                 access_mode: access_mode.unwrap_or_default(),
                 backup_sync_period: None,
                 validation_frequency: None,
+                object_lock: object_lock.map(|mode| ObjectLock {
+                    mode,
+                    retain: object_lock_retain,
+                }),
             };
             api.create(
                 &PostParams::default(),
