@@ -259,7 +259,7 @@ async fn retention_hold(ctx: &Context, backup: &Backup) -> Result<Option<Hold>, 
     }
     let failed = |e: arca_store::StoreError| {
         format!(
-            "reading the object lock retention of backup {name}'s objects: {e}; nothing was deleted (the credentials need s3:GetObjectRetention)"
+            "reading the object lock retention of backup {name}'s objects: {e}; nothing was deleted (the credentials need s3:GetObject and s3:GetObjectRetention)"
         )
     };
     let objects = store
@@ -454,4 +454,29 @@ async fn forget_volumes(
         }
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deferred_deletion_says_until_when_and_that_nothing_was_deleted() {
+        let hold = Hold {
+            until: "2026-12-27T10:00:00Z".parse().expect("time"),
+            mode: arca_store::LockMode::Compliance,
+        };
+        let message = deferred_message("nightly-1", hold);
+        assert!(
+            message.starts_with(
+                "backup nightly-1 is under object lock (COMPLIANCE) until 2026-12-27T10:00:00Z"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("nothing was deleted"), "{message}");
+        assert!(
+            message.contains("delete this DeleteBackupRequest to cancel"),
+            "{message}"
+        );
+    }
 }

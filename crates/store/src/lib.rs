@@ -125,7 +125,7 @@ pub trait ObjectStore: Send + Sync + Debug {
     }
 
     /// The object lock retention the object at `key` carries, if any (None for a store
-    /// without object lock). A store wrapping another must forward this.
+    /// without object lock, or no object). A store wrapping another must forward this.
     async fn retention(&self, _key: &str) -> Result<Option<ObjectRetention>, StoreError> {
         Ok(None)
     }

@@ -11,10 +11,7 @@ use aws_sdk_s3::{
     config::{BehaviorVersion, Region, timeout::TimeoutConfig},
     error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
     primitives::ByteStream,
-    types::{
-        CompletedMultipartUpload, CompletedPart, ObjectLockEnabled, ObjectLockMode,
-        ObjectLockRetentionMode,
-    },
+    types::{CompletedMultipartUpload, CompletedPart, ObjectLockEnabled, ObjectLockMode},
 };
 use aws_smithy_http_client::tls;
 use aws_smithy_types::DateTime;
@@ -461,32 +458,29 @@ impl ObjectStore for S3Store {
         }
     }
 
+    /// Read with HeadObject, whose `x-amz-object-lock-*` headers AWS and versitygw both
+    /// return (versitygw 1.7.0 answers GetObjectRetention with an `ObjectLockRetention`
+    /// root element, which the SDK refuses to parse).
     async fn retention(&self, key: &str) -> Result<Option<ObjectRetention>, StoreError> {
         let out = match self
             .client
-            .get_object_retention()
+            .head_object()
             .bucket(&self.bucket)
             .key(self.full(key))
             .send()
             .await
         {
             Ok(out) => out,
-            Err(e) if no_lock_configuration(e.code()) => return Ok(None),
-            Err(e) => match self.error("reading the retention of", key, e) {
-                StoreError::NotFound { .. } => return Ok(None),
-                other => return Err(other),
-            },
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => return Ok(None),
+            Err(e) => return Err(self.error("reading the retention of", key, e)),
         };
-        let Some(retention) = out.retention() else {
-            return Ok(None);
-        };
-        let mode = match retention.mode() {
-            Some(ObjectLockRetentionMode::Compliance) => LockMode::Compliance,
-            Some(ObjectLockRetentionMode::Governance) => LockMode::Governance,
+        let mode = match out.object_lock_mode() {
+            Some(ObjectLockMode::Compliance) => LockMode::Compliance,
+            Some(ObjectLockMode::Governance) => LockMode::Governance,
             _ => return Ok(None),
         };
-        let Some(until) = retention
-            .retain_until_date()
+        let Some(until) = out
+            .object_lock_retain_until_date()
             .and_then(|d| std::time::SystemTime::try_from(*d).ok())
         else {
             return Ok(None);
