@@ -268,10 +268,10 @@ async fn retention_hold(ctx: &Context, backup: &Backup) -> Result<Option<Hold>, 
         .map_err(failed)?;
     let mut held = Vec::new();
     for object in &objects {
-        if let Some(retention) = store.retention(&object.key).await.map_err(failed)? {
-            if let Ok(until) = jiff::Timestamp::try_from(retention.until) {
-                held.push((until, retention.mode));
-            }
+        if let Some(retention) = store.retention(&object.key).await.map_err(failed)?
+            && let Ok(until) = jiff::Timestamp::try_from(retention.until)
+        {
+            held.push((until, retention.mode));
         }
     }
     let now = ctx.clock.now();

@@ -164,7 +164,7 @@ pub async fn open_store_with(
         spec.config.get("serverSideEncryption").map(String::as_str),
         spec.config.get("kmsKeyId").map(String::as_str),
     )
-    .map_err(|e| config(e))?;
+    .map_err(&config)?;
     let store: Arc<dyn ObjectStore> = match spec.provider {
         Provider::Filesystem => {
             if spec.object_lock.is_some() {

@@ -85,9 +85,10 @@ mod tests {
                 key_id: Some("arn:aws:kms:k".into())
             }))
         );
-        let wrong = ServerSideEncryption::from_config(Some("aes256"), None).unwrap_err();
+        let wrong = ServerSideEncryption::from_config(Some("aes256"), None).expect_err("refused");
         assert!(wrong.contains("use AES256"), "{wrong}");
-        let both = ServerSideEncryption::from_config(Some("AES256"), Some("k")).unwrap_err();
+        let both =
+            ServerSideEncryption::from_config(Some("AES256"), Some("k")).expect_err("refused");
         assert!(
             both.contains("set serverSideEncryption to aws:kms"),
             "{both}"
