@@ -247,6 +247,42 @@ async fn a_locked_backup_is_retained_and_its_deletion_waits_for_the_date() {
         .collect();
     assert_eq!(after, keys, "every object is still there");
 
+    // Garbage collection of a backup whose ttl (2s) has passed but whose retention (the
+    // location's 2h minimum) has not: its request waits, Deferred, and nothing goes.
+    let short = scenario
+        .backup(
+            "short",
+            &format!("{{includedNamespaces: [{app}], ttl: 2s}}"),
+        )
+        .await;
+    assert_completed(&short);
+    let gc_request = eventually(
+        "garbage collection's request to be deferred",
+        Duration::from_secs(60),
+        || async {
+            let listed = requests
+                .list(&kube::api::ListParams::default().labels("arca.dev/backup-name=short"))
+                .await
+                .ok()?;
+            let status = listed.items.into_iter().next()?.status?;
+            (status.phase? == DeleteBackupRequestPhase::Deferred).then_some(status)
+        },
+    )
+    .await;
+    let message = gc_request.message.unwrap_or_default();
+    assert!(
+        message.contains("backup short is under object lock (GOVERNANCE) until"),
+        "{message}"
+    );
+    let short_kept = Api::<arca_api::Backup>::namespaced(client.clone(), &arca)
+        .get("short")
+        .await
+        .expect("the expired Backup is kept");
+    assert_eq!(
+        short_kept.status.and_then(|s| s.phase),
+        Some(BackupPhase::Completed)
+    );
+
     // The store itself enforces it: deleting backup.json's version with the bucket's own
     // credentials is refused by the server.
     let versions = s3
