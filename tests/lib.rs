@@ -134,6 +134,7 @@ pub async fn store(env: &TestEnv, prefix: &str) -> std::sync::Arc<dyn arca_store
             }),
             ca_pem: None,
             public_endpoint: None,
+            ..Default::default()
         })
         .await
         .expect("store"),

@@ -107,6 +107,25 @@ impl Scenario {
         scenario
     }
 
+    /// As [`Scenario::prepare`], with location `default` on `bucket` of the test S3 server
+    /// (the object-locked one, [`arca_testenv::LOCKED_BUCKET`]), under the scenario's prefix.
+    pub async fn prepare_on_bucket(tag: &str, bucket: &str) -> Self {
+        let scenario = Self::without_location(tag).await;
+        let s3 = &scenario.env.env.s3;
+        create_location(
+            s3,
+            &scenario.client,
+            &scenario.arca.name,
+            "default",
+            &scenario.prefix.prefix,
+            &s3.endpoint,
+            bucket,
+            &s3.secret_access_key,
+        )
+        .await;
+        scenario
+    }
+
     async fn without_location(tag: &str) -> Self {
         let env = env();
         let client = env.client().await.expect("client");

@@ -140,6 +140,24 @@ async fn filesystem_location_needs_a_path() {
         create::<BackupStorageLocation>("cel-bsl", unknown).await,
         "Unsupported value: \"gcp\"",
     );
+    let locked_directory = serde_json::json!({
+        "metadata": {"name": "locked"},
+        "spec": {"provider": "filesystem", "objectStorage": {"bucket": "backups"},
+            "config": {"path": "/data"}, "objectLock": {"mode": "Compliance"}}
+    });
+    refused(
+        create::<BackupStorageLocation>("cel-bsl", locked_directory).await,
+        "objectLock needs an S3 bucket with object lock enabled",
+    );
+    let bad_mode = serde_json::json!({
+        "metadata": {"name": "badmode"},
+        "spec": {"provider": "aws", "objectStorage": {"bucket": "backups"},
+            "objectLock": {"mode": "Forever"}}
+    });
+    refused(
+        create::<BackupStorageLocation>("cel-bsl", bad_mode).await,
+        "Unsupported value: \"Forever\"",
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod faults;
 mod hooks;
 mod leader;
 mod migration;
+mod object_lock;
 mod protected;
 mod rbac;
 mod restore_options;

@@ -38,6 +38,9 @@ pub enum DeleteBackupRequestPhase {
     New,
     /// Deleting.
     InProgress,
+    /// Waiting: the backup's objects are under object lock until `retainUntil`; nothing was
+    /// deleted, and the deletion runs then. Delete this request to cancel it.
+    Deferred,
     /// Done; `errors` lists what could not be deleted, if anything.
     Processed,
 }
@@ -46,9 +49,16 @@ pub enum DeleteBackupRequestPhase {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteBackupRequestStatus {
-    /// New, InProgress or Processed.
+    /// New, InProgress, Deferred or Processed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<DeleteBackupRequestPhase>,
+    /// When Deferred: the date until which the store refuses to delete the backup's objects
+    /// (their object lock retention); the deletion runs then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// When Deferred: why, and until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// What failed, one line each. Empty when everything was deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,

@@ -48,6 +48,7 @@ use crate::Duration;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.provider != 'filesystem' || (has(self.config) && 'path' in self.config)").message("provider filesystem needs config.path, the directory that holds the bucket folders"))]
+#[x_kube(validation = Rule::new("self.provider != 'filesystem' || !has(self.objectLock)").message("objectLock needs an S3 bucket with object lock enabled (provider aws): a directory cannot refuse deletes"))]
 pub struct BackupStorageLocationSpec {
     /// `aws` for Amazon S3 or any S3-compatible store (MinIO, Ceph RGW, versitygw...);
     /// `filesystem` for a directory the operator can write (single-node clusters, demos).
@@ -56,7 +57,9 @@ pub struct BackupStorageLocationSpec {
     pub object_storage: ObjectStorage,
     /// Provider settings, with Velero's keys. aws: `region`, `s3Url` (endpoint of a
     /// non-AWS store), `s3ForcePathStyle` (`"true"` for most non-AWS stores),
-    /// `insecureSkipTLSVerify`, `profile` (in the credentials file). filesystem: `path`.
+    /// `insecureSkipTLSVerify`, `profile` (in the credentials file),
+    /// `serverSideEncryption` (`AES256` or `aws:kms`: sent with every object written) and
+    /// `kmsKeyId` (the KMS key of `aws:kms`). filesystem: `path`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
     /// The Secret key holding an AWS shared-credentials file (`[default]`,
@@ -83,6 +86,12 @@ pub struct BackupStorageLocationSpec {
     /// bucket's owner and whoever steals its keys read nothing. Unset: stored as plain zstd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<LocationEncryption>,
+    /// Immutable backups (S3 Object Lock): every object of a backup is written with a
+    /// retention that the store enforces until the backup expires, so no one (Arca, or
+    /// whoever holds the bucket's keys) can delete or overwrite it before then. The bucket
+    /// must have object lock enabled, or the location is Unavailable. Unset: no lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLock>,
 }
 
 /// Where a location's encryption key is.
@@ -96,6 +105,30 @@ pub struct LocationEncryption {
     /// key to the Secret, point `key` at it, and keep the old one while backups made with it
     /// are kept. A backup records the id of its key (a hash), never the key.
     pub key_secret_ref: SecretKeySelector,
+}
+
+/// How backups written to a location are locked.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectLock {
+    /// `Governance` (a user with `s3:BypassGovernanceRetention` can still remove the lock)
+    /// or `Compliance` (no one can, the bucket's root account included, until the date).
+    pub mode: ObjectLockMode,
+    /// The shortest a backup is kept, whatever its `ttl` (a Go duration, `720h`). Each
+    /// object is retained until the backup's expiration (start + ttl), and at least until
+    /// its start + `retain`. Unset: until its expiration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain: Option<Duration>,
+}
+
+/// S3 Object Lock's retention modes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ObjectLockMode {
+    /// Deletes are refused until the date, except for users allowed to bypass governance.
+    #[default]
+    Governance,
+    /// Deletes are refused until the date, for everyone; the date can only be extended.
+    Compliance,
 }
 
 /// Which kind of store.

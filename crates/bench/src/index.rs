@@ -130,6 +130,7 @@ async fn bucket(env: &arca_testenv::Environment) -> anyhow::Result<S3Store> {
         }),
         ca_pem: None,
         public_endpoint: None,
+        ..Default::default()
     })
     .await?)
 }

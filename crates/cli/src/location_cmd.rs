@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use arca_api::{
-    AccessMode, BackupStorageLocation, BackupStorageLocationSpec, LocationEncryption,
-    ObjectStorage, Provider,
+    AccessMode, BackupStorageLocation, BackupStorageLocationSpec, LocationEncryption, ObjectLock,
+    ObjectLockMode, ObjectStorage, Provider,
 };
 use k8s_openapi::api::core::v1::SecretKeySelector;
 use kube::{
@@ -58,6 +58,14 @@ pub enum LocationCommand {
         /// it the backups cannot be read.
         #[arg(long)]
         generate_encryption_key: bool,
+        /// Immutable backups: write every object under S3 Object Lock in this mode
+        /// (Governance or Compliance), retained until the backup expires. The bucket must
+        /// have object lock enabled.
+        #[arg(long, value_parser = lock_mode)]
+        object_lock: Option<ObjectLockMode>,
+        /// With --object-lock: the shortest a backup is retained, whatever its ttl (`720h`).
+        #[arg(long, requires = "object_lock")]
+        object_lock_retain: Option<arca_api::Duration>,
     },
     /// List locations, or show one.
     Get { name: Option<String> },
@@ -94,6 +102,14 @@ fn access_mode(text: &str) -> Result<AccessMode, String> {
         "ReadWrite" => Ok(AccessMode::ReadWrite),
         "ReadOnly" => Ok(AccessMode::ReadOnly),
         other => Err(format!("{other:?} is neither ReadWrite nor ReadOnly")),
+    }
+}
+
+fn lock_mode(text: &str) -> Result<ObjectLockMode, String> {
+    match text {
+        "Governance" | "GOVERNANCE" => Ok(ObjectLockMode::Governance),
+        "Compliance" | "COMPLIANCE" => Ok(ObjectLockMode::Compliance),
+        other => Err(format!("{other:?} is neither Governance nor Compliance")),
     }
 }
 
@@ -166,6 +182,8 @@ pub async fn run(ctx: &Ctx, command: LocationCommand) -> anyhow::Result<()> {
             access_mode,
             encryption_key,
             generate_encryption_key,
+            object_lock,
+            object_lock_retain,
         } => {
             let config = config.unwrap_or_default();
             if provider == Provider::Filesystem && !config.contains_key("path") {
@@ -192,6 +210,10 @@ pub async fn run(ctx: &Ctx, command: LocationCommand) -> anyhow::Result<()> {
                 validation_frequency: None,
                 encryption: encryption_key
                     .map(|key_secret_ref| LocationEncryption { key_secret_ref }),
+                object_lock: object_lock.map(|mode| ObjectLock {
+                    mode,
+                    retain: object_lock_retain,
+                }),
             };
             api.create(
                 &PostParams::default(),

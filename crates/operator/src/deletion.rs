@@ -1,5 +1,7 @@
 //! DeleteBackupRequest: the only way backup data leaves storage. Refused while the backup
-//! runs; deletes `backup.json` first (the backup stops existing at once), then forgets its
+//! runs; deferred while its objects are under object lock (checked on every object before
+//! anything is deleted; the request waits, Deferred, until the latest retain-until date);
+//! deletes `backup.json` first (the backup stops existing at once), then forgets its
 //! pod volume snapshots and prunes their repositories, then every other object of the backup,
 //! then its PodVolumeBackups and the Backup object.
 
@@ -138,6 +140,7 @@ async fn reconcile(request: Arc<DeleteBackupRequest>, ctx: Arc<Context>) -> Resu
     let done = |errors: Vec<String>| DeleteBackupRequestStatus {
         phase: Some(DeleteBackupRequestPhase::Processed),
         errors,
+        ..DeleteBackupRequestStatus::default()
     };
     let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
     let backup_name = &request.spec.backup_name;
@@ -178,9 +181,27 @@ async fn reconcile(request: Arc<DeleteBackupRequest>, ctx: Arc<Context>) -> Resu
         .await;
         return Ok(Action::await_change());
     }
+    match retention_hold(&ctx, &backup).await {
+        Ok(None) => {}
+        Ok(Some(hold)) => return defer(&ctx, &api, &request, backup_name, hold).await,
+        Err(problem) => {
+            let status = done(vec![problem]);
+            apply_status(&api, &name, MANAGER, &status)
+                .await
+                .map_err(|e| Error::Status(name.clone(), e))?;
+            ctx.event(
+                request.as_ref(),
+                true,
+                "DeletionFailed",
+                status.errors.join("; "),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+    }
     let in_progress = DeleteBackupRequestStatus {
         phase: Some(DeleteBackupRequestPhase::InProgress),
-        errors: Vec::new(),
+        ..DeleteBackupRequestStatus::default()
     };
     apply_status(&api, &name, MANAGER, &in_progress)
         .await
@@ -203,6 +224,108 @@ async fn reconcile(request: Arc<DeleteBackupRequest>, ctx: Arc<Context>) -> Resu
             .await;
     }
     Ok(Action::await_change())
+}
+
+/// A deletion that must wait: the backup's objects are retained until `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hold {
+    until: jiff::Timestamp,
+    mode: arca_store::LockMode,
+}
+
+/// A store's clock may run behind the operator's: a deferred deletion waits this much past
+/// the retain-until date, so the store never refuses what was checked.
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// A deferred request is looked at again at least this often (a retention extended in the
+/// store, a request deleted), and at its date.
+const RECHECK: Duration = Duration::from_secs(24 * 3600);
+
+/// The object lock retention that holds the backup's objects, read from the store for every
+/// object of the backup before anything is deleted: None when the location has no
+/// `objectLock` or every retention has passed. Err: the retentions could not be read (what
+/// to say; nothing was deleted).
+async fn retention_hold(ctx: &Context, backup: &Backup) -> Result<Option<Hold>, String> {
+    let name = backup.name_any();
+    let namespace = backup.namespace().unwrap_or_default();
+    // A location that cannot be opened is reported by the deletion itself.
+    let Ok((location, store)) =
+        location_for(ctx, &namespace, backup.location_name().as_deref()).await
+    else {
+        return Ok(None);
+    };
+    if location.spec.object_lock.is_none() {
+        return Ok(None);
+    }
+    let failed = |e: arca_store::StoreError| {
+        format!(
+            "reading the object lock retention of backup {name}'s objects: {e}; nothing was deleted (the credentials need s3:GetObject and s3:GetObjectRetention)"
+        )
+    };
+    let objects = store
+        .list(&arca_store::Layout::backup_dir(&name))
+        .await
+        .map_err(failed)?;
+    let mut held = Vec::new();
+    for object in &objects {
+        if let Some(retention) = store.retention(&object.key).await.map_err(failed)?
+            && let Ok(until) = jiff::Timestamp::try_from(retention.until)
+        {
+            held.push((until, retention.mode));
+        }
+    }
+    let now = ctx.clock.now();
+    let skewed = now.checked_sub(CLOCK_SKEW).unwrap_or(now);
+    Ok(
+        arca_policy::lock::locked_until(held.iter().map(|h| h.0), skewed).and_then(|until| {
+            held.iter()
+                .find(|h| h.0 == until)
+                .map(|h| Hold { until, mode: h.1 })
+        }),
+    )
+}
+
+/// What a Deferred request says.
+fn deferred_message(backup: &str, hold: Hold) -> String {
+    format!(
+        "backup {backup} is under object lock ({}) until {}: the store refuses to delete its objects before then, so nothing was deleted. The deletion runs then; delete this DeleteBackupRequest to cancel it",
+        hold.mode, hold.until
+    )
+}
+
+/// Marks the request Deferred until the hold ends (an Event the first time), and looks at it
+/// again then.
+async fn defer(
+    ctx: &Context,
+    api: &Api<DeleteBackupRequest>,
+    request: &DeleteBackupRequest,
+    backup: &str,
+    hold: Hold,
+) -> Result<Action, Error> {
+    let name = request.name_any();
+    let message = deferred_message(backup, hold);
+    let status = DeleteBackupRequestStatus {
+        phase: Some(DeleteBackupRequestPhase::Deferred),
+        retain_until: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            hold.until,
+        )),
+        message: Some(message.clone()),
+        errors: Vec::new(),
+    };
+    if request.status.as_ref() != Some(&status) {
+        apply_status(api, &name, MANAGER, &status)
+            .await
+            .map_err(|e| Error::Status(name.clone(), e))?;
+        ctx.event(request, false, "DeletionDeferred", message).await;
+    }
+    let wait = ctx
+        .clock
+        .now()
+        .duration_until(hold.until)
+        .unsigned_abs()
+        .saturating_add(CLOCK_SKEW)
+        .min(RECHECK);
+    Ok(Action::requeue(wait))
 }
 
 /// Deletes the backup's data, then the Backup object. Returns what failed.
@@ -346,4 +469,29 @@ async fn forget_volumes(
         }
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deferred_deletion_says_until_when_and_that_nothing_was_deleted() {
+        let hold = Hold {
+            until: "2026-12-27T10:00:00Z".parse().expect("time"),
+            mode: arca_store::LockMode::Compliance,
+        };
+        let message = deferred_message("nightly-1", hold);
+        assert!(
+            message.starts_with(
+                "backup nightly-1 is under object lock (COMPLIANCE) until 2026-12-27T10:00:00Z"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("nothing was deleted"), "{message}");
+        assert!(
+            message.contains("delete this DeleteBackupRequest to cancel"),
+            "{message}"
+        );
+    }
 }

@@ -65,7 +65,10 @@ async fn reconcile(
         match locations::open_store(&ctx.client, &location, ctx.settings.storage_policy(), None)
             .await
         {
-            Ok(store) => locations::check(&name, store.as_ref()).await,
+            Ok(store) => match locations::check(&name, store.as_ref()).await {
+                Ok(()) => locations::check_object_lock(&location, store.as_ref()).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
     let mut outcome = checked.map_err(|e| e.to_string());

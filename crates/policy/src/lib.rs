@@ -2,10 +2,12 @@
 //! - [`cadence`]: when a Schedule runs (5-field cron, descriptors, `@every`, time zones),
 //! - [`schedule`]: whether a Schedule runs now, skips, or waits (no catch-up),
 //! - [`retention`]: which backups `keepLast`/`keepDaily`/… keep, as restic's `forget`,
-//! - [`gc`]: which expired backups are deleted.
+//! - [`gc`]: which expired backups are deleted,
+//! - [`lock`]: object lock retain-until dates, and whether a deletion waits for them.
 
 pub mod cadence;
 pub mod gc;
+pub mod lock;
 pub mod retention;
 pub mod schedule;
 

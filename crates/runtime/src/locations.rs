@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use arca_api::{AccessMode, BackupStorageLocation, Provider};
-use arca_store::{FsStore, ObjectStore, S3Config, S3Store, StoreError, parse_shared_credentials};
+use arca_store::{
+    FsStore, ObjectRetention, ObjectStore, S3Config, S3Store, ServerSideEncryption, StoreError,
+    parse_shared_credentials,
+};
 use base64::Engine;
 use k8s_openapi::api::core::v1::{Secret, SecretKeySelector};
 use kube::{Api, Client, ResourceExt, api::ListParams};
@@ -127,6 +130,18 @@ pub async fn open_store(
     policy: StoragePolicy<'_>,
     sub_prefix: Option<&str>,
 ) -> Result<Arc<dyn ObjectStore>, LocationError> {
+    open_store_with(client, location, policy, sub_prefix, None).await
+}
+
+/// [`open_store`], for one backup's writes: every object it writes carries `retention`
+/// (the location's `objectLock`, with the backup's retain-until date).
+pub async fn open_store_with(
+    client: &Client,
+    location: &BackupStorageLocation,
+    policy: StoragePolicy<'_>,
+    sub_prefix: Option<&str>,
+    retention: Option<ObjectRetention>,
+) -> Result<Arc<dyn ObjectStore>, LocationError> {
     let name = location.name_any();
     let namespace = location.namespace().unwrap_or_default();
     if let Some(problem) = tenant_refusal(location, policy) {
@@ -145,8 +160,23 @@ pub async fn open_store(
     if let Some(sub) = sub_prefix {
         prefix = format!("{}/{sub}", prefix.trim_end_matches('/'));
     }
+    let sse = ServerSideEncryption::from_config(
+        spec.config.get("serverSideEncryption").map(String::as_str),
+        spec.config.get("kmsKeyId").map(String::as_str),
+    )
+    .map_err(&config)?;
     let store: Arc<dyn ObjectStore> = match spec.provider {
         Provider::Filesystem => {
+            if spec.object_lock.is_some() {
+                return Err(config(
+                    "spec.objectLock needs an S3 bucket with object lock enabled (provider aws): a directory cannot refuse deletes. Remove objectLock, or use an S3 location".into(),
+                ));
+            }
+            if sse.is_some() {
+                return Err(config(
+                    "config.serverSideEncryption and config.kmsKeyId are S3 settings (provider aws); a directory is not encrypted by Arca: remove them".into(),
+                ));
+            }
             let path = spec
                 .config
                 .get("path")
@@ -222,6 +252,8 @@ pub async fn open_store(
                     credentials,
                     ca_pem,
                     public_endpoint: spec.config.get("publicUrl").cloned(),
+                    server_side_encryption: sse,
+                    retention,
                 })
                 .await
                 .map_err(|source| LocationError::Store {
@@ -244,6 +276,38 @@ pub async fn check(location: &str, store: &dyn ObjectStore) -> Result<(), Locati
             location: location.into(),
             source,
         })
+}
+
+/// When the location asks for object lock, checks that its bucket has it enabled.
+pub async fn check_object_lock(
+    location: &BackupStorageLocation,
+    store: &dyn ObjectStore,
+) -> Result<(), LocationError> {
+    if location.spec.object_lock.is_none() {
+        return Ok(());
+    }
+    let name = location.name_any();
+    let enabled = store
+        .object_lock_enabled()
+        .await
+        .map_err(|source| LocationError::Store {
+            location: name.clone(),
+            source,
+        })?;
+    match enabled {
+        Some(true) => Ok(()),
+        Some(false) => Err(LocationError::Config {
+            location: name,
+            problem: format!(
+                "spec.objectLock is set but bucket {:?} does not have S3 Object Lock enabled, so backups would not be immutable. Enable it on the bucket (it needs versioning; most stores allow it only when the bucket is created: `aws s3api create-bucket --object-lock-enabled-for-bucket`), point objectStorage.bucket at a bucket that has it, or remove spec.objectLock",
+                location.spec.object_storage.bucket
+            ),
+        }),
+        None => Err(LocationError::Config {
+            location: name,
+            problem: "spec.objectLock is set but this store has no object lock: use an S3 bucket with object lock enabled, or remove spec.objectLock".into(),
+        }),
+    }
 }
 
 async fn read_secret(

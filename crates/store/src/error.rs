@@ -18,6 +18,10 @@ pub enum StoreError {
     )]
     AccessDenied { what: String, detail: String },
     #[error(
+        "the store refuses to {what}: it is under object lock ({detail}). It can be deleted once its retain-until date has passed"
+    )]
+    Locked { what: String, detail: String },
+    #[error(
         "cannot reach the store at {endpoint}: {detail}. Check config.s3Url and that the network allows the connection"
     )]
     Unreachable { endpoint: String, detail: String },

@@ -14,6 +14,7 @@ mod discard;
 mod error;
 mod fs;
 mod layout;
+mod lock;
 pub mod protect;
 mod s3;
 
@@ -29,6 +30,7 @@ pub use discard::DiscardStore;
 pub use error::StoreError;
 pub use fs::FsStore;
 pub use layout::Layout;
+pub use lock::{LockMode, ObjectRetention, ServerSideEncryption};
 pub use protect::{EncryptedStore, Key, KeyId, KeyRing};
 pub use s3::{S3Config, S3Store};
 
@@ -115,6 +117,18 @@ pub trait ObjectStore: Send + Sync + Debug {
         _key: &str,
         _valid_for: std::time::Duration,
     ) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
+    /// Whether the bucket has S3 Object Lock enabled; None when the store has no such thing
+    /// (a directory). A store wrapping another must forward this.
+    async fn object_lock_enabled(&self) -> Result<Option<bool>, StoreError> {
+        Ok(None)
+    }
+
+    /// The object lock retention the object at `key` carries, if any (None for a store
+    /// without object lock, or no object). A store wrapping another must forward this.
+    async fn retention(&self, _key: &str) -> Result<Option<ObjectRetention>, StoreError> {
         Ok(None)
     }
 }

@@ -11,13 +11,17 @@ use aws_sdk_s3::{
     config::{BehaviorVersion, Region, timeout::TimeoutConfig},
     error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
     primitives::ByteStream,
-    types::{CompletedMultipartUpload, CompletedPart},
+    types::{CompletedMultipartUpload, CompletedPart, ObjectLockEnabled, ObjectLockMode},
 };
 use aws_smithy_http_client::tls;
+use aws_smithy_types::DateTime;
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
-use crate::{ObjectInfo, ObjectReader, ObjectStore, ObjectWriter, SharedCredentials, StoreError};
+use crate::{
+    LockMode, ObjectInfo, ObjectReader, ObjectRetention, ObjectStore, ObjectWriter,
+    ServerSideEncryption, SharedCredentials, StoreError,
+};
 
 /// Parts of a streaming upload. S3 wants at least 5 MiB per part but the last.
 const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -44,7 +48,16 @@ pub struct S3Config {
     /// The endpoint users reach the store at, when it differs from `endpoint`
     /// (`config.publicUrl`): download URLs are made for it.
     pub public_endpoint: Option<String>,
+    /// Server-side encryption asked for every object written.
+    pub server_side_encryption: Option<ServerSideEncryption>,
+    /// Object lock retention of every object written (one backup's objects); the bucket
+    /// must have object lock enabled.
+    pub retention: Option<ObjectRetention>,
 }
+
+/// The shortest retention an object is written with: a retain-until date already past (a
+/// backup that outlived its ttl) would be refused by the store.
+const MIN_RETENTION: Duration = Duration::from_secs(60);
 
 /// An S3 bucket (and prefix) as an object store.
 #[derive(Clone, Debug)]
@@ -56,6 +69,8 @@ pub struct S3Store {
     /// Ends with `/` unless empty.
     root: String,
     endpoint: String,
+    sse: Option<ServerSideEncryption>,
+    retention: Option<ObjectRetention>,
 }
 
 impl S3Store {
@@ -127,7 +142,35 @@ impl S3Store {
                 format!("{prefix}/")
             },
             endpoint: config.endpoint.unwrap_or_else(|| "AWS S3".into()),
+            sse: config.server_side_encryption,
+            retention: config.retention,
         })
+    }
+
+    /// The retention to write an object with now: at least [`MIN_RETENTION`] ahead.
+    fn retention_now(&self) -> Option<(ObjectLockMode, DateTime)> {
+        self.retention.map(|r| {
+            let until = r.until.max(std::time::SystemTime::now() + MIN_RETENTION);
+            let mode = match r.mode {
+                LockMode::Governance => ObjectLockMode::Governance,
+                LockMode::Compliance => ObjectLockMode::Compliance,
+            };
+            (mode, DateTime::from(until))
+        })
+    }
+
+    fn sse_headers(
+        &self,
+    ) -> (
+        Option<aws_sdk_s3::types::ServerSideEncryption>,
+        Option<String>,
+    ) {
+        use aws_sdk_s3::types::ServerSideEncryption as Sse;
+        match &self.sse {
+            None => (None, None),
+            Some(ServerSideEncryption::Aes256) => (Some(Sse::Aes256), None),
+            Some(ServerSideEncryption::Kms { key_id }) => (Some(Sse::AwsKms), key_id.clone()),
+        }
     }
 
     fn full(&self, key: &str) -> String {
@@ -187,6 +230,17 @@ where
             ) => StoreError::Credentials {
                 detail: err.message().unwrap_or("rejected").to_string(),
             },
+            // AWS and versitygw both refuse a delete or overwrite under retention so.
+            Some("AccessDenied")
+                if err
+                    .message()
+                    .is_some_and(|m| m.to_ascii_lowercase().contains("object lock")) =>
+            {
+                StoreError::Locked {
+                    what: format!("{operation} {key}"),
+                    detail: err.message().unwrap_or_default().to_string(),
+                }
+            }
             Some("AccessDenied" | "Forbidden") => StoreError::AccessDenied {
                 what: format!("{operation} {key}"),
                 detail: err.message().unwrap_or("access denied").to_string(),
@@ -221,11 +275,18 @@ fn http_status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        let (sse, kms_key) = self.sse_headers();
+        let retention = self.retention_now();
+        // The SDK adds a CRC32 checksum to every put, which S3 requires with a retention.
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(self.full(key))
             .body(ByteStream::from(body))
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key)
+            .set_object_lock_mode(retention.as_ref().map(|r| r.0.clone()))
+            .set_object_lock_retain_until_date(retention.map(|r| r.1))
             .send()
             .await
             .map_err(|e| self.error("writing", key, e))?;
@@ -378,6 +439,68 @@ impl ObjectStore for S3Store {
             .map_err(|e| self.error("presigning", key, e))?;
         Ok(Some(request.uri().to_string()))
     }
+
+    async fn object_lock_enabled(&self) -> Result<Option<bool>, StoreError> {
+        match self
+            .client
+            .get_object_lock_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(
+                out.object_lock_configuration()
+                    .and_then(|c| c.object_lock_enabled())
+                    == Some(&ObjectLockEnabled::Enabled),
+            )),
+            Err(e) if no_lock_configuration(e.code()) => Ok(Some(false)),
+            Err(e) => Err(self.error("reading the object lock configuration of", "", e)),
+        }
+    }
+
+    /// Read with HeadObject, whose `x-amz-object-lock-*` headers AWS and versitygw both
+    /// return (versitygw 1.7.0 answers GetObjectRetention with an `ObjectLockRetention`
+    /// root element, which the SDK refuses to parse).
+    async fn retention(&self, key: &str) -> Result<Option<ObjectRetention>, StoreError> {
+        let out = match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => return Ok(None),
+            Err(e) => return Err(self.error("reading the retention of", key, e)),
+        };
+        let mode = match out.object_lock_mode() {
+            Some(ObjectLockMode::Compliance) => LockMode::Compliance,
+            Some(ObjectLockMode::Governance) => LockMode::Governance,
+            _ => return Ok(None),
+        };
+        let Some(until) = out
+            .object_lock_retain_until_date()
+            .and_then(|d| std::time::SystemTime::try_from(*d).ok())
+        else {
+            return Ok(None);
+        };
+        Ok(Some(ObjectRetention { mode, until }))
+    }
+}
+
+/// The codes S3 stores answer with when a bucket or object has no object lock: AWS says
+/// InvalidRequest ("Bucket is missing Object Lock Configuration") or
+/// NoSuchObjectLockConfiguration; versitygw ObjectLockConfigurationNotFoundError.
+fn no_lock_configuration(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "ObjectLockConfigurationNotFoundError"
+                | "NoSuchObjectLockConfiguration"
+                | "InvalidRequest"
+        )
+    )
 }
 
 /// A multipart upload that holds at most a few parts in memory.
@@ -398,12 +521,18 @@ impl S3Writer {
         if let Some(id) = &self.upload_id {
             return Ok(id.clone());
         }
+        let (sse, kms_key) = self.store.sse_headers();
+        let retention = self.store.retention_now();
         let out = self
             .store
             .client
             .create_multipart_upload()
             .bucket(&self.store.bucket)
             .key(self.store.full(&self.key))
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key)
+            .set_object_lock_mode(retention.as_ref().map(|r| r.0.clone()))
+            .set_object_lock_retain_until_date(retention.map(|r| r.1))
             .send()
             .await
             .map_err(|e| self.store.error("starting upload of", &self.key, e))?;
@@ -558,5 +687,169 @@ impl Drop for S3Writer {
                     .await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A stand-in S3 endpoint that answers every request with success and keeps each
+    /// request's line and headers, lowercased.
+    async fn recording_server() -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            let mut chunk = [0u8; 65536];
+                            match conn.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < end + 4 + length {
+                            let mut chunk = [0u8; 65536];
+                            match conn.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..end + 4 + length);
+                        let line = head.lines().next().unwrap_or_default().to_string();
+                        let body = if line.starts_with("post") && line.contains("?uploads") {
+                            "<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>u1</UploadId></InitiateMultipartUploadResult>"
+                        } else if line.starts_with("post") {
+                            "<CompleteMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><ETag>\"e\"</ETag></CompleteMultipartUploadResult>"
+                        } else {
+                            ""
+                        };
+                        seen.lock().expect("lock").push(head);
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if conn.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, heads)
+    }
+
+    #[tokio::test]
+    async fn writes_carry_the_encryption_and_retention_headers() {
+        let (url, heads) = recording_server().await;
+        let until = std::time::SystemTime::now() + Duration::from_secs(3600);
+        let store = S3Store::new(S3Config {
+            bucket: "b".into(),
+            endpoint: Some(url),
+            force_path_style: true,
+            credentials: Some(SharedCredentials {
+                access_key_id: "a".into(),
+                secret_access_key: "s".into(),
+                session_token: None,
+            }),
+            server_side_encryption: Some(ServerSideEncryption::Kms {
+                key_id: Some("key-1".into()),
+            }),
+            retention: Some(ObjectRetention {
+                mode: LockMode::Compliance,
+                until,
+            }),
+            ..S3Config::default()
+        })
+        .await
+        .expect("store");
+        store
+            .put("backups/x/backup.json", Bytes::from_static(b"{}"))
+            .await
+            .expect("put");
+        let mut writer = store
+            .writer("backups/x/resources.tar.zst")
+            .await
+            .expect("writer");
+        writer
+            .write(Bytes::from(vec![7u8; PART_SIZE + 10]))
+            .await
+            .expect("write");
+        writer.finish().await.expect("finish");
+
+        let heads = heads.lock().expect("lock").clone();
+        let until = aws_smithy_types::DateTime::from(until)
+            .fmt(aws_smithy_types::date_time::Format::DateTime)
+            .expect("date")
+            .to_ascii_lowercase();
+        let put = heads
+            .iter()
+            .find(|h| h.starts_with("put /b/backups/x/backup.json"))
+            .expect("the put");
+        let create = heads
+            .iter()
+            .find(|h| h.starts_with("post /b/backups/x/resources.tar.zst?uploads"))
+            .expect("the multipart upload's creation");
+        for head in [put, create] {
+            for header in [
+                "x-amz-server-side-encryption: aws:kms".to_string(),
+                "x-amz-server-side-encryption-aws-kms-key-id: key-1".into(),
+                "x-amz-object-lock-mode: compliance".into(),
+                format!("x-amz-object-lock-retain-until-date: {until}"),
+            ] {
+                assert!(head.contains(&header), "{header} missing in:\n{head}");
+            }
+        }
+        // S3 takes a retention only with a checksum of the body (Content-MD5 or x-amz-checksum).
+        assert!(put.contains("checksum"), "no checksum in:\n{put}");
+        let parts: Vec<_> = heads.iter().filter(|h| h.contains("partnumber=")).collect();
+        assert_eq!(parts.len(), 2, "{heads:#?}");
+        assert!(parts.iter().all(|p| p.contains("checksum")), "{parts:#?}");
+    }
+
+    #[tokio::test]
+    async fn without_settings_no_such_header_is_sent() {
+        let (url, heads) = recording_server().await;
+        let store = S3Store::new(S3Config {
+            bucket: "b".into(),
+            endpoint: Some(url),
+            force_path_style: true,
+            credentials: Some(SharedCredentials {
+                access_key_id: "a".into(),
+                secret_access_key: "s".into(),
+                session_token: None,
+            }),
+            ..S3Config::default()
+        })
+        .await
+        .expect("store");
+        store.put("k", Bytes::from_static(b"x")).await.expect("put");
+        let heads = heads.lock().expect("lock").clone();
+        assert_eq!(heads.len(), 1);
+        assert!(
+            !heads[0].contains("x-amz-server-side-encryption")
+                && !heads[0].contains("x-amz-object-lock"),
+            "{}",
+            heads[0]
+        );
     }
 }

@@ -230,12 +230,13 @@ impl Environment {
 
     fn write_files(&self) -> Result<(), TestenvError> {
         let mut s3 = format!(
-            "AWS_ENDPOINT_URL={}\nAWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\nAWS_REGION={}\nARCA_TEST_BUCKET={}\n",
+            "AWS_ENDPOINT_URL={}\nAWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\nAWS_REGION={}\nARCA_TEST_BUCKET={}\nARCA_TEST_LOCKED_BUCKET={}\n",
             self.s3.endpoint,
             self.s3.access_key_id,
             self.s3.secret_access_key,
             self.s3.region,
-            self.s3.bucket
+            self.s3.bucket,
+            s3::LOCKED_BUCKET
         );
         let mut more = format!(
             "ARCA_TESTENV_BIN={}\nARCA_TESTENV_EXEC_DIR={}\n",

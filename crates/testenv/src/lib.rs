@@ -23,6 +23,7 @@ pub use env::{Environment, RealNode, S3Settings};
 pub use error::TestenvError;
 pub use fixture::{TestEnv, TestNamespace, TestPrefix};
 pub use node::{REAL_NODE_LABEL, REAL_NODE_TAINT_KEY};
+pub use s3::LOCKED_BUCKET;
 
 /// The folder that holds every environment: `<workspace>/target/testenv`.
 pub fn testenv_root() -> std::path::PathBuf {

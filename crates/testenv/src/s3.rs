@@ -33,6 +33,10 @@ pub(crate) fn start(
 ) -> Result<S3Settings, TestenvError> {
     let data = dir.join("s3data");
     std::fs::create_dir_all(&data).map_err(io(&data))?;
+    // Object lock needs versioning, which versitygw keeps in a folder of its own: buckets
+    // created without versioning (the default bucket) behave as before.
+    let versions = dir.join("s3versions");
+    std::fs::create_dir_all(&versions).map_err(io(&versions))?;
     let (listen, endpoint) = match node {
         Some(node) => (
             format!("{}:{S3_PORT_IN_NODE}", node.node_ip()),
@@ -67,7 +71,9 @@ pub(crate) fn start(
     cmd.args(["--access", &access, "--secret", &secret])
         .args(["--port", &listen])
         .args(["--region", "us-east-1"])
-        .arg("posix");
+        .arg("posix")
+        .arg("--versioning-dir")
+        .arg(&versions);
     if !supports_xattrs(&data) {
         // The posix backend keeps object metadata in extended attributes; without them
         // it keeps it in a sidecar folder.
@@ -115,12 +121,32 @@ pub fn client(s3: &S3Settings) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
-/// Waits for the server to answer, then creates the bucket (idempotent).
+/// The second bucket of every environment, created with object lock enabled (and so
+/// versioning): for the immutable-backup tests. `ARCA_TEST_LOCKED_BUCKET` in `s3.env`.
+pub const LOCKED_BUCKET: &str = "arca-test-locked";
+
+/// Waits for the server to answer, then creates the bucket and the object-locked bucket
+/// [`LOCKED_BUCKET`] (idempotent).
 pub(crate) async fn create_bucket(s3: &S3Settings, log: &Path) -> Result<(), TestenvError> {
     let client = client(s3);
     let answers = || async { client.list_buckets().send().await.ok().map(|_| ()) };
     crate::cluster::wait_for("the S3 server (versitygw)", 30, log, answers).await?;
-    match client.create_bucket().bucket(&s3.bucket).send().await {
+    make_bucket(&client, &s3.bucket, false).await?;
+    make_bucket(&client, LOCKED_BUCKET, true).await
+}
+
+async fn make_bucket(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    object_lock: bool,
+) -> Result<(), TestenvError> {
+    match client
+        .create_bucket()
+        .bucket(bucket)
+        .set_object_lock_enabled_for_bucket(object_lock.then_some(true))
+        .send()
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) => {
             let already = e.as_service_error().is_some_and(|s| {
@@ -130,8 +156,7 @@ pub(crate) async fn create_bucket(s3: &S3Settings, log: &Path) -> Result<(), Tes
                 Ok(())
             } else {
                 Err(TestenvError::S3(format!(
-                    "creating bucket {}: {}",
-                    s3.bucket,
+                    "creating bucket {bucket}: {}",
                     aws_sdk_s3::error::DisplayErrorContext(&e)
                 )))
             }

@@ -141,6 +141,46 @@ pub async fn location_for(
     namespace: &str,
     name: Option<&str>,
 ) -> Result<(arca_api::BackupStorageLocation, Arc<dyn ObjectStore>), LocationError> {
+    location_for_writing(ctx, namespace, name, None).await
+}
+
+/// When a backup writes: the times its objects' retain-until date comes from, when its
+/// location asks for object lock.
+#[derive(Clone, Copy, Debug)]
+pub struct Writing {
+    pub started: jiff::Timestamp,
+    pub expiration: Option<jiff::Timestamp>,
+}
+
+/// The object lock retention of every object a backup `writing` puts in `location`: None
+/// when the location has no `objectLock`.
+pub fn retention_of(
+    location: &arca_api::BackupStorageLocation,
+    writing: Writing,
+) -> Option<arca_store::ObjectRetention> {
+    let lock = location.spec.object_lock.as_ref()?;
+    let until = arca_policy::lock::retain_until(
+        writing.started,
+        writing.expiration,
+        lock.retain.map(|r| r.as_std()),
+    );
+    Some(arca_store::ObjectRetention {
+        mode: match lock.mode {
+            arca_api::ObjectLockMode::Governance => arca_store::LockMode::Governance,
+            arca_api::ObjectLockMode::Compliance => arca_store::LockMode::Compliance,
+        },
+        until: until.into(),
+    })
+}
+
+/// [`location_for`], with a store whose writes carry the location's object lock for a
+/// backup `writing`.
+pub async fn location_for_writing(
+    ctx: &Context,
+    namespace: &str,
+    name: Option<&str>,
+    writing: Option<Writing>,
+) -> Result<(arca_api::BackupStorageLocation, Arc<dyn ObjectStore>), LocationError> {
     let tenant = tenant_of(namespace, ctx);
     let own = locations::find_location(&ctx.client, namespace, name).await;
     let (location, sub_prefix) = match (own, &tenant) {
@@ -151,11 +191,13 @@ pub async fn location_for(
         ),
         (Err(e), _) => return Err(e),
     };
-    let store = locations::open_store(
+    let retention = writing.and_then(|w| retention_of(&location, w));
+    let store = locations::open_store_with(
         &ctx.client,
         &location,
         ctx.settings.storage_policy(),
         sub_prefix.as_deref(),
+        retention,
     )
     .await?;
     Ok((location, store))
@@ -183,7 +225,11 @@ async fn run_backup(backup: &Backup, ctx: &Context) -> Result<(), Error> {
         ..BackupStatus::default()
     };
 
-    let resolved = match resolve(backup, ctx, tenant).await {
+    let writing = Writing {
+        started,
+        expiration: status.expiration.as_ref().map(|t| t.0),
+    };
+    let resolved = match resolve(backup, ctx, tenant, writing).await {
         Ok(resolved) => resolved,
         Err(problems) => {
             status.phase = Some(BackupPhase::FailedValidation);

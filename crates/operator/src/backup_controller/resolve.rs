@@ -11,7 +11,7 @@ use arca_runtime::{keys, locations};
 use arca_store::{Key, KeyRing, ObjectStore};
 use kube::ResourceExt;
 
-use super::location_for;
+use super::{Writing, location_for_writing};
 use crate::context::Context;
 
 /// What a valid Backup runs with.
@@ -37,6 +37,7 @@ pub(super) async fn resolve(
     backup: &Backup,
     ctx: &Context,
     tenant: Option<String>,
+    writing: Writing,
 ) -> Result<Resolved, Vec<String>> {
     let problems = backup::validate(&backup.spec, tenant.as_deref());
     if !problems.is_empty() {
@@ -47,7 +48,10 @@ pub(super) async fn resolve(
         .run_client(&namespace, backup.spec.service_account_name.as_deref())
         .await
         .map_err(|e| e.to_string());
-    match (client, open_for_backup(ctx, backup, &namespace).await) {
+    match (
+        client,
+        open_for_backup(ctx, backup, &namespace, writing).await,
+    ) {
         (Ok((client, acting_as)), Ok((location, store, seal_key, encryption))) => Ok(Resolved {
             location,
             store,
@@ -69,18 +73,28 @@ type Opened = (
     Option<KeyRing>,
 );
 
-/// The backup's location, writable and answering, with no backup of the same name in it
-/// (a new Backup never overwrites the data of an old one).
+/// The backup's location, writable and answering (with object lock enabled when it asks
+/// for it), with no backup of the same name in it (a new Backup never overwrites the data of
+/// an old one). The store writes with the location's object lock, if any.
 async fn open_for_backup(
     ctx: &Context,
     backup: &Backup,
     namespace: &str,
+    writing: Writing,
 ) -> Result<Opened, String> {
-    let (location, store) = location_for(ctx, namespace, backup.spec.storage_location.as_deref())
-        .await
-        .map_err(|e| e.to_string())?;
+    let (location, store) = location_for_writing(
+        ctx,
+        namespace,
+        backup.spec.storage_location.as_deref(),
+        Some(writing),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     locations::ensure_writable(&location).map_err(|e| e.to_string())?;
     locations::check(&location.name_any(), store.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    locations::check_object_lock(&location, store.as_ref())
         .await
         .map_err(|e| e.to_string())?;
     let name = backup.name_any();

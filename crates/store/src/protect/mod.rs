@@ -183,6 +183,14 @@ impl ObjectStore for EncryptedStore {
         )
     }
 
+    async fn object_lock_enabled(&self) -> Result<Option<bool>, StoreError> {
+        self.inner.object_lock_enabled().await
+    }
+
+    async fn retention(&self, key: &str) -> Result<Option<crate::ObjectRetention>, StoreError> {
+        self.inner.retention(key).await
+    }
+
     /// A URL to the stored bytes: encrypted ones stay encrypted (`arca` decrypts them with
     /// the key from the Secret).
     async fn presign_get(
