@@ -63,7 +63,7 @@ pub use backup::{SnapshotRequest, SnapshotSummary};
 pub use error::{CREDENTIALS_SECRET, PASSWORD_KEY, Result, VolumeError};
 pub use forget::PruneReport;
 pub use progress::{BytesProgress, ProgressFn};
-pub use repo::{SnapshotInfo, VolumeRepository};
+pub use repo::{Rekey, SnapshotInfo, VolumeRepository};
 pub use restore::RestoreSummary;
 
 /// How many times a backup or restore starts again when a concurrent prune replaced the
