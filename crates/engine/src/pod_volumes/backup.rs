@@ -67,6 +67,53 @@ pub fn snapshot_path(request: &VolumeRequest) -> String {
     }
 }
 
+/// Makes `namespace`'s repository ready for the agents: creates it with its own password,
+/// or re-keys one that still opens with the installation's shared password (made before
+/// each repository had its own). The re-keying check costs a key derivation per key, so it
+/// runs once per repository and process, holding the repository alone (no agent opens it
+/// while its keys change: the check waits for running backups and prunes of it).
+async fn prepare_repository(
+    job: &VolumeJob,
+    namespace: &str,
+    log: &RunLog,
+) -> Result<(), arca_volume::VolumeError> {
+    let id = job.repository(namespace);
+    let repo = arca_volume::VolumeRepository::new(
+        job.store.clone(),
+        namespace,
+        job.own_password(namespace).reveal().to_string(),
+    );
+    let key = super::repository_key(&job.location_namespace, &job.location, &id.to_string());
+    let created = |log: &RunLog| log.info(format!("created the volume repository {id}"));
+    if job.locks.keys_checked(&key) {
+        // Cheap (a listing): a repository removed from the bucket meanwhile is made again.
+        if repo.ensure_initialized().await? {
+            created(log);
+        }
+        return Ok(());
+    }
+    let _sole = job.locks.exclusive(&key).await;
+    if repo.ensure_initialized().await? {
+        created(log);
+    } else {
+        let outcome = repo
+            .retire_password(job.password.reveal().to_string())
+            .await?;
+        if outcome.changed() {
+            tracing::info!(
+                repository = %id,
+                location = %job.location,
+                "re-keyed the volume repository: it opens with its own password, no longer with the shared one"
+            );
+            log.info(format!(
+                "re-keyed the volume repository {id}: it opens with its own password, no longer with the shared one"
+            ));
+        }
+    }
+    job.locks.set_keys_checked(&key);
+    Ok(())
+}
+
 /// Backs up the data of `requests` and waits for it.
 pub async fn back_up(
     job: &VolumeJob,
@@ -79,20 +126,8 @@ pub async fn back_up(
     let namespaces: BTreeSet<String> = work.iter().map(|r| r.namespace.clone()).collect();
     let mut unusable: BTreeMap<String, String> = BTreeMap::new();
     for ns in &namespaces {
-        let repo = arca_volume::VolumeRepository::new(
-            job.store.clone(),
-            ns,
-            job.password.reveal().to_string(),
-        );
-        match repo.ensure_initialized().await {
-            Ok(true) => log.info(format!(
-                "created the volume repository {}",
-                job.repository(ns)
-            )),
-            Ok(false) => {}
-            Err(e) => {
-                unusable.insert(ns.clone(), e.to_string());
-            }
+        if let Err(e) = prepare_repository(job, ns, log).await {
+            unusable.insert(ns.clone(), e.to_string());
         }
     }
     // Held until every volume is done: no prune runs on these repositories meanwhile.
