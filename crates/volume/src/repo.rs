@@ -89,8 +89,9 @@ fn key_options() -> KeyOptions {
 }
 
 impl VolumeRepository {
-    /// The repository of `namespace`'s volumes in `store`, opened with `password` (from
-    /// Secret `arca-repo-credentials`, key `repository-password`).
+    /// The repository of `namespace`'s volumes in `store`, opened with `password` (Arca
+    /// gives each repository its own, derived from Secret `arca-repo-credentials`, key
+    /// `repository-password`).
     pub fn new(store: Arc<dyn ObjectStore>, namespace: &str, password: String) -> Self {
         Self {
             store,
