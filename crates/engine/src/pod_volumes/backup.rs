@@ -291,6 +291,79 @@ fn gather(
 mod tests {
     use super::*;
 
+    /// A job on a directory store, with a client that is never called.
+    fn job(dir: &std::path::Path, tenant_folder: bool) -> VolumeJob {
+        let (service, _handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let store = arca_store::FsStore::new(dir, "bucket", "prefix").expect("store");
+        VolumeJob {
+            client: kube::Client::new(service, "default"),
+            work_namespace: "arca-system".into(),
+            location: "default".into(),
+            location_namespace: "arca-system".into(),
+            tenant_folder,
+            store: std::sync::Arc::new(store),
+            password: crate::protocol::RepositoryPassword::new("installation secret".into()),
+            timeout: std::time::Duration::from_secs(60),
+            pickup_warning: std::time::Duration::from_secs(60),
+            locks: Default::default(),
+        }
+    }
+
+    fn repo(job: &VolumeJob, password: &str) -> arca_volume::VolumeRepository {
+        arca_volume::VolumeRepository::new(job.store.clone(), "shop", password.into())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_new_repository_is_made_with_its_own_password() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for tenant_folder in [false, true] {
+            let job = job(&dir.path().join(tenant_folder.to_string()), tenant_folder);
+            prepare_repository(&job, "shop", &RunLog::detached("t"))
+                .await
+                .expect("prepared");
+            let own = job.own_password("shop");
+            assert_ne!(own, job.password);
+            repo(&job, own.reveal()).snapshots().await.expect("opens");
+            assert!(
+                repo(&job, job.password.reveal()).snapshots().await.is_err(),
+                "the shared password opens a new repository"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_shared_password_repository_is_rekeyed_once_per_process() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let job = job(dir.path(), false);
+        let shared = job.password.reveal().to_string();
+        assert!(repo(&job, &shared).ensure_initialized().await.expect("old"));
+        let key = super::super::repository_key("arca-system", "default", "volumes/shop/");
+        assert!(!job.locks.keys_checked(&key));
+
+        prepare_repository(&job, "shop", &RunLog::detached("t"))
+            .await
+            .expect("re-keyed");
+        repo(&job, job.own_password("shop").reveal())
+            .snapshots()
+            .await
+            .expect("its own password opens it");
+        let err = repo(&job, &shared)
+            .snapshots()
+            .await
+            .expect_err("the shared password no longer opens it");
+        assert!(
+            matches!(err, arca_volume::VolumeError::WrongPassword { .. }),
+            "{err:?}"
+        );
+        assert!(job.locks.keys_checked(&key), "checked once in this process");
+        prepare_repository(&job, "shop", &RunLog::detached("t"))
+            .await
+            .expect("again");
+    }
+
     fn request(pod: &str, volume: &str, claim: Option<&str>, node: Option<&str>) -> VolumeRequest {
         VolumeRequest {
             namespace: "shop".into(),

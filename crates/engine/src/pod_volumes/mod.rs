@@ -27,7 +27,8 @@ use crate::protocol::{RepositoryId, derive_repository_password};
 ///
 /// It also remembers which repositories this process has found opening with their own
 /// password only ([`RepositoryLocks::keys_checked`]), so the re-keying check (a key
-/// derivation per key, seconds of CPU) runs once per repository and process.
+/// derivation per key tried: scrypt, 128 MiB and a fraction of a second each) runs once per
+/// repository and process.
 #[derive(Debug, Default)]
 pub struct RepositoryLocks {
     locks: Mutex<BTreeMap<String, Arc<tokio::sync::RwLock<()>>>>,
