@@ -760,3 +760,112 @@ async fn each_namespace_s_repository_opens_with_its_own_password_only() {
     );
     scenario.stop().await;
 }
+
+/// A repository that opens with the shared password only (as Arca made them before each
+/// had its own, and as it stays in a location the operator does not write): the agent
+/// restores from it and a deletion forgets in it, both falling back to the shared password,
+/// and neither re-keys it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repository_not_yet_rekeyed_is_restored_and_pruned_with_the_shared_password() {
+    let scenario = Scenario::start("legacy").await;
+    let (env, client, arca, app, prefix) = scenario.parts();
+    let ns = app.name.clone();
+    kubectl_apply(env, &pod_yaml(&ns, "db-0"));
+    let (uid, node_name) = scheduled(client, &ns, "db-0").await;
+    let mut node = Node::new(env, "legacy");
+    node.name = node_name;
+    let data = node.mount(&uid, "data");
+    fill(&data, 2, 20, 19);
+    let before = tree(&data);
+    let _agent = node.spawn_agent(env, &arca.name, "legacy");
+    let first = scenario
+        .backup_within("first", &scenario.app_spec(), Duration::from_secs(300))
+        .await;
+    assert_completed(&first);
+
+    // Back to the old way: a key for the shared password, the repository's own removed.
+    let own = own_password(client, &arca.name, &RepositoryId::new(&ns)).await;
+    let shared = shared_password(client, &arca.name).await;
+    let new_password = env.env.dir.join(format!("shared-password-{ns}"));
+    std::fs::write(&new_password, &shared).expect("password file");
+    let (ok, out) = restic(
+        env,
+        &prefix.prefix,
+        &ns,
+        &own,
+        &[
+            "key",
+            "add",
+            "--new-password-file",
+            &new_password.display().to_string(),
+        ],
+    );
+    assert!(ok, "restic key add: {out}");
+    let (ok, out) = restic(env, &prefix.prefix, &ns, &own, &["key", "list", "--json"]);
+    assert!(ok, "restic key list: {out}");
+    let keys: Vec<serde_json::Value> = serde_json::from_str(
+        out.lines()
+            .find(|l| l.starts_with('['))
+            .unwrap_or_else(|| panic!("no JSON list: {out}")),
+    )
+    .expect("key list json");
+    let own_key = keys
+        .iter()
+        .find(|k| k["current"].as_bool() == Some(true))
+        .and_then(|k| k["id"].as_str())
+        .unwrap_or_else(|| panic!("no current key: {out}"))
+        .to_string();
+    let (ok, out) = restic(
+        env,
+        &prefix.prefix,
+        &ns,
+        &shared,
+        &["key", "remove", &own_key],
+    );
+    assert!(ok, "restic key remove: {out}");
+    assert!(refused(env, &prefix.prefix, &ns, &own), "own key removed");
+
+    // The agent restores from it with the shared password.
+    kubectl(env, &["delete", "namespace", &ns, "--wait=true"]);
+    scenario.apply_restore("back", "{backupName: first}");
+    let (new_uid, _) = scheduled(client, &ns, "db-0").await;
+    let restored = node.mount(&new_uid, "data");
+    assert_restored(
+        &scenario
+            .restore_done_within("back", Duration::from_secs(300))
+            .await,
+    );
+    assert_eq!(tree(&restored), before, "the volume's files are back");
+
+    // A deletion forgets the snapshot in it with the shared password.
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: DeleteBackupRequest\nmetadata: {{name: drop-first, namespace: {}}}\nspec: {{backupName: first}}\n",
+            arca.name
+        ),
+    );
+    let requests: Api<arca_api::DeleteBackupRequest> = Api::namespaced(client.clone(), &arca.name);
+    let processed = eventually(
+        "the deletion processed",
+        Duration::from_secs(180),
+        || async {
+            let status = requests.get("drop-first").await.ok()?.status?;
+            (status.phase == Some(arca_api::DeleteBackupRequestPhase::Processed)).then_some(status)
+        },
+    )
+    .await;
+    assert!(processed.errors.is_empty(), "{:?}", processed.errors);
+    let (ok, out) = restic(env, &prefix.prefix, &ns, &shared, &["snapshots", "--json"]);
+    assert!(ok, "restic snapshots with the shared password: {out}");
+    assert!(
+        snapshot_ids(&out).is_empty(),
+        "the snapshot is forgotten: {out}"
+    );
+    // Reading never re-keys: only the operator's backups do.
+    assert!(
+        refused(env, &prefix.prefix, &ns, &own),
+        "re-keyed by a reader"
+    );
+    scenario.stop().await;
+}
