@@ -292,7 +292,7 @@ impl VolumeRepository {
                         VolumeError::rustic("adding the repository's own key", &location, &e)
                     })?;
                     outcome.key_added = true;
-                    tracing::info!(%location, "added the volume repository's own key");
+                    tracing::debug!(%location, "added the volume repository's own key");
                     this.open_with(be.clone(), NoProgressBars, &this.password)?
                 }
                 Err(e) => return Err(e),

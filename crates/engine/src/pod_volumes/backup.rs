@@ -100,11 +100,7 @@ async fn prepare_repository(
             .retire_password(job.password.reveal().to_string())
             .await?;
         if outcome.changed() {
-            tracing::info!(
-                repository = %id,
-                location = %job.location,
-                "re-keyed the volume repository: it opens with its own password, no longer with the shared one"
-            );
+            // At info in the operator's log too (RunLog writes through tracing).
             log.info(format!(
                 "re-keyed the volume repository {id}: it opens with its own password, no longer with the shared one"
             ));
