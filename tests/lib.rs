@@ -4,6 +4,7 @@ use std::time::Duration;
 
 pub mod operator;
 pub mod scenario;
+pub mod tamper;
 
 pub use arca_testenv::{TestEnv, TestNamespace, TestPrefix};
 

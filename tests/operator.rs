@@ -156,6 +156,26 @@ pub fn arca_binary() -> PathBuf {
     path
 }
 
+/// `arca` (the CLI) with `args`, against namespace `namespace` of the environment.
+pub fn run_arca(env: &TestEnv, namespace: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(arca_binary())
+        .arg(format!("--kubeconfig={}", env.env.kubeconfig.display()))
+        .args(["-n", namespace])
+        .args(args)
+        .output()
+        .expect("arca runs")
+}
+
+/// The stdout of a CLI run that must have succeeded.
+pub fn succeeded(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "arca failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `arca server` as a child process confined to `namespace`, its log in
 /// `logs/arca-server-<log>.log` of the environment.
 pub fn spawn_server(

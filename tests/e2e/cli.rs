@@ -1,28 +1,11 @@
 //! The `arca` CLI and `arca install`, through the real binary, against the real cluster.
 
-use std::{process::Output, time::Duration};
+use arca_e2e::operator::{run_arca as arca, succeeded as ok};
+use std::time::Duration;
 
 use arca_e2e::{
     env, eventually, kubectl, kubectl_apply, operator::arca_binary, scenario::Scenario,
 };
-
-fn arca(env: &arca_e2e::TestEnv, namespace: &str, args: &[&str]) -> Output {
-    std::process::Command::new(arca_binary())
-        .arg(format!("--kubeconfig={}", env.env.kubeconfig.display()))
-        .args(["-n", namespace])
-        .args(args)
-        .output()
-        .expect("arca runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "arca failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_install_is_accepted_by_the_apiserver_and_hardened() {

@@ -9,6 +9,7 @@ mod faults;
 mod hooks;
 mod leader;
 mod migration;
+mod protected;
 mod rbac;
 mod restore_options;
 mod schedules;

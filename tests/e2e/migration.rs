@@ -33,6 +33,15 @@ fn kubectl_on(env: &arca_testenv::Environment, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A Secret value as `kubectl get -o jsonpath` prints it (base64), decoded.
+fn decode(base64_text: &str) -> String {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(base64_text.trim())
+        .expect("base64");
+    String::from_utf8(bytes).expect("text")
+}
+
 fn objects(env: &arca_testenv::Environment, namespace: &str) -> Vec<serde_json::Value> {
     let list: serde_json::Value = serde_json::from_str(&kubectl_on(
         env,
@@ -108,6 +117,32 @@ async fn a_backup_made_in_one_cluster_is_restored_in_another() {
             "--type=merge",
             "-p",
             r#"{"spec":{"accessMode":"ReadOnly"}}"#,
+        ],
+    );
+    // The one Secret a migration copies: the key that sealed the backups (and the volume
+    // repositories' password beside it, when there is volume data).
+    let seal_key = kubectl_on(
+        &env.env,
+        &[
+            "get",
+            "secret",
+            "arca-metadata-key",
+            "-n",
+            &arca.name,
+            "-o",
+            "jsonpath={.data.key}",
+        ],
+    );
+    kubectl_on(
+        &second.0,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "arca-metadata-key",
+            "-n",
+            target_ns,
+            &format!("--from-literal=key={}", decode(&seal_key)),
         ],
     );
     let target_operator = Operator::start(&env_for_target, settings(target_ns)).await;

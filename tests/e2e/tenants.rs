@@ -11,7 +11,7 @@ use arca_e2e::{
         settings,
     },
     scenario::Scenario,
-    tenant_account,
+    store, tenant_account,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,6 +341,13 @@ subjects: [{{kind: ServiceAccount, name: arca, namespace: {t}}}]
         )
         .await;
     admin.stop().await;
+    // Sealed again as made in the tenant's namespace (an insider with the operator's key):
+    // a backup made elsewhere is never synced into a tenant's namespace; here the test is
+    // what the tenant's account may create when such a backup is restored.
+    let direct = store(env, &prefix.prefix).await;
+    let (_, mut metadata) = arca_e2e::tamper::read(direct.as_ref(), "loaded").await;
+    metadata["backup"]["metadata"]["namespace"] = t.as_str().into();
+    arca_e2e::tamper::reseal(client, &arca.name, &direct, "loaded", metadata).await;
     let index = index_of(env, &prefix.prefix, "loaded").await;
     assert!(
         index

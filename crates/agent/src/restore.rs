@@ -119,7 +119,10 @@ async fn restore(
         &spec.backup_storage_location,
         &root,
     )
-    .await?;
+    .await?
+    // The repository of namespace N holds only N's snapshots; a work item pairing it with a
+    // snapshot of another namespace is refused.
+    .only_namespace(root.namespace());
     let progress = Arc::new(Progress::default());
     let ticker = Ticker::start(&agent.client, item, MANAGER, progress.clone(), {
         let status = status.clone();

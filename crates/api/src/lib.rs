@@ -39,7 +39,7 @@ pub use hooks::{
 };
 pub use location::{
     AccessMode, BackupStorageLocation, BackupStorageLocationSpec, BackupStorageLocationStatus,
-    LocationPhase, ObjectStorage, Provider,
+    LocationEncryption, LocationPhase, ObjectStorage, Provider,
 };
 pub use pod_volume::{
     PodReference, PodVolumeBackup, PodVolumeBackupSpec, PodVolumeBackupStatus, PodVolumePhase,

@@ -78,6 +78,24 @@ pub struct BackupStorageLocationSpec {
     /// How often the location is checked. `0` checks once. Default 1m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_frequency: Option<Duration>,
+    /// Client-side encryption of the backups written here: their archive, index, logs and
+    /// results (and restores' outputs) are encrypted before they leave the operator, so the
+    /// bucket's owner and whoever steals its keys read nothing. Unset: stored as plain zstd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<LocationEncryption>,
+}
+
+/// Where a location's encryption key is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocationEncryption {
+    /// The Secret (in the location's namespace) and key holding the current encryption key:
+    /// 32 random bytes, base64-encoded (`head -c 32 /dev/urandom | base64`, or `arca location
+    /// create --generate-encryption-key`). New backups use this key. Every other key of the
+    /// same Secret holding such a value stays usable for reading, so rotating is: add the new
+    /// key to the Secret, point `key` at it, and keep the old one while backups made with it
+    /// are kept. A backup records the id of its key (a hash), never the key.
+    pub key_secret_ref: SecretKeySelector,
 }
 
 /// Which kind of store.

@@ -93,6 +93,12 @@ pub struct RestoreSpec {
     /// Hooks run in restored pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<RestoreHooks>,
+    /// Restore a backup whose `backup.json` carries no seal (storage format 1, written before
+    /// Arca authenticated its backups). Its contents cannot be told apart from what someone
+    /// with write access to the bucket put there: set this only for a bucket you trust.
+    /// Sealed backups are always checked, whatever this says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unauthenticated_backup: bool,
     /// Plan the restore and have the apiserver check every write with `dryRun=All`, but
     /// write nothing. The plan (create, update, skip, fail, per item) is in the results.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -65,7 +65,7 @@ pub async fn run(
     for objects in [small, large] {
         let name = format!("idx-{objects}");
         let started = Instant::now();
-        let stats = write_backup(&store, &name, objects).await?;
+        let stats = write_backup(&client, &store, &name, objects).await?;
         eprintln!(
             "bench: {name}: {objects} objects written to the bucket in {}s (index {} bytes, archive {} bytes)",
             secs(started.elapsed()),
@@ -160,6 +160,7 @@ fn config_map(i: usize) -> Item {
 /// Writes backup `name` of `objects` ConfigMaps into `store` the way a backup does: frames
 /// of a listed page each, the index beside them, `backup.json` last.
 async fn write_backup(
+    client: &Client,
     store: &dyn ObjectStore,
     name: &str,
     objects: usize,
@@ -191,7 +192,12 @@ async fn write_backup(
                 backup,
                 stats: stats.clone(),
                 cluster_version: None,
+                encryption: None,
             },
+            // Sealed with the operator's key, as its own backups are.
+            arca_runtime::keys::ensure_seal_keys(client, ARCA_NS)
+                .await?
+                .current(),
         )
         .await?;
     Ok(stats)

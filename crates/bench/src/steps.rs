@@ -26,6 +26,8 @@ struct Row {
     objects: usize,
     floor: Vec<Duration>,
     backup: Vec<Duration>,
+    /// The same backup to the location with an encryption key.
+    encrypted: Vec<Duration>,
     archive_bytes: u64,
     /// CPU seconds the operator used per backup.
     cpu: Vec<f64>,
@@ -64,20 +66,29 @@ pub async fn run_all(
             objects: size,
             floor: Vec::new(),
             backup: Vec::new(),
+            encrypted: Vec::new(),
             archive_bytes: 0,
             cpu: Vec::new(),
         };
         for round in 0..3 {
             row.floor.push(list_floor(&client).await?);
             let cpu_before = cpu_seconds(pid);
-            let (took, bytes) = backup(&client, &format!("b{step}-{round}")).await?;
+            let (took, bytes) = backup(&client, &format!("b{step}-{round}"), None).await?;
             row.cpu.push(cpu_seconds(pid) - cpu_before);
             row.backup.push(took);
             row.archive_bytes = bytes;
+            let (encrypted, _) = backup(
+                &client,
+                &format!("e{step}-{round}"),
+                Some(ENCRYPTED_LOCATION),
+            )
+            .await?;
+            row.encrypted.push(encrypted);
             eprintln!(
-                "bench: {size}: floor {}s, backup {}s",
+                "bench: {size}: floor {}s, backup {}s, encrypted {}s",
                 secs(row.floor[round]),
-                secs(took)
+                secs(took),
+                secs(encrypted)
             );
         }
         rows.push(row);
@@ -163,8 +174,30 @@ pub(crate) async fn install(
     Api::<arca_api::BackupStorageLocation>::namespaced(client.clone(), ARCA_NS)
         .create(&PostParams::default(), &location)
         .await?;
+    // The same bucket, encrypting: what client-side encryption costs a backup.
+    let key: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "bench-key"},
+        "stringData": {"key": arca_store::Key::generate().to_base64()}
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), ARCA_NS)
+        .create(&PostParams::default(), &key)
+        .await?;
+    let encrypted: arca_api::BackupStorageLocation = serde_json::from_value(serde_json::json!({
+        "apiVersion": "arca.dev/v1alpha1", "kind": "BackupStorageLocation",
+        "metadata": {"name": ENCRYPTED_LOCATION},
+        "spec": {"provider": "aws", "objectStorage": {"bucket": s3.bucket, "prefix": "bench-encrypted"},
+                 "config": {"region": s3.region, "s3Url": s3.endpoint, "s3ForcePathStyle": "true"},
+                 "credential": {"name": "s3", "key": "cloud"},
+                 "encryption": {"keySecretRef": {"name": "bench-key", "key": "key"}}}
+    }))?;
+    Api::<arca_api::BackupStorageLocation>::namespaced(client.clone(), ARCA_NS)
+        .create(&PostParams::default(), &encrypted)
+        .await?;
     Ok(())
 }
+
+/// The location whose backups are encrypted.
+const ENCRYPTED_LOCATION: &str = "encrypted";
 
 /// A page as the floor reads it: the continue token and the items, skipped without building
 /// anything (what any paginated client must at least do).
@@ -209,12 +242,17 @@ async fn list_floor(client: &Client) -> anyhow::Result<Duration> {
     Ok(started.elapsed())
 }
 
-async fn backup(client: &Client, name: &str) -> anyhow::Result<(Duration, u64)> {
+async fn backup(
+    client: &Client,
+    name: &str,
+    location: Option<&str>,
+) -> anyhow::Result<(Duration, u64)> {
     let api: Api<Backup> = Api::namespaced(client.clone(), ARCA_NS);
     let backup: Backup = serde_json::from_value(serde_json::json!({
         "apiVersion": "arca.dev/v1alpha1", "kind": "Backup",
         "metadata": {"name": name},
-        "spec": {"includedNamespaces": ["bench-*"], "includedResources": ["configmaps", "secrets"]}
+        "spec": {"includedNamespaces": ["bench-*"], "includedResources": ["configmaps", "secrets"],
+                 "storageLocation": location}
     }))?;
     let started = Instant::now();
     api.create(&PostParams::default(), &backup).await?;
@@ -421,17 +459,23 @@ fn report(rows: &[Row], restore: Option<RestoreRow>, peak_kib: Option<u64>) -> S
     let mut out = String::from(
         "## Backup of small objects vs. the floor (a plain paginated LIST of the same resources)\n\n",
     );
-    out.push_str("| objects | floor: LIST (s), best of 3 | Arca backup (s), best of 3 | ratio (target <= 1.3) | archive (MiB) | operator CPU (s) | runs (floor / backup) |\n|---|---|---|---|---|---|---|\n");
+    out.push_str("| objects | floor: LIST (s), best of 3 | Arca backup (s), best of 3 | ratio (target <= 1.3) | encrypted (s), best of 3 | ratio encrypted (target: within 5% of plain) | archive (MiB) | operator CPU (s) | runs (floor / backup / encrypted) |\n|---|---|---|---|---|---|---|---|---|\n");
     for row in rows {
         let floor = row.floor.iter().min().copied().unwrap_or_default();
         let backup = row.backup.iter().min().copied().unwrap_or_default();
+        let encrypted = row.encrypted.iter().min().copied().unwrap_or_default();
+        let ratio = backup.as_secs_f64() / floor.as_secs_f64().max(0.001);
+        let encrypted_ratio = encrypted.as_secs_f64() / floor.as_secs_f64().max(0.001);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.2} | {:.1} | {} | {} / {} |",
+            "| {} | {} | {} | {:.2} | {} | {:.2} ({:+.1}%) | {:.1} | {} | {} / {} / {} |",
             row.objects,
             secs(floor),
             secs(backup),
-            backup.as_secs_f64() / floor.as_secs_f64().max(0.001),
+            ratio,
+            secs(encrypted),
+            encrypted_ratio,
+            (encrypted_ratio / ratio.max(0.001) - 1.0) * 100.0,
             row.archive_bytes as f64 / 1048576.0,
             row.cpu
                 .iter()
@@ -444,6 +488,11 @@ fn report(rows: &[Row], restore: Option<RestoreRow>, peak_kib: Option<u64>) -> S
                 .collect::<Vec<_>>()
                 .join(", "),
             row.backup
+                .iter()
+                .map(|d| secs(*d))
+                .collect::<Vec<_>>()
+                .join(", "),
+            row.encrypted
                 .iter()
                 .map(|d| secs(*d))
                 .collect::<Vec<_>>()

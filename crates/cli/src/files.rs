@@ -5,8 +5,10 @@ use std::{io::Write, time::Duration};
 
 use anyhow::Context as _;
 use arca_api::{
-    DownloadRequest, DownloadRequestPhase, DownloadRequestSpec, DownloadTarget, DownloadTargetKind,
+    Backup, BackupStorageLocation, DownloadRequest, DownloadRequestPhase, DownloadRequestSpec,
+    DownloadTarget, DownloadTargetKind, Restore,
 };
+use arca_store::{KeyRing, Layout, protect::DecryptingSink};
 use http_body_util::BodyExt;
 use kube::{
     Api,
@@ -124,15 +126,59 @@ async fn stream(ctx: &Ctx, url: &str, sink: &mut dyn Write) -> anyhow::Result<u6
     Ok(written)
 }
 
+/// The key of a download's file, relative to the store its run wrote through (the cipher of
+/// an encrypted file is bound to it).
+fn object_key(kind: DownloadTargetKind, name: &str) -> String {
+    match kind {
+        DownloadTargetKind::BackupLog => Layout::backup_logs(name),
+        DownloadTargetKind::BackupContents => Layout::backup_archive(name),
+        DownloadTargetKind::BackupResults => Layout::backup_results(name),
+        DownloadTargetKind::RestoreLog => Layout::restore_logs(name),
+        DownloadTargetKind::RestoreResults => Layout::restore_results(name),
+        DownloadTargetKind::RestoreItems => Layout::restore_items(name),
+    }
+}
+
+/// The encryption keys of the location a download's file is in, when it has some and they
+/// can be read with the user's own access (the Secret is in the location's namespace).
+async fn location_keys(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> Option<KeyRing> {
+    let client = ctx.client().await.ok()?;
+    let backups: Api<Backup> = Api::namespaced(client.clone(), &ctx.namespace);
+    let backup_name = match kind {
+        DownloadTargetKind::BackupLog
+        | DownloadTargetKind::BackupContents
+        | DownloadTargetKind::BackupResults => name.to_string(),
+        DownloadTargetKind::RestoreLog
+        | DownloadTargetKind::RestoreResults
+        | DownloadTargetKind::RestoreItems => {
+            let restores: Api<Restore> = Api::namespaced(client.clone(), &ctx.namespace);
+            restores.get_opt(name).await.ok()??.spec.backup_name?
+        }
+    };
+    let location_name = backups.get_opt(&backup_name).await.ok()??.location_name()?;
+    let locations: Api<BackupStorageLocation> = Api::namespaced(client.clone(), &ctx.namespace);
+    let location = locations.get_opt(&location_name).await.ok()??;
+    match arca_runtime::keys::location_keys(&client, &location).await {
+        Ok(ring) => ring,
+        Err(e) => {
+            eprintln!("warning: {e}");
+            None
+        }
+    }
+}
+
 /// Prints a run's log (`logs.jsonl.zst`) as `time level message` lines.
 pub async fn print_log(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> anyhow::Result<()> {
     let url = url(ctx, kind, name).await?;
+    let keys = location_keys(ctx, kind, name).await;
     let lines = LogLines {
         pending: Vec::new(),
         out: std::io::stdout(),
     };
-    let mut decoder = zstd::stream::write::Decoder::new(lines)?;
-    stream(ctx, &url, &mut decoder).await?;
+    let decoder = zstd::stream::write::Decoder::new(lines)?;
+    let mut sink = DecryptingSink::new(keys, &object_key(kind, name), decoder);
+    stream(ctx, &url, &mut sink).await?;
+    let mut decoder = sink.finish()?;
     decoder.flush()?;
     let mut lines = decoder.into_inner();
     lines.finish()
@@ -146,9 +192,13 @@ pub async fn save(
     path: &std::path::Path,
 ) -> anyhow::Result<u64> {
     let url = url(ctx, kind, name).await?;
-    let mut file =
+    let keys = location_keys(ctx, kind, name).await;
+    let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    stream(ctx, &url, &mut file).await
+    let mut sink = DecryptingSink::new(keys, &object_key(kind, name), file);
+    let written = stream(ctx, &url, &mut sink).await?;
+    sink.finish()?;
+    Ok(written)
 }
 
 /// Prints a small JSON file (results).
@@ -158,8 +208,10 @@ pub async fn print_json(
     name: &str,
 ) -> anyhow::Result<serde_json::Value> {
     let url = url(ctx, kind, name).await?;
-    let mut buffer = Vec::new();
-    stream(ctx, &url, &mut buffer).await?;
+    let keys = location_keys(ctx, kind, name).await;
+    let mut sink = DecryptingSink::new(keys, &object_key(kind, name), Vec::new());
+    stream(ctx, &url, &mut sink).await?;
+    let buffer = sink.finish()?;
     serde_json::from_slice(&buffer).context("reading the results")
 }
 

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use arca_api::{
-    AccessMode, BackupStorageLocation, BackupStorageLocationSpec, ObjectStorage, Provider,
+    AccessMode, BackupStorageLocation, BackupStorageLocationSpec, LocationEncryption,
+    ObjectStorage, Provider,
 };
 use k8s_openapi::api::core::v1::SecretKeySelector;
 use kube::{
@@ -48,6 +49,15 @@ pub enum LocationCommand {
         /// ReadWrite or ReadOnly.
         #[arg(long, value_parser = access_mode)]
         access_mode: Option<AccessMode>,
+        /// Encrypt the backups with the key in this Secret key: `secret=key` (32 random bytes,
+        /// base64-encoded).
+        #[arg(long, value_parser = secret_key, conflicts_with = "generate_encryption_key")]
+        encryption_key: Option<SecretKeySelector>,
+        /// Encrypt the backups with a new random key, kept in a new Secret
+        /// `<name>-encryption-key` (key `key`). Keep a copy of it outside the cluster: without
+        /// it the backups cannot be read.
+        #[arg(long)]
+        generate_encryption_key: bool,
     },
     /// List locations, or show one.
     Get { name: Option<String> },
@@ -101,6 +111,46 @@ fn secret_key(text: &str) -> Result<SecretKeySelector, String> {
     })
 }
 
+/// Makes Secret `<location>-encryption-key` with a new random key; never replaces one.
+async fn generate_key(ctx: &Ctx, location: &str) -> anyhow::Result<SecretKeySelector> {
+    use k8s_openapi::{ByteString, api::core::v1::Secret};
+    let name = format!("{location}-encryption-key");
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/name".to_string(),
+                "arca".to_string(),
+            )])),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            "key".to_string(),
+            ByteString(arca_store::Key::generate().to_base64().into_bytes()),
+        )])),
+        ..Default::default()
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client().await?, &ctx.namespace);
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => anyhow::bail!(
+            "Secret {}/{name} already exists: its key is kept as it is. Name it with --encryption-key {name}=key, or delete it if no backup uses it",
+            ctx.namespace
+        ),
+        Err(e) => return Err(e.into()),
+    }
+    println!(
+        "Secret {}/{name} holds the new encryption key: keep a copy outside the cluster (`kubectl get secret -n {} {name} -o yaml`); without it the backups cannot be read.",
+        ctx.namespace, ctx.namespace
+    );
+    Ok(SecretKeySelector {
+        name,
+        key: "key".into(),
+        optional: None,
+    })
+}
+
 pub async fn run(ctx: &Ctx, command: LocationCommand) -> anyhow::Result<()> {
     let api: Api<BackupStorageLocation> = Api::namespaced(ctx.client().await?, &ctx.namespace);
     match command {
@@ -114,11 +164,18 @@ pub async fn run(ctx: &Ctx, command: LocationCommand) -> anyhow::Result<()> {
             cacert,
             default,
             access_mode,
+            encryption_key,
+            generate_encryption_key,
         } => {
             let config = config.unwrap_or_default();
             if provider == Provider::Filesystem && !config.contains_key("path") {
                 anyhow::bail!("--config: provider filesystem needs path=<directory>");
             }
+            let encryption_key = match (encryption_key, generate_encryption_key) {
+                (Some(selector), _) => Some(selector),
+                (None, true) => Some(generate_key(ctx, &name).await?),
+                (None, false) => None,
+            };
             let spec = BackupStorageLocationSpec {
                 provider,
                 object_storage: ObjectStorage {
@@ -133,6 +190,8 @@ pub async fn run(ctx: &Ctx, command: LocationCommand) -> anyhow::Result<()> {
                 access_mode: access_mode.unwrap_or_default(),
                 backup_sync_period: None,
                 validation_frequency: None,
+                encryption: encryption_key
+                    .map(|key_secret_ref| LocationEncryption { key_secret_ref }),
             };
             api.create(
                 &PostParams::default(),

@@ -16,7 +16,9 @@ use kube::{
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
 
+use arca_runtime::keys::{KeyRingError, ensure_seal_keys};
 use arca_runtime::repository::{PasswordError, ensure_password};
+use arca_store::KeyRing;
 
 use crate::metrics::Metrics;
 
@@ -105,6 +107,9 @@ pub struct Context {
     pub repository_locks: Arc<RepositoryLocks>,
     /// Consecutive reconcile failures per object.
     pub backoff: arca_runtime::backoff::Backoff,
+    /// The seal keys, read once and again when a seal names a key they lack (a Secret
+    /// copied in for a migration is then taken without a restart).
+    seal_keys: tokio::sync::RwLock<Option<KeyRing>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -136,6 +141,52 @@ impl Context {
             finished: Mutex::new(BTreeSet::new()),
             repository_locks: Arc::default(),
             backoff: arca_runtime::backoff::Backoff::default(),
+            seal_keys: tokio::sync::RwLock::new(None),
+        }
+    }
+
+    /// This context with `ring` as its seal keys, read from no Secret (tests).
+    #[cfg(test)]
+    pub fn with_seal_keys(self, ring: KeyRing) -> Self {
+        Self {
+            seal_keys: tokio::sync::RwLock::new(Some(ring)),
+            ..self
+        }
+    }
+
+    /// The keys that seal `backup.json` (Secret `arca-metadata-key`, made when absent).
+    pub async fn seal_keys(&self) -> Result<KeyRing, KeyRingError> {
+        if let Some(ring) = self.seal_keys.read().await.clone() {
+            return Ok(ring);
+        }
+        self.reload_seal_keys().await
+    }
+
+    /// The seal keys read afresh from their Secret.
+    pub async fn reload_seal_keys(&self) -> Result<KeyRing, KeyRingError> {
+        let ring = ensure_seal_keys(&self.client, &self.settings.namespace).await?;
+        *self.seal_keys.write().await = Some(ring.clone());
+        Ok(ring)
+    }
+
+    /// `backup.json` of `name` in `store`, its seal checked; when the seal does not hold
+    /// with the keys known, once more with the keys read afresh.
+    pub async fn backup_metadata(
+        &self,
+        store: &dyn arca_store::ObjectStore,
+        name: &str,
+    ) -> Result<Option<arca_store::archive::BackupMetadata>, String> {
+        let backups = arca_store::BackupStore::new(store);
+        let ring = self.seal_keys().await.map_err(|e| e.to_string())?;
+        match backups.metadata(name, &ring).await {
+            Err(arca_store::StoreError::Unauthentic { .. }) => {
+                let ring = self.reload_seal_keys().await.map_err(|e| e.to_string())?;
+                backups
+                    .metadata(name, &ring)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            other => other.map_err(|e| e.to_string()),
         }
     }
 

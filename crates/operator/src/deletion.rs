@@ -237,8 +237,23 @@ async fn delete_backup(ctx: &Context, backup: &Backup) -> Vec<String> {
         }
     };
     if let Some((location, store)) = store {
-        let volumes = match arca_store::archive::read_volume_snapshots(store.as_ref(), &name).await
-        {
+        // volumes.json names the snapshots to forget: only one the seal vouches for is
+        // followed (a forged one could name another backup's snapshots).
+        let metadata = match ctx.backup_metadata(store.as_ref(), &name).await {
+            Ok(metadata) => metadata,
+            Err(e) => {
+                return vec![format!(
+                    "reading backup.json of {name}: {e}; nothing was deleted"
+                )];
+            }
+        };
+        let volumes = match metadata {
+            Some(metadata) => {
+                arca_store::archive::read_volume_snapshots(store.as_ref(), &name, &metadata).await
+            }
+            None => Ok(Default::default()),
+        };
+        let volumes = match volumes {
             Ok(volumes) => volumes,
             Err(e) => {
                 return vec![format!(

@@ -97,6 +97,15 @@ impl std::fmt::Debug for ApiServer {
     }
 }
 
+/// The seal keys of the scripted operator.
+pub fn seal_keys() -> arca_store::KeyRing {
+    arca_store::KeyRing::new(
+        arca_store::Key::from_bytes([42; 32]),
+        vec![],
+        format!("Secret {OPERATOR_NS}/arca-metadata-key"),
+    )
+}
+
 /// A Context over a scripted apiserver, with a fixed clock and fresh metrics.
 pub fn context() -> (Arc<Context>, ApiServer) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
@@ -106,7 +115,8 @@ pub fn context() -> (Arc<Context>, ApiServer) {
         settings(),
         Arc::new(Metrics::default()),
         Arc::new(FixedClock(now())),
-    );
+    )
+    .with_seal_keys(seal_keys());
     (Arc::new(ctx), ApiServer { handle })
 }
 

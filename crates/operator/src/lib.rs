@@ -85,6 +85,10 @@ pub async fn run(
     if let Err(e) = ctx.repository_password().await {
         tracing::error!("{e}; pod volume backups fail until it is fixed");
     }
+    // The seal key exists from the first start on: every backup.json is sealed with it.
+    if let Err(e) = ctx.seal_keys().await {
+        tracing::error!("{e}; backups and restores fail until it is fixed");
+    }
     tracing::info!(namespace = %ctx.settings.namespace, "arca operator started");
     let controllers = futures::future::join(
         futures::future::join4(

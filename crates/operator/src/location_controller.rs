@@ -68,9 +68,17 @@ async fn reconcile(
             Ok(store) => locations::check(&name, store.as_ref()).await,
             Err(e) => Err(e),
         };
-    let (phase, message) = match &checked {
+    let mut outcome = checked.map_err(|e| e.to_string());
+    if outcome.is_ok() {
+        // An encryption key that cannot be read would fail every backup: say so now.
+        outcome = arca_runtime::keys::location_keys(&ctx.client, &location)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("spec.encryption: {e}"));
+    }
+    let (phase, message) = match &outcome {
         Ok(()) => (LocationPhase::Available, None),
-        Err(e) => (LocationPhase::Unavailable, Some(e.to_string())),
+        Err(e) => (LocationPhase::Unavailable, Some(e.clone())),
     };
     let mut conditions = previous.conditions.clone();
     arca_api::conditions::set(

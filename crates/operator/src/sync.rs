@@ -260,6 +260,18 @@ async fn gone_from_storage<'a>(
     Ok(gone)
 }
 
+/// Why a backup found in tenant `namespace`'s folder is not that tenant's, if it is not: a
+/// sealed backup of tenant A copied into tenant B's folder keeps its seal (which binds its
+/// name), so the namespace it was made in is checked too.
+pub(crate) fn foreign_tenant(ctx: &Context, stored: &Backup, namespace: &str) -> Option<String> {
+    let made_in = stored.metadata.namespace.as_deref().unwrap_or_default();
+    (namespace != ctx.settings.namespace && made_in != namespace).then(|| {
+        format!(
+            "it was made in namespace {made_in:?}, not {namespace}: someone copied it into this tenant's folder; it is not used"
+        )
+    })
+}
+
 /// Creates the Backup object of a backup found in storage; false when the folder holds no
 /// `backup.json` (unfinished, failed, or being deleted).
 async fn adopt(
@@ -270,15 +282,14 @@ async fn adopt(
     namespace: &str,
     name: &str,
 ) -> Result<bool, String> {
-    let Some(metadata) = arca_store::BackupStore::new(store)
-        .metadata(name)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
+    let Some(metadata) = ctx.backup_metadata(store, name).await? else {
         return Ok(false);
     };
     let stored: Backup = serde_json::from_value(metadata.backup.clone())
         .map_err(|e| format!("the Backup in backup.json: {e}"))?;
+    if let Some(problem) = foreign_tenant(ctx, &stored, namespace) {
+        return Err(problem);
+    }
     let mut spec = stored.spec.clone();
     spec.storage_location = Some(location.name_any());
     let mut backup = Backup::new(name, spec);

@@ -5,6 +5,7 @@
 //! repository identifiers, the Secret's name) is [`arca_api::protocol`].
 
 pub mod backoff;
+pub mod keys;
 pub mod locations;
 pub mod progress;
 pub mod repository;

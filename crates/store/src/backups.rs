@@ -5,7 +5,89 @@
 
 use bytes::Bytes;
 
-use crate::{Layout, METADATA_LIMIT, ObjectStore, StoreError, archive::BackupMetadata};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::{
+    Layout, METADATA_LIMIT, ObjectStore, StoreError,
+    archive::{BackupMetadata, FORMAT_VERSION, FormatOne, KNOWN_FORMATS},
+    protect::{Key, KeyRing, Seal, seal},
+};
+
+/// `backup.json` from format 2 on: the metadata's exact bytes, and their seal.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    format_version: String,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a RawValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seal: Option<Seal>,
+}
+
+/// The bytes of a sealed `backup.json`.
+fn sealed_metadata(
+    name: &str,
+    metadata: &BackupMetadata,
+    seal_key: &Key,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let body = serde_json::to_string_pretty(metadata)?;
+    let raw = RawValue::from_string(body)?;
+    let envelope = Envelope {
+        format_version: FORMAT_VERSION.into(),
+        seal: Some(seal::seal(seal_key, name, raw.get().as_bytes())),
+        metadata: Some(&raw),
+    };
+    serde_json::to_vec(&envelope)
+}
+
+/// Parses and authenticates the `backup.json` of backup `name`.
+fn open_metadata(
+    name: &str,
+    raw: &[u8],
+    seal_keys: &KeyRing,
+) -> Result<BackupMetadata, StoreError> {
+    let key = Layout::backup_metadata(name);
+    let corrupt = |detail: String| StoreError::Corrupt {
+        key: key.clone(),
+        detail,
+    };
+    let envelope: Envelope<'_> = serde_json::from_slice(raw).map_err(|e| corrupt(e.to_string()))?;
+    match envelope.format_version.as_str() {
+        "1" => {
+            let one: FormatOne = serde_json::from_slice(raw).map_err(|e| corrupt(e.to_string()))?;
+            Ok(BackupMetadata {
+                format_version: "1".into(),
+                backup: one.backup,
+                stats: one.stats,
+                cluster_version: one.cluster_version,
+                encryption: None,
+            })
+        }
+        "2" => {
+            let (Some(body), Some(found)) = (envelope.metadata, envelope.seal) else {
+                return Err(StoreError::Unauthentic {
+                    key,
+                    detail: "format 2 without its metadata or its seal".into(),
+                });
+            };
+            seal::verify(seal_keys, name, body.get().as_bytes(), &found).map_err(|e| {
+                StoreError::Unauthentic {
+                    key: key.clone(),
+                    detail: e.to_string(),
+                }
+            })?;
+            let mut metadata: BackupMetadata =
+                serde_json::from_str(body.get()).map_err(|e| corrupt(e.to_string()))?;
+            metadata.format_version = "2".into();
+            Ok(metadata)
+        }
+        other => Err(corrupt(format!(
+            "formatVersion {other:?} is not one this Arca reads ({}): upgrade Arca",
+            KNOWN_FORMATS.join(", ")
+        ))),
+    }
+}
 
 /// The backups of `store`.
 #[derive(Clone, Copy)]
@@ -40,27 +122,35 @@ impl<'a> BackupStore<'a> {
             .is_some())
     }
 
-    /// `backup.json` of `name`, read with the metadata cap; None when the backup does not
-    /// exist. An oversized or unparsable one is an error naming its key.
-    pub async fn metadata(&self, name: &str) -> Result<Option<BackupMetadata>, StoreError> {
+    /// `backup.json` of `name`, read with the metadata cap and its seal checked with the keys
+    /// of `seal_keys`; None when the backup does not exist. An oversized, unparsable or
+    /// forged one is an error naming its key. A format 1 `backup.json` has no seal: it is
+    /// returned with `format_version` "1" ([`BackupMetadata::is_sealed`] false), for the
+    /// caller to decide whether to trust it.
+    pub async fn metadata(
+        &self,
+        name: &str,
+        seal_keys: &KeyRing,
+    ) -> Result<Option<BackupMetadata>, StoreError> {
         let key = Layout::backup_metadata(name);
         let raw = match self.store.get_bounded(&key, METADATA_LIMIT).await {
             Ok(raw) => raw,
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e),
         };
-        serde_json::from_slice(&raw)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                key,
-                detail: e.to_string(),
-            })
+        open_metadata(name, &raw, seal_keys).map(Some)
     }
 
-    /// Writes `backup.json`: from this moment backup `name` exists. Call it last.
-    pub async fn complete(&self, name: &str, metadata: &BackupMetadata) -> Result<(), StoreError> {
+    /// Writes `backup.json`, sealed with `seal_key`: from this moment backup `name` exists.
+    /// Call it last.
+    pub async fn complete(
+        &self,
+        name: &str,
+        metadata: &BackupMetadata,
+        seal_key: &Key,
+    ) -> Result<(), StoreError> {
         let key = Layout::backup_metadata(name);
-        let json = serde_json::to_vec_pretty(metadata).map_err(|e| StoreError::Corrupt {
+        let json = sealed_metadata(name, metadata, seal_key).map_err(|e| StoreError::Corrupt {
             key: key.clone(),
             detail: e.to_string(),
         })?;
@@ -97,11 +187,16 @@ mod tests {
 
     fn metadata() -> BackupMetadata {
         BackupMetadata {
-            format_version: "1".into(),
+            format_version: "2".into(),
             backup: serde_json::json!({"kind": "Backup"}),
             stats: Default::default(),
             cluster_version: None,
+            encryption: None,
         }
+    }
+
+    fn keys() -> KeyRing {
+        KeyRing::new(Key::from_bytes([9; 32]), vec![], "Secret arca/seal")
     }
 
     #[tokio::test]
@@ -111,10 +206,10 @@ mod tests {
         fs.put(&Layout::backup_index("b"), Bytes::from_static(b"x"))
             .await?;
         assert!(!backups.exists("b").await?, "files without backup.json");
-        assert_eq!(backups.metadata("b").await?, None);
-        backups.complete("b", &metadata()).await?;
+        assert_eq!(backups.metadata("b", &keys()).await?, None);
+        backups.complete("b", &metadata(), keys().current()).await?;
         assert!(backups.exists("b").await?);
-        assert_eq!(backups.metadata("b").await?, Some(metadata()));
+        assert_eq!(backups.metadata("b", &keys()).await?, Some(metadata()));
         assert_eq!(backups.names().await?, ["b"]);
         backups.retract("b").await?;
         assert!(!backups.exists("b").await?);
@@ -129,13 +224,57 @@ mod tests {
         let backups = BackupStore::new(&fs);
         fs.put(&Layout::backup_metadata("junk"), Bytes::from_static(b"{"))
             .await?;
-        let e = backups.metadata("junk").await.expect_err("unparsable");
+        let e = backups
+            .metadata("junk", &keys())
+            .await
+            .expect_err("unparsable");
         assert!(e.to_string().contains("backups/junk/backup.json"), "{e}");
         let big = vec![b' '; (METADATA_LIMIT + 1) as usize];
         fs.put(&Layout::backup_metadata("big"), Bytes::from(big))
             .await?;
-        let e = backups.metadata("big").await.expect_err("too large");
+        let e = backups
+            .metadata("big", &keys())
+            .await
+            .expect_err("too large");
         assert!(matches!(e, StoreError::TooLarge { .. }), "{e}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_changed_moved_or_foreign_metadata_is_refused_and_format_one_is_read_unsealed()
+    -> Result<(), StoreError> {
+        let (_dir, fs) = store()?;
+        let backups = BackupStore::new(&fs);
+        backups.complete("b", &metadata(), keys().current()).await?;
+        let sealed = fs.get(&Layout::backup_metadata("b")).await?;
+        let text = String::from_utf8_lossy(&sealed).replace("Backup", "Backuq");
+        fs.put(&Layout::backup_metadata("b"), Bytes::from(text))
+            .await?;
+        let e = backups.metadata("b", &keys()).await.expect_err("changed");
+        assert!(matches!(e, StoreError::Unauthentic { .. }), "{e}");
+        fs.put(&Layout::backup_metadata("c"), sealed.clone())
+            .await?;
+        let e = backups.metadata("c", &keys()).await.expect_err("moved");
+        assert!(
+            e.to_string().contains("moved it from another backup"),
+            "{e}"
+        );
+        let other = KeyRing::new(Key::from_bytes([1; 32]), vec![], "Secret x/y");
+        fs.put(&Layout::backup_metadata("b"), sealed).await?;
+        let e = backups.metadata("b", &other).await.expect_err("foreign");
+        assert!(e.to_string().contains("Secret x/y"), "{e}");
+        let one = br#"{"formatVersion":"1","backup":{"kind":"Backup"},"stats":{"items":0,"archiveBytes":0,"archiveSha256":"","indexBytes":0,"indexSha256":""}}"#;
+        fs.put(&Layout::backup_metadata("old"), Bytes::from_static(one))
+            .await?;
+        let old = backups.metadata("old", &keys()).await?.expect("format 1");
+        assert!(!old.is_sealed());
+        let unsealed = br#"{"formatVersion":"2","metadata":{"backup":{},"stats":{}}}"#;
+        fs.put(&Layout::backup_metadata("u"), Bytes::from_static(unsealed))
+            .await?;
+        assert!(
+            backups.metadata("u", &keys()).await.is_err(),
+            "format 2 without a seal"
+        );
         Ok(())
     }
 }

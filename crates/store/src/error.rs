@@ -44,6 +44,10 @@ pub enum StoreError {
         "{key} changed in storage after it was verified: {detail}. Something wrote to the backup's folder while it was read; read it again once nothing else writes there"
     )]
     Changed { key: String, detail: String },
+    #[error("{key} is not authentic: {detail}")]
+    Unauthentic { key: String, detail: String },
+    #[error("cannot decrypt {key}: {detail}")]
+    Decrypt { key: String, detail: String },
     #[error("corrupt data in {key}: {detail}")]
     Corrupt { key: String, detail: String },
     #[error(

@@ -66,3 +66,15 @@ impl Layout {
         format!("volumes/{namespace}/")
     }
 }
+
+impl Layout {
+    /// Whether a location with an encryption key encrypts the object at `key`: every object of
+    /// a backup or a restore but `backup.json` (sealed, read by the sync without the key) and
+    /// `volumes.json` (authenticated through `backup.json`; its snapshots are encrypted by
+    /// their repositories). Volume repositories encrypt themselves.
+    pub fn is_encrypted(key: &str) -> bool {
+        let in_backup_or_restore =
+            key.starts_with(Self::BACKUPS) || key.starts_with(Self::RESTORES);
+        in_backup_or_restore && !key.ends_with("/backup.json") && !key.ends_with("/volumes.json")
+    }
+}

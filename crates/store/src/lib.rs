@@ -14,6 +14,7 @@ mod discard;
 mod error;
 mod fs;
 mod layout;
+pub mod protect;
 mod s3;
 
 use std::{fmt::Debug, ops::Range, pin::Pin};
@@ -28,6 +29,7 @@ pub use discard::DiscardStore;
 pub use error::StoreError;
 pub use fs::FsStore;
 pub use layout::Layout;
+pub use protect::{EncryptedStore, Key, KeyId, KeyRing};
 pub use s3::{S3Config, S3Store};
 
 /// A stream of an object's bytes.

@@ -53,6 +53,8 @@ pub struct VolumeRepository {
     /// Tried when `password` is refused: the shared password of repositories not yet
     /// re-keyed ([`VolumeRepository::with_fallback_password`]).
     fallback: Option<Arc<str>>,
+    /// When set, only snapshots tagged `namespace=<this>` are restored.
+    namespace_only: Option<Arc<str>>,
 }
 
 impl fmt::Debug for VolumeRepository {
@@ -98,6 +100,7 @@ impl VolumeRepository {
             root: Layout::volume_repository(namespace),
             password: password.into(),
             fallback: None,
+            namespace_only: None,
         }
     }
 
@@ -113,6 +116,7 @@ impl VolumeRepository {
             root,
             password: password.into(),
             fallback: None,
+            namespace_only: None,
         }
     }
 
@@ -122,6 +126,19 @@ impl VolumeRepository {
     pub fn with_fallback_password(mut self, fallback: String) -> Self {
         self.fallback = Some(fallback.into());
         self
+    }
+
+    /// This repository, restoring only snapshots that Arca took of `namespace`'s volumes
+    /// (tagged `namespace=<namespace>`): a work item naming another namespace's snapshot is
+    /// refused before anything is written.
+    pub fn only_namespace(mut self, namespace: &str) -> Self {
+        self.namespace_only = Some(namespace.into());
+        self
+    }
+
+    /// The namespace [`Self::only_namespace`] restricts restores to.
+    pub(crate) fn namespace_only(&self) -> Option<&str> {
+        self.namespace_only.as_deref()
     }
 
     /// The repository's key prefix in the store, ending with `/`.

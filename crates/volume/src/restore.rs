@@ -175,6 +175,15 @@ impl VolumeRepository {
                     id: wanted.clone(),
                     location: location.clone(),
                 })?;
+            if let Some(namespace) = this.namespace_only() {
+                let tag = format!("namespace={namespace}");
+                if !snap.tags.iter().any(|t| *t == tag) {
+                    return Err(VolumeError::InvalidRequest(format!(
+                        "snapshot {wanted} in {location} is not a snapshot of namespace {namespace}'s volumes (its tags: {}): it is not restored",
+                        snap.tags
+                    )));
+                }
+            }
             let node = repo
                 .node_from_snapshot_and_path(&snap, "")
                 .map_err(failed)?;

@@ -342,8 +342,9 @@ pub async fn run(
             .lock()
             .map_err(|_| BackupError::Internal("volume requests lock poisoned".into()))?,
     );
+    let mut volumes_file = None;
     if listed.is_ok() && !requests.is_empty() {
-        back_up_volumes(store, request, requests, &collector, &log).await?;
+        volumes_file = back_up_volumes(store, request, requests, &collector, &log).await?;
     }
     // Post hooks once everything of the pods is written (pods left out by a failed pre hook
     // get none).
@@ -371,7 +372,11 @@ pub async fn run(
             "the archive stopped accepting items".into(),
         ));
     }
-    let stats = writer.finish().await?;
+    let mut stats = writer.finish().await?;
+    if let Some((bytes, sha256)) = volumes_file {
+        stats.volumes_bytes = Some(bytes);
+        stats.volumes_sha256 = Some(sha256);
+    }
     let results_json =
         serde_json::to_vec_pretty(&results).map_err(|e| BackupError::Internal(e.to_string()))?;
     store
@@ -395,14 +400,15 @@ pub async fn run(
     })
 }
 
-/// Copies the requested pod volumes through the node agents, and writes `volumes.json`.
+/// Copies the requested pod volumes through the node agents, and writes `volumes.json`;
+/// returns its size and sha256 (for the seal of `backup.json`) when it wrote one.
 async fn back_up_volumes(
     store: &dyn ObjectStore,
     request: &BackupRequest,
     requests: Vec<volumes::VolumeRequest>,
     collector: &Collector,
     log: &RunLog,
-) -> Result<(), BackupError> {
+) -> Result<Option<(u64, String)>, BackupError> {
     let job = match &request.volumes {
         Ok(job) => job,
         Err(why) => {
@@ -415,7 +421,7 @@ async fn back_up_volumes(
                     ),
                 );
             }
-            return Ok(());
+            return Ok(None);
         }
     };
     let run = crate::pod_volumes::backup::BackupRun {
@@ -434,10 +440,14 @@ async fn back_up_volumes(
     };
     let json =
         serde_json::to_vec_pretty(&snapshots).map_err(|e| BackupError::Internal(e.to_string()))?;
+    let digest = (
+        json.len() as u64,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&json)),
+    );
     store
         .put(&Layout::backup_volumes(&request.name), Bytes::from(json))
         .await?;
-    Ok(())
+    Ok(Some(digest))
 }
 
 async fn collect_everything(

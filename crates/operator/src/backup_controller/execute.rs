@@ -11,8 +11,8 @@ use arca_engine::{
 };
 use arca_runtime::status::time;
 use arca_store::{
-    Layout,
-    archive::{BackupMetadata, FORMAT_VERSION},
+    EncryptedStore, Layout, ObjectStore,
+    archive::{BackupMetadata, ENCRYPTION_SCHEME, Encryption, FORMAT_VERSION},
 };
 use kube::ResourceExt;
 
@@ -32,9 +32,21 @@ pub(super) async fn execute(
         client,
         acting_as,
         tenant,
+        seal_key,
+        encryption,
     } = resolved;
     let location = &location;
-    let store = shared_store.as_ref();
+    // The backup's own objects go through the location's encryption, when it has one; the
+    // volume repositories (in `shared_store`) encrypt themselves.
+    let encrypted_with = encryption.as_ref().map(|ring| Encryption {
+        key_id: ring.current().id().to_string(),
+        scheme: ENCRYPTION_SCHEME.into(),
+    });
+    let run_store: Arc<dyn ObjectStore> = match encryption {
+        Some(ring) => Arc::new(EncryptedStore::new(shared_store.clone(), ring)),
+        None => shared_store.clone(),
+    };
+    let store = run_store.as_ref();
     let name = backup.name_any();
     label_location(backup, ctx, &location.name_any()).await;
     ctx.event(
@@ -140,9 +152,10 @@ pub(super) async fn execute(
                     .await
                     .ok()
                     .map(|v| v.git_version),
+                encryption: encrypted_with,
             };
             if let Err(e) = arca_store::BackupStore::new(store)
-                .complete(&name, &metadata)
+                .complete(&name, &metadata, &seal_key)
                 .await
             {
                 status.phase = Some(BackupPhase::Failed);

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use arca_api::{Backup, BackupStorageLocation};
 use arca_engine::backup;
-use arca_runtime::locations;
-use arca_store::ObjectStore;
+use arca_runtime::{keys, locations};
+use arca_store::{Key, KeyRing, ObjectStore};
 use kube::ResourceExt;
 
 use super::location_for;
@@ -26,6 +26,10 @@ pub(super) struct Resolved {
     pub acting_as: Option<String>,
     /// The namespace a tenant's backup is confined to.
     pub tenant: Option<String>,
+    /// The key that seals `backup.json`.
+    pub seal_key: Key,
+    /// The location's encryption keys, when it encrypts.
+    pub encryption: Option<KeyRing>,
 }
 
 /// Validates `backup` and resolves its references, or says every problem found.
@@ -44,16 +48,26 @@ pub(super) async fn resolve(
         .await
         .map_err(|e| e.to_string());
     match (client, open_for_backup(ctx, backup, &namespace).await) {
-        (Ok((client, acting_as)), Ok((location, store))) => Ok(Resolved {
+        (Ok((client, acting_as)), Ok((location, store, seal_key, encryption))) => Ok(Resolved {
             location,
             store,
             client,
             acting_as,
             tenant,
+            seal_key,
+            encryption,
         }),
         (client, location) => Err(client.err().into_iter().chain(location.err()).collect()),
     }
 }
+
+/// The location's store, the seal key, and the location's encryption keys.
+type Opened = (
+    BackupStorageLocation,
+    Arc<dyn ObjectStore>,
+    Key,
+    Option<KeyRing>,
+);
 
 /// The backup's location, writable and answering, with no backup of the same name in it
 /// (a new Backup never overwrites the data of an old one).
@@ -61,7 +75,7 @@ async fn open_for_backup(
     ctx: &Context,
     backup: &Backup,
     namespace: &str,
-) -> Result<(arca_api::BackupStorageLocation, Arc<dyn ObjectStore>), String> {
+) -> Result<Opened, String> {
     let (location, store) = location_for(ctx, namespace, backup.spec.storage_location.as_deref())
         .await
         .map_err(|e| e.to_string())?;
@@ -80,5 +94,19 @@ async fn open_for_backup(
             location.name_any()
         ));
     }
-    Ok((location, store))
+    let seal_key = ctx
+        .seal_keys()
+        .await
+        .map_err(|e| format!("the key that seals backups: {e}"))?
+        .current()
+        .clone();
+    let encryption = keys::location_keys(&ctx.client, &location)
+        .await
+        .map_err(|e| {
+            format!(
+                "location {} encrypts its backups, but its key cannot be read: {e}",
+                location.name_any()
+            )
+        })?;
+    Ok((location, store, seal_key, encryption))
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use arca_api::{AccessMode, Backup, BackupPhase, Restore, labels};
 use arca_engine::{pod_volumes::VolumeJob, restore};
-use arca_store::{DiscardStore, ObjectStore, archive::BackupMetadata};
+use arca_runtime::keys;
+use arca_store::{DiscardStore, EncryptedStore, ObjectStore, archive::BackupMetadata};
 use kube::{Api, ResourceExt, api::ListParams};
 
 use crate::{backup_controller::location_for, context::Context};
@@ -68,20 +69,63 @@ async fn prepare(ctx: &Context, restore: &Restore) -> Result<Resolved, String> {
         .await
         .map_err(|e| e.to_string())?;
     let name = backup.name_any();
-    let metadata = arca_store::BackupStore::new(store.as_ref())
-        .metadata(&name)
+    let metadata = ctx
+        .backup_metadata(store.as_ref(), &name)
         .await
         .map_err(|e| format!("reading backup {name}: {e}"))?
         .ok_or_else(|| format!("backup {name} has no backup.json in {}: it never completed there, or its data was deleted", store.describe()))?;
-    let output: Arc<dyn ObjectStore> = if location.spec.access_mode == AccessMode::ReadOnly {
-        Arc::new(DiscardStore)
-    } else {
-        store.clone()
-    };
+    if !metadata.is_sealed() && !restore.spec.allow_unauthenticated_backup {
+        return Err(format!(
+            "backup {name} is in storage format 1: its backup.json has no seal, so nothing tells whether someone with write access to the bucket changed it. If you trust the bucket, set spec.allowUnauthenticatedBackup: true on the Restore"
+        ));
+    }
+    let stored: Backup = serde_json::from_value(metadata.backup.clone())
+        .map_err(|e| format!("reading backup {name}: the Backup in backup.json: {e}"))?;
+    if let Some(problem) = crate::sync::foreign_tenant(ctx, &stored, &namespace) {
+        return Err(format!("backup {name}: {problem}"));
+    }
+    let keys = keys::location_keys(&ctx.client, &location)
+        .await
+        .map_err(|e| {
+            format!(
+                "location {} encrypts its backups, but its key cannot be read: {e}",
+                location.name_any()
+            )
+        })?;
     let volumes = ctx
         .volume_job(&namespace, &location, store.clone())
         .await
         .map_err(|e| e.to_string());
+    let read_from: Arc<dyn ObjectStore> = match (&metadata.encryption, &keys) {
+        (None, _) => store.clone(),
+        (Some(used), None) => {
+            return Err(format!(
+                "backup {name} is encrypted (key {}), but location {} names no encryption key: set its spec.encryption.keySecretRef to the Secret that holds that key",
+                used.key_id,
+                location.name_any()
+            ));
+        }
+        (Some(used), Some(ring)) => {
+            if ring
+                .find(&arca_store::KeyId::from_stored(&used.key_id))
+                .is_none()
+            {
+                return Err(format!(
+                    "backup {name} is encrypted with key {}, which {} does not hold (it holds {}): add that key to the Secret (keep old keys while backups made with them are kept); nothing was restored",
+                    used.key_id,
+                    ring.source(),
+                    ring.ids().join(", ")
+                ));
+            }
+            Arc::new(EncryptedStore::new(store.clone(), ring.clone()))
+        }
+    };
+    let output: Arc<dyn ObjectStore> = match (location.spec.access_mode, keys) {
+        (AccessMode::ReadOnly, _) => Arc::new(DiscardStore),
+        (_, Some(ring)) => Arc::new(EncryptedStore::new(store.clone(), ring)),
+        (_, None) => store.clone(),
+    };
+    let store = read_from;
     let written = (location.spec.access_mode != AccessMode::ReadOnly).then(|| location.name_any());
     Ok(Resolved {
         backup,

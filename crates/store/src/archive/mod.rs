@@ -24,7 +24,8 @@ pub use frame::{
     end_frame, item_path,
 };
 pub use jsonl::{JsonlWriter, read_jsonl};
-pub use metadata::{ArchiveStats, BackupMetadata};
+pub(crate) use metadata::FormatOne;
+pub use metadata::{ArchiveStats, BackupMetadata, ENCRYPTION_SCHEME, Encryption};
 pub use reader::{read_frame, read_index, verify_object};
 pub use results::{Messages, Results};
 pub use verified_index::{CHUNK as INDEX_CHUNK, VerifiedIndex, verify_index};
@@ -34,7 +35,11 @@ pub use writer::ArchiveWriter;
 use serde::{Deserialize, Serialize};
 
 /// The format version written in `backup.json`. Readers refuse versions they do not know.
-pub const FORMAT_VERSION: &str = "1";
+pub const FORMAT_VERSION: &str = "2";
+
+/// The format versions a reader knows: 1 (unsealed, plain) and 2 (sealed, optionally
+/// encrypted).
+pub const KNOWN_FORMATS: [&str; 2] = ["1", "2"];
 
 /// One item of a backup, one line of `index.jsonl.zst`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

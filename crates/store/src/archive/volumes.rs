@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use sha2::{Digest, Sha256};
+
 use crate::{Layout, ObjectStore, StoreError};
 
 /// The content of `volumes.json`.
@@ -55,18 +57,53 @@ impl VolumeSnapshots {
 /// The most `volumes.json` may hold when read back (about 200,000 volumes).
 pub const VOLUMES_LIMIT: u64 = 64 * 1024 * 1024;
 
-/// Reads the `volumes.json` of `backup`; empty when the backup has none (no volume data).
+/// Reads the `volumes.json` of the backup `metadata` describes; empty when the backup has
+/// none (no volume data). For a sealed backup (format 2) the file must be the one the seal
+/// covers (size and sha256 in `stats`), and there must be none when the seal names none: a
+/// `volumes.json` put there or changed by someone else is refused, never used.
 pub async fn read_volume_snapshots(
     store: &dyn ObjectStore,
     backup: &str,
+    metadata: &super::BackupMetadata,
 ) -> Result<VolumeSnapshots, StoreError> {
     let key = Layout::backup_volumes(backup);
-    match store.get_bounded(&key, VOLUMES_LIMIT).await {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            key,
-            detail: e.to_string(),
-        }),
-        Err(e) if e.is_not_found() => Ok(VolumeSnapshots::default()),
-        Err(e) => Err(e),
+    let bytes = match store.get_bounded(&key, VOLUMES_LIMIT).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.is_not_found() => {
+            if metadata.is_sealed() && metadata.stats.volumes_sha256.is_some() {
+                return Err(StoreError::Unauthentic {
+                    key,
+                    detail: "the backup's seal names it, but it is gone".into(),
+                });
+            }
+            return Ok(VolumeSnapshots::default());
+        }
+        Err(e) => return Err(e),
+    };
+    if metadata.is_sealed() {
+        let stats = &metadata.stats;
+        let sha = hex::encode(Sha256::digest(&bytes));
+        match (&stats.volumes_sha256, stats.volumes_bytes) {
+            (Some(want), Some(size)) if *want == sha && size == bytes.len() as u64 => {}
+            (None, _) => {
+                return Err(StoreError::Unauthentic {
+                    key,
+                    detail: "the backup's seal names no volume data: someone else put it there"
+                        .into(),
+                });
+            }
+            _ => {
+                return Err(StoreError::Unauthentic {
+                    key,
+                    detail:
+                        "its size or sha256 is not the one the backup's seal holds: it was changed"
+                            .into(),
+                });
+            }
+        }
     }
+    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+        key,
+        detail: e.to_string(),
+    })
 }

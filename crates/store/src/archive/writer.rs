@@ -97,6 +97,8 @@ impl ArchiveWriter {
             archive_sha256: hex::encode(self.hasher.finalize()),
             index_bytes,
             index_sha256,
+            volumes_bytes: None,
+            volumes_sha256: None,
         })
     }
 

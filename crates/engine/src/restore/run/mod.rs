@@ -20,7 +20,7 @@ use arca_api::{ExistingResourcePolicy, ItemOutcomes};
 use arca_store::{
     Layout, ObjectStore,
     archive::{
-        ArchivedItem, BackupMetadata, FORMAT_VERSION, FrameRef, IndexEntry, JsonlWriter, Results,
+        ArchivedItem, BackupMetadata, FrameRef, IndexEntry, JsonlWriter, KNOWN_FORMATS, Results,
         VerifiedIndex, read_frame, verify_index, verify_object,
     },
 };
@@ -143,11 +143,11 @@ pub async fn run(
     if !problems.is_empty() {
         return Err(RestoreError::Invalid(problems));
     }
-    if metadata.format_version != FORMAT_VERSION {
+    if !KNOWN_FORMATS.contains(&metadata.format_version.as_str()) {
         return Err(RestoreError::Format {
             backup: request.backup_name.clone(),
             found: metadata.format_version.clone(),
-            known: FORMAT_VERSION.into(),
+            known: KNOWN_FORMATS.join(", "),
         });
     }
     let corrupt = |source| RestoreError::Corrupt {
@@ -176,9 +176,13 @@ pub async fn run(
         request.backup_name, stats.items
     ));
 
-    let volume_snapshots = arca_store::archive::read_volume_snapshots(store, &request.backup_name)
-        .await
-        .map_err(corrupt)?;
+    let volume_snapshots =
+        arca_store::archive::read_volume_snapshots(store, &request.backup_name, metadata)
+            .await
+            .map_err(corrupt)?;
+    if let Ok(job) = &request.volumes {
+        foreign_repository(job, &request.backup_name, &volume_snapshots).map_err(corrupt)?;
+    }
     let namespaces = NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces)
         .map_err(|e| RestoreError::Invalid(vec![e.to_string()]))?;
     let transform = Transform {
@@ -366,4 +370,31 @@ fn pair(
                 .collect()
         }
     }
+}
+
+/// Refuses a `volumes.json` that pairs a namespace's volume with a repository other than the
+/// one Arca keeps that namespace's data in: restoring it would put another namespace's data
+/// into this namespace's pods.
+fn foreign_repository(
+    job: &crate::pod_volumes::VolumeJob,
+    backup: &str,
+    snapshots: &arca_store::archive::VolumeSnapshots,
+) -> Result<(), arca_store::StoreError> {
+    for snapshot in &snapshots.snapshots {
+        let own = job.repository(&snapshot.namespace).to_string();
+        if snapshot.repository != own {
+            return Err(arca_store::StoreError::Unauthentic {
+                key: Layout::backup_volumes(backup),
+                detail: format!(
+                    "it names repository {} for volume {} of pod {}/{}, but namespace {}'s data is only ever in {own}: nothing is restored",
+                    snapshot.repository,
+                    snapshot.volume,
+                    snapshot.namespace,
+                    snapshot.pod,
+                    snapshot.namespace
+                ),
+            });
+        }
+    }
+    Ok(())
 }
