@@ -17,7 +17,10 @@ use arca_e2e::{
     scenario::{Scenario, assert_completed, assert_restored},
     store,
 };
-use arca_engine::protocol::{REPOSITORY_PASSWORD_KEY, REPOSITORY_SECRET};
+use arca_engine::protocol::{
+    REPOSITORY_PASSWORD_KEY, REPOSITORY_SECRET, RepositoryId, RepositoryPassword,
+    derive_repository_password,
+};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::{Api, ResourceExt};
 use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
@@ -162,18 +165,29 @@ fn tree(dir: &Path) -> BTreeMap<String, (char, u32, i64, Vec<u8>)> {
     out
 }
 
-/// The repository password the operator made.
-async fn password(client: &kube::Client, ns: &str) -> String {
+/// The installation's secret the operator made (the shared password of repositories made
+/// before each had its own).
+async fn shared_password(client: &kube::Client, ns: &str) -> String {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let secret = secrets
-        .get(REPOSITORY_SECRET)
-        .await
-        .expect("password secret");
+    let secret = eventually(
+        "the operator to make its repository Secret",
+        Duration::from_secs(60),
+        || async { secrets.get_opt(REPOSITORY_SECRET).await.ok()? },
+    )
+    .await;
     let bytes = secret
         .data
         .and_then(|d| d.get(REPOSITORY_PASSWORD_KEY).cloned())
         .expect("password key");
     String::from_utf8(bytes.0).expect("utf-8")
+}
+
+/// The own password of `repository`, derived from the operator's Secret in `arca_ns`.
+async fn own_password(client: &kube::Client, arca_ns: &str, repository: &RepositoryId) -> String {
+    let shared = RepositoryPassword::new(shared_password(client, arca_ns).await);
+    derive_repository_password(&shared, repository)
+        .reveal()
+        .to_string()
 }
 
 /// The plain restic CLI on the repository of `volumes_of` under `prefix`.
@@ -266,8 +280,14 @@ async fn volume_data_is_backed_up_checked_by_restic_restored_and_incremental() {
     assert!(progress.total_bytes >= 64 * 1024 * 1024, "{progress:?}");
     let first_upload = repository_bytes(env, &prefix.prefix, &ns).await;
 
-    // The plain restic CLI reads the repository with the operator's password.
-    let password = password(client, &arca.name).await;
+    // The plain restic CLI reads the repository with its own password, not the shared one.
+    let password = own_password(client, &arca.name, &RepositoryId::new(&ns)).await;
+    let shared = shared_password(client, &arca.name).await;
+    let (ok, out) = restic(env, &prefix.prefix, &ns, &shared, &["snapshots"]);
+    assert!(
+        !ok && out.contains("wrong password"),
+        "the shared password opens the repository: {out}"
+    );
     let (ok, out) = restic(
         env,
         &prefix.prefix,
@@ -464,7 +484,7 @@ async fn storage_failing_mid_upload_fails_the_volume_and_keeps_the_repository_so
     assert!(!message.is_empty(), "the failure has a reason");
     assert!(status.snapshot_id.is_none(), "no snapshot is claimed");
     // Straight to the real server: whatever was uploaded, the repository is consistent.
-    let password = password(client, &arca.name).await;
+    let password = own_password(client, &arca.name, &RepositoryId::new(&ns)).await;
     let (ok, out) = restic(env, &prefix.prefix, &ns, &password, &["check"]);
     assert!(ok, "restic check after the failed upload: {out}");
     let (ok, out) = restic(
@@ -570,7 +590,7 @@ async fn a_tenant_s_schedule_backs_up_and_restores_its_volume_data_as_its_servic
         repository_bytes(env, &tenant_prefix, &t).await > 4 * 1024 * 1024,
         "the volume's data is in the tenant's repository"
     );
-    let password = password(client, &arca.name).await;
+    let password = own_password(client, &arca.name, &RepositoryId::in_tenant_folder(&t)).await;
     let (ok, out) = restic(env, &tenant_prefix, &t, &password, &["check"]);
     assert!(ok, "restic check of the tenant's repository: {out}");
 
@@ -612,5 +632,240 @@ async fn a_tenant_s_schedule_backs_up_and_restores_its_volume_data_as_its_servic
         restore.status
     );
     assert_eq!(tree(&restored_dir), before, "the volume's files are back");
+    scenario.stop().await;
+}
+
+/// The restic CLI on the repository of `volumes_of` under `prefix`, with `password`: true
+/// when restic refuses it as a wrong password (and says so), false when it opens.
+fn refused(env: &TestEnv, prefix: &str, volumes_of: &str, password: &str) -> bool {
+    let (ok, out) = restic(env, prefix, volumes_of, password, &["snapshots", "--json"]);
+    assert!(
+        ok || out.contains("wrong password"),
+        "restic failed for another reason than the password: {out}"
+    );
+    !ok
+}
+
+/// A key per namespace: two namespaces back up a pod volume each; one of them already had a
+/// repository made the old way (the shared password, and a snapshot in it), which the
+/// operator re-keys before the backup. Afterwards `restic` opens each repository with its
+/// own password only: not with the other namespace's, nor with the shared one. `arca volume
+/// password` prints the same passwords.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_namespace_s_repository_opens_with_its_own_password_only() {
+    let scenario = Scenario::start("keys-a").await;
+    let (env, client, arca, app, prefix) = scenario.parts();
+    let a = app.name.clone();
+    let other = scenario.namespace("keys-b").await;
+    let b = other.name.clone();
+    let shared = shared_password(client, &arca.name).await;
+
+    // Namespace a's repository, as Arca made it before: opened by the shared password,
+    // holding a snapshot.
+    let (ok, out) = restic(env, &prefix.prefix, &a, &shared, &["init"]);
+    assert!(ok, "restic init: {out}");
+    let old_data = env.env.dir.join(format!("old-data-{a}"));
+    std::fs::create_dir_all(&old_data).expect("old data");
+    std::fs::write(old_data.join("old.txt"), b"backed up before the re-keying").expect("write");
+    let (ok, out) = restic(
+        env,
+        &prefix.prefix,
+        &a,
+        &shared,
+        &["backup", "--json", &old_data.display().to_string()],
+    );
+    assert!(ok, "restic backup: {out}");
+
+    let mut node = Node::new(env, "keys");
+    for ns in [&a, &b] {
+        kubectl_apply(env, &pod_yaml(ns, "db-0"));
+        let (uid, node_name) = scheduled(client, ns, "db-0").await;
+        assert!(
+            node.name.is_empty() || node.name == node_name,
+            "one agent serves both pods: they are on {} and {node_name}",
+            node.name
+        );
+        node.name = node_name;
+        let data = node.mount(&uid, "data");
+        fill(&data, 2, 20, 17);
+    }
+    let _agent = node.spawn_agent(env, &arca.name, "keys");
+    let backup = scenario
+        .backup_within(
+            "both",
+            &format!("{{includedNamespaces: [{a}, {b}]}}"),
+            Duration::from_secs(300),
+        )
+        .await;
+    assert_completed(&backup);
+
+    let own_a = own_password(client, &arca.name, &RepositoryId::new(&a)).await;
+    let own_b = own_password(client, &arca.name, &RepositoryId::new(&b)).await;
+    assert_ne!(own_a, own_b);
+    // Each opens with its own password: a's holds the old snapshot and the new one.
+    let (ok, out) = restic(env, &prefix.prefix, &a, &own_a, &["snapshots", "--json"]);
+    assert!(ok, "restic snapshots of {a} with its own password: {out}");
+    assert_eq!(snapshot_ids(&out).len(), 2, "old and new snapshots: {out}");
+    let (ok, out) = restic(env, &prefix.prefix, &a, &own_a, &["check"]);
+    assert!(ok, "restic check of {a}: {out}");
+    let (ok, out) = restic(env, &prefix.prefix, &b, &own_b, &["snapshots", "--json"]);
+    assert!(ok, "restic snapshots of {b} with its own password: {out}");
+    assert_eq!(snapshot_ids(&out).len(), 1, "{out}");
+    // Not with the other namespace's, nor with the shared one (a's was re-keyed: its
+    // shared key is gone).
+    assert!(
+        refused(env, &prefix.prefix, &a, &own_b),
+        "{b}'s password opens {a}'s repository"
+    );
+    assert!(
+        refused(env, &prefix.prefix, &b, &own_a),
+        "{a}'s password opens {b}'s repository"
+    );
+    for ns in [&a, &b] {
+        assert!(
+            refused(env, &prefix.prefix, ns, &shared),
+            "the shared password opens {ns}'s repository"
+        );
+    }
+    let (ok, out) = restic(env, &prefix.prefix, &a, &own_a, &["key", "list", "--json"]);
+    assert!(ok, "restic key list: {out}");
+    let keys: Vec<serde_json::Value> = serde_json::from_str(
+        out.lines()
+            .find(|l| l.starts_with('['))
+            .unwrap_or_else(|| panic!("no JSON list: {out}")),
+    )
+    .expect("key list json");
+    assert_eq!(keys.len(), 1, "only the own key is left: {out}");
+
+    // The admin's way to the same passwords: `arca volume password`.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(arca_binary())
+            .arg(format!("--kubeconfig={}", env.env.kubeconfig.display()))
+            .args(["-n", &arca.name, "volume", "password"])
+            .args(args)
+            .output()
+            .expect("arca runs");
+        assert!(
+            out.status.success(),
+            "arca volume password {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    };
+    assert_eq!(cli(&[&a]), own_a);
+    assert_eq!(cli(&["--repository", &format!("volumes/{b}/")]), own_b);
+    assert_eq!(
+        cli(&[&a, "--tenant-folder"]),
+        own_password(client, &arca.name, &RepositoryId::in_tenant_folder(&a)).await
+    );
+    scenario.stop().await;
+}
+
+/// A repository that opens with the shared password only (as Arca made them before each
+/// had its own, and as it stays in a location the operator does not write): the agent
+/// restores from it and a deletion forgets in it, both falling back to the shared password,
+/// and neither re-keys it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repository_not_yet_rekeyed_is_restored_and_pruned_with_the_shared_password() {
+    let scenario = Scenario::start("legacy").await;
+    let (env, client, arca, app, prefix) = scenario.parts();
+    let ns = app.name.clone();
+    kubectl_apply(env, &pod_yaml(&ns, "db-0"));
+    let (uid, node_name) = scheduled(client, &ns, "db-0").await;
+    let mut node = Node::new(env, "legacy");
+    node.name = node_name;
+    let data = node.mount(&uid, "data");
+    fill(&data, 2, 20, 19);
+    let before = tree(&data);
+    let _agent = node.spawn_agent(env, &arca.name, "legacy");
+    let first = scenario
+        .backup_within("first", &scenario.app_spec(), Duration::from_secs(300))
+        .await;
+    assert_completed(&first);
+
+    // Back to the old way: a key for the shared password, the repository's own removed.
+    let own = own_password(client, &arca.name, &RepositoryId::new(&ns)).await;
+    let shared = shared_password(client, &arca.name).await;
+    let new_password = env.env.dir.join(format!("shared-password-{ns}"));
+    std::fs::write(&new_password, &shared).expect("password file");
+    let (ok, out) = restic(
+        env,
+        &prefix.prefix,
+        &ns,
+        &own,
+        &[
+            "key",
+            "add",
+            "--new-password-file",
+            &new_password.display().to_string(),
+        ],
+    );
+    assert!(ok, "restic key add: {out}");
+    let (ok, out) = restic(env, &prefix.prefix, &ns, &own, &["key", "list", "--json"]);
+    assert!(ok, "restic key list: {out}");
+    let keys: Vec<serde_json::Value> = serde_json::from_str(
+        out.lines()
+            .find(|l| l.starts_with('['))
+            .unwrap_or_else(|| panic!("no JSON list: {out}")),
+    )
+    .expect("key list json");
+    let own_key = keys
+        .iter()
+        .find(|k| k["current"].as_bool() == Some(true))
+        .and_then(|k| k["id"].as_str())
+        .unwrap_or_else(|| panic!("no current key: {out}"))
+        .to_string();
+    let (ok, out) = restic(
+        env,
+        &prefix.prefix,
+        &ns,
+        &shared,
+        &["key", "remove", &own_key],
+    );
+    assert!(ok, "restic key remove: {out}");
+    assert!(refused(env, &prefix.prefix, &ns, &own), "own key removed");
+
+    // The agent restores from it with the shared password.
+    kubectl(env, &["delete", "namespace", &ns, "--wait=true"]);
+    scenario.apply_restore("back", "{backupName: first}");
+    let (new_uid, _) = scheduled(client, &ns, "db-0").await;
+    let restored = node.mount(&new_uid, "data");
+    assert_restored(
+        &scenario
+            .restore_done_within("back", Duration::from_secs(300))
+            .await,
+    );
+    assert_eq!(tree(&restored), before, "the volume's files are back");
+
+    // A deletion forgets the snapshot in it with the shared password.
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: DeleteBackupRequest\nmetadata: {{name: drop-first, namespace: {}}}\nspec: {{backupName: first}}\n",
+            arca.name
+        ),
+    );
+    let requests: Api<arca_api::DeleteBackupRequest> = Api::namespaced(client.clone(), &arca.name);
+    let processed = eventually(
+        "the deletion processed",
+        Duration::from_secs(180),
+        || async {
+            let status = requests.get("drop-first").await.ok()?.status?;
+            (status.phase == Some(arca_api::DeleteBackupRequestPhase::Processed)).then_some(status)
+        },
+    )
+    .await;
+    assert!(processed.errors.is_empty(), "{:?}", processed.errors);
+    let (ok, out) = restic(env, &prefix.prefix, &ns, &shared, &["snapshots", "--json"]);
+    assert!(ok, "restic snapshots with the shared password: {out}");
+    assert!(
+        snapshot_ids(&out).is_empty(),
+        "the snapshot is forgotten: {out}"
+    );
+    // Reading never re-keys: only the operator's backups do.
+    assert!(
+        refused(env, &prefix.prefix, &ns, &own),
+        "re-keyed by a reader"
+    );
     scenario.stop().await;
 }

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::{Api, ResourceExt};
 
 use super::Agent;
-use arca_engine::protocol::RepositoryId;
+use arca_engine::protocol::{RepositoryId, derive_repository_password};
 use arca_runtime::{locations, repository, status::apply_status};
 
 /// The field manager of everything the agent writes.
@@ -96,7 +96,8 @@ pub async fn folder_name(agent: &Agent, pod: &Pod, volume: &str) -> Result<Strin
 }
 
 /// The repository `root` (relative to the location's prefix) of location
-/// `namespace/name`, with the operator's repository password.
+/// `namespace/name`, opened with its own password (derived from the installation's secret),
+/// or the shared one when it has not been re-keyed yet.
 pub async fn repository(
     agent: &Agent,
     location_namespace: &str,
@@ -119,12 +120,14 @@ pub async fn repository(
     )
     .await
     .map_err(|e| e.to_string())?;
-    let password = repository::read_password(&agent.client, &agent.settings.namespace)
+    let shared = repository::read_password(&agent.client, &agent.settings.namespace)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(VolumeRepository::at_root(
-        store,
-        &root.to_string(),
-        password.reveal().to_string(),
-    ))
+    // Its own password first; the shared one only for a repository the operator has not
+    // re-keyed yet (one in a ReadOnly location, say).
+    let own = derive_repository_password(&shared, root);
+    Ok(
+        VolumeRepository::at_root(store, &root.to_string(), own.reveal().to_string())
+            .with_fallback_password(shared.reveal().to_string()),
+    )
 }

@@ -17,6 +17,7 @@ mod restore_helper;
 mod schedule_cmd;
 mod server;
 mod version;
+mod volume_cmd;
 mod wait;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -65,6 +66,9 @@ enum Command {
     /// Work with storage locations: create, get, set.
     #[command(subcommand)]
     Location(location_cmd::LocationCommand),
+    /// Pod volume data: the password of a namespace's repository, for `restic`.
+    #[command(subcommand)]
+    Volume(volume_cmd::VolumeCommand),
     /// Install Arca in the cluster (or print what would be installed).
     Install(Box<install::InstallArgs>),
     /// Remove Arca from the cluster; backups in the bucket are kept.
@@ -133,6 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore(c) => restore_cmd::run(&ctx, c).await,
         Command::Schedule(c) => schedule_cmd::run(&ctx, c).await,
         Command::Location(c) => location_cmd::run(&ctx, c).await,
+        Command::Volume(c) => volume_cmd::run(&ctx, c).await,
         Command::Install(args) => install::run(&ctx, *args).await,
         Command::Uninstall(args) => install::uninstall::run(&ctx, args).await,
         Command::Version => version::run(&ctx).await,

@@ -10,8 +10,12 @@
 //! - where a namespace's repository is ([`RepositoryId`], `repoIdentifier` in a work item,
 //!   relative to the location's prefix: `volumes/<ns>/`, or `tenants/<ns>/volumes/<ns>/`
 //!   for a tenant writing to the operator's location);
-//! - the password every repository opens with: key [`REPOSITORY_PASSWORD_KEY`] of Secret
-//!   [`REPOSITORY_SECRET`] in the operator's namespace ([`RepositoryPassword`]).
+//! - the installation's secret, key [`REPOSITORY_PASSWORD_KEY`] of Secret
+//!   [`REPOSITORY_SECRET`] in the operator's namespace ([`RepositoryPassword`]), and the
+//!   password of each repository derived from it ([`derive_repository_password`]): each
+//!   repository opens with its own password, not with another namespace's. Repositories
+//!   made before that opened with the installation's secret itself (the "shared password");
+//!   the operator re-keys them, and readers fall back to it until it has.
 
 use arca_store::Layout;
 
@@ -22,7 +26,9 @@ pub const REPOSITORY_SECRET: &str = "arca-repo-credentials";
 /// The key of the password in [`REPOSITORY_SECRET`].
 pub const REPOSITORY_PASSWORD_KEY: &str = "repository-password";
 
-/// The password of the volume repositories. Its `Debug` never shows it.
+/// A volume repository password: the installation's secret (Secret [`REPOSITORY_SECRET`]),
+/// or a repository's own password derived from it ([`derive_repository_password`]). Its
+/// `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RepositoryPassword(String);
 
@@ -40,6 +46,32 @@ impl std::fmt::Debug for RepositoryPassword {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RepositoryPassword(<redacted>)")
     }
+}
+
+/// What the HMAC of a repository's own password signs before the repository's root: names
+/// the purpose and its version, so the same secret never yields the same bytes for anything
+/// else.
+const REPOSITORY_PASSWORD_LABEL: &str = "arca volume repository v1\n";
+
+/// The own password of the repository at `repository`: the lowercase hex of
+/// HMAC-SHA256(key = the bytes of the installation's secret, message = `"arca volume
+/// repository v1\n"` followed by the repository's root as [`RepositoryId`] spells it,
+/// `volumes/shop/` or `tenants/t1/volumes/t1/`). 64 characters.
+///
+/// Whoever holds the installation's secret can derive every repository's password (that
+/// is what lets the operator and the agents work without a Secret per namespace); one
+/// repository's password opens no other repository.
+pub fn derive_repository_password(
+    installation: &RepositoryPassword,
+    repository: &RepositoryId,
+) -> RepositoryPassword {
+    use hmac::{Hmac, Mac};
+    // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(installation.reveal().as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(REPOSITORY_PASSWORD_LABEL.as_bytes());
+    mac.update(repository.to_string().as_bytes());
+    RepositoryPassword::new(hex::encode(mac.finalize().into_bytes()))
 }
 
 /// A name for a work item of run `run`: the run's name, shortened, and a hash of what it
@@ -154,6 +186,47 @@ mod tests {
         let p = RepositoryPassword::new("hunter2".into());
         assert!(!format!("{p:?}").contains("hunter2"));
         assert_eq!(p.reveal(), "hunter2");
+    }
+
+    #[test]
+    fn each_repository_has_its_own_derived_password() {
+        let secret = RepositoryPassword::new("a".repeat(64));
+        let shop = derive_repository_password(&secret, &RepositoryId::new("shop"));
+        // Deterministic: the operator and every agent derive the same password.
+        assert_eq!(
+            shop,
+            derive_repository_password(&secret, &RepositoryId::new("shop"))
+        );
+        assert_eq!(shop.reveal().len(), 64);
+        assert!(shop.reveal().chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(shop, secret);
+        for other in [
+            RepositoryId::new("bank"),
+            RepositoryId::in_tenant_folder("shop"),
+        ] {
+            assert_ne!(shop, derive_repository_password(&secret, &other), "{other}");
+        }
+        // Another installation's secret gives another password.
+        let elsewhere = RepositoryPassword::new("b".repeat(64));
+        assert_ne!(
+            shop,
+            derive_repository_password(&elsewhere, &RepositoryId::new("shop"))
+        );
+        assert!(!format!("{shop:?}").contains(shop.reveal()));
+    }
+
+    #[test]
+    fn the_derived_password_is_hmac_sha256_of_label_and_root() {
+        // Computed independently:
+        // printf 'arca volume repository v1\nvolumes/shop/' | openssl dgst -sha256 -hmac s3cret
+        let derived = derive_repository_password(
+            &RepositoryPassword::new("s3cret".into()),
+            &RepositoryId::new("shop"),
+        );
+        assert_eq!(
+            derived.reveal(),
+            "4b3eb425b5293f268074a16033ef3b392484439c8c21cc8492c14932d96f64a5"
+        );
     }
 
     #[test]

@@ -11,7 +11,10 @@ use arca_api::{
     Backup, BackupPhase, DeleteBackupRequest, DeleteBackupRequestPhase, DeleteBackupRequestSpec,
     DeleteBackupRequestStatus, PodVolumeBackup, labels,
 };
-use arca_engine::pod_volumes::repository_key;
+use arca_engine::{
+    pod_volumes::repository_key,
+    protocol::{RepositoryId, derive_repository_password},
+};
 use arca_store::archive::VolumeSnapshots;
 use arca_volume::VolumeRepository;
 use kube::{
@@ -452,8 +455,21 @@ async fn forget_volumes(
     }
     let mut errors = Vec::new();
     for (repository, ids) in by_repository {
-        let repo =
-            VolumeRepository::at_root(root.clone(), repository, password.reveal().to_string());
+        // Only Arca's repositories: volumes.json is input from the bucket.
+        let id = match RepositoryId::parse(repository) {
+            Ok(id) => id,
+            Err(_) => {
+                errors.push(format!(
+                    "volumes.json names {repository:?}, which is not a volume repository (volumes/<namespace>/, or tenants/<namespace>/volumes/<namespace>/): its {} snapshots are kept",
+                    ids.len()
+                ));
+                continue;
+            }
+        };
+        // Its own password first; the shared one for a repository not yet re-keyed.
+        let own = derive_repository_password(&password, &id);
+        let repo = VolumeRepository::at_root(root.clone(), repository, own.reveal().to_string())
+            .with_fallback_password(password.reveal().to_string());
         let key = repository_key(
             &location.namespace().unwrap_or_default(),
             &location.name_any(),

@@ -10,9 +10,9 @@ pub const PASSWORD_KEY: &str = "repository-password";
 /// Why a volume operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
-    /// The password opens none of the repository's keys.
+    /// The password (and the fallback, if any) opens none of the repository's keys.
     #[error(
-        "the password does not open the volume repository at {location}: put the password the repository was created with in Secret `{CREDENTIALS_SECRET}` key `{PASSWORD_KEY}` (the repository keeps its first password; changing the Secret does not re-key it)"
+        "the password does not open the volume repository at {location}: each repository opens with its own password, derived from Secret `{CREDENTIALS_SECRET}` key `{PASSWORD_KEY}` (or, until the operator re-keys it, with that value itself); put back the value the repository was made with (a migration to another cluster copies Secret `{CREDENTIALS_SECRET}`; changing the Secret does not re-key repositories)"
     )]
     WrongPassword {
         /// Where the repository is.

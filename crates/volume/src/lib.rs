@@ -36,6 +36,14 @@
 //! creates the repository ([`VolumeRepository::ensure_initialized`]) once per namespace,
 //! before starting the data movers; data movers only open it.
 //!
+//! # Passwords
+//!
+//! A [`VolumeRepository`] opens with one password, and optionally a fallback
+//! ([`VolumeRepository::with_fallback_password`]). Arca gives each repository its own
+//! password; [`VolumeRepository::retire_password`] re-keys a repository made with another
+//! one (a restic repository holds several keys: the new one is added before the old one is
+//! deleted, so it always opens with one of the two).
+//!
 //! # Forgetting and pruning
 //!
 //! This crate takes no lock in the store (restic's locks are advisory, and the store has no
@@ -63,7 +71,7 @@ pub use backup::{SnapshotRequest, SnapshotSummary};
 pub use error::{CREDENTIALS_SECRET, PASSWORD_KEY, Result, VolumeError};
 pub use forget::PruneReport;
 pub use progress::{BytesProgress, ProgressFn};
-pub use repo::{SnapshotInfo, VolumeRepository};
+pub use repo::{Rekey, SnapshotInfo, VolumeRepository};
 pub use restore::RestoreSummary;
 
 /// How many times a backup or restore starts again when a concurrent prune replaced the

@@ -18,8 +18,26 @@ use crate::{
 /// Size of the data packs of new repositories.
 const DATA_PACK_MIB: u64 = 16;
 
-/// Who a repository key says created it.
+/// Who a repository key says created it (its `username` and `hostname`, as `restic key
+/// list` shows them).
 const KEY_OWNER: &str = "arca";
+
+/// What [`VolumeRepository::retire_password`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rekey {
+    /// A key for the repository's own password was added (it opened only with the
+    /// previous password).
+    pub key_added: bool,
+    /// Keys that the previous password opened, deleted.
+    pub keys_removed: usize,
+}
+
+impl Rekey {
+    /// True when the repository changed.
+    pub fn changed(&self) -> bool {
+        self.key_added || self.keys_removed > 0
+    }
+}
 
 /// The restic-format repository of one namespace's pod volumes, at
 /// `volumes/<namespace>/` in a location's store. Cheap to clone.
@@ -32,6 +50,9 @@ pub struct VolumeRepository {
     store: Arc<dyn ObjectStore>,
     root: String,
     password: Arc<str>,
+    /// Tried when `password` is refused: the shared password of repositories not yet
+    /// re-keyed ([`VolumeRepository::with_fallback_password`]).
+    fallback: Option<Arc<str>>,
     /// When set, only snapshots tagged `namespace=<this>` are restored.
     namespace_only: Option<Arc<str>>,
 }
@@ -60,14 +81,25 @@ pub struct SnapshotInfo {
     pub time: jiff::Timestamp,
 }
 
+/// The public part of the keys Arca writes.
+fn key_options() -> KeyOptions {
+    let mut key = KeyOptions::default();
+    key.hostname = Some(KEY_OWNER.into());
+    key.username = Some(KEY_OWNER.into());
+    key.with_created = true;
+    key
+}
+
 impl VolumeRepository {
-    /// The repository of `namespace`'s volumes in `store`, opened with `password` (from
-    /// Secret `arca-repo-credentials`, key `repository-password`).
+    /// The repository of `namespace`'s volumes in `store`, opened with `password` (Arca
+    /// gives each repository its own, derived from Secret `arca-repo-credentials`, key
+    /// `repository-password`).
     pub fn new(store: Arc<dyn ObjectStore>, namespace: &str, password: String) -> Self {
         Self {
             store,
             root: Layout::volume_repository(namespace),
             password: password.into(),
+            fallback: None,
             namespace_only: None,
         }
     }
@@ -83,8 +115,17 @@ impl VolumeRepository {
             store,
             root,
             password: password.into(),
+            fallback: None,
             namespace_only: None,
         }
+    }
+
+    /// Opens with `fallback` when the password is refused as wrong (a repository not yet
+    /// re-keyed to its own password: [`VolumeRepository::retire_password`]). Which one
+    /// opened is logged at debug level, never the password.
+    pub fn with_fallback_password(mut self, fallback: String) -> Self {
+        self.fallback = Some(fallback.into());
+        self
     }
 
     /// This repository, restoring only snapshots that Arca took of `namespace`'s volumes
@@ -132,10 +173,7 @@ impl VolumeRepository {
                 // the data movers open it, and report a wrong password in the same words.
                 return Ok(false);
             }
-            let mut key = KeyOptions::default();
-            key.hostname = Some(KEY_OWNER.into());
-            key.username = Some(KEY_OWNER.into());
-            key.with_created = true;
+            let key = key_options();
             let mut config = ConfigOptions::default();
             config.set_version = Some(2);
             // Data packs of a fixed 16 MiB, as restic's: rustic's default (32 MiB, growing
@@ -195,10 +233,40 @@ impl VolumeRepository {
 
     /// The opened repository on `be`: [`VolumeError::NotInitialized`] when there is none,
     /// [`VolumeError::WrongPassword`] when the password opens no key.
+    /// With a fallback password ([`VolumeRepository::with_fallback_password`]), that one is
+    /// tried when the password is refused.
     pub(crate) fn open(
         &self,
         be: Arc<StoreBackend>,
+        bars: impl ProgressBars + Clone,
+    ) -> Result<Repository<OpenStatus>> {
+        let location = be.location();
+        match self.open_with(be.clone(), bars.clone(), &self.password) {
+            Ok(repo) => {
+                tracing::debug!(%location, "opened the volume repository with its own password");
+                Ok(repo)
+            }
+            Err(refused @ VolumeError::WrongPassword { .. }) => {
+                let Some(fallback) = self.fallback.as_deref() else {
+                    return Err(refused);
+                };
+                let repo = self.open_with(be, bars, fallback)?;
+                tracing::debug!(
+                    %location,
+                    "opened the volume repository with the shared password: it has not been re-keyed to its own yet"
+                );
+                Ok(repo)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The opened repository on `be` with `password` alone.
+    fn open_with(
+        &self,
+        be: Arc<StoreBackend>,
         bars: impl ProgressBars,
+        password: &str,
     ) -> Result<Repository<OpenStatus>> {
         let location = be.location();
         let repo = self.repository(be, bars)?;
@@ -209,8 +277,75 @@ impl VolumeRepository {
         if !exists {
             return Err(VolumeError::NotInitialized { location });
         }
-        repo.open(&self.credentials())
+        repo.open(&Credentials::password(password))
             .map_err(|e| VolumeError::rustic("opening the repository", &location, &e))
+    }
+
+    /// Re-keys the repository from `previous` to this handle's password: when only
+    /// `previous` opens it, adds a key for this handle's password; then deletes every key
+    /// that `previous` opens. Afterwards the repository opens with this handle's password and
+    /// not with `previous`. Idempotent, and safe to run again after a crash at any point: the
+    /// key is added before any is deleted, so the repository always opens with at least one
+    /// of the two. Keys that neither password opens (an admin's own `restic key add`) are
+    /// left alone.
+    ///
+    /// Costs one key derivation (scrypt) per key tried, for each password: run it once per
+    /// repository, not before every backup. Only one process may run it on a repository at a
+    /// time, and no data mover should open the repository meanwhile (a key deleted between
+    /// its listing and its reading fails that open).
+    ///
+    /// [`VolumeError::WrongPassword`] when neither password opens the repository,
+    /// [`VolumeError::NotInitialized`] when there is none.
+    pub async fn retire_password(&self, previous: String) -> Result<Rekey> {
+        let this = self.clone();
+        self.run("re-keying the volume repository", move |be| {
+            let location = be.location();
+            let mut outcome = Rekey::default();
+            let own = match this.open_with(be.clone(), NoProgressBars, &this.password) {
+                Ok(repo) => repo,
+                Err(VolumeError::WrongPassword { .. }) => {
+                    let old = this.open_with(be.clone(), NoProgressBars, &previous)?;
+                    old.add_key(&this.password, &key_options()).map_err(|e| {
+                        VolumeError::rustic("adding the repository's own key", &location, &e)
+                    })?;
+                    outcome.key_added = true;
+                    tracing::debug!(%location, "added the volume repository's own key");
+                    this.open_with(be.clone(), NoProgressBars, &this.password)?
+                }
+                Err(e) => return Err(e),
+            };
+            // Each round deletes one key that `previous` opens; bounded by the keys there are.
+            let keys = own
+                .list::<rustic_core::repofile::KeyId>()
+                .map_err(|e| VolumeError::rustic("listing the repository keys", &location, &e))?
+                .count();
+            for _ in 0..keys {
+                let old = match this.open_with(be.clone(), NoProgressBars, &previous) {
+                    Ok(old) => old,
+                    Err(VolumeError::WrongPassword { .. }) => break,
+                    Err(e) => return Err(e),
+                };
+                let Some(old_key) = *old.key_id() else { break };
+                if own.key_id().as_ref() == Some(&old_key) {
+                    // Both passwords open the same key: they are the same password.
+                    break;
+                }
+                own.delete_key(&old_key).map_err(|e| {
+                    VolumeError::rustic("deleting the shared password's key", &location, &e)
+                })?;
+                outcome.keys_removed += 1;
+            }
+            if outcome.changed() {
+                tracing::info!(
+                    %location,
+                    key_added = outcome.key_added,
+                    keys_removed = outcome.keys_removed,
+                    "re-keyed the volume repository: it opens with its own password only"
+                );
+            }
+            Ok(outcome)
+        })
+        .await
     }
 
     /// Runs `work` on a blocking thread with a fresh backend. A panic inside rustic (it

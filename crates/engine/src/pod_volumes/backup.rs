@@ -67,6 +67,49 @@ pub fn snapshot_path(request: &VolumeRequest) -> String {
     }
 }
 
+/// Makes `namespace`'s repository ready for the agents: creates it with its own password,
+/// or re-keys one that still opens with the installation's shared password (made before
+/// each repository had its own). The re-keying check costs a key derivation per key, so it
+/// runs once per repository and process, holding the repository alone (no agent opens it
+/// while its keys change: the check waits for running backups and prunes of it).
+async fn prepare_repository(
+    job: &VolumeJob,
+    namespace: &str,
+    log: &RunLog,
+) -> Result<(), arca_volume::VolumeError> {
+    let id = job.repository(namespace);
+    let repo = arca_volume::VolumeRepository::new(
+        job.store.clone(),
+        namespace,
+        job.own_password(namespace).reveal().to_string(),
+    );
+    let key = super::repository_key(&job.location_namespace, &job.location, &id.to_string());
+    let created = |log: &RunLog| log.info(format!("created the volume repository {id}"));
+    if job.locks.keys_checked(&key) {
+        // Cheap (a listing): a repository removed from the bucket meanwhile is made again.
+        if repo.ensure_initialized().await? {
+            created(log);
+        }
+        return Ok(());
+    }
+    let _sole = job.locks.exclusive(&key).await;
+    if repo.ensure_initialized().await? {
+        created(log);
+    } else {
+        let outcome = repo
+            .retire_password(job.password.reveal().to_string())
+            .await?;
+        if outcome.changed() {
+            // At info in the operator's log too (RunLog writes through tracing).
+            log.info(format!(
+                "re-keyed the volume repository {id}: it opens with its own password, no longer with the shared one"
+            ));
+        }
+    }
+    job.locks.set_keys_checked(&key);
+    Ok(())
+}
+
 /// Backs up the data of `requests` and waits for it.
 pub async fn back_up(
     job: &VolumeJob,
@@ -79,20 +122,8 @@ pub async fn back_up(
     let namespaces: BTreeSet<String> = work.iter().map(|r| r.namespace.clone()).collect();
     let mut unusable: BTreeMap<String, String> = BTreeMap::new();
     for ns in &namespaces {
-        let repo = arca_volume::VolumeRepository::new(
-            job.store.clone(),
-            ns,
-            job.password.reveal().to_string(),
-        );
-        match repo.ensure_initialized().await {
-            Ok(true) => log.info(format!(
-                "created the volume repository {}",
-                job.repository(ns)
-            )),
-            Ok(false) => {}
-            Err(e) => {
-                unusable.insert(ns.clone(), e.to_string());
-            }
+        if let Err(e) = prepare_repository(job, ns, log).await {
+            unusable.insert(ns.clone(), e.to_string());
         }
     }
     // Held until every volume is done: no prune runs on these repositories meanwhile.
@@ -255,6 +286,79 @@ fn gather(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A job on a directory store, with a client that is never called.
+    fn job(dir: &std::path::Path, tenant_folder: bool) -> VolumeJob {
+        let (service, _handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let store = arca_store::FsStore::new(dir, "bucket", "prefix").expect("store");
+        VolumeJob {
+            client: kube::Client::new(service, "default"),
+            work_namespace: "arca-system".into(),
+            location: "default".into(),
+            location_namespace: "arca-system".into(),
+            tenant_folder,
+            store: std::sync::Arc::new(store),
+            password: crate::protocol::RepositoryPassword::new("installation secret".into()),
+            timeout: std::time::Duration::from_secs(60),
+            pickup_warning: std::time::Duration::from_secs(60),
+            locks: Default::default(),
+        }
+    }
+
+    fn repo(job: &VolumeJob, password: &str) -> arca_volume::VolumeRepository {
+        arca_volume::VolumeRepository::new(job.store.clone(), "shop", password.into())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_new_repository_is_made_with_its_own_password() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for tenant_folder in [false, true] {
+            let job = job(&dir.path().join(tenant_folder.to_string()), tenant_folder);
+            prepare_repository(&job, "shop", &RunLog::detached("t"))
+                .await
+                .expect("prepared");
+            let own = job.own_password("shop");
+            assert_ne!(own, job.password);
+            repo(&job, own.reveal()).snapshots().await.expect("opens");
+            assert!(
+                repo(&job, job.password.reveal()).snapshots().await.is_err(),
+                "the shared password opens a new repository"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_shared_password_repository_is_rekeyed_once_per_process() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let job = job(dir.path(), false);
+        let shared = job.password.reveal().to_string();
+        assert!(repo(&job, &shared).ensure_initialized().await.expect("old"));
+        let key = super::super::repository_key("arca-system", "default", "volumes/shop/");
+        assert!(!job.locks.keys_checked(&key));
+
+        prepare_repository(&job, "shop", &RunLog::detached("t"))
+            .await
+            .expect("re-keyed");
+        repo(&job, job.own_password("shop").reveal())
+            .snapshots()
+            .await
+            .expect("its own password opens it");
+        let err = repo(&job, &shared)
+            .snapshots()
+            .await
+            .expect_err("the shared password no longer opens it");
+        assert!(
+            matches!(err, arca_volume::VolumeError::WrongPassword { .. }),
+            "{err:?}"
+        );
+        assert!(job.locks.keys_checked(&key), "checked once in this process");
+        prepare_repository(&job, "shop", &RunLog::detached("t"))
+            .await
+            .expect("again");
+    }
 
     fn request(pod: &str, volume: &str, claim: Option<&str>, node: Option<&str>) -> VolumeRequest {
         VolumeRequest {

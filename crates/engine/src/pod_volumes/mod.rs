@@ -9,27 +9,50 @@ pub mod restore;
 mod wait;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use arca_store::ObjectStore;
 
-use crate::protocol::RepositoryId;
 pub use crate::protocol::RepositoryPassword;
+use crate::protocol::{RepositoryId, derive_repository_password};
 
 /// Who may write to a repository now. Backups (any number at once) share it; a prune
 /// (a deletion) has it alone: rustic's prune marks packs in index files the plain restic CLI
 /// does not read, so a backup deduplicating against them while a prune runs would leave
 /// snapshots that `restic check` reports broken. One operator (the leader) creates all the
 /// agents' work, so a lock in its process is enough.
+///
+/// It also remembers which repositories this process has found opening with their own
+/// password only ([`RepositoryLocks::keys_checked`]), so the re-keying check (a key
+/// derivation per key tried: scrypt, 128 MiB and a fraction of a second each) runs once per
+/// repository and process.
 #[derive(Debug, Default)]
-pub struct RepositoryLocks(Mutex<BTreeMap<String, Arc<tokio::sync::RwLock<()>>>>);
+pub struct RepositoryLocks {
+    locks: Mutex<BTreeMap<String, Arc<tokio::sync::RwLock<()>>>>,
+    keys_checked: Mutex<BTreeSet<String>>,
+}
 
 impl RepositoryLocks {
+    /// True once [`RepositoryLocks::set_keys_checked`] was called for `key`.
+    pub fn keys_checked(&self, key: &str) -> bool {
+        self.keys_checked
+            .lock()
+            .map(|set| set.contains(key))
+            .unwrap_or(false)
+    }
+
+    /// Remembers that the repository `key` opens with its own password only.
+    pub fn set_keys_checked(&self, key: &str) {
+        if let Ok(mut set) = self.keys_checked.lock() {
+            set.insert(key.to_string());
+        }
+    }
+
     fn lock_of(&self, key: &str) -> Arc<tokio::sync::RwLock<()>> {
-        match self.0.lock() {
+        match self.locks.lock() {
             Ok(mut map) => map.entry(key.to_string()).or_default().clone(),
             // A poisoned map only loses sharing: a fresh lock still orders this caller.
             Err(_) => Arc::new(tokio::sync::RwLock::new(())),
@@ -69,6 +92,8 @@ pub struct VolumeJob {
     pub tenant_folder: bool,
     /// The run's store: at the location's prefix, plus the tenant folder if `tenant_folder`.
     pub store: Arc<dyn ObjectStore>,
+    /// The installation's secret: each repository's own password is derived from it
+    /// ([`VolumeJob::own_password`]); repositories not yet re-keyed open with it.
     pub password: RepositoryPassword,
     /// How long to wait for all of a run's volumes (`--fs-backup-timeout`).
     pub timeout: Duration,
@@ -98,6 +123,11 @@ impl VolumeJob {
         } else {
             RepositoryId::new(namespace)
         }
+    }
+
+    /// The own password of `namespace`'s repository (see [`derive_repository_password`]).
+    pub fn own_password(&self, namespace: &str) -> RepositoryPassword {
+        derive_repository_password(&self.password, &self.repository(namespace))
     }
 }
 
