@@ -8,15 +8,10 @@
 //! a valid key stays usable for reading (a key ring): rotating is adding a key and pointing
 //! at it. Key values are never logged.
 
-use std::collections::BTreeMap;
-
 use arca_api::BackupStorageLocation;
 use arca_store::{Key, KeyRing};
-use k8s_openapi::{ByteString, api::core::v1::Secret};
-use kube::{
-    Api, Client, ResourceExt,
-    api::{ObjectMeta, PostParams},
-};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client, ResourceExt};
 
 /// The Secret holding the seal key, in the operator's namespace.
 pub const SEAL_SECRET: &str = "arca-metadata-key";
@@ -97,45 +92,31 @@ pub async fn ensure_seal_keys(client: &Client, namespace: &str) -> Result<KeyRin
     if let Some(secret) = get(client, namespace, SEAL_SECRET).await? {
         return ring_of(&secret, namespace, SEAL_KEY);
     }
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(SEAL_SECRET.into()),
-            namespace: Some(namespace.into()),
-            labels: Some(BTreeMap::from([(
-                "app.kubernetes.io/name".to_string(),
-                "arca".to_string(),
-            )])),
-            ..ObjectMeta::default()
-        },
-        type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([(
-            SEAL_KEY.to_string(),
-            ByteString(Key::generate().to_base64().into_bytes()),
-        )])),
-        ..Secret::default()
-    };
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    match api.create(&PostParams::default(), &secret).await {
-        Ok(created) => {
-            tracing::info!(%namespace, "created Secret {SEAL_SECRET}: the key that seals backups");
-            ring_of(&created, namespace, SEAL_KEY)
-        }
-        Err(kube::Error::Api(e)) if e.code == 409 => {
-            let secret = get(client, namespace, SEAL_SECRET).await?.ok_or_else(|| {
-                KeyRingError::Missing {
-                    namespace: namespace.into(),
-                    name: SEAL_SECRET.into(),
-                    hint: "",
-                }
-            })?;
-            ring_of(&secret, namespace, SEAL_KEY)
-        }
-        Err(source) => Err(KeyRingError::Api {
-            namespace: namespace.into(),
-            name: SEAL_SECRET.into(),
-            source,
-        }),
+    let made = crate::secrets::create_once(
+        client,
+        namespace,
+        SEAL_SECRET,
+        SEAL_KEY,
+        Key::generate().to_base64().into_bytes(),
+    )
+    .await
+    .map_err(|source| KeyRingError::Api {
+        namespace: namespace.into(),
+        name: SEAL_SECRET.into(),
+        source,
+    })?;
+    if made {
+        tracing::info!(%namespace, "created Secret {SEAL_SECRET}: the key that seals backups; keep a copy");
     }
+    let secret =
+        get(client, namespace, SEAL_SECRET)
+            .await?
+            .ok_or_else(|| KeyRingError::Missing {
+                namespace: namespace.into(),
+                name: SEAL_SECRET.into(),
+                hint: "",
+            })?;
+    ring_of(&secret, namespace, SEAL_KEY)
 }
 
 /// The encryption keys of `location`, or None when it does not encrypt.
@@ -161,6 +142,8 @@ pub async fn location_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::ByteString;
+    use kube::api::ObjectMeta;
 
     fn secret(entries: &[(&str, &str)]) -> Secret {
         Secret {

@@ -9,5 +9,6 @@ pub mod keys;
 pub mod locations;
 pub mod progress;
 pub mod repository;
+pub mod secrets;
 pub mod status;
 pub mod tenant_storage;

@@ -2,14 +2,9 @@
 //! `repository-password`, in the operator's namespace. The operator makes it at its first
 //! start when absent; the node agents read it. It is never logged.
 
-use std::collections::BTreeMap;
-
 use arca_engine::protocol::{REPOSITORY_PASSWORD_KEY, REPOSITORY_SECRET, RepositoryPassword};
-use k8s_openapi::{ByteString, api::core::v1::Secret};
-use kube::{
-    Api, Client,
-    api::{ObjectMeta, PostParams},
-};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
 use rand::RngCore;
 
 /// Why the password cannot be had.
@@ -62,31 +57,19 @@ pub async fn ensure_password(
         Err(PasswordError::Missing { .. }) => {}
         other => return other,
     }
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(REPOSITORY_SECRET.into()),
-            namespace: Some(namespace.into()),
-            labels: Some(BTreeMap::from([(
-                "app.kubernetes.io/name".to_string(),
-                "arca".to_string(),
-            )])),
-            ..ObjectMeta::default()
-        },
-        type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([(
-            REPOSITORY_PASSWORD_KEY.to_string(),
-            ByteString(new_password().into_bytes()),
-        )])),
-        ..Secret::default()
-    };
-    match api.create(&PostParams::default(), &secret).await {
-        Ok(_) => {
-            tracing::info!(
-                "created Secret {namespace}/{REPOSITORY_SECRET} with a new repository password: keep a copy, the volume data cannot be read without it"
-            );
-        }
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
+    match crate::secrets::create_once(
+        client,
+        namespace,
+        REPOSITORY_SECRET,
+        REPOSITORY_PASSWORD_KEY,
+        new_password().into_bytes(),
+    )
+    .await
+    {
+        Ok(true) => tracing::info!(
+            "created Secret {namespace}/{REPOSITORY_SECRET} with a new repository password: keep a copy, the volume data cannot be read without it"
+        ),
+        Ok(false) => {}
         Err(source) => {
             return Err(PasswordError::Api {
                 namespace: namespace.into(),
@@ -114,6 +97,8 @@ fn new_password() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::ByteString;
+    use std::collections::BTreeMap;
 
     #[test]
     fn new_passwords_are_long_and_different() {

@@ -289,17 +289,22 @@ impl EncryptingWriter {
 impl ObjectWriter for EncryptingWriter {
     async fn write(&mut self, mut chunk: Bytes) -> Result<(), StoreError> {
         self.plain_bytes += chunk.len() as u64;
+        // The segments this chunk completes go out in one write (a frame of the archive is
+        // megabytes: one call, not one per 64 KiB).
+        let mut sealed = Vec::new();
         while !chunk.is_empty() {
             // A full segment is sealed only once more data follows: the last one is sealed
             // as the last by `finish`, even when it is full.
             if self.buffer.len() == SEGMENT {
                 let index = self.next_index()?;
-                let sealed = self.cipher.seal(index, false, &self.buffer)?;
+                sealed.extend(self.cipher.seal(index, false, &self.buffer)?);
                 self.buffer.clear();
-                self.inner.write(Bytes::from(sealed)).await?;
             }
             let take = (SEGMENT - self.buffer.len()).min(chunk.len());
             self.buffer.extend_from_slice(&chunk.split_to(take));
+        }
+        if !sealed.is_empty() {
+            self.inner.write(Bytes::from(sealed)).await?;
         }
         Ok(())
     }
