@@ -869,3 +869,127 @@ async fn a_repository_not_yet_rekeyed_is_restored_and_pruned_with_the_shared_pas
     );
     scenario.stop().await;
 }
+
+/// The second attack of the threat model: a bucket writer edits `volumes.json` of a backup of
+/// their namespace to name the victim namespace's repository and snapshot, so that restoring
+/// it puts the victim's data into the attacker's pod. Under the old seal the restore is
+/// refused before anything is applied; sealed again (an insider holding the key), the
+/// engine still refuses a volume paired with another namespace's repository. No
+/// PodVolumeRestore is made, the attacker's namespace is not recreated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_volumes_json_pointing_at_another_namespace_s_data_is_refused() {
+    let scenario = Scenario::start("victim").await;
+    let (env, client, arca, app, prefix) = scenario.parts();
+    let victim = app.name.clone();
+    let attacker_ns = scenario.namespace("attacker").await;
+    let attacker = attacker_ns.name.clone();
+    let mut node = Node::new(env, "steal");
+    for ns in [&victim, &attacker] {
+        kubectl_apply(env, &pod_yaml(ns, "db-0"));
+        let (uid, node_name) = scheduled(client, ns, "db-0").await;
+        assert!(
+            node.name.is_empty() || node.name == node_name,
+            "one agent serves both pods"
+        );
+        node.name = node_name;
+        fill(&node.mount(&uid, "data"), 1, 5, 23);
+    }
+    let _agent = node.spawn_agent(env, &arca.name, "steal");
+    for (name, ns) in [("of-victim", &victim), ("of-attacker", &attacker)] {
+        let backup = scenario
+            .backup_within(
+                name,
+                &format!("{{includedNamespaces: [{ns}]}}"),
+                Duration::from_secs(300),
+            )
+            .await;
+        assert_completed(&backup);
+    }
+    let direct = store(env, &prefix.prefix).await;
+    let read = |name: &'static str| {
+        let direct = direct.clone();
+        async move {
+            let raw = direct
+                .get(&format!("backups/{name}/volumes.json"))
+                .await
+                .expect("volumes.json");
+            serde_json::from_slice::<serde_json::Value>(&raw).expect("json")
+        }
+    };
+    let stolen = read("of-victim").await["snapshots"][0].clone();
+    let mut forged = read("of-attacker").await;
+    forged["snapshots"][0]["repository"] = stolen["repository"].clone();
+    forged["snapshots"][0]["snapshotId"] = stolen["snapshotId"].clone();
+    assert_eq!(stolen["repository"], format!("volumes/{victim}/"));
+    let forged_bytes = serde_json::to_vec(&forged).expect("json");
+    direct
+        .put(
+            "backups/of-attacker/volumes.json",
+            forged_bytes.clone().into(),
+        )
+        .await
+        .expect("volumes.json forged");
+
+    kubectl(env, &["delete", "namespace", &attacker, "--wait=true"]);
+    let restore_of = |name: &str| {
+        format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: {name}, namespace: {}}}\nspec: {{backupName: of-attacker}}\n",
+            arca.name
+        )
+    };
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let work: Api<arca_api::PodVolumeRestore> = Api::namespaced(client.clone(), &arca.name);
+
+    // The attacker without the key: the seal no longer holds.
+    kubectl_apply(env, &restore_of("steal"));
+    let refused = restore_done(client, &arca.name, "steal", Duration::from_secs(120)).await;
+    let status = refused.status.clone().unwrap_or_default();
+    assert_eq!(
+        phase_of_restore(&refused),
+        RestorePhase::Failed,
+        "{status:?}"
+    );
+    let said = status.failure_reason.clone().unwrap_or_default();
+    assert!(
+        said.contains("volumes.json is not authentic") && said.contains("nothing was restored"),
+        "{said}"
+    );
+    assert!(
+        namespaces.get_opt(&attacker).await.expect("read").is_none(),
+        "nothing applied"
+    );
+
+    // An insider seals the forged file in: the engine still refuses the foreign repository.
+    let (_, mut metadata) = arca_e2e::tamper::read(direct.as_ref(), "of-attacker").await;
+    metadata["stats"]["volumesBytes"] = forged_bytes.len().into();
+    metadata["stats"]["volumesSha256"] =
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&forged_bytes)).into();
+    arca_e2e::tamper::reseal(client, &arca.name, &direct, "of-attacker", metadata).await;
+    kubectl_apply(env, &restore_of("steal-sealed"));
+    let failed = restore_done(client, &arca.name, "steal-sealed", Duration::from_secs(120)).await;
+    let status = failed.status.clone().unwrap_or_default();
+    assert_eq!(
+        phase_of_restore(&failed),
+        RestorePhase::Failed,
+        "{status:?}"
+    );
+    let said = status.failure_reason.clone().unwrap_or_default();
+    assert!(
+        said.contains(&format!("names repository volumes/{victim}/")),
+        "{said}"
+    );
+    assert!(
+        namespaces.get_opt(&attacker).await.expect("read").is_none(),
+        "nothing applied"
+    );
+    assert!(
+        work.list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .iter()
+            .all(|item| item.spec.pod.namespace != attacker),
+        "no PodVolumeRestore for the attacker's pod"
+    );
+    scenario.stop().await;
+}
