@@ -169,6 +169,23 @@ impl Context {
         Ok(ring)
     }
 
+    /// The encryption keys of `location` (None when it does not encrypt), or why they cannot
+    /// be read, said for a Backup's or Restore's validation errors.
+    pub async fn location_keys(
+        &self,
+        location: &arca_api::BackupStorageLocation,
+    ) -> Result<Option<KeyRing>, String> {
+        use kube::ResourceExt;
+        arca_runtime::keys::location_keys(&self.client, location)
+            .await
+            .map_err(|e| {
+                format!(
+                    "location {} encrypts its backups, but its key cannot be read: {e}",
+                    location.name_any()
+                )
+            })
+    }
+
     /// `backup.json` of `name` in `store`, its seal checked; when the seal does not hold
     /// with the keys known, once more with the keys read afresh.
     pub async fn backup_metadata(

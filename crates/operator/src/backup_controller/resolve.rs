@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arca_api::{Backup, BackupStorageLocation};
 use arca_engine::backup;
-use arca_runtime::{keys, locations};
+use arca_runtime::locations;
 use arca_store::{Key, KeyRing, ObjectStore};
 use kube::ResourceExt;
 
@@ -114,13 +114,6 @@ async fn open_for_backup(
         .map_err(|e| format!("the key that seals backups: {e}"))?
         .current()
         .clone();
-    let encryption = keys::location_keys(&ctx.client, &location)
-        .await
-        .map_err(|e| {
-            format!(
-                "location {} encrypts its backups, but its key cannot be read: {e}",
-                location.name_any()
-            )
-        })?;
+    let encryption = ctx.location_keys(&location).await?;
     Ok((location, store, seal_key, encryption))
 }

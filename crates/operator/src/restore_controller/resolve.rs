@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use arca_api::{AccessMode, Backup, BackupPhase, Restore, labels};
 use arca_engine::{pod_volumes::VolumeJob, restore};
-use arca_runtime::keys;
 use arca_store::{DiscardStore, EncryptedStore, ObjectStore, archive::BackupMetadata};
 use kube::{Api, ResourceExt, api::ListParams};
 
@@ -84,14 +83,7 @@ async fn prepare(ctx: &Context, restore: &Restore) -> Result<Resolved, String> {
     if let Some(problem) = crate::sync::foreign_tenant(ctx, &stored, &namespace) {
         return Err(format!("backup {name}: {problem}"));
     }
-    let keys = keys::location_keys(&ctx.client, &location)
-        .await
-        .map_err(|e| {
-            format!(
-                "location {} encrypts its backups, but its key cannot be read: {e}",
-                location.name_any()
-            )
-        })?;
+    let keys = ctx.location_keys(&location).await?;
     let volumes = ctx
         .volume_job(&namespace, &location, store.clone())
         .await
