@@ -26,26 +26,7 @@ async fn a_realistic_namespace_comes_back_identical() {
     let other = scenario.namespace("neighbour").await;
     let suffix = format!("t{}", &app.name[app.name.len() - 6..]);
     apply_fixture(env, &fixture(&app.name, &other.name, &suffix), &["Widget"]);
-    eventually(
-        "the claim to bind to its volume",
-        Duration::from_secs(60),
-        || async {
-            let phase = kubectl(
-                env,
-                &[
-                    "get",
-                    "pvc",
-                    "static-claim",
-                    "-n",
-                    &app.name,
-                    "-o",
-                    "jsonpath={.status.phase}",
-                ],
-            );
-            (phase == "Bound").then_some(())
-        },
-    )
-    .await;
+    wait_bound(env, &app.name, "static-claim").await;
     let crd = format!("widgets.{suffix}.example.com");
     let pv = format!("pv-{suffix}");
     let before = snapshot(
@@ -287,4 +268,35 @@ async fn conditions_say_how_a_run_ended_for_kubectl_wait() {
         ],
     );
     scenario.stop().await;
+}
+
+/// Waits until the claim is Bound (the controller-manager's volume binder runs every 15 s);
+/// on a timeout, fails with what the claim and the volumes show.
+async fn wait_bound(env: &arca_e2e::TestEnv, namespace: &str, claim: &str) {
+    let bound = || {
+        kubectl(
+            env,
+            &[
+                "get",
+                "pvc",
+                claim,
+                "-n",
+                namespace,
+                "-o",
+                "jsonpath={.status.phase}",
+            ],
+        ) == "Bound"
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !bound() {
+        if tokio::time::Instant::now() > deadline {
+            let claim_state = kubectl(env, &["describe", "pvc", claim, "-n", namespace]);
+            let volumes = kubectl(env, &["get", "pv", "-o", "wide"]);
+            panic!(
+                "the claim is not Bound after 60s (the controller-manager's log is kept with \
+                 the environment's, under control-plane/)\n{claim_state}\n{volumes}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -60,7 +60,18 @@ options:
 componentsPatches:
 - name: kube-apiserver
   extraArgs:
-{apiserver_args}- name: kwok-controller
+{apiserver_args}# One controller-manager and one scheduler: nothing to elect. With an election, a lease
+# renewal that misses its deadline on a loaded machine makes the process exit, and kwokctl
+# does not restart it: every controller would stop for the rest of the run.
+- name: kube-controller-manager
+  extraArgs:
+  - key: leader-elect
+    value: "false"
+- name: kube-scheduler
+  extraArgs:
+  - key: leader-elect
+    value: "false"
+- name: kwok-controller
   extraArgs:
   # Only the nodes annotated as kwok's: a real kubelet's node is left alone.
   - key: manage-all-nodes
