@@ -44,6 +44,9 @@ pub(crate) struct Agent {
     pub settings: AgentSettings,
     /// Consecutive reconcile failures per work item.
     pub backoff: arca_runtime::backoff::Backoff,
+    /// Master keys of the repositories opened so far: a repository is opened for every
+    /// volume of every backup and restore, and the password's key derivation is done once.
+    pub key_cache: Arc<arca_volume::KeyCache>,
 }
 
 impl Agent {
@@ -81,6 +84,7 @@ pub async fn run(
         client,
         settings,
         backoff: arca_runtime::backoff::Backoff::default(),
+        key_cache: Arc::default(),
     });
     fail_orphans(&agent).await?;
     tracing::info!(

@@ -128,6 +128,7 @@ pub async fn repository(
     let own = derive_repository_password(&shared, root);
     Ok(
         VolumeRepository::at_root(store, &root.to_string(), own.reveal().to_string())
-            .with_fallback_password(shared.reveal().to_string()),
+            .with_fallback_password(shared.reveal().to_string())
+            .with_key_cache(agent.key_cache.clone()),
     )
 }

@@ -44,6 +44,11 @@
 //! one (a restic repository holds several keys: the new one is added before the old one is
 //! deleted, so it always opens with one of the two).
 //!
+//! Opening with a password costs a key derivation (scrypt). A long-lived process shares a
+//! [`KeyCache`] ([`VolumeRepository::with_key_cache`]): a password that opened a key file
+//! opens the repository again with the master key it found, without a derivation, while
+//! that key file is still in the repository.
+//!
 //! # Forgetting and pruning
 //!
 //! This crate takes no lock in the store (restic's locks are advisory, and the store has no
@@ -60,6 +65,7 @@ mod backend;
 mod backup;
 mod error;
 mod forget;
+mod key_cache;
 mod progress;
 mod repo;
 mod restore;
@@ -70,6 +76,7 @@ pub use backend::{StoreBackend, TransferCounters};
 pub use backup::{SnapshotRequest, SnapshotSummary};
 pub use error::{CREDENTIALS_SECRET, PASSWORD_KEY, Result, VolumeError};
 pub use forget::PruneReport;
+pub use key_cache::KeyCache;
 pub use progress::{BytesProgress, ProgressFn};
 pub use repo::{Rekey, SnapshotInfo, VolumeRepository};
 pub use restore::RestoreSummary;

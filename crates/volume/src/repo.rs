@@ -5,14 +5,15 @@ use std::{fmt, sync::Arc};
 
 use arca_store::{Layout, ObjectStore};
 use rustic_core::{
-    ConfigOptions, Credentials, KeyOptions, NoProgressBars, OpenStatus, ProgressBars, ReadBackend,
-    Repository, RepositoryBackends, RepositoryOptions, WriteBackend,
+    ConfigOptions, Credentials, FileType, KeyOptions, NoProgressBars, OpenStatus, ProgressBars,
+    ReadBackend, Repository, RepositoryBackends, RepositoryOptions, WriteBackend,
 };
 use tokio::runtime::Handle;
 
 use crate::{
     StoreBackend,
     error::{Result, VolumeError},
+    key_cache::{KeyCache, Opened},
 };
 
 /// Size of the data packs of new repositories.
@@ -44,7 +45,7 @@ impl Rekey {
 ///
 /// Every method runs rustic on a blocking thread of the current (multi-threaded) Tokio
 /// runtime and opens the repository afresh (reads the keys, derives the password's key,
-/// reads the config): nothing is cached between calls, in memory or on disk.
+/// reads the config); only the derived master key may come from a [`KeyCache`].
 #[derive(Clone)]
 pub struct VolumeRepository {
     store: Arc<dyn ObjectStore>,
@@ -55,6 +56,9 @@ pub struct VolumeRepository {
     fallback: Option<Arc<str>>,
     /// When set, only snapshots tagged `namespace=<this>` are restored.
     namespace_only: Option<Arc<str>>,
+    /// Master keys already opened by a password, shared by the process
+    /// ([`VolumeRepository::with_key_cache`]).
+    key_cache: Option<Arc<KeyCache>>,
 }
 
 impl fmt::Debug for VolumeRepository {
@@ -101,6 +105,7 @@ impl VolumeRepository {
             password: password.into(),
             fallback: None,
             namespace_only: None,
+            key_cache: None,
         }
     }
 
@@ -117,6 +122,7 @@ impl VolumeRepository {
             password: password.into(),
             fallback: None,
             namespace_only: None,
+            key_cache: None,
         }
     }
 
@@ -133,6 +139,14 @@ impl VolumeRepository {
     /// refused before anything is written.
     pub fn only_namespace(mut self, namespace: &str) -> Self {
         self.namespace_only = Some(namespace.into());
+        self
+    }
+
+    /// Opens with a master key that this password opened before (see [`KeyCache`]), skipping
+    /// the key derivation, while the key file it came from is still in the repository; a
+    /// password open fills the cache.
+    pub fn with_key_cache(mut self, cache: Arc<KeyCache>) -> Self {
+        self.key_cache = Some(cache);
         self
     }
 
@@ -261,15 +275,16 @@ impl VolumeRepository {
         }
     }
 
-    /// The opened repository on `be` with `password` alone.
+    /// The opened repository on `be` with `password` alone: from the key cache when this
+    /// password opened it before and its key file is still there, else by the password.
     fn open_with(
         &self,
         be: Arc<StoreBackend>,
-        bars: impl ProgressBars,
+        bars: impl ProgressBars + Clone,
         password: &str,
     ) -> Result<Repository<OpenStatus>> {
         let location = be.location();
-        let repo = self.repository(be, bars)?;
+        let repo = self.repository(be.clone(), bars.clone())?;
         let exists = repo
             .config_id()
             .map_err(|e| VolumeError::rustic("reading the repository config", &location, &e))?
@@ -277,8 +292,28 @@ impl VolumeRepository {
         if !exists {
             return Err(VolumeError::NotInitialized { location });
         }
-        repo.open(&Credentials::password(password))
-            .map_err(|e| VolumeError::rustic("opening the repository", &location, &e))
+        let cache = self.key_cache.as_deref();
+        if let Some(cached) = cache.and_then(|c| c.get(&location, password)) {
+            let keys = be
+                .list(FileType::Key)
+                .map_err(|e| VolumeError::rustic("listing the repository keys", &location, &e))?;
+            if keys.contains(&*cached.key_id) {
+                let again = self.repository(be.clone(), bars)?;
+                if let Ok(opened) = again.open(&Credentials::Masterkey(cached.master)) {
+                    tracing::debug!(%location, "opened the volume repository with a cached key");
+                    return Ok(opened);
+                }
+            }
+            cache.inspect(|c| c.forget(&location, password));
+        }
+        let opened = repo
+            .open(&Credentials::password(password))
+            .map_err(|e| VolumeError::rustic("opening the repository", &location, &e))?;
+        if let (Some(cache), Some(key_id)) = (cache, *opened.key_id()) {
+            let master = opened.key();
+            cache.put(&location, password, Opened { key_id, master });
+        }
+        Ok(opened)
     }
 
     /// Re-keys the repository from `previous` to this handle's password: when only
@@ -297,7 +332,9 @@ impl VolumeRepository {
     /// [`VolumeError::WrongPassword`] when neither password opens the repository,
     /// [`VolumeError::NotInitialized`] when there is none.
     pub async fn retire_password(&self, previous: String) -> Result<Rekey> {
-        let this = self.clone();
+        // Which key each password opens matters here: never from the cache.
+        let mut this = self.clone();
+        this.key_cache = None;
         self.run("re-keying the volume repository", move |be| {
             let location = be.location();
             let mut outcome = Rekey::default();

@@ -210,3 +210,54 @@ async fn a_new_repository_needs_no_rekeying_and_a_stranger_cannot_rekey() {
         .expect_err("no repository");
     assert!(matches!(err, VolumeError::NotInitialized { .. }), "{err:?}");
 }
+
+/// A password's master key, cached by a long-lived process, opens the repository only
+/// while the password's key file is there: once re-keying removed it, the cache opens
+/// nothing, and a repository made anew at the same place is opened by its password.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cached_key_opens_only_while_its_key_file_is_there() {
+    let fx = Fixture::new();
+    let snapshot = legacy_repository(&fx).await;
+    let cache = Arc::new(arca_volume::KeyCache::default());
+    let shared = || repo(&fx, SHARED).with_key_cache(cache.clone());
+
+    assert_eq!(shared().snapshots().await.expect("opens").len(), 1);
+    assert_eq!(cache.len(), 1, "the password's master key is kept");
+    assert_eq!(
+        shared().snapshots().await.expect("opens from the cache")[0].id,
+        snapshot
+    );
+
+    // Another password finds no entry of its own.
+    refused(&repo(&fx, OWN).with_key_cache(cache.clone())).await;
+
+    // Re-keyed to its own password: the shared password's key file is gone, and the cached
+    // master key of that password no longer opens the repository.
+    repo(&fx, OWN)
+        .with_key_cache(cache.clone())
+        .retire_password(SHARED.into())
+        .await
+        .expect("rekey");
+    refused(&shared()).await;
+    assert_eq!(cache.len(), 0, "the stale entry is dropped");
+
+    // A repository made anew at the same place, with the same password: another master key.
+    let own = || repo(&fx, OWN).with_key_cache(cache.clone());
+    assert_eq!(own().snapshots().await.expect("opens").len(), 1);
+    for object in fx
+        .store
+        .list(&format!("volumes/{NAMESPACE}/"))
+        .await
+        .expect("list")
+    {
+        fx.store.delete(&object.key).await.expect("delete");
+    }
+    assert!(repo(&fx, OWN).ensure_initialized().await.expect("init"));
+    assert!(
+        own()
+            .snapshots()
+            .await
+            .expect("opens the new one")
+            .is_empty()
+    );
+}
