@@ -110,6 +110,10 @@ spec:
 async fn a_private_ca_is_trusted_through_ca_cert_ref_and_only_then() {
     let env = env();
     let client = env.client().await.expect("client");
+    // The locations below are applied before the operator (which installs the CRDs) starts.
+    arca_e2e::install_crds(&client)
+        .await
+        .expect("CRDs installed");
     let arca = env.namespace("arca").await.expect("namespace");
     let app = env.namespace("tlsapp").await.expect("namespace");
     let store = start_tls_store(env, &arca.name).await;

@@ -71,6 +71,10 @@ pub struct S3Store {
     endpoint: String,
     sse: Option<ServerSideEncryption>,
     retention: Option<ObjectRetention>,
+    /// Bodies are sent without a SHA-256 of the payload in the signature (HTTPS only: TLS
+    /// protects them in transit, and the CRC32 checksum the SDK adds lets the store check
+    /// them). Over plain HTTP the payload stays signed.
+    unsigned_payload: bool,
 }
 
 impl S3Store {
@@ -141,6 +145,10 @@ impl S3Store {
             } else {
                 format!("{prefix}/")
             },
+            unsigned_payload: config
+                .endpoint
+                .as_deref()
+                .is_none_or(|e| e.to_ascii_lowercase().starts_with("https://")),
             endpoint: config.endpoint.unwrap_or_else(|| "AWS S3".into()),
             sse: config.server_side_encryption,
             retention: config.retention,
@@ -278,7 +286,8 @@ impl ObjectStore for S3Store {
         let (sse, kms_key) = self.sse_headers();
         let retention = self.retention_now();
         // The SDK adds a CRC32 checksum to every put, which S3 requires with a retention.
-        self.client
+        let request = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(self.full(key))
@@ -286,10 +295,13 @@ impl ObjectStore for S3Store {
             .set_server_side_encryption(sse)
             .set_ssekms_key_id(kms_key)
             .set_object_lock_mode(retention.as_ref().map(|r| r.0.clone()))
-            .set_object_lock_retain_until_date(retention.map(|r| r.1))
-            .send()
-            .await
-            .map_err(|e| self.error("writing", key, e))?;
+            .set_object_lock_retain_until_date(retention.map(|r| r.1));
+        let sent = if self.unsigned_payload {
+            request.customize().disable_payload_signing().send().await
+        } else {
+            request.send().await
+        };
+        sent.map_err(|e| self.error("writing", key, e))?;
         Ok(())
     }
 
@@ -550,17 +562,20 @@ impl S3Writer {
         self.next_part += 1;
         let (store, key) = (self.store.clone(), self.key.clone());
         self.in_flight.spawn(async move {
-            let out = store
+            let request = store
                 .client
                 .upload_part()
                 .bucket(&store.bucket)
                 .key(store.full(&key))
                 .upload_id(upload_id)
                 .part_number(number)
-                .body(ByteStream::from(body))
-                .send()
-                .await
-                .map_err(|e| store.error("uploading part of", &key, e))?;
+                .body(ByteStream::from(body));
+            let sent = if store.unsigned_payload {
+                request.customize().disable_payload_signing().send().await
+            } else {
+                request.send().await
+            };
+            let out = sent.map_err(|e| store.error("uploading part of", &key, e))?;
             Ok(CompletedPart::builder()
                 .part_number(number)
                 .set_e_tag(out.e_tag().map(str::to_string))
