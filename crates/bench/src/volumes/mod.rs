@@ -1,82 +1,160 @@
-//! Pod volume data: the node agent (`arca agent`, release build) backing up a pod volume of
-//! mixed data (large random and compressible files, thousands of small ones) to the test S3
-//! server, against `restic backup` of the same folder to the same server, in one run; then
-//! the same data unchanged, by both; and the agent's peak resident memory.
+//! Pod volume data: Arca, restic and kopia (the engine Velero uses) on the same generated
+//! data, to the same S3 server, in one run. Each contestant, in each round: a first backup,
+//! an unchanged backup, then a restore of the first snapshot into an empty folder, checked
+//! against the data. Each round uses fresh repositories; the order of the contestants
+//! rotates between rounds. See `measure.rs` for what is measured and how.
+
+mod arca;
+mod data;
+mod kopia;
+mod measure;
+mod pod;
+mod report;
+mod restic;
 
 use std::{
-    fmt::Write as _,
-    io::Write as _,
     path::{Path, PathBuf},
     process::Stdio,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
-use arca_api::{Backup, BackupPhase, PodVolumeBackup};
-use kube::{
-    Api, Client, ResourceExt,
-    api::{ListParams, PostParams},
-};
-use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
+use kube::Client;
 
-use crate::secs;
+use crate::{secs, steps::ARCA_NS};
+pub use report::report;
 
-const NS: &str = "bench-volumes";
-const ARCA_NS: &str = "arca-system";
+use self::{arca::Arca, data::DataSet, kopia::Kopia, measure::Phase, restic::Restic};
 
-/// What one side of the comparison did.
-struct Run {
-    took: Duration,
-    uploaded: Option<u64>,
+/// The phases of a round, in order.
+const PHASES: [&str; 3] = ["first backup", "unchanged backup", "restore"];
+
+/// The volume benchmark's settings (`--volume-gib`, `--volume-rounds`).
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// GiB of data (fractions allowed).
+    pub gib: f64,
+    /// Rounds; each uses fresh repositories, the contestants' order rotated.
+    pub rounds: usize,
 }
 
+/// What every contestant's round works with.
+struct Ctx<'a> {
+    env: &'a arca_testenv::Environment,
+    client: Client,
+    data: DataSet,
+    bucket: measure::Bucket,
+    /// The S3 server (versitygw), whose CPU seconds each phase reports.
+    s3_pid: Option<u32>,
+    /// Scratch folders of restic and kopia (repositories' caches, restores).
+    work: PathBuf,
+    /// The agent's `--host-pods-dir`, laid out as kubelet's.
+    pods_dir: PathBuf,
+    agent_pid: u32,
+    operator_pid: u32,
+}
+
+/// One side of the comparison. An Arca variant (another location setting) is one more
+/// `Contestant::Arca(Arca::variant(..))` in [`contestants`].
+#[derive(Debug)]
+enum Contestant {
+    Arca(Arca),
+    Restic(Restic),
+    Kopia(Kopia),
+}
+
+/// The contestants, in the first round's order. An Arca variant is one more line, e.g.
+/// (with a made-up setting) `Contestant::Arca(Arca::variant("Arca, no compression",
+/// "nocomp", json!({"config": {"compression": "off"}})))`: its own location, repository
+/// and rows in the report, its own ratios against the targets.
+fn contestants() -> Vec<Contestant> {
+    vec![
+        Contestant::Arca(Arca::default_location()),
+        Contestant::Restic(Restic),
+        Contestant::Kopia(Kopia),
+    ]
+}
+
+impl Contestant {
+    fn label(&self) -> &str {
+        match self {
+            Self::Arca(a) => &a.label,
+            Self::Restic(_) => "restic",
+            Self::Kopia(_) => "kopia",
+        }
+    }
+
+    async fn install(&self, ctx: &Ctx<'_>) -> anyhow::Result<()> {
+        match self {
+            Self::Arca(a) => a.install(ctx).await,
+            Self::Restic(_) | Self::Kopia(_) => Ok(()),
+        }
+    }
+
+    async fn round(&self, ctx: &Ctx<'_>, round: usize) -> anyhow::Result<[Phase; 3]> {
+        match self {
+            Self::Arca(a) => a.round(ctx, round).await,
+            Self::Restic(r) => r.round(ctx, round).await,
+            Self::Kopia(k) => k.round(ctx, round).await,
+        }
+    }
+}
+
+/// One contestant's round.
+#[derive(Debug)]
+struct Record {
+    label: String,
+    arca: bool,
+    round: usize,
+    /// Its place in the round's order (0: first).
+    slot: usize,
+    phases: [Phase; 3],
+}
+
+/// What the volume benchmark found.
+#[derive(Debug)]
 pub struct VolumeReport {
     bytes: u64,
     files: u64,
-    arca: [Run; 2],
-    restic: [Run; 2],
+    rounds: usize,
+    /// The labels, in the first round's order.
+    labels: Vec<String>,
+    records: Vec<Record>,
     restic_version: String,
-    agent_peak_kib: Option<u64>,
+    kopia_version: String,
+    /// Whether the agent's peak could be reset before each phase.
+    agent_peak_per_phase: bool,
 }
 
-/// Runs the volume benchmark with `gib` GiB of data; the operator must be running in
+/// Runs the volume benchmark; the operator (`operator_pid`) must be running in
 /// `arca-system` with location `default` on the test bucket.
 pub async fn run(
     env: &arca_testenv::Environment,
     client: &Client,
     arca: &Path,
-    gib: u64,
+    operator_pid: u32,
+    settings: Settings,
 ) -> anyhow::Result<VolumeReport> {
-    crate::seed::namespaces(client, std::iter::once(NS.to_string())).await?;
-    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), NS);
-    let pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "db-0", "annotations": {"backup.arca.dev/backup-volumes": "data"}},
-        "spec": {"containers": [{"name": "db", "image": "db"}], "volumes": [{"name": "data", "emptyDir": {}}]}
-    }))?;
-    pods.create(&PostParams::default(), &pod).await?;
-    let (uid, node) = loop {
-        let p = pods.get("db-0").await?;
-        if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
-            break (p.uid().unwrap_or_default(), node);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let pods_dir = env.dir.join("kubelet-pods");
-    let data = pods_dir
-        .join(&uid)
-        .join("volumes/kubernetes.io~empty-dir/data");
-    std::fs::create_dir_all(&data)?;
+    let work = measure::fresh_dir(env.dir.join("volume-bench"))?;
     let started = Instant::now();
-    let (bytes, files) = generate(&data, gib)?;
+    let data = DataSet::generate(&work.join("data"), settings.gib)?;
     eprintln!(
-        "bench: {} MiB in {files} files generated in {}s",
-        bytes >> 20,
+        "bench: {} MiB in {} files generated in {}s",
+        data.bytes >> 20,
+        data.files,
         secs(started.elapsed())
     );
-
+    let pods_dir = env.dir.join("kubelet-pods");
+    std::fs::create_dir_all(&pods_dir)?;
+    // The node agent lives through every round: its peak is reset before each phase.
     let mut agent = tokio::process::Command::new(arca)
         .arg("agent")
         .arg(format!("--kubeconfig={}", env.kubeconfig.display()))
-        .args(["--namespace", ARCA_NS, "--node-name", &node])
+        .args([
+            "--namespace",
+            ARCA_NS,
+            "--node-name",
+            &node_name(client).await?,
+        ])
         .arg(format!("--host-pods-dir={}", pods_dir.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -86,221 +164,73 @@ pub async fn run(
         .kill_on_drop(true)
         .spawn()?;
     let agent_pid = agent.id().unwrap_or_default();
-
-    let first = arca_backup(client, "vol-1").await?;
-    eprintln!("bench: Arca first backup {}s", secs(first.took));
-    let second = arca_backup(client, "vol-2").await?;
-    eprintln!("bench: Arca unchanged backup {}s", secs(second.took));
-    let agent_peak_kib = crate::steps::peak_rss_kib(agent_pid);
+    let s3_pid = std::fs::read_to_string(env.dir.join("pids/versitygw.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok());
+    let ctx = Ctx {
+        env,
+        client: client.clone(),
+        data,
+        bucket: measure::Bucket::new(env).await?,
+        s3_pid,
+        work: work.clone(),
+        pods_dir,
+        agent_pid,
+        operator_pid,
+    };
+    let restic_version = Restic::version().await?;
+    let kopia_version = Kopia::version(env).await?;
+    let contestants = contestants();
+    for c in &contestants {
+        c.install(&ctx).await?;
+    }
+    let mut records = Vec::new();
+    for round in 0..settings.rounds {
+        let n = contestants.len();
+        for slot in 0..n {
+            let c = &contestants[(slot + round) % n];
+            let phases = c.round(&ctx, round).await?;
+            eprintln!(
+                "bench: round {round}, {}: first {}s, unchanged {}s, restore {}s",
+                c.label(),
+                secs(phases[0].took),
+                secs(phases[1].took),
+                secs(phases[2].took)
+            );
+            records.push(Record {
+                label: c.label().to_string(),
+                arca: matches!(c, Contestant::Arca(_)),
+                round,
+                slot,
+                phases,
+            });
+        }
+    }
+    let agent_peak_per_phase = measure::reset_peak(agent_pid);
     let _ = agent.kill().await;
-
-    let restic = Restic::new(env);
-    let restic_version = restic.run(&["version"])?.trim().to_string();
-    restic.run(&["init", "--repository-version", "2"])?;
-    let restic_first = restic.backup(&data)?;
-    eprintln!("bench: restic first backup {}s", secs(restic_first.took));
-    let restic_second = restic.backup(&data)?;
-    eprintln!(
-        "bench: restic unchanged backup {}s",
-        secs(restic_second.took)
-    );
-    let _ = std::fs::remove_dir_all(&data);
+    let (bytes, files) = (ctx.data.bytes, ctx.data.files);
+    drop(ctx);
+    std::fs::remove_dir_all(&work)?;
     Ok(VolumeReport {
         bytes,
         files,
-        arca: [first, second],
-        restic: [restic_first, restic_second],
+        rounds: settings.rounds,
+        labels: contestants.iter().map(|c| c.label().to_string()).collect(),
+        records,
         restic_version,
-        agent_peak_kib,
+        kopia_version,
+        agent_peak_per_phase,
     })
 }
 
-/// Half the bytes in 64 MiB files (random, and text-like that compresses), half in small
-/// files of 4-60 KiB in nested folders (same mix).
-fn generate(dir: &Path, gib: u64) -> anyhow::Result<(u64, u64)> {
-    let mut rng = StdRng::seed_from_u64(42);
-    let total = gib << 30;
-    let words: Vec<String> = (0..4096)
-        .map(|i| format!("{:x}{} ", rng.random::<u32>(), i % 97))
-        .collect();
-    let fill = |rng: &mut StdRng, buf: &mut Vec<u8>, random: bool| {
-        if random {
-            rng.fill_bytes(buf);
-        } else {
-            let mut at = 0;
-            while at < buf.len() {
-                let w = words[rng.random_range(0..words.len())].as_bytes();
-                let n = w.len().min(buf.len() - at);
-                buf[at..at + n].copy_from_slice(&w[..n]);
-                at += n;
-            }
-        }
-    };
-    let (mut written, mut files) = (0u64, 0u64);
-    let mut chunk = vec![0u8; 1 << 20];
-    while written < total / 2 {
-        let mut f = std::fs::File::create(dir.join(format!("large-{files}.bin")))?;
-        for _ in 0..64 {
-            fill(&mut rng, &mut chunk, files % 2 == 0);
-            f.write_all(&chunk)?;
-        }
-        written += 64 << 20;
-        files += 1;
-    }
-    while written < total {
-        let sub = dir.join(format!("small/{}/{}", files % 64, files % 7));
-        std::fs::create_dir_all(&sub)?;
-        let mut body = vec![0u8; rng.random_range(4096..61440)];
-        fill(&mut rng, &mut body, files % 2 == 0);
-        std::fs::write(sub.join(format!("f{files}")), &body)?;
-        written += body.len() as u64;
-        files += 1;
-    }
-    Ok((written, files))
-}
-
-/// A Backup of the namespace, timed from creation to Completed; the bytes the agent
-/// uploaded.
-async fn arca_backup(client: &Client, name: &str) -> anyhow::Result<Run> {
-    let api: Api<Backup> = Api::namespaced(client.clone(), ARCA_NS);
-    let backup: Backup = serde_json::from_value(serde_json::json!({
-        "apiVersion": "arca.dev/v1alpha1", "kind": "Backup",
-        "metadata": {"name": name},
-        "spec": {"includedNamespaces": [NS]}
-    }))?;
-    let started = Instant::now();
-    api.create(&PostParams::default(), &backup).await?;
-    let done = crate::steps::finished(&api, name, |b: &Backup| {
-        b.status
-            .as_ref()
-            .and_then(|s| s.phase)
-            .is_some_and(|p| p.is_terminal())
-    })
-    .await?;
-    let took = started.elapsed();
-    let status = done.status.unwrap_or_default();
-    if status.phase != Some(BackupPhase::Completed) {
-        anyhow::bail!(
-            "backup {name} ended {:?}: {:?} (see the agent's log)",
-            status.phase,
-            status.failure_reason
-        )
-    }
-    let items: Api<PodVolumeBackup> = Api::namespaced(client.clone(), ARCA_NS);
-    let uploaded = items
-        .list(&ListParams::default().labels(&format!("arca.dev/backup-name={name}")))
-        .await?
-        .items
-        .iter()
-        .filter_map(|i| i.status.as_ref()?.bytes_uploaded)
-        .sum();
-    Ok(Run {
-        took,
-        uploaded: Some(uploaded),
-    })
-}
-
-/// The plain restic CLI on its own repository in the same bucket.
-struct Restic {
-    repo: String,
-    cache: PathBuf,
-    access_key: String,
-    secret_key: String,
-    region: String,
-}
-
-impl Restic {
-    fn new(env: &arca_testenv::Environment) -> Self {
-        let s3 = &env.s3;
-        Self {
-            repo: format!("s3:{}/{}/bench-restic", s3.endpoint, s3.bucket),
-            cache: env.dir.join("restic-cache"),
-            access_key: s3.access_key_id.clone(),
-            secret_key: s3.secret_access_key.clone(),
-            region: s3.region.clone(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = std::process::Command::new("restic")
-            .env("AWS_ACCESS_KEY_ID", &self.access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
-            .env("RESTIC_PASSWORD", "bench")
-            .args(["-r", &self.repo, "--cache-dir"])
-            .arg(&self.cache)
-            .arg("-o")
-            .arg(format!("s3.region={}", self.region))
-            .args(args)
-            .output()
-            .map_err(|e| anyhow::anyhow!("running restic (Debian package `restic`): {e}"))?;
-        anyhow::ensure!(
-            out.status.success(),
-            "restic {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn backup(&self, dir: &Path) -> anyhow::Result<Run> {
-        let started = Instant::now();
-        let out = self.run(&[
-            "backup",
-            "--json",
-            "--host",
-            "bench",
-            &dir.display().to_string(),
-        ])?;
-        let took = started.elapsed();
-        let uploaded = out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["message_type"] == "summary")
-            .and_then(|v| v["data_added"].as_u64());
-        Ok(Run { took, uploaded })
-    }
-}
-
-fn mib_s(bytes: u64, took: Duration) -> f64 {
-    bytes as f64 / 1048576.0 / took.as_secs_f64().max(0.001)
-}
-
-fn mib(bytes: Option<u64>) -> String {
-    bytes
-        .map(|b| format!("{:.1}", b as f64 / 1048576.0))
-        .unwrap_or_else(|| "?".into())
-}
-
-pub fn report(r: &VolumeReport) -> String {
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "\n## Pod volume backup vs. restic\n\n{:.2} GiB in {} files (half in 64 MiB files, half in 4-60 KiB files; half random, half compressible text), one pod volume, to the same S3 server. Arca: a Backup from creation to Completed (the node agent `arca agent` moves the data). `{}`: `restic backup` of the same folder, with its default cache.\n\n",
-        r.bytes as f64 / (1u64 << 30) as f64,
-        r.files,
-        r.restic_version
+/// The node the bench's pods are scheduled on (kwok's single node): the agent's.
+async fn node_name(client: &Client) -> anyhow::Result<String> {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let list = nodes.list(&kube::api::ListParams::default()).await?;
+    anyhow::ensure!(
+        list.items.len() == 1,
+        "the volume bench expects one node, the cluster has {}",
+        list.items.len()
     );
-    out.push_str("| run | restic (s) | restic MiB/s | Arca (s) | Arca MiB/s | Arca / restic throughput (target >= 1) | uploaded restic / Arca (MiB) |\n|---|---|---|---|---|---|---|\n");
-    for (i, label) in ["first", "unchanged"].iter().enumerate() {
-        let (a, b) = (&r.restic[i], &r.arca[i]);
-        let _ = writeln!(
-            out,
-            "| {label} | {} | {:.0} | {} | {:.0} | {:.2} | {} / {} |",
-            secs(a.took),
-            mib_s(r.bytes, a.took),
-            secs(b.took),
-            mib_s(r.bytes, b.took),
-            a.took.as_secs_f64() / b.took.as_secs_f64().max(0.001),
-            mib(a.uploaded),
-            mib(b.uploaded),
-        );
-    }
-    let _ = write!(
-        out,
-        "\nArca's unchanged backup is {:.1}x faster than its first (target >= 10). Peak resident set (VmHWM) of `arca agent`: {} MiB (target < 300).\n",
-        r.arca[0].took.as_secs_f64() / r.arca[1].took.as_secs_f64().max(0.001),
-        r.agent_peak_kib
-            .map(|k| format!("{:.0}", k as f64 / 1024.0))
-            .unwrap_or_else(|| "unknown".into())
-    );
-    out
+    Ok(list.items[0].metadata.name.clone().unwrap_or_default())
 }
