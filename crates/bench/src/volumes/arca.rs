@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::{
     Ctx,
-    measure::{Phase, Probe, reset_peak},
+    measure::{Phase, Probe, reset_peak, resident_kib},
     pod,
 };
 use crate::steps::{ARCA_NS, finished, peak_rss_kib};
@@ -247,11 +247,13 @@ impl Arca {
         work: impl Future<Output = anyhow::Result<T>>,
     ) -> anyhow::Result<(Phase, T)> {
         let reset = reset_peak(ctx.agent_pid);
+        let at_start = resident_kib(ctx.agent_pid);
         let probe = Probe::start(ctx.s3_pid, &[ctx.agent_pid, ctx.operator_pid]);
         let out = work.await?;
         let mut phase = probe.stop();
         // Without the reset, the peak is the agent's since it started.
         phase.peak_kib = peak_rss_kib(ctx.agent_pid).filter(|_| reset);
+        phase.resident_at_start_kib = at_start;
         Ok((phase, out))
     }
 }

@@ -29,6 +29,8 @@ pub(super) struct Phase {
     pub reported: Option<u64>,
     /// Peak resident set of the tool's process, KiB.
     pub peak_kib: Option<u64>,
+    /// A long-lived tool's (Arca's agent's) resident set when the phase started, KiB.
+    pub resident_at_start_kib: Option<u64>,
     /// CPU seconds (user + system) of the tool's processes (Arca: agent and operator).
     pub cpu_tool: f64,
     /// CPU seconds of the S3 server (versitygw) during the phase.
@@ -90,6 +92,15 @@ pub(super) fn loadavg() -> f64 {
 /// next reading is the peak of what comes after. False when the kernel refused.
 pub(super) fn reset_peak(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// A process's resident set now (VmRSS), KiB.
+pub(super) fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// What GNU time measured of a command.

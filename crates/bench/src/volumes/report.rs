@@ -117,7 +117,7 @@ pub fn report(r: &VolumeReport) -> String {
         out,
         "\nMiB/s: the data's size over the median time. Uploaded: the objects under the tool's prefix after the first backup (Arca: its namespace's repository and the backup's own objects), and what the unchanged backup added; in brackets what the tool reports (restic's `data_added`, which restic 0.14 counts before compression; kopia's progress line; Arca's `bytesUploaded`). Peak RSS: restic and kopia as GNU time reports it (`%M`); Arca: the node agent's VmHWM, {}. CPU s: user + system seconds of the tool's processes during the phase (Arca: the agent and the operator; restic and kopia: GNU time's), and of the S3 server. Load: the 1-minute load average when the phase started (2 cores).\n",
         if r.agent_peak_per_phase {
-            "reset before each phase (`/proc/<pid>/clear_refs`; the agent is long-lived, so what earlier phases left resident counts)"
+            "reset before each phase (`/proc/<pid>/clear_refs`; the agent is long-lived, so what earlier phases left resident counts: the rows of every run show in brackets its resident set when the phase started)"
         } else {
             "since the agent started: it is long-lived, its peak covers every backup and restore before it (the kernel refused to reset it)"
         }
@@ -207,9 +207,12 @@ fn every_run(r: &VolumeReport, out: &mut String) {
                     (Some(u), None) => mib(u as f64),
                     _ => "-".into(),
                 },
-                p.peak_kib
-                    .map(|k| format!("{:.0}", k as f64 / 1024.0))
-                    .unwrap_or_else(|| "?".into()),
+                match (p.peak_kib, p.resident_at_start_kib) {
+                    (Some(k), Some(s)) =>
+                        format!("{:.0} (from {:.0})", k as f64 / 1024.0, s as f64 / 1024.0),
+                    (Some(k), None) => format!("{:.0}", k as f64 / 1024.0),
+                    _ => "?".into(),
+                },
                 p.cpu_tool,
                 p.cpu_s3,
                 p.load,
