@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the test environment's components from Go modules into a cache outside the checkout:
 #   ${ARCA_TESTENV_CACHE:-~/.cache/arca-testenv}/<versions>/bin
-# Skips every component whose binary is already there. Prints the bin folder on stdout last.
+# Skips every component whose binary is already there (kopia: whose stamp file
+# bin/.kopia-version names KOPIA_VERSION; kopia is not in the cache key, so changing its
+# version rebuilds it alone). Prints the bin folder on stdout last.
 # Needs: go (>= 1.24) and the Go module proxy. No binary downloads.
 # `build.sh --print-bin` only prints the bin folder; `--print-cache` the cache folder.
 set -euo pipefail
@@ -66,10 +68,25 @@ build_install() { # name module version
   GOBIN="$bin" go install -trimpath -ldflags "-s -w" "$2@$3"
 }
 
+# kopia, the volume benchmark's peer. The module proxy refuses its version list, so
+# `go install ...@version` fails: a wrapper module asks for the exact version instead.
+build_kopia() {
+  local stamp="$bin/.kopia-version"
+  if have kopia && [ "$(cat "$stamp" 2>/dev/null)" = "$KOPIA_VERSION" ]; then return; fi
+  log "building kopia v$KOPIA_VERSION (about 2 min on 2 cores)"
+  local d="$cache/src/kopia"; rm -rf "$d"; mkdir -p "$d"; cd "$d"
+  go mod init local/kopia >/dev/null 2>&1
+  go get "github.com/kopia/kopia@v$KOPIA_VERSION"
+  go build -trimpath -ldflags "-s -w -X github.com/kopia/kopia/repo.BuildVersion=v$KOPIA_VERSION" \
+    -o "$bin/kopia" github.com/kopia/kopia
+  echo "$KOPIA_VERSION" >"$stamp"
+}
+
 build_k8s
 build_etcd
 build_install kwok sigs.k8s.io/kwok/cmd/kwok "v$KWOK_VERSION"
 build_install kwokctl sigs.k8s.io/kwok/cmd/kwokctl "v$KWOK_VERSION"
 build_install versitygw github.com/versity/versitygw/cmd/versitygw "v$VERSITYGW_VERSION"
 build_install helm helm.sh/helm/v3/cmd/helm "v$HELM_VERSION"
+build_kopia
 echo "$bin"

@@ -5,8 +5,9 @@
 //!   floor: a plain paginated LIST of the same resources;
 //! - restore of the first (smallest) set, against creating as many objects one at a time;
 //! - the operator's peak resident memory (VmHWM of the `arca server` process);
-//! - pod volume data: the node agent against `restic backup` of the same data to the same
-//!   S3 server, first and unchanged, and the agent's peak resident memory;
+//! - pod volume data: Arca (the node agent), restic and kopia on the same data to the same
+//!   S3 server: first backup, unchanged backup and restore, in rotated rounds, with
+//!   uploaded bytes, peak memory, CPU seconds and load of each run;
 //! - `--index-only`: the operator's peak memory restoring a large backup's index (300k
 //!   objects) against its floor (idle, and restoring 1k objects).
 
@@ -24,9 +25,13 @@ struct Args {
     /// Object counts to back up, in order (each adds to the previous).
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     sizes: Vec<usize>,
-    /// GiB of pod volume data backed up by the agent and by restic (0: skip).
+    /// GiB of pod volume data backed up by Arca, restic and kopia (0: skip; fractions
+    /// allowed, e.g. 0.25 for a quick check).
+    #[arg(long, default_value_t = 2.0)]
+    volume_gib: f64,
+    /// Rounds of the volume benchmark: each on fresh repositories, the tools' order rotated.
     #[arg(long, default_value_t = 2)]
-    volume_gib: u64,
+    volume_rounds: usize,
     /// Only the pod volume benchmark (no object counts).
     #[arg(long)]
     volumes_only: bool,
@@ -66,7 +71,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .await
     } else {
-        steps::run_all(&env, &args.arca, sizes, args.volume_gib).await
+        let volumes = volumes::Settings {
+            gib: args.volume_gib,
+            rounds: args.volume_rounds,
+        };
+        steps::run_all(&env, &args.arca, sizes, volumes).await
     };
     if !args.keep {
         arca_testenv::Environment::down(&name)?;

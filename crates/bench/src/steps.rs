@@ -37,7 +37,7 @@ pub async fn run_all(
     env: &arca_testenv::Environment,
     arca: &Path,
     sizes: &[usize],
-    volume_gib: u64,
+    volumes: crate::volumes::Settings,
 ) -> anyhow::Result<String> {
     anyhow::ensure!(
         arca.is_file(),
@@ -100,9 +100,8 @@ pub async fn run_all(
     if !rows.is_empty() {
         out = report(&rows, restore, peak_rss_kib(pid));
     }
-    if volume_gib > 0 {
-        let volumes = crate::volumes::run(env, &client, arca, volume_gib).await;
-        match volumes {
+    if volumes.gib > 0.0 && volumes.rounds > 0 {
+        match crate::volumes::run(env, &client, arca, pid, volumes).await {
             Ok(r) => out.push_str(&crate::volumes::report(&r)),
             Err(e) => {
                 let _ = server.kill().await;
