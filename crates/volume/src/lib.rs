@@ -71,9 +71,10 @@ mod repo;
 mod restore;
 mod source;
 mod tree_packs;
+mod writer;
 
 pub use backend::{StoreBackend, TransferCounters};
-pub use backup::{SnapshotRequest, SnapshotSummary};
+pub use backup::{BackupWriter, SnapshotRequest, SnapshotSummary};
 pub use error::{CREDENTIALS_SECRET, PASSWORD_KEY, Result, VolumeError};
 pub use forget::PruneReport;
 pub use key_cache::KeyCache;
