@@ -125,3 +125,73 @@ impl BlobSealer {
 fn pays(packed: usize, raw: usize) -> bool {
     packed.saturating_mul(100) < raw.saturating_mul(100 - MIN_SAVING_PERCENT)
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::RngCore;
+    use rustic_core::repofile::MasterKey;
+
+    use super::*;
+
+    fn sealer() -> (Sealer, BlobSealer) {
+        let key = Sealer::new(&MasterKey::new()).expect("key");
+        (key.clone(), BlobSealer::new(key, Some(3)).expect("zstd"))
+    }
+
+    #[test]
+    fn random_data_is_stored_uncompressed_and_text_compressed() {
+        let (key, mut blobs) = sealer();
+        for len in [1000, 1 << 20] {
+            let mut random = vec![0u8; len];
+            rand::rng().fill_bytes(&mut random);
+            let sealed = blobs
+                .seal(Blob {
+                    tpe: BlobType::Data,
+                    id: [1; 32],
+                    data: random.clone(),
+                })
+                .expect("seal");
+            assert_eq!(sealed.uncompressed, None);
+            assert_eq!(sealed.bytes.len(), len + OVERHEAD);
+            assert_eq!(key.open(&sealed.bytes).expect("open"), random);
+        }
+        let text: Vec<u8> = b"level=info msg=served\n".repeat(50_000);
+        let sealed = blobs
+            .seal(Blob {
+                tpe: BlobType::Data,
+                id: [2; 32],
+                data: text.clone(),
+            })
+            .expect("seal");
+        assert_eq!(sealed.uncompressed, Some(text.len() as u32));
+        assert!(sealed.bytes.len() < text.len() / 10);
+        let packed = key.open(&sealed.bytes).expect("open");
+        assert_eq!(
+            zstd::bulk::decompress(&packed, text.len()).expect("zstd"),
+            text
+        );
+    }
+
+    #[test]
+    fn without_compression_nothing_is_compressed() {
+        let key = Sealer::new(&MasterKey::new()).expect("key");
+        let mut blobs = BlobSealer::new(key, None).expect("no zstd");
+        let sealed = blobs
+            .seal(Blob {
+                tpe: BlobType::Tree,
+                id: [3; 32],
+                data: b"{\"nodes\":[]}\n".repeat(100),
+            })
+            .expect("seal");
+        assert_eq!(sealed.uncompressed, None);
+    }
+
+    #[test]
+    fn tampered_blobs_do_not_open() {
+        let (key, _) = sealer();
+        let mut sealed = key.seal(b"secret").expect("seal");
+        sealed[20] ^= 1;
+        assert!(key.open(&sealed).is_err());
+        assert!(key.open(&sealed[..10]).is_err());
+    }
+}

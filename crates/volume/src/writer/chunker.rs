@@ -149,3 +149,104 @@ impl<R: Read> Chunks<R> {
         Ok(Some(std::mem::replace(&mut self.pending, rest)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::{RngCore, SeedableRng, rngs::StdRng};
+
+    use super::*;
+
+    const MIN: usize = 512 << 10;
+    const MAX: usize = 8 << 20;
+
+    fn chunker() -> Chunker {
+        Chunker::new(0x003D_A335_8B4D_C173, 1 << 20, MIN, MAX).expect("restic's sizes")
+    }
+
+    fn random(len: usize, seed: u64) -> Vec<u8> {
+        let mut data = vec![0u8; len];
+        StdRng::seed_from_u64(seed).fill_bytes(&mut data);
+        data
+    }
+
+    fn split<R: Read>(reader: R, expected: u64) -> Vec<Vec<u8>> {
+        let mut chunks = chunker().chunks(reader, expected);
+        let mut out = Vec::new();
+        while let Some(chunk) = chunks.next_chunk().expect("read") {
+            out.push(chunk);
+        }
+        out
+    }
+
+    /// A reader handing out a few bytes at a time.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.0.len()).min(4093);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn invalid_sizes_are_refused() {
+        assert!(
+            Chunker::new(1, 3 << 20, MIN, MAX).is_none(),
+            "not a power of two"
+        );
+        assert!(
+            Chunker::new(1, 1 << 20, 2 << 20, MAX).is_none(),
+            "min above average"
+        );
+        assert!(
+            Chunker::new(1, 1 << 20, 32, MAX).is_none(),
+            "min within the window"
+        );
+    }
+
+    #[test]
+    fn small_files_are_one_chunk_and_empty_ones_none() {
+        let data = random(100 << 10, 1);
+        assert_eq!(split(&data[..], data.len() as u64), vec![data.clone()]);
+        assert!(split(&[][..], 0).is_empty());
+        let exact = random(MIN, 2);
+        assert_eq!(split(&exact[..], MIN as u64), vec![exact.clone()]);
+    }
+
+    #[test]
+    fn zeros_split_at_the_minimum_and_sizes_stay_in_bounds() {
+        let zeros = vec![0u8; 2 * MIN + 10];
+        let sizes: Vec<_> = split(&zeros[..], zeros.len() as u64)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(sizes, vec![MIN, MIN, 10]);
+        let data = random(24 << 20, 3);
+        let chunks = split(&data[..], data.len() as u64);
+        assert_eq!(chunks.concat(), data);
+        let (last, rest) = chunks.split_last().expect("chunks");
+        assert!(rest.iter().all(|c| (MIN..=MAX).contains(&c.len())));
+        assert!(last.len() <= MAX);
+        assert!(chunks.len() > 8, "about one per MiB: {}", chunks.len());
+    }
+
+    #[test]
+    fn boundaries_depend_on_content_only() {
+        let data = random(12 << 20, 4);
+        let whole = split(&data[..], data.len() as u64);
+        // Read a few KiB at a time, with a wrong size expectation: the same chunks.
+        assert_eq!(split(Trickle(&data), 1), whole);
+        // Bytes inserted at the start: the chunks after the first boundaries are the same.
+        let mut shifted = b"inserted".to_vec();
+        shifted.extend_from_slice(&data);
+        let moved = split(&shifted[..], shifted.len() as u64);
+        let same = moved.iter().filter(|c| whole.contains(c)).count();
+        assert!(
+            same + 2 >= whole.len(),
+            "{same} of {} chunks kept",
+            whole.len()
+        );
+    }
+}

@@ -121,3 +121,82 @@ impl PackBuilder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rustic_core::{
+        Id,
+        repofile::{IndexFile, MasterKey},
+    };
+
+    use super::*;
+    use crate::writer::index::{StoredPack, index_json};
+
+    fn blob(tpe: BlobType, id: u8, len: usize, uncompressed: Option<u32>) -> SealedBlob {
+        SealedBlob {
+            tpe,
+            id: [id; 32],
+            bytes: vec![id; len],
+            uncompressed,
+            raw_len: uncompressed.unwrap_or(len as u32),
+        }
+    }
+
+    #[test]
+    fn packs_and_index_files_are_in_restics_format() {
+        let key = Sealer::new(&MasterKey::new()).expect("key");
+        let mut pack = PackBuilder::new(BlobType::Data, 100);
+        assert!(pack.is_empty());
+        pack.add(blob(BlobType::Data, 7, 60, None)).expect("add");
+        assert!(!pack.is_full());
+        pack.add(blob(BlobType::Data, 9, 50, Some(400)))
+            .expect("add");
+        assert!(pack.is_full());
+        let done = pack.finish(&key).expect("finish");
+        assert!(pack.is_empty(), "the builder starts over");
+
+        // Blobs, then the sealed header, then its length.
+        let bytes = &done.bytes;
+        let (body, len) = bytes.split_at(bytes.len() - 4);
+        let header_len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        assert_eq!(header_len, 37 + 41 + OVERHEAD);
+        assert_eq!(&body[..60], &[7u8; 60][..]);
+        let header = key.open(&body[110..]).expect("header opens");
+        assert_eq!(header[0], 0, "uncompressed data");
+        assert_eq!(&header[1..5], &60u32.to_le_bytes());
+        assert_eq!(&header[5..37], &[7u8; 32]);
+        assert_eq!(header[37], 2, "compressed data");
+        assert_eq!(&header[38..42], &50u32.to_le_bytes());
+        assert_eq!(&header[42..46], &400u32.to_le_bytes());
+        assert_eq!(&header[46..78], &[9u8; 32]);
+
+        // rustic reads the index file written for it.
+        let pack_id = Id::new([5; 32]);
+        let json = index_json(
+            &[StoredPack {
+                id: pack_id,
+                size: bytes.len() as u32,
+                blobs: done.blobs,
+            }],
+            "2026-01-02T03:04:05Z",
+        );
+        let index: IndexFile = serde_json::from_slice(&json).expect("rustic reads it");
+        assert_eq!(index.packs[0].pack_size(), bytes.len() as u32);
+        // Without the recorded size, rustic computes it from the header entries: the same.
+        let mut value: serde_json::Value = serde_json::from_slice(&json).expect("json");
+        if let Some(pack) = value["packs"][0].as_object_mut() {
+            pack.remove("size");
+        }
+        let index: IndexFile = serde_json::from_value(value).expect("rustic reads it");
+        let read = &index.packs[0];
+        assert_eq!(*read.id, pack_id);
+        assert_eq!(read.pack_size(), bytes.len() as u32, "sizes agree");
+        assert_eq!(read.blobs[1].location.offset, 60);
+        assert_eq!(read.blobs[1].location.length, 50);
+        assert_eq!(
+            read.blobs[1].location.uncompressed_length.map(|n| n.get()),
+            Some(400)
+        );
+        assert_eq!(read.blobs[0].location.uncompressed_length, None);
+    }
+}

@@ -99,9 +99,7 @@ pub(crate) fn write_snapshot(
         .map_err(|e| rustic("listing the snapshots", e))?
         .into_iter()
         .filter(|s| {
-            s.hostname == snap.hostname
-                && s.label == snap.label
-                && s.paths.iter().eq([as_path])
+            s.hostname == snap.hostname && s.label == snap.label && s.paths.iter().eq([as_path])
         })
         .max_by(|a, b| a.time.cmp(&b.time));
     if let Some(parent) = &parent {

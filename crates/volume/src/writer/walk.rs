@@ -91,7 +91,12 @@ pub(crate) fn walk(
         }
         let change = parent.compare(&mut node);
         let content = match (&change, node.node_type == NodeType::File, open) {
-            (Change::Unchanged, _, _) | (_, false, _) => Content::Ready,
+            (Change::Unchanged, true, _) => {
+                // Not read, but done: the progress reaches the total as with rustic.
+                shared.progress.add(node.meta.size);
+                Content::Ready
+            }
+            (Change::Unchanged, false, _) | (_, false, _) => Content::Ready,
             (_, true, Some(open)) => {
                 let (reply, outcome) = bounded(1);
                 let size = node.meta.size;
