@@ -189,6 +189,7 @@ impl VolumeRepository {
                         snap,
                         &request.as_path,
                         progress,
+                        &operation,
                     )?
                 }
                 repo => {

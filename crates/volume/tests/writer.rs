@@ -125,3 +125,41 @@ async fn snapshots_of_both_writers_deduplicate_fully() {
     assert!(trees.iter().all(|t| *t == trees[0]), "{trees:?}");
     restic_ok(&dir, &["check", "--read-data"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pack_the_store_refuses_fails_the_backup_and_leaves_no_snapshot() {
+    let fx = Fixture::new();
+    let source = fx.folder("volume");
+    make_tree(&source);
+    let repo = VolumeRepository::new(fx.store.clone(), NAMESPACE, PASSWORD.into());
+    repo.ensure_initialized().await.expect("init");
+    // A file where the packs' folder should be: the store cannot write any pack.
+    let data = fx.repository_dir().join("data");
+    let _ = fs::remove_dir_all(&data);
+    fs::write(&data, b"in the way").expect("obstacle");
+    let err = repo
+        .backup(&source, &request("db-0/data"), no_progress())
+        .await
+        .expect_err("no pack can be stored");
+    let message = err.to_string();
+    println!("{message}");
+    assert!(message.contains("volumes/shop/data/"), "{message}");
+    assert!(
+        !message.contains("stopped"),
+        "the store's failure is reported: {message}"
+    );
+    assert!(repo.snapshots().await.expect("list").is_empty());
+    assert!(
+        fs::read_dir(fx.repository_dir().join("index"))
+            .map(|d| d.count() == 0)
+            .unwrap_or(true),
+        "no index file names a pack that is not there"
+    );
+    fs::remove_file(&data).expect("remove the obstacle");
+    let snap = repo
+        .backup(&source, &request("db-0/data"), no_progress())
+        .await
+        .expect("backup once the store works");
+    restic_ok(&fx.repository_dir(), &["check", "--read-data"]);
+    assert_eq!(repo.snapshots().await.expect("list")[0].id, snap.id);
+}

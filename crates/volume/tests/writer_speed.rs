@@ -2,7 +2,8 @@
 //! 64 MiB files, half in 4-60 KiB files, each half half random and half compressible text,
 //! as in the agent's profile. Prints wall time, the process's CPU time, bytes stored and
 //! peak RSS for each; asserts nothing about timings. `ARCA_VOLUME_COMPARE_MB` sets the size
-//! (default 32; use 512 with `--release` for a measurement).
+//! (default 32; use 512 with `--release` for a measurement); `ARCA_VOLUME_COMPARE_ONLY`
+//! (`Arca` or `Rustic`) runs one of them, for a profiler.
 
 mod common;
 
@@ -97,11 +98,15 @@ async fn arca_writer_against_rustic_archiver() {
         hostname: "arca".into(),
         tags: Vec::new(),
     };
+    let only = std::env::var("ARCA_VOLUME_COMPARE_ONLY").ok();
     let mut results = Vec::new();
     for (writer, root) in [
         (BackupWriter::Arca, "arca"),
         (BackupWriter::Rustic, "rustic"),
     ] {
+        if only.as_ref().is_some_and(|o| *o != format!("{writer:?}")) {
+            continue;
+        }
         let repo = VolumeRepository::at_root(fx.store.clone(), root, PASSWORD.into());
         repo.ensure_initialized().await.expect("init");
         reset_peak_rss();
@@ -123,7 +128,9 @@ async fn arca_writer_against_rustic_archiver() {
         );
         results.push((wall, cpu, summary));
     }
-    let (arca, rustic) = (&results[0], &results[1]);
+    let [arca, rustic] = &results[..] else {
+        return;
+    };
     println!(
         "Arca's writer: {:.2}x rustic's throughput, {:.2}x its CPU, {:.3}x its bytes stored",
         rustic.0.as_secs_f64() / arca.0.as_secs_f64(),

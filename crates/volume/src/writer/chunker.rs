@@ -87,25 +87,15 @@ impl<R: Read> Chunks<R> {
             let ask = (want - have)
                 .max(READ_BLOCK.min(self.max))
                 .min(self.left.saturating_add(1));
-            self.pending.resize(have + ask, 0);
-            match self.reader.read(&mut self.pending[have..]) {
-                Ok(0) => {
-                    self.pending.truncate(have);
-                    self.eof = true;
-                }
-                Ok(n) => {
-                    self.pending.truncate(have + n);
-                    // More than expected: the file grew, its size is unknown now.
-                    self.left = self.left.checked_sub(n).unwrap_or(usize::MAX);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    self.pending.truncate(have);
-                }
-                Err(e) => {
-                    self.pending.truncate(have);
-                    return Err(e);
-                }
+            // `read_to_end` reads into the spare capacity without zeroing it first.
+            let n = (&mut self.reader)
+                .take(ask as u64)
+                .read_to_end(&mut self.pending)?;
+            if n < ask {
+                self.eof = true;
             }
+            // More than expected: the file grew, its size is unknown now.
+            self.left = self.left.checked_sub(n).unwrap_or(usize::MAX);
         }
         Ok(self.pending.len() >= want)
     }

@@ -56,7 +56,7 @@ pub(crate) fn sha256(data: &[u8]) -> Hash {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum WriterError {
     /// The store refused a read or write.
-    #[error("{0}")]
+    #[error("{0}. Check the store, then run the backup again")]
     Store(String),
     /// zstd failed.
     #[error("compression failed: {0}")]

@@ -43,14 +43,14 @@ pub(crate) fn write_snapshot(
     mut snap: SnapshotFile,
     as_path: &str,
     progress: ProgressFn,
+    operation: &str,
 ) -> Result<SnapshotFile, VolumeError> {
-    let operation = format!("backing up into {}", be.location());
     let location = be.location();
     let rustic = |what: &str, e: Box<RusticError>| {
-        VolumeError::rustic(format!("{what} of {location}"), &location, &e)
+        VolumeError::rustic(format!("{operation}: {what}"), &location, &e)
     };
     let writer = |e: WriterError| VolumeError::Repository {
-        operation: operation.clone(),
+        operation: operation.to_string(),
         detail: e.to_string(),
     };
     let mut summary = snap.summary.take().unwrap_or_default();
@@ -66,7 +66,7 @@ pub(crate) fn write_snapshot(
         config.chunk_max_size(),
     )
     .ok_or_else(|| VolumeError::Repository {
-        operation: operation.clone(),
+        operation: operation.to_string(),
         detail: "the repository's chunk sizes are not restic's (a power of two between min and max): back it up with restic or rustic".into(),
     })?;
     let level = config.zstd().map_err(|e| rustic("reading the config", e))?;
@@ -134,7 +134,7 @@ pub(crate) fn write_snapshot(
     snap.tree = root;
     snap.paths.add(as_path.to_string());
     let json = serde_json::to_vec(&snap).map_err(|e| VolumeError::Repository {
-        operation: operation.clone(),
+        operation: operation.to_string(),
         detail: format!("the snapshot could not be serialized ({e}); please report it"),
     })?;
     let id = files.save_json(FileType::Snapshot, &json).map_err(writer)?;
