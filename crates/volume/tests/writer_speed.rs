@@ -79,6 +79,22 @@ fn peak_rss_mib() -> u64 {
         .map_or(0, |kb| kb >> 10)
 }
 
+/// Bytes in each of the repository's folders that a backup writes to.
+fn stored(repo: &Path) -> String {
+    fn size(path: &Path) -> u64 {
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => fs::read_dir(path)
+                .map(|d| d.flatten().map(|e| size(&e.path())).sum())
+                .unwrap_or(0),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        }
+    }
+    ["data", "index", "snapshots"]
+        .map(|f| format!("{f} {}", size(&repo.join(f))))
+        .join(", ")
+}
+
 fn reset_peak_rss() {
     // Linux: writing 5 to clear_refs resets VmHWM to the current RSS.
     let _ = fs::write("/proc/self/clear_refs", "5");
@@ -126,6 +142,8 @@ async fn arca_writer_against_rustic_archiver() {
             summary.bytes_uploaded as f64 * 100.0 / summary.total_bytes as f64,
             peak_rss_mib(),
         );
+        let dir = fx.dir.path().join("objects/bucket/cluster-a").join(root);
+        println!("{writer:?} stored: {}", stored(&dir));
         results.push((wall, cpu, summary));
     }
     let [arca, rustic] = &results[..] else {
