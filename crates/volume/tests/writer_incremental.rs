@@ -78,8 +78,10 @@ async fn unchanged_files_are_not_read_and_a_changed_byte_adds_one_chunk() {
     println!("one byte changed: {third:?}, {read} bytes read in all");
     assert_eq!(third.parent.as_deref(), Some(second.id.as_str()));
     assert!(third.data_added > 0);
-    // The chunk holding the byte (1 MiB on average, 8 MiB at most) and the trees above it.
-    assert!(third.data_added < 3 << 20, "{third:?}");
+    // The chunk holding the byte and the trees above it: 1 MiB on average, 8 MiB at most
+    // (where the chunks end depends on the repository's random polynomial).
+    assert!(third.data_added <= (8 << 20) + (64 << 10), "{third:?}");
+    assert!(third.data_added < first.data_added / 4, "{third:?}");
     assert!(
         read >= BIG as u64 && read < BIG as u64 + (1 << 20),
         "only big.bin is read"

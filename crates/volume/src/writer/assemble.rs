@@ -51,7 +51,7 @@ pub(crate) fn assemble(
                     }
                     Content::Ready => 0,
                     Content::Reading(outcome) => {
-                        match outcome.recv().map_err(|_| WriterError::Stopped)? {
+                        match shared.recv(&outcome)? {
                             Some(read) => {
                                 node.content = Some(read.content);
                                 read.bytes
@@ -100,13 +100,12 @@ fn store_tree(
     counter.fetch_add(1, Relaxed);
     let hash = id_bytes(&id);
     if shared.known.claim(BlobType::Tree, hash) {
-        blobs
-            .send(Blob {
-                tpe: BlobType::Tree,
-                id: hash,
-                data,
-            })
-            .map_err(|_| WriterError::Stopped)?;
+        let tree = Blob {
+            tpe: BlobType::Tree,
+            id: hash,
+            data,
+        };
+        shared.send(blobs, tree)?;
     }
     Ok(id)
 }

@@ -44,7 +44,7 @@ pub(crate) fn read_files(
         shared.check()?;
         let outcome = read_file(job.open, job.size, chunker, shared, blobs)?;
         // The assembler waits for every reply: it can only be gone when the backup stops.
-        job.reply.send(outcome).map_err(|_| WriterError::Stopped)?;
+        shared.send(&job.reply, outcome)?;
     }
     Ok(())
 }
@@ -75,13 +75,12 @@ fn read_file(
         shared.progress.add(len);
         content.push(DataId::from(Id::new(id)));
         if shared.known.claim(BlobType::Data, id) {
-            blobs
-                .send(Blob {
-                    tpe: BlobType::Data,
-                    id,
-                    data,
-                })
-                .map_err(|_| WriterError::Stopped)?;
+            let chunk = Blob {
+                tpe: BlobType::Data,
+                id,
+                data,
+            };
+            shared.send(blobs, chunk)?;
         }
     }
     Ok(Some(FileRead { content, bytes }))

@@ -38,11 +38,15 @@ use std::sync::{
     atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
 };
 
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 use sha2::{Digest, Sha256};
 
 pub(crate) use snapshot::{supports, write_snapshot};
 
 use crate::{BytesProgress, ProgressFn};
+
+/// How often a stage waiting on a queue checks whether the backup stopped.
+const POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A SHA-256: the name of every blob, pack and repository file.
 pub(crate) type Hash = [u8; 32];
@@ -188,6 +192,32 @@ impl<'a> Shared<'a> {
             && (first.is_none() || matches!(*first, Some(WriterError::Stopped)))
         {
             *first = Some(err);
+        }
+    }
+
+    /// Sends `value`, waiting while `to` is full, but not past a failure elsewhere: a stage
+    /// blocked on a full queue would otherwise keep the backup from ending.
+    pub(crate) fn send<T>(&self, to: &Sender<T>, mut value: T) -> Result<(), WriterError> {
+        loop {
+            match to.send_timeout(value, POLL) {
+                Ok(()) => return Ok(()),
+                Err(SendTimeoutError::Timeout(back)) => {
+                    self.check()?;
+                    value = back;
+                }
+                Err(SendTimeoutError::Disconnected(_)) => return Err(WriterError::Stopped),
+            }
+        }
+    }
+
+    /// The next message of `from`, waiting for it, but not past a failure elsewhere.
+    pub(crate) fn recv<T>(&self, from: &Receiver<T>) -> Result<T, WriterError> {
+        loop {
+            match from.recv_timeout(POLL) {
+                Ok(value) => return Ok(value),
+                Err(RecvTimeoutError::Timeout) => self.check()?,
+                Err(RecvTimeoutError::Disconnected) => return Err(WriterError::Stopped),
+            }
         }
     }
 

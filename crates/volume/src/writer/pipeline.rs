@@ -165,7 +165,7 @@ fn seal(
         count.fetch_add(1, Relaxed);
         added.fetch_add(u64::from(blob.raw_len), Relaxed);
         packed.fetch_add(blob.bytes.len() as u64, Relaxed);
-        sealed.send(blob).map_err(|_| WriterError::Stopped)?;
+        shared.send(sealed, blob)?;
     }
     Ok(())
 }
@@ -180,7 +180,7 @@ fn pack(
     let sealer = &plan.files.sealer;
     let mut data = PackBuilder::new(BlobType::Data, plan.data_pack);
     let mut trees = PackBuilder::new(BlobType::Tree, plan.tree_pack);
-    let send = |pack| packs.send(pack).map_err(|_| WriterError::Stopped);
+    let send = |pack| shared.send(packs, pack);
     for blob in sealed {
         shared.check()?;
         let builder = match blob.tpe {

@@ -49,7 +49,7 @@ pub(crate) fn walk(
     jobs: &Sender<FileJob>,
     events: &Sender<Event>,
 ) -> Result<(), WriterError> {
-    let send = |event| events.send(event).map_err(|_| WriterError::Stopped);
+    let send = |event| shared.send(events, event);
     let mut current = PathBuf::new();
     for entry in source.entries() {
         shared.check()?;
@@ -100,8 +100,7 @@ pub(crate) fn walk(
             (_, true, Some(open)) => {
                 let (reply, outcome) = bounded(1);
                 let size = node.meta.size;
-                jobs.send(FileJob { open, size, reply })
-                    .map_err(|_| WriterError::Stopped)?;
+                shared.send(jobs, FileJob { open, size, reply })?;
                 Content::Reading(outcome)
             }
             (_, true, None) => {
