@@ -3,7 +3,11 @@
 //! one data and one tree pack being filled, and [`PACKS_QUEUED`] + [`UPLOADERS`] finished
 //! packs.
 
-use std::{sync::Mutex, thread::ScopedJoinHandle};
+use std::{
+    sync::Mutex,
+    thread::ScopedJoinHandle,
+    time::{Duration, Instant},
+};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use rustic_core::{FileType, ReadSource, TreeId, jiff::Timestamp, repofile::BlobType};
@@ -36,8 +40,11 @@ const BLOBS_QUEUED: usize = 4;
 const JOBS_QUEUED: usize = 256;
 /// Walk events ahead of the assembler.
 const EVENTS_QUEUED: usize = 4096;
-/// An index file is written once the stored packs hold this many blobs (and at the end).
+/// An index file is written once the stored packs hold this many blobs, or the oldest of
+/// them waited this long (as rustic does), and at the end: a backup that stops early keeps
+/// what it stored before for the next one to deduplicate against.
 const INDEX_BLOBS: usize = 50_000;
+const INDEX_AGE: Duration = Duration::from_secs(5 * 60);
 
 /// What the pipeline writes with.
 #[derive(Debug)]
@@ -56,6 +63,18 @@ pub(crate) struct Plan<'a> {
 struct IndexBatch {
     packs: Vec<StoredPack>,
     blobs: usize,
+    /// When the first of `packs` was stored.
+    since: Option<Instant>,
+}
+
+impl IndexBatch {
+    /// Adds a stored pack; returns the batch when it is due for an index file.
+    fn add(&mut self, pack: StoredPack) -> Option<Self> {
+        self.blobs += pack.blobs.len();
+        self.packs.push(pack);
+        let since = *self.since.get_or_insert_with(Instant::now);
+        (self.blobs >= INDEX_BLOBS || since.elapsed() >= INDEX_AGE).then(|| std::mem::take(self))
+    }
 }
 
 /// Writes an index file for `packs` (all stored).
@@ -215,13 +234,11 @@ fn upload(
             let mut batch = batch
                 .lock()
                 .map_err(|_| WriterError::Internal("the index batch lock is poisoned"))?;
-            batch.blobs += pack.blobs.len();
-            batch.packs.push(StoredPack {
+            batch.add(StoredPack {
                 id,
                 size,
                 blobs: pack.blobs,
-            });
-            (batch.blobs >= INDEX_BLOBS).then(|| std::mem::take(&mut *batch))
+            })
         };
         if let Some(full) = full {
             write_index(files, &full.packs)?;
