@@ -6,8 +6,10 @@
 //! uncompressed unless compression saves at least [`MIN_SAVING_PERCENT`]. Large chunks are
 //! first judged on two samples, so incompressible data is not compressed whole for nothing.
 
+use std::io;
+
 use rustic_core::repofile::BlobType;
-use zstd::bulk::Compressor;
+use zstd::stream::raw::{Encoder, InBuffer, Operation, OutBuffer};
 
 use super::{
     Hash, WriterError,
@@ -45,8 +47,38 @@ pub(crate) struct SealedBlob {
 /// Compresses and encrypts blobs; one per worker thread (it keeps a zstd context).
 pub(crate) struct BlobSealer {
     sealer: Sealer,
-    compressor: Option<Compressor<'static>>,
+    compressor: Option<Encoder<'static>>,
     scratch: Vec<u8>,
+}
+
+/// Compresses `data` into `out` as one zstd frame, as a stream of unknown size: the same
+/// parameters, and so the same bytes, as rustic's compression (zstd 0.13's `encode_all`).
+/// One-shot compression tunes its tables to the input's size, and on small text it stores
+/// a few percent more.
+pub(crate) fn compress(
+    encoder: &mut Encoder<'static>,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    encoder.reinit()?;
+    out.clear();
+    out.reserve(zstd::zstd_safe::compress_bound(data.len()) + 64);
+    let mut input = InBuffer::around(data);
+    let mut output = OutBuffer::around(out);
+    let full = || io::Error::other("the zstd output buffer is full");
+    while input.pos() < data.len() {
+        let before = (input.pos(), output.pos());
+        encoder.run(&mut input, &mut output)?;
+        if (input.pos(), output.pos()) == before {
+            return Err(full());
+        }
+    }
+    while encoder.finish(&mut output, true)? > 0 {
+        if output.pos() == output.capacity() {
+            return Err(full());
+        }
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for BlobSealer {
@@ -61,7 +93,7 @@ impl BlobSealer {
     /// A sealer compressing at zstd `level` (`None`: never, as in a format v1 repository).
     pub(crate) fn new(sealer: Sealer, level: Option<i32>) -> Result<Self, WriterError> {
         let compressor = level
-            .map(Compressor::new)
+            .map(Encoder::new)
             .transpose()
             .map_err(WriterError::Compression)?;
         Ok(Self {
@@ -71,8 +103,12 @@ impl BlobSealer {
         })
     }
 
-    /// True when compressing `data` is worth trying.
-    fn worth_compressing(compressor: &mut Compressor<'static>, data: &[u8]) -> bool {
+    /// True when compressing `data` is worth trying (`scratch` is overwritten).
+    fn worth_compressing(
+        compressor: &mut Encoder<'static>,
+        data: &[u8],
+        scratch: &mut Vec<u8>,
+    ) -> bool {
         if data.len() < SAMPLED_FROM {
             return true;
         }
@@ -80,9 +116,7 @@ impl BlobSealer {
         [&data[..SAMPLE], &data[middle..middle + SAMPLE]]
             .iter()
             .any(|sample| {
-                compressor
-                    .compress(sample)
-                    .is_ok_and(|packed| pays(packed.len(), sample.len()))
+                compress(compressor, sample, scratch).is_ok() && pays(scratch.len(), sample.len())
             })
     }
 
@@ -92,13 +126,10 @@ impl BlobSealer {
         let mut uncompressed = None;
         if let Some(compressor) = self.compressor.as_mut()
             && !blob.data.is_empty()
-            && (blob.tpe == BlobType::Tree || Self::worth_compressing(compressor, &blob.data))
+            && (blob.tpe == BlobType::Tree
+                || Self::worth_compressing(compressor, &blob.data, &mut self.scratch))
         {
-            self.scratch.clear();
-            self.scratch
-                .reserve(zstd::zstd_safe::compress_bound(blob.data.len()));
-            compressor
-                .compress_to_buffer(&blob.data, &mut self.scratch)
+            compress(compressor, &blob.data, &mut self.scratch)
                 .map_err(WriterError::Compression)?;
             if pays(self.scratch.len(), blob.data.len()) {
                 uncompressed = Some(raw_len);
@@ -170,6 +201,22 @@ mod tests {
             zstd::bulk::decompress(&packed, text.len()).expect("zstd"),
             text
         );
+    }
+
+    #[test]
+    fn compression_gives_rustics_bytes() {
+        // rustic compresses with zstd 0.13's `encode_all`: a stream of unknown size.
+        let mut encoder = Encoder::new(0).expect("zstd");
+        let mut out = Vec::new();
+        let words: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("{:x} ", i.wrapping_mul(2_654_435_761) % 5000).into_bytes())
+            .collect();
+        for len in [0, 1, 5000, 9145, 60_000, 1 << 20] {
+            let text = &words[..len.min(words.len())];
+            compress(&mut encoder, text, &mut out).expect("compress");
+            let rustics = zstd_rustic::stream::encode_all(text, 0).expect("zstd");
+            assert_eq!(out, rustics, "{len} bytes");
+        }
     }
 
     #[test]

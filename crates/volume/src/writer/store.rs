@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use rustic_core::{FileType, Id, ReadBackend, WriteBackend, repofile::Tree};
 
-use super::{Hash, WriterError, crypto::Sealer, index::TreeLocation, sha256};
+use zstd::stream::raw::Encoder;
+
+use super::{Hash, WriterError, blob::compress, crypto::Sealer, index::TreeLocation, sha256};
 use crate::StoreBackend;
 
 /// The prefix of a compressed repository file (format v2): the JSON follows, zstd-compressed.
@@ -41,8 +43,12 @@ impl RepoFiles {
     pub(crate) fn save_json(&self, tpe: FileType, json: &[u8]) -> Result<Id, WriterError> {
         let plain = match self.level {
             Some(level) => {
-                let mut out = vec![COMPRESSED_FILE];
-                out.extend(zstd::bulk::compress(json, level).map_err(WriterError::Compression)?);
+                let mut encoder = Encoder::new(level).map_err(WriterError::Compression)?;
+                let mut packed = Vec::new();
+                compress(&mut encoder, json, &mut packed).map_err(WriterError::Compression)?;
+                let mut out = Vec::with_capacity(packed.len() + 1);
+                out.push(COMPRESSED_FILE);
+                out.extend_from_slice(&packed);
                 out
             }
             None => json.to_vec(),
