@@ -31,6 +31,17 @@ pub struct SnapshotRequest {
     pub tags: Vec<String>,
 }
 
+/// Which code writes a backup's snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackupWriter {
+    /// Arca's own writer (the crate's `writer` module): the default.
+    #[default]
+    Arca,
+    /// rustic's archiver, as before Arca had its own: kept to compare with, and used for
+    /// repositories whose chunker Arca's writer does not support.
+    Rustic,
+}
+
 /// What a backup did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotSummary {
@@ -92,9 +103,24 @@ impl VolumeRepository {
         request: &SnapshotRequest,
         progress: ProgressFn,
     ) -> Result<SnapshotSummary> {
+        self.backup_with(source, request, progress, BackupWriter::Arca)
+            .await
+    }
+
+    /// [`Self::backup`], with the snapshot written by `writer`.
+    pub async fn backup_with(
+        &self,
+        source: &Path,
+        request: &SnapshotRequest,
+        progress: ProgressFn,
+        writer: BackupWriter,
+    ) -> Result<SnapshotSummary> {
         let mut attempt = 0;
         loop {
-            match self.backup_once(source, request, progress.clone()).await {
+            match self
+                .backup_once(source, request, progress.clone(), writer)
+                .await
+            {
                 Err(e) if e.is_index_replaced() && attempt < crate::RACE_RETRIES => {
                     attempt += 1;
                     tracing::info!("{e}; starting again on the new index");
@@ -109,6 +135,7 @@ impl VolumeRepository {
         source: &Path,
         request: &SnapshotRequest,
         progress: ProgressFn,
+        writer: BackupWriter,
     ) -> Result<SnapshotSummary> {
         request.validate()?;
         let source = tokio::fs::canonicalize(source)
@@ -134,10 +161,6 @@ impl VolumeRepository {
             let failed = |e: Box<rustic_core::RusticError>| {
                 VolumeError::rustic(operation.clone(), &location, &e)
             };
-            let repo = this
-                .open(be, ForwardBars::new(progress))?
-                .to_indexed_ids()
-                .map_err(failed)?;
             let mut tags = StringList::default();
             for tag in &request.tags {
                 tags.add(tag.clone());
@@ -156,14 +179,30 @@ impl VolumeRepository {
             )
             .map_err(failed)?;
             let src = RootedSource::new(local, source.clone(), skipped.clone());
-            let snap = repo
-                .archive(
-                    &BackupOptions::default(),
-                    &src,
-                    snap,
-                    &[PathBuf::from(&request.as_path)],
-                )
-                .map_err(failed)?;
+            let own = writer == BackupWriter::Arca;
+            let snap = match this.open(be.clone(), ForwardBars::new(progress.clone()))? {
+                repo if own && crate::writer::supports(repo.config()) => {
+                    crate::writer::write_snapshot(
+                        &repo,
+                        be,
+                        &src,
+                        snap,
+                        &request.as_path,
+                        progress,
+                        &operation,
+                    )?
+                }
+                repo => {
+                    let repo = repo.to_indexed_ids().map_err(failed)?;
+                    repo.archive(
+                        &BackupOptions::default(),
+                        &src,
+                        snap,
+                        &[PathBuf::from(&request.as_path)],
+                    )
+                    .map_err(failed)?
+                }
+            };
             let (total_bytes, files, data_added) = snap.summary.as_ref().map_or((0, 0, 0), |s| {
                 (
                     s.total_bytes_processed,

@@ -15,6 +15,13 @@
 //! volumes/<namespace>/data/<first two hex digits>/<id>
 //! ```
 //!
+//! Backups are written by Arca's own writer (the `writer` module: restic's chunking,
+//! pack, index and snapshot formats, with the chunker's tables built once per backup,
+//! incompressible blobs stored as they are, and two pack uploads in flight); restores,
+//! forgetting and pruning go through `rustic_core`, which also opens the repository and
+//! walks the source folder for the writer. rustic's own archiver stays available
+//! ([`BackupWriter::Rustic`]) to compare with.
+//!
 //! [`StoreBackend`] implements rustic's backend traits over [`arca_store::ObjectStore`]
 //! (no `rustic_backend`/OpenDAL: Arca's store already knows S3, private CAs and the
 //! location's credentials). rustic is synchronous; [`VolumeRepository`] runs it on Tokio's
@@ -71,9 +78,10 @@ mod repo;
 mod restore;
 mod source;
 mod tree_packs;
+mod writer;
 
 pub use backend::{StoreBackend, TransferCounters};
-pub use backup::{SnapshotRequest, SnapshotSummary};
+pub use backup::{BackupWriter, SnapshotRequest, SnapshotSummary};
 pub use error::{CREDENTIALS_SECRET, PASSWORD_KEY, Result, VolumeError};
 pub use forget::PruneReport;
 pub use key_cache::KeyCache;
