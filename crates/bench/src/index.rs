@@ -17,7 +17,7 @@ use std::{
 
 use arca_api::{Backup, BackupPhase, Restore, RestorePhase};
 use arca_store::{
-    BackupStore, ObjectStore, S3Config, S3Store, SharedCredentials,
+    BackupStore, ObjectStore, S3Store,
     archive::{ArchiveStats, ArchiveWriter, BackupMetadata, FORMAT_VERSION, Item, encode_frames},
 };
 use bytes::Bytes;
@@ -116,23 +116,7 @@ pub async fn run(
 
 /// The bench location's bucket and prefix, as Arca's own store.
 async fn bucket(env: &arca_testenv::Environment) -> anyhow::Result<S3Store> {
-    let s3 = &env.s3;
-    Ok(S3Store::new(S3Config {
-        bucket: s3.bucket.clone(),
-        prefix: "bench".into(),
-        region: Some(s3.region.clone()),
-        endpoint: Some(s3.endpoint.clone()),
-        force_path_style: true,
-        credentials: Some(SharedCredentials {
-            access_key_id: s3.access_key_id.clone(),
-            secret_access_key: s3.secret_access_key.clone(),
-            session_token: None,
-        }),
-        ca_pem: None,
-        public_endpoint: None,
-        ..Default::default()
-    })
-    .await?)
+    crate::test_bucket(env, "bench").await
 }
 
 /// ConfigMap `i` of the bench backups, spread over the bench namespaces.

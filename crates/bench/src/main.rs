@@ -93,3 +93,25 @@ async fn main() -> anyhow::Result<()> {
 pub fn secs(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64())
 }
+
+/// The test environment's bucket under `prefix` ("" for all of it), as Arca's own store.
+pub async fn test_bucket(
+    env: &arca_testenv::Environment,
+    prefix: &str,
+) -> anyhow::Result<arca_store::S3Store> {
+    let s3 = &env.s3;
+    Ok(arca_store::S3Store::new(arca_store::S3Config {
+        bucket: s3.bucket.clone(),
+        prefix: prefix.into(),
+        region: Some(s3.region.clone()),
+        endpoint: Some(s3.endpoint.clone()),
+        force_path_style: true,
+        credentials: Some(arca_store::SharedCredentials {
+            access_key_id: s3.access_key_id.clone(),
+            secret_access_key: s3.secret_access_key.clone(),
+            session_token: None,
+        }),
+        ..Default::default()
+    })
+    .await?)
+}

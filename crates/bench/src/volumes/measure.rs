@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use arca_store::{ObjectStore, S3Config, S3Store, SharedCredentials};
+use arca_store::{ObjectStore, S3Store};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::steps::cpu_seconds;
@@ -162,22 +162,7 @@ pub(super) struct Bucket(S3Store);
 
 impl Bucket {
     pub async fn new(env: &arca_testenv::Environment) -> anyhow::Result<Self> {
-        let s3 = &env.s3;
-        Ok(Self(
-            S3Store::new(S3Config {
-                bucket: s3.bucket.clone(),
-                region: Some(s3.region.clone()),
-                endpoint: Some(s3.endpoint.clone()),
-                force_path_style: true,
-                credentials: Some(SharedCredentials {
-                    access_key_id: s3.access_key_id.clone(),
-                    secret_access_key: s3.secret_access_key.clone(),
-                    session_token: None,
-                }),
-                ..Default::default()
-            })
-            .await?,
-        ))
+        Ok(Self(crate::test_bucket(env, "").await?))
     }
 
     /// The sum of the sizes of the objects under `prefixes` (each ending with `/`).
