@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
-use arca_api::{PodVolumeBackup, PodVolumeBackupStatus, PodVolumePhase, PodVolumeProgress};
+use arca_api::{
+    PodVolumeBackup, PodVolumeBackupStatus, PodVolumePhase, PodVolumeProgress, VolumeCompression,
+};
 use arca_engine::progress::Progress;
-use arca_volume::SnapshotRequest;
+use arca_volume::{Compression, SnapshotRequest};
 use kube::{ResourceExt, runtime::controller::Action};
 
 use arca_engine::protocol::RepositoryId;
@@ -90,7 +92,11 @@ async fn back_up(
         &spec.backup_storage_location,
         &root,
     )
-    .await?;
+    .await?
+    .with_compression(match spec.compression.unwrap_or_default() {
+        VolumeCompression::Auto => Compression::Auto,
+        VolumeCompression::Off => Compression::Off,
+    });
     let progress = Arc::new(Progress::default());
     let ticker = Ticker::start(&agent.client, item, MANAGER, progress.clone(), {
         let status = status.clone();

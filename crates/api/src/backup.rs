@@ -91,6 +91,33 @@ pub struct BackupSpec {
     /// in list order); a backup that sets it gets a warning.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ordered_resources: BTreeMap<String, String>,
+    /// How the node agents write this backup's pod volume data (Velero's block name; Arca
+    /// has its own fields in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploader_config: Option<UploaderConfig>,
+}
+
+/// Settings of the pod volume data copy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UploaderConfig {
+    /// Whether pod volume data is compressed (see [`VolumeCompression`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<VolumeCompression>,
+}
+
+/// Whether pod volume data is compressed. `Auto` (the default): each chunk is compressed
+/// with zstd when that saves at least 3%, so text shrinks and random data is stored as it
+/// is. `Off`: data is stored as it is, without trying: less CPU, for volumes whose data is
+/// already compressed or encrypted (media, archives, compressed database pages). Folder
+/// listings are compressed either way; restic and Arca read both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum VolumeCompression {
+    /// Compressed where that pays (at least 3% saved).
+    #[default]
+    Auto,
+    /// Stored as it is.
+    Off,
 }
 
 /// Where a backup stands.

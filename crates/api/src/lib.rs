@@ -23,7 +23,10 @@ mod restore;
 pub mod restore_helper;
 mod schedule;
 
-pub use backup::{Backup, BackupPhase, BackupProgress, BackupSpec, BackupStatus, HookStatus};
+pub use backup::{
+    Backup, BackupPhase, BackupProgress, BackupSpec, BackupStatus, HookStatus, UploaderConfig,
+    VolumeCompression,
+};
 pub use delete_request::{
     DeleteBackupRequest, DeleteBackupRequestPhase, DeleteBackupRequestSpec,
     DeleteBackupRequestStatus,

@@ -98,6 +98,9 @@ pub struct PodVolumeBackupSpec {
     /// How the data is copied; only `restic-format` (rustic_core) is supported.
     #[serde(default = "default_uploader")]
     pub uploader_type: String,
+    /// Whether the data is compressed (the Backup's `uploaderConfig.compression`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<crate::VolumeCompression>,
 }
 
 fn default_uploader() -> String {

@@ -31,6 +31,18 @@ pub struct SnapshotRequest {
     pub tags: Vec<String>,
 }
 
+/// Whether a backup compresses file data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// Each data blob is compressed (zstd, the repository's level) when that saves at least
+    /// 3%; large chunks are judged on two samples first.
+    #[default]
+    Auto,
+    /// Data blobs are stored as they are, without trying. Trees (folder listings) are
+    /// still compressed: they are small and shrink well.
+    Off,
+}
+
 /// Which code writes a backup's snapshot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BackupWriter {
@@ -187,7 +199,7 @@ impl VolumeRepository {
                         be,
                         &src,
                         snap,
-                        &request.as_path,
+                        (&request.as_path, this.compression()),
                         progress,
                         &operation,
                     )?

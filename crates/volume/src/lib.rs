@@ -81,7 +81,7 @@ mod tree_packs;
 mod writer;
 
 pub use backend::{StoreBackend, TransferCounters};
-pub use backup::{BackupWriter, SnapshotRequest, SnapshotSummary};
+pub use backup::{BackupWriter, Compression, SnapshotRequest, SnapshotSummary};
 pub use error::{CREDENTIALS_SECRET, PASSWORD_KEY, Result, VolumeError};
 pub use forget::PruneReport;
 pub use key_cache::KeyCache;

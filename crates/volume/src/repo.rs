@@ -11,7 +11,7 @@ use rustic_core::{
 use tokio::runtime::Handle;
 
 use crate::{
-    StoreBackend,
+    Compression, StoreBackend,
     error::{Result, VolumeError},
     key_cache::{KeyCache, Opened},
 };
@@ -59,6 +59,8 @@ pub struct VolumeRepository {
     /// Master keys already opened by a password, shared by the process
     /// ([`VolumeRepository::with_key_cache`]).
     key_cache: Option<Arc<KeyCache>>,
+    /// Whether backups compress file data ([`VolumeRepository::with_compression`]).
+    compression: Compression,
 }
 
 impl fmt::Debug for VolumeRepository {
@@ -106,6 +108,7 @@ impl VolumeRepository {
             fallback: None,
             namespace_only: None,
             key_cache: None,
+            compression: Compression::Auto,
         }
     }
 
@@ -123,6 +126,7 @@ impl VolumeRepository {
             fallback: None,
             namespace_only: None,
             key_cache: None,
+            compression: Compression::Auto,
         }
     }
 
@@ -148,6 +152,19 @@ impl VolumeRepository {
     pub fn with_key_cache(mut self, cache: Arc<KeyCache>) -> Self {
         self.key_cache = Some(cache);
         self
+    }
+
+    /// Backups through this handle compress file data as `compression` says (default
+    /// [`Compression::Auto`]). Applies to Arca's writer; rustic's archiver
+    /// ([`crate::BackupWriter::Rustic`]) compresses as the repository's config says.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// How backups through this handle compress file data.
+    pub(crate) fn compression(&self) -> Compression {
+        self.compression
     }
 
     /// The namespace [`Self::only_namespace`] restricts restores to.

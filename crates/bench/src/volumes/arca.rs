@@ -4,8 +4,8 @@
 //! data into the restored pod's volume folder (made by the bench, as kubelet would, once
 //! the pod is scheduled).
 //!
-//! A variant of Arca (another location setting) is another [`Arca`] with a location of its
-//! own: [`Arca::variant`].
+//! A variant of Arca is another [`Arca`]: with a location of its own ([`Arca::variant`]),
+//! or with settings of its Backups ([`Arca::compression_off`]).
 
 use std::time::Duration;
 
@@ -26,6 +26,11 @@ use super::{
 };
 use crate::steps::{ARCA_NS, finished, peak_rss_kib};
 
+/// The target for Arca's first backup: 1.2x kopia's throughput, 1.3x with
+/// compression off.
+pub(super) const FIRST_VS_KOPIA: f64 = 1.2;
+pub(super) const FIRST_VS_KOPIA_UNCOMPRESSED: f64 = 1.3;
+
 /// The longest a Backup or Restore may take before the bench gives up.
 pub(super) const RUN_LIMIT: Duration = Duration::from_secs(1800);
 
@@ -42,6 +47,10 @@ pub(super) struct Arca {
     prefix: String,
     /// The location's spec, when the bench makes it (None: the bench's `default`).
     spec: Option<Value>,
+    /// Merged into each Backup's spec (e.g. a compression setting).
+    backup_changes: Value,
+    /// The target for its first backup, as a multiple of kopia's throughput.
+    pub first_vs_kopia: f64,
 }
 
 impl Arca {
@@ -53,6 +62,20 @@ impl Arca {
             location: "default".into(),
             prefix: "bench".into(),
             spec: None,
+            backup_changes: json!({}),
+            first_vs_kopia: FIRST_VS_KOPIA,
+        }
+    }
+
+    /// Arca on the `default` location, its Backups with `uploaderConfig.compression: Off`
+    /// (data stored as it is).
+    pub fn compression_off() -> Self {
+        Self {
+            label: "Arca, compression off".into(),
+            tag: "nocomp".into(),
+            backup_changes: json!({"uploaderConfig": {"compression": "Off"}}),
+            first_vs_kopia: FIRST_VS_KOPIA_UNCOMPRESSED,
+            ..Self::default_location()
         }
     }
 
@@ -66,6 +89,8 @@ impl Arca {
             location: format!("vol-{tag}"),
             prefix: format!("bench-{tag}"),
             spec: Some(changes),
+            backup_changes: json!({}),
+            first_vs_kopia: FIRST_VS_KOPIA,
         }
     }
 
@@ -133,10 +158,12 @@ impl Arca {
     /// A Backup of `ns` to this location, timed from creation to Completed.
     async fn backup(&self, ctx: &Ctx<'_>, ns: &str, name: &str) -> anyhow::Result<Phase> {
         let api: Api<Backup> = Api::namespaced(ctx.client.clone(), ARCA_NS);
+        let mut spec = json!({"includedNamespaces": [ns], "storageLocation": self.location});
+        merge(&mut spec, &self.backup_changes);
         let backup: Backup = serde_json::from_value(json!({
             "apiVersion": "arca.dev/v1alpha1", "kind": "Backup",
             "metadata": {"name": name},
-            "spec": {"includedNamespaces": [ns], "storageLocation": self.location}
+            "spec": spec
         }))?;
         let mut phase = self
             .measured(ctx, async {

@@ -69,6 +69,7 @@ enum Contestant {
 fn contestants() -> Vec<Contestant> {
     vec![
         Contestant::Arca(Arca::default_location()),
+        Contestant::Arca(Arca::compression_off()),
         Contestant::Restic(Restic),
         Contestant::Kopia(Kopia),
     ]
@@ -103,7 +104,9 @@ impl Contestant {
 #[derive(Debug)]
 struct Record {
     label: String,
-    arca: bool,
+    /// An Arca contestant's first-backup target (a multiple of kopia's throughput); `None`
+    /// for the peers.
+    first_target: Option<f64>,
     round: usize,
     /// Its place in the round's order (0: first).
     slot: usize,
@@ -199,7 +202,10 @@ pub async fn run(
             );
             records.push(Record {
                 label: c.label().to_string(),
-                arca: matches!(c, Contestant::Arca(_)),
+                first_target: match c {
+                    Contestant::Arca(a) => Some(a.first_vs_kopia),
+                    _ => None,
+                },
                 round,
                 slot,
                 phases,

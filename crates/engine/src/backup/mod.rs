@@ -427,6 +427,11 @@ async fn back_up_volumes(
     let run = crate::pod_volumes::backup::BackupRun {
         name: &request.name,
         uid: &request.uid,
+        compression: request
+            .spec
+            .uploader_config
+            .as_ref()
+            .and_then(|c| c.compression),
     };
     let outcome = crate::pod_volumes::backup::back_up(job, run, requests, log).await;
     for (ns, message) in outcome.errors {

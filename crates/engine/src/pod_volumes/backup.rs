@@ -26,6 +26,8 @@ pub struct VolumeBackups {
 pub struct BackupRun<'a> {
     pub name: &'a str,
     pub uid: &'a str,
+    /// The Backup's `uploaderConfig.compression`, passed on to each work item.
+    pub compression: Option<arca_api::VolumeCompression>,
 }
 
 /// Which requests are work: a claim mounted by several pods is backed up once, with the
@@ -218,6 +220,7 @@ fn work_item(job: &VolumeJob, run: BackupRun<'_>, request: &VolumeRequest) -> Po
                 format!("volume={}", request.volume),
             ],
             uploader_type: "restic-format".into(),
+            compression: run.compression,
         },
     );
     item.metadata = work_metadata(
@@ -389,6 +392,23 @@ mod tests {
             errors[0].1.contains("shop/c is not scheduled"),
             "{errors:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_work_item_carries_the_backups_compression_setting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let job = job(dir.path(), false);
+        let request = request("a", "data", None, Some("node-1"));
+        for compression in [None, Some(arca_api::VolumeCompression::Off)] {
+            let run = BackupRun {
+                name: "nightly",
+                uid: "uid-1",
+                compression,
+            };
+            let item = work_item(&job, run, &request);
+            assert_eq!(item.spec.compression, compression);
+            assert_eq!(item.spec.node, "node-1");
+        }
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub(crate) struct SealedBlob {
 pub(crate) struct BlobSealer {
     sealer: Sealer,
     compressor: Option<Encoder<'static>>,
+    /// Whether data blobs are compressed (trees are whenever `compressor` is set).
+    compress_data: bool,
     scratch: Vec<u8>,
 }
 
@@ -90,8 +92,13 @@ impl std::fmt::Debug for BlobSealer {
 }
 
 impl BlobSealer {
-    /// A sealer compressing at zstd `level` (`None`: never, as in a format v1 repository).
-    pub(crate) fn new(sealer: Sealer, level: Option<i32>) -> Result<Self, WriterError> {
+    /// A sealer compressing at zstd `level` (`None`: never, as in a format v1 repository),
+    /// data blobs only if `compress_data`.
+    pub(crate) fn new(
+        sealer: Sealer,
+        level: Option<i32>,
+        compress_data: bool,
+    ) -> Result<Self, WriterError> {
         let compressor = level
             .map(Encoder::new)
             .transpose()
@@ -99,6 +106,7 @@ impl BlobSealer {
         Ok(Self {
             sealer,
             compressor,
+            compress_data,
             scratch: Vec::new(),
         })
     }
@@ -127,7 +135,8 @@ impl BlobSealer {
         if let Some(compressor) = self.compressor.as_mut()
             && !blob.data.is_empty()
             && (blob.tpe == BlobType::Tree
-                || Self::worth_compressing(compressor, &blob.data, &mut self.scratch))
+                || (self.compress_data
+                    && Self::worth_compressing(compressor, &blob.data, &mut self.scratch)))
         {
             compress(compressor, &blob.data, &mut self.scratch)
                 .map_err(WriterError::Compression)?;
@@ -166,7 +175,7 @@ mod tests {
 
     fn sealer() -> (Sealer, BlobSealer) {
         let key = Sealer::new(&MasterKey::new()).expect("key");
-        (key.clone(), BlobSealer::new(key, Some(3)).expect("zstd"))
+        (key.clone(), BlobSealer::new(key, Some(3), true).expect("zstd"))
     }
 
     #[test]
@@ -222,7 +231,7 @@ mod tests {
     #[test]
     fn without_compression_nothing_is_compressed() {
         let key = Sealer::new(&MasterKey::new()).expect("key");
-        let mut blobs = BlobSealer::new(key, None).expect("no zstd");
+        let mut blobs = BlobSealer::new(key, None, true).expect("no zstd");
         let sealed = blobs
             .seal(Blob {
                 tpe: BlobType::Tree,
@@ -231,6 +240,30 @@ mod tests {
             })
             .expect("seal");
         assert_eq!(sealed.uncompressed, None);
+    }
+
+    #[test]
+    fn with_data_compression_off_only_trees_are_compressed() {
+        let key = Sealer::new(&MasterKey::new()).expect("key");
+        let mut blobs = BlobSealer::new(key, Some(3), false).expect("zstd");
+        let text: Vec<u8> = b"level=info msg=served\n".repeat(50_000);
+        let data = blobs
+            .seal(Blob {
+                tpe: BlobType::Data,
+                id: [4; 32],
+                data: text.clone(),
+            })
+            .expect("seal");
+        assert_eq!(data.uncompressed, None, "text stored as it is");
+        assert_eq!(data.bytes.len(), text.len() + OVERHEAD);
+        let tree = blobs
+            .seal(Blob {
+                tpe: BlobType::Tree,
+                id: [5; 32],
+                data: text.clone(),
+            })
+            .expect("seal");
+        assert_eq!(tree.uncompressed, Some(text.len() as u32), "trees compressed");
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub(crate) struct Plan<'a> {
     pub(crate) chunker: &'a Chunker,
     /// zstd level for blobs (`None`: no compression).
     pub(crate) level: Option<i32>,
+    /// Whether data blobs are compressed (where that pays); trees always are when `level`
+    /// is set.
+    pub(crate) compress_data: bool,
     /// Target sizes of data and tree packs.
     pub(crate) data_pack: usize,
     pub(crate) tree_pack: usize,
@@ -119,7 +122,7 @@ pub(crate) fn run(
         }
         for _ in 0..SEALERS {
             let (blobs, sealed) = (blob_rx.clone(), sealed_tx.clone());
-            let sealer = BlobSealer::new(plan.files.sealer.clone(), plan.level);
+            let sealer = BlobSealer::new(plan.files.sealer.clone(), plan.level, plan.compress_data);
             workers.push(
                 s.spawn(move || guard(sealer.and_then(|b| seal(&blobs, &sealed, b, shared)))),
             );

@@ -18,7 +18,7 @@ use super::{
     pipeline::{self, Plan},
     store::RepoFiles,
 };
-use crate::{ProgressFn, StoreBackend, error::VolumeError, source::RootedSource};
+use crate::{Compression, ProgressFn, StoreBackend, error::VolumeError, source::RootedSource};
 
 /// True when the writer can back up into a repository with this config (restic's Rabin
 /// chunker; rustic's fixed-size chunker is left to rustic's archiver).
@@ -34,14 +34,14 @@ fn pack_size(config: &ConfigFile, tpe: rustic_core::repofile::BlobType, stored: 
     usize::try_from(grown.min(u64::from(limit))).unwrap_or(usize::MAX)
 }
 
-/// Backs up `source` into `snap` (host, tags, time set) recorded under `as_path`: returns the
-/// snapshot as written, with its id.
+/// Backs up `source` into `snap` (host, tags, time set) recorded under `as_path`, compressing
+/// data blobs as `compression` says: returns the snapshot as written, with its id.
 pub(crate) fn write_snapshot(
     repo: &Repository<OpenStatus>,
     be: Arc<StoreBackend>,
     source: &RootedSource,
     mut snap: SnapshotFile,
-    as_path: &str,
+    (as_path, compression): (&str, Compression),
     progress: ProgressFn,
     operation: &str,
 ) -> Result<SnapshotFile, VolumeError> {
@@ -111,6 +111,7 @@ pub(crate) fn write_snapshot(
         files: &files,
         chunker: &chunker,
         level,
+        compress_data: compression == Compression::Auto,
         data_pack: pack_size(&config, rustic_core::repofile::BlobType::Data, stored[0]),
         tree_pack: pack_size(&config, rustic_core::repofile::BlobType::Tree, stored[1]),
     };
