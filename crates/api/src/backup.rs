@@ -17,7 +17,7 @@ use crate::{BackupHooks, Duration};
     kind = "Backup",
     namespaced,
     status = "BackupStatus",
-    shortname = "bk",
+    shortname = "abk",
     category = "arca",
     doc = "A backup of the selected namespaces' resources to a BackupStorageLocation, and of the pod volume data asked for (copied by the node agents into restic-format repositories). Data leaves storage only through a DeleteBackupRequest.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),

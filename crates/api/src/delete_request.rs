@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
     kind = "DeleteBackupRequest",
     namespaced,
     status = "DeleteBackupRequestStatus",
-    shortname = "dbr",
+    shortname = "adbr",
     category = "arca",
     doc = "A request to delete a backup: its data in storage (archive, index, logs, results), then the Backup object. Refused while the backup is in progress.",
     printcolumn(name = "Backup", type_ = "string", json_path = ".spec.backupName"),

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
     kind = "DownloadRequest",
     namespaced,
     status = "DownloadRequestStatus",
-    shortname = "dlr",
+    shortname = "adlr",
     category = "arca",
     doc = "A request for a short-lived URL to one file of a backup or restore (log, results, contents). Whoever may create these may read the backups of the namespace, Secrets included: grant it accordingly.",
     printcolumn(name = "Kind", type_ = "string", json_path = ".spec.target.kind"),

@@ -17,7 +17,7 @@ use crate::Duration;
     kind = "BackupStorageLocation",
     namespaced,
     status = "BackupStorageLocationStatus",
-    shortname = "bsl",
+    shortname = "absl",
     category = "arca",
     doc = "A place backups are written to and read from: an S3-compatible bucket (provider aws) or a directory (provider filesystem).",
     printcolumn(name = "Provider", type_ = "string", json_path = ".spec.provider"),

@@ -17,7 +17,7 @@ use crate::{HookStatus, RestoreHooks};
     kind = "Restore",
     namespaced,
     status = "RestoreStatus",
-    shortname = "rs",
+    shortname = "ars",
     category = "arca",
     doc = "A restore of a backup's resources into this cluster: in place, or into other namespaces with namespaceMapping; with dryRun, checked by the apiserver without writing anything.",
     printcolumn(name = "Backup", type_ = "string", json_path = ".spec.backupName"),

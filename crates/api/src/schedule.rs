@@ -15,7 +15,7 @@ use crate::BackupSpec;
     kind = "Schedule",
     namespaced,
     status = "ScheduleStatus",
-    shortname = "sched",
+    shortname = "asch",
     category = "arca",
     doc = "Backups made on a cron schedule from a template, named <schedule>-YYYYMMDDhhmmss, kept by ttl and retention rules.",
     printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),

@@ -25,7 +25,7 @@ pub struct ServerArgs {
     #[arg(long)]
     pub watch_namespace: Option<String>,
     /// Where /metrics, /healthz and /readyz are served; `none` to serve nothing.
-    #[arg(long, default_value = "0.0.0.0:8085")]
+    #[arg(long, default_value = "0.0.0.0:8095")]
     pub metrics_bind_address: String,
     /// How long a Backup without `ttl` is kept.
     #[arg(long, default_value = "720h")]
@@ -132,7 +132,7 @@ pub async fn run(
     let metrics_address: Option<SocketAddr> = match args.metrics_bind_address.as_str() {
         "none" | "" => None,
         address => Some(address.parse().with_context(|| {
-            format!("--metrics-bind-address {address:?} is not an address like 0.0.0.0:8085")
+            format!("--metrics-bind-address {address:?} is not an address like 0.0.0.0:8095")
         })?),
     };
     arca_operator::run(

@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/arca-dev/arca:", env!("CARGO_PKG_VERSION"));
 /// Namespaces with this label may scrape the operator's metrics (NetworkPolicy).
 pub const METRICS_ACCESS_LABEL: &str = "arca.dev/metrics-access";
-const METRICS_PORT: u16 = 8085;
+/// Not Velero's 8085: both may run side by side during a migration (on the host network,
+/// or under one NetworkPolicy).
+const METRICS_PORT: u16 = 8095;
 
 /// What to install.
 #[derive(Debug, Clone, Default)]
@@ -323,7 +325,7 @@ fn server_args(o: &Options) -> Vec<String> {
     let mut args = vec![
         "server".to_string(),
         "--log-format=json".into(),
-        "--metrics-bind-address=0.0.0.0:8085".into(),
+        format!("--metrics-bind-address=0.0.0.0:{METRICS_PORT}"),
         format!("--default-service-account={account}"),
     ];
     args.extend(
