@@ -222,7 +222,7 @@ async fn conditions_say_how_a_run_ended_for_kubectl_wait() {
             ],
         )
     };
-    wait("bsl/default", "Available");
+    wait("absl/default", "Available");
     kubectl_apply(
         env,
         &format!(

@@ -404,3 +404,97 @@ async fn a_tenant_s_hooks_exec_as_its_service_account() {
     );
     scenario.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_resources_order_hooks_and_items_and_bad_orders_are_refused() {
+    let scenario = Scenario::start("ordered").await;
+    let (env, _, arca, app, prefix) = scenario.parts();
+    let ns = &app.name;
+    let order_file = format!("{ns}-order.log");
+    let pods = ["ord-a", "ord-b", "ord-c", "ord-d", "ord-e"];
+    let mut yaml = String::new();
+    for p in pods {
+        yaml += &pod(
+            ns,
+            p,
+            "{app: db}",
+            &[("pre.hook.backup.arca.dev/command", append(&order_file, p))],
+            "",
+        );
+    }
+    for cm in ["cm-x", "cm-y", "cm-z"] {
+        yaml += &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {cm}, namespace: {ns}}}\n---\n"
+        );
+    }
+    kubectl_apply(env, &yaml);
+    running(env, ns, &pods).await;
+    kubectl_apply(
+        env,
+        &format!(
+            r#"
+apiVersion: arca.dev/v1alpha1
+kind: Backup
+metadata: {{name: ordered, namespace: {a}}}
+spec:
+  includedNamespaces: [{ns}]
+  orderedResources:
+    pods: "{ns}/ord-d, {ns}/ord-b, {ns}/missing"
+    cm: "{ns}/cm-z,{ns}/cm-y"
+---
+apiVersion: arca.dev/v1alpha1
+kind: Backup
+metadata: {{name: badly-ordered, namespace: {a}}}
+spec:
+  includedNamespaces: [{ns}]
+  orderedResources:
+    pods: "ord-a"
+"#,
+            a = arca.name,
+        ),
+    );
+    let backup = scenario.backup_done("ordered").await;
+    let status = backup.status.clone().unwrap_or_default();
+    assert_eq!(
+        phase_of_backup(&backup),
+        BackupPhase::Completed,
+        "{status:?}"
+    );
+    assert_eq!(
+        status.warnings, 1,
+        "the missing pod is a warning: {status:?}"
+    );
+
+    // Pre hooks: the ordered pods first, one after the other, then the others.
+    let ran = marker(env, &order_file);
+    assert_eq!(ran.len(), pods.len(), "{ran:?}");
+    assert_eq!(ran[..2], ["ord-d", "ord-b"], "{ran:?}");
+
+    // The archive: each resource's ordered items first, in order, then the rest.
+    let index = index_of(env, &prefix.prefix, "ordered").await;
+    let order_of = |resource: &str| -> Vec<String> {
+        index
+            .iter()
+            .filter(|e| e.group_resource() == resource && e.namespace.as_deref() == Some(ns))
+            .map(|e| e.name.clone())
+            .collect()
+    };
+    let written_pods = order_of("pods");
+    assert_eq!(written_pods.len(), pods.len(), "{written_pods:?}");
+    assert_eq!(written_pods[..2], ["ord-d", "ord-b"], "{written_pods:?}");
+    let maps: Vec<String> = order_of("configmaps")
+        .into_iter()
+        .filter(|n| n.starts_with("cm-"))
+        .collect();
+    assert_eq!(maps, ["cm-z", "cm-y", "cm-x"]);
+
+    // A namespaced resource ordered by bare names: refused, saying how to write it.
+    let bad = scenario.backup_done("badly-ordered").await;
+    assert_eq!(phase_of_backup(&bad), BackupPhase::FailedValidation);
+    let errors = bad.status.unwrap_or_default().validation_errors.join("\n");
+    assert!(
+        errors.contains("write \"ord-a\" as `namespace/ord-a`"),
+        "{errors}"
+    );
+    scenario.stop().await;
+}

@@ -110,7 +110,7 @@ async fn a_backup_made_in_one_cluster_is_restored_in_another() {
         &second.0,
         &[
             "patch",
-            "bsl",
+            "absl",
             "from-cluster-a",
             "-n",
             target_ns,

@@ -192,7 +192,7 @@ async fn an_encrypted_backup_holds_no_plaintext_and_needs_its_key() {
         env,
         &[
             "patch",
-            "bsl",
+            "absl",
             "default",
             "-n",
             &arca.name,
@@ -304,7 +304,7 @@ async fn an_encrypted_backup_holds_no_plaintext_and_needs_its_key() {
         env,
         &[
             "patch",
-            "bsl",
+            "absl",
             "default",
             "-n",
             &arca.name,

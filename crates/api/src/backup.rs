@@ -85,10 +85,11 @@ pub struct BackupSpec {
     /// --use-node-agent`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_volumes_to_fs_backup: Option<bool>,
-    /// Per resource (`pods`, `persistentvolumeclaims`), the order its objects are written
-    /// in: a comma-separated list of `namespace/name` (or `name` for cluster objects).
-    /// Accepted for Velero compatibility but not applied by this release (items are written
-    /// in list order); a backup that sets it gets a warning.
+    /// Per resource (`pods`, `pvc`, `deployments.apps`), objects written first, in this
+    /// order: a comma-separated list of `namespace/name` (or `name` for cluster-scoped
+    /// ones); the resource's other objects follow in list order. For `pods`, their backup
+    /// hooks also run in this order, one pod after another, before the other pods' hooks.
+    /// A name that does not exist is a warning; an entry of the wrong form fails validation.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ordered_resources: BTreeMap<String, String>,
     /// How the node agents write this backup's pod volume data (Velero's block name; Arca

@@ -41,6 +41,10 @@ pub struct BackupFlags {
     /// out with `backup.arca.dev/backup-volumes-excludes`; the node agents copy it.
     #[arg(long)]
     pub default_volumes_to_fs_backup: Option<bool>,
+    /// Objects written first, in order, per resource (their pods' hooks run in that
+    /// order too), as Velero writes it: `pods=ns/a,ns/b;persistentvolumeclaims=ns/c`.
+    #[arg(long, value_parser = ordered_resources)]
+    pub ordered_resources: Option<BTreeMap<String, String>>,
     /// `off`: store pod volume data as it is, without trying to compress it (faster, for
     /// data that is already compressed or encrypted). Default `auto`: compressed where that
     /// saves at least 3%.
@@ -69,6 +73,7 @@ impl BackupFlags {
             storage_location: self.storage_location.clone(),
             default_volumes_to_fs_backup: self.default_volumes_to_fs_backup,
             service_account_name: self.service_account_name.clone(),
+            ordered_resources: self.ordered_resources.clone().unwrap_or_default(),
             uploader_config: self.volume_compression.map(|c| UploaderConfig {
                 compression: Some(c),
             }),
@@ -77,11 +82,36 @@ impl BackupFlags {
     }
 }
 
+/// `pods=ns/a,ns/b;pvc=ns/c` into {pods: "ns/a,ns/b", pvc: "ns/c"}.
+fn ordered_resources(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for part in text.split(';').filter(|p| !p.trim().is_empty()) {
+        let (resource, names) = part
+            .split_once('=')
+            .map(|(r, n)| (r.trim(), n.trim()))
+            .filter(|(r, n)| !r.is_empty() && !n.is_empty())
+            .ok_or_else(|| {
+                format!("{part:?} is not resource=names (write pods=ns/a,ns/b;pvc=ns/c)")
+            })?;
+        if out
+            .insert(resource.to_string(), names.to_string())
+            .is_some()
+        {
+            return Err(format!(
+                "{resource} is given twice: give one list per resource"
+            ));
+        }
+    }
+    Ok(out)
+}
+
 fn volume_compression(text: &str) -> Result<VolumeCompression, String> {
     match text.to_ascii_lowercase().as_str() {
         "auto" => Ok(VolumeCompression::Auto),
         "off" => Ok(VolumeCompression::Off),
-        _ => Err(format!("{text:?} is not a compression mode: use auto or off")),
+        _ => Err(format!(
+            "{text:?} is not a compression mode: use auto or off"
+        )),
     }
 }
 
@@ -162,6 +192,27 @@ mod tests {
             "http://x:9000"
         );
         assert!(key_values("region").is_err());
+    }
+
+    #[test]
+    fn ordered_resources_as_velero_writes_them() {
+        assert_eq!(
+            ordered_resources("pods=ns/a,ns/b; pvc=ns/c;").expect("ok"),
+            BTreeMap::from([
+                ("pods".into(), "ns/a,ns/b".into()),
+                ("pvc".into(), "ns/c".into())
+            ])
+        );
+        assert!(
+            ordered_resources("pods")
+                .expect_err("bad")
+                .contains("resource=names")
+        );
+        assert!(
+            ordered_resources("pods=a/b;pods=a/c")
+                .expect_err("twice")
+                .contains("twice")
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use tokio::sync::mpsc;
 
 use super::{
     list::{ClaimVolume, ListError, PodClaims, RawItem, fetch_page, list_url, next_limit},
+    ordered::OrderedResources,
     plan::{ListScope, ListTask},
+    related::get_item,
     volumes::{PodVolumes, VolumeRequest},
 };
 use crate::{
@@ -60,6 +62,8 @@ pub struct Collector {
     pub volume_requests: Mutex<Vec<VolumeRequest>>,
     /// The impersonated ServiceAccount user, if any (see `BackupRequest::acting_as`).
     pub acting_as: Option<String>,
+    /// `orderedResources`: these objects are written first, in order.
+    pub ordered: OrderedResources,
 }
 
 impl Collector {
@@ -68,6 +72,7 @@ impl Collector {
     /// Pages are pipelined: the next page is fetched while the previous one is encoded and
     /// handed to the archive, so Arca's own work hides behind the apiserver's.
     pub async fn run(&self, task: ListTask) -> Result<(), Stopped> {
+        let first = self.write_ordered(&task).await?;
         let url = list_url(&task.resource, &task.scope);
         let selector = self.labels.server_side();
         let mut limit = self.page_size;
@@ -99,12 +104,58 @@ impl Collector {
             previous = page
                 .items
                 .into_iter()
-                .filter(|item| self.wanted(&task, item))
+                .filter(|item| {
+                    let meta = &item.head.metadata;
+                    let key = (meta.namespace.as_deref(), meta.name.as_str());
+                    !first.contains(&key) && self.wanted(&task, item)
+                })
                 .collect();
             if token.is_none() {
                 return self.write(&task.resource, previous).await;
             }
         }
+    }
+
+    /// Writes the objects `orderedResources` names for this list, in order (each read with
+    /// a GET, and chosen as a listed one would be); returns the (namespace, name) of every
+    /// ordered object of the list's scope, for the list to skip.
+    async fn write_ordered<'a>(
+        &'a self,
+        task: &'a ListTask,
+    ) -> Result<BTreeSet<(Option<&'a str>, &'a str)>, Stopped> {
+        let gr = task.resource.group_resource();
+        let names: Vec<_> = self
+            .ordered
+            .in_scope(&gr, &task.scope, |ns| self.namespaces.matches(ns))
+            .collect();
+        let mut items = Vec::new();
+        for n in &names {
+            let ns = n.namespace.as_deref();
+            match get_item(&self.client, &task.resource, ns, &n.name).await {
+                // A GET has no server-side selector: the labels are checked here.
+                Ok(Some(item))
+                    if self.wanted(task, &item)
+                        && self.labels.matches(&item.head.metadata.labels) =>
+                {
+                    items.push(item)
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => self.record_warning(
+                    ns,
+                    format!(
+                        "orderedResources names {gr} {}, which does not exist",
+                        ns.map(|ns| format!("{ns}/{}", n.name))
+                            .unwrap_or_else(|| n.name.clone())
+                    ),
+                ),
+                Err(e) => self.record_error(ns, format!("getting {gr} {}: {e}", n.name)),
+            }
+        }
+        self.write(&task.resource, items).await?;
+        Ok(names
+            .iter()
+            .map(|n| (n.namespace.as_deref(), n.name.as_str()))
+            .collect())
     }
 
     fn wanted(&self, task: &ListTask, item: &RawItem) -> bool {

@@ -5,6 +5,7 @@
 
 mod collect;
 pub mod list;
+pub mod ordered;
 pub mod plan;
 mod related;
 pub mod volumes;
@@ -28,6 +29,7 @@ use tokio::sync::mpsc;
 pub use collect::Related;
 use collect::{Collector, Stopped};
 use list::{RawItem, fetch_page, list_url};
+use ordered::{OrderedName, OrderedResources};
 use plan::{ListScope, plan_lists};
 
 use crate::{
@@ -114,6 +116,7 @@ pub fn validate(spec: &BackupSpec, tenant: Option<&str>) -> Vec<String> {
     };
     push(NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces).map(|_| ()));
     push(LabelFilter::new(spec.label_selector.as_ref(), &spec.or_label_selectors).map(|_| ()));
+    problems.extend(ordered::validate(&spec.ordered_resources));
     // An exclusion of every namespace leaves nothing namespaced: what was meant is either a
     // mistake or a cluster-only backup, which must then be asked for.
     let excludes_all = spec.excluded_namespaces.iter().any(|n| n.trim() == "*");
@@ -204,6 +207,8 @@ pub async fn run(
     let catalogue = Catalogue::discover(&client)
         .await
         .map_err(BackupError::Discovery)?;
+    let ordered = OrderedResources::resolve(&spec.ordered_resources, &catalogue)
+        .map_err(BackupError::Invalid)?;
     let resources = ResourceFilter::new(
         &catalogue,
         &spec.included_resources,
@@ -262,7 +267,29 @@ pub async fn run(
     } else {
         Vec::new()
     };
-    let pre = hooks::run(&client, &hook_pods, Phase::Pre, &BTreeSet::new(), &log).await;
+    // `orderedResources` of pods: their hooks run first, one pod after another, in order.
+    let mut hook_pods = hook_pods;
+    ordered.sort("pods", &mut hook_pods, |p| OrderedName {
+        namespace: Some(p.namespace.clone()),
+        name: p.name.clone(),
+    });
+    let in_order = hook_pods
+        .iter()
+        .take_while(|p| {
+            ordered.of("pods").contains(&OrderedName {
+                namespace: Some(p.namespace.clone()),
+                name: p.name.clone(),
+            })
+        })
+        .count();
+    let pre = hooks::run(
+        &client,
+        &hook_pods,
+        (Phase::Pre, in_order),
+        &BTreeSet::new(),
+        &log,
+    )
+    .await;
 
     let mut writer = ArchiveWriter::create(store, &request.name).await?;
     let (frames_tx, mut frames_rx) = mpsc::channel::<EncodedFrame>(8);
@@ -295,6 +322,7 @@ pub async fn run(
         results: Mutex::new(Results::default()),
         volume_requests: Mutex::new(Vec::new()),
         acting_as: request.acting_as.clone(),
+        ordered,
     };
     for (ns, warning) in plan_warnings {
         collector.record_warning(Some(&ns), warning);
@@ -302,11 +330,8 @@ pub async fn run(
     if let Some(error) = plan_error {
         collector.record_error(Some(""), error);
     }
-    if !spec.ordered_resources.is_empty() {
-        collector.record_warning(
-            Some(""),
-            "orderedResources is not applied by this version of Arca: items are written in list order".into(),
-        );
+    for warning in collector.ordered.outside(&selected) {
+        collector.record_warning(Some(""), warning);
     }
     for name in &resources.unknown {
         collector.record_warning(
@@ -348,7 +373,14 @@ pub async fn run(
     }
     // Post hooks once everything of the pods is written (pods left out by a failed pre hook
     // get none).
-    let post = hooks::run(&client, &hook_pods, Phase::Post, &pre.failed_pods, &log).await;
+    let post = hooks::run(
+        &client,
+        &hook_pods,
+        (Phase::Post, in_order),
+        &pre.failed_pods,
+        &log,
+    )
+    .await;
     for outcome in [&pre, &post] {
         for (ns, e) in &outcome.errors {
             collector.record_error(Some(ns), e.clone());

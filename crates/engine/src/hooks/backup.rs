@@ -160,24 +160,33 @@ pub enum Phase {
     Post,
 }
 
-/// Runs one phase of the hooks of `pods` (skipping `left_out` pods).
+/// Runs one phase of the hooks of `pods` (skipping `left_out` pods): the first `in_order`
+/// pods one after another, in order (`orderedResources`), then the others concurrently.
 pub async fn run(
     client: &Client,
     pods: &[PodHooks],
-    phase: Phase,
+    (phase, in_order): (Phase, usize),
     left_out: &BTreeSet<(String, String)>,
     log: &RunLog,
 ) -> HookResults {
-    let chosen: Vec<PodHooks> = pods
-        .iter()
-        .filter(|p| !left_out.contains(&(p.namespace.clone(), p.name.clone())))
-        .cloned()
-        .collect();
-    let runs: Vec<HookResults> = futures::stream::iter(chosen)
-        .map(|pod| async move { run_pod(client, &pod, phase, log).await })
-        .buffer_unordered(POD_CONCURRENCY)
-        .collect()
-        .await;
+    let chosen = |pods: &[PodHooks]| -> Vec<PodHooks> {
+        pods.iter()
+            .filter(|p| !left_out.contains(&(p.namespace.clone(), p.name.clone())))
+            .cloned()
+            .collect()
+    };
+    let (ordered, others) = pods.split_at(in_order.min(pods.len()));
+    let mut runs = Vec::new();
+    for pod in chosen(ordered) {
+        runs.push(run_pod(client, &pod, phase, log).await);
+    }
+    runs.extend(
+        futures::stream::iter(chosen(others))
+            .map(|pod| async move { run_pod(client, &pod, phase, log).await })
+            .buffer_unordered(POD_CONCURRENCY)
+            .collect::<Vec<HookResults>>()
+            .await,
+    );
     let mut total = HookResults::default();
     for r in runs {
         total.status.hooks_attempted += r.status.hooks_attempted;

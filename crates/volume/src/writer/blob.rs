@@ -175,7 +175,10 @@ mod tests {
 
     fn sealer() -> (Sealer, BlobSealer) {
         let key = Sealer::new(&MasterKey::new()).expect("key");
-        (key.clone(), BlobSealer::new(key, Some(3), true).expect("zstd"))
+        (
+            key.clone(),
+            BlobSealer::new(key, Some(3), true).expect("zstd"),
+        )
     }
 
     #[test]
@@ -263,7 +266,11 @@ mod tests {
                 data: text.clone(),
             })
             .expect("seal");
-        assert_eq!(tree.uncompressed, Some(text.len() as u32), "trees compressed");
+        assert_eq!(
+            tree.uncompressed,
+            Some(text.len() as u32),
+            "trees compressed"
+        );
     }
 
     #[test]
