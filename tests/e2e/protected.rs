@@ -270,9 +270,14 @@ async fn an_encrypted_backup_holds_no_plaintext_and_needs_its_key() {
     let described = succeeded(&run_arca(
         env,
         &arca.name,
-        &["backup", "describe", "sealed"],
+        &["backup", "describe", "sealed", "--details"],
     ));
     assert!(!described.contains("results not readable"), "{described}");
+    assert!(
+        described.contains(&format!("  configmaps  {}/", app.name))
+            && described.contains(" items)"),
+        "the encrypted index is listed: {described}"
+    );
     let (_, metadata) = tamper::read(direct.as_ref(), "sealed").await;
     assert_eq!(metadata["encryption"]["keyId"], first.id().as_str());
     let backup_json = direct

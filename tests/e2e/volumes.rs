@@ -13,7 +13,10 @@ use std::{
 use arca_api::{BackupPhase, PodVolumeBackup, PodVolumePhase, RestorePhase};
 use arca_e2e::{
     TestEnv, eventually, kubectl, kubectl_apply,
-    operator::{arca_binary, backup_done, phase_of_backup, phase_of_restore, restore_done},
+    operator::{
+        arca_binary, backup_done, phase_of_backup, phase_of_restore, restore_done, run_arca,
+        succeeded,
+    },
     scenario::{Scenario, assert_completed, assert_restored},
     store,
 };
@@ -315,6 +318,18 @@ async fn volume_data_is_backed_up_checked_by_restic_restored_and_incremental() {
     assert!(
         String::from_utf8_lossy(&listed).contains(&snapshot),
         "volumes.json names the snapshot"
+    );
+    // `describe --details`: every item, and the volume's snapshot, read through the operator.
+    let details = succeeded(&run_arca(
+        env,
+        &arca.name,
+        &["backup", "describe", "first", "--details"],
+    ));
+    assert!(
+        details.contains(&format!("  pods  {ns}/"))
+            && details.contains(&format!("  namespaces  {ns}\n"))
+            && details.contains(&format!("snapshot {}", &snapshot[..12])),
+        "{details}"
     );
 
     // Unchanged data: the second backup uploads almost nothing.

@@ -53,6 +53,10 @@ pub enum DownloadTargetKind {
     BackupContents,
     /// `results.json` of a backup.
     BackupResults,
+    /// `index.jsonl.zst` of a backup: one line per item (`arca backup describe --details`).
+    BackupIndex,
+    /// `volumes.json` of a backup: its pod volume snapshots.
+    BackupVolumes,
     /// `logs.jsonl.zst` of a restore.
     RestoreLog,
     /// `results.json` of a restore.

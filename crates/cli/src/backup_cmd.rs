@@ -42,7 +42,13 @@ pub enum BackupCommand {
     /// List backups, or show one.
     Get { name: Option<String> },
     /// Describe a backup: phase, times, items, warnings and errors, hooks.
-    Describe { name: String },
+    Describe {
+        name: String,
+        /// Also list every item written (in the order written) and every pod volume
+        /// snapshot, read from storage.
+        #[arg(long)]
+        details: bool,
+    },
     /// Print a backup's log (no storage credentials needed).
     Logs { name: String },
     /// Save a backup's contents (resources.tar.zst) to a file.
@@ -157,7 +163,7 @@ pub async fn run(ctx: &Ctx, command: BackupCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        BackupCommand::Describe { name } => {
+        BackupCommand::Describe { name, details } => {
             let backup = api
                 .get_opt(&name)
                 .await?
@@ -165,7 +171,11 @@ pub async fn run(ctx: &Ctx, command: BackupCommand) -> anyhow::Result<()> {
             if ctx.output != Format::Table {
                 return output::print_objects(ctx.output, &[backup]);
             }
-            describe(ctx, &backup).await
+            describe(ctx, &backup).await?;
+            if details {
+                print_details(ctx, &backup).await?;
+            }
+            Ok(())
         }
         BackupCommand::Logs { name } => {
             api.get_opt(&name)
@@ -318,6 +328,66 @@ async fn describe(ctx: &Ctx, b: &Backup) -> anyhow::Result<()> {
             Ok(results) => print_results(&results),
             Err(e) => println!("  (results not readable: {e})"),
         }
+    }
+    Ok(())
+}
+
+/// Every item of the backup's index, in the order written, and its volume snapshots.
+async fn print_details(ctx: &Ctx, b: &Backup) -> anyhow::Result<()> {
+    let name = b.name_any();
+    let phase = b.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
+    if !matches!(phase, BackupPhase::Completed | BackupPhase::PartiallyFailed) {
+        println!(
+            "\nDetails:      none: the backup is {phase:?} (items are listed once it ends Completed or PartiallyFailed)"
+        );
+        return Ok(());
+    }
+    println!("\nItems (in the order written; RESOURCE NAMESPACE/NAME):");
+    let mut out = std::io::stdout().lock();
+    let mut count = 0u64;
+    files::for_each_line(ctx, DownloadTargetKind::BackupIndex, &name, |line| {
+        let entry: arca_store::archive::IndexEntry = serde_json::from_slice(line)
+            .map_err(|e| std::io::Error::other(format!("line {} of the index: {e}", count + 1)))?;
+        count += 1;
+        match &entry.namespace {
+            Some(ns) => writeln!(out, "  {}  {ns}/{}", entry.group_resource(), entry.name),
+            None => writeln!(out, "  {}  {}", entry.group_resource(), entry.name),
+        }
+    })
+    .await
+    .context("reading the backup's index")?;
+    drop(out);
+    println!("  ({count} items)");
+    println!("\nPod volume snapshots:");
+    let volumes = match files::print_json(ctx, DownloadTargetKind::BackupVolumes, &name).await {
+        Ok(json) => serde_json::from_value::<arca_store::archive::VolumeSnapshots>(json)
+            .context("reading volumes.json")?,
+        // No volume data was asked for (or none was copied: the errors above say why).
+        Err(e) if e.to_string().contains("volumes.json") => {
+            println!("  none");
+            return Ok(());
+        }
+        Err(e) => return Err(e.context("reading the backup's volumes.json")),
+    };
+    for v in &volumes.snapshots {
+        let claim = v
+            .claim
+            .as_ref()
+            .map(|c| format!(" (claim {c})"))
+            .unwrap_or_default();
+        println!(
+            "  {}/{} volume {}{claim}: snapshot {} in {}, {} bytes, {} uploaded",
+            v.namespace,
+            v.pod,
+            v.volume,
+            v.snapshot_id.get(..12).unwrap_or(&v.snapshot_id),
+            v.repository,
+            v.total_bytes,
+            v.bytes_uploaded
+        );
+    }
+    if volumes.snapshots.is_empty() {
+        println!("  none");
     }
     Ok(())
 }

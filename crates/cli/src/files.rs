@@ -133,6 +133,8 @@ fn object_key(kind: DownloadTargetKind, name: &str) -> String {
         DownloadTargetKind::BackupLog => Layout::backup_logs(name),
         DownloadTargetKind::BackupContents => Layout::backup_archive(name),
         DownloadTargetKind::BackupResults => Layout::backup_results(name),
+        DownloadTargetKind::BackupIndex => Layout::backup_index(name),
+        DownloadTargetKind::BackupVolumes => Layout::backup_volumes(name),
         DownloadTargetKind::RestoreLog => Layout::restore_logs(name),
         DownloadTargetKind::RestoreResults => Layout::restore_results(name),
         DownloadTargetKind::RestoreItems => Layout::restore_items(name),
@@ -147,7 +149,9 @@ async fn location_keys(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> Optio
     let backup_name = match kind {
         DownloadTargetKind::BackupLog
         | DownloadTargetKind::BackupContents
-        | DownloadTargetKind::BackupResults => name.to_string(),
+        | DownloadTargetKind::BackupResults
+        | DownloadTargetKind::BackupIndex
+        | DownloadTargetKind::BackupVolumes => name.to_string(),
         DownloadTargetKind::RestoreLog
         | DownloadTargetKind::RestoreResults
         | DownloadTargetKind::RestoreItems => {
@@ -167,21 +171,52 @@ async fn location_keys(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> Optio
     }
 }
 
-/// Prints a run's log (`logs.jsonl.zst`) as `time level message` lines.
-pub async fn print_log(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> anyhow::Result<()> {
+/// Longest line of a downloaded JSON Lines file (as the operator's own readers allow).
+const MAX_LINE: usize = 16 << 20;
+/// Largest JSON file read whole (results, volumes).
+const MAX_JSON: usize = 64 << 20;
+
+/// Calls `each` with every line (without its newline) of a zstd JSON Lines file (a log, an
+/// index), decrypted when the location encrypts, as the bytes arrive: nothing is held but
+/// the current line.
+pub async fn for_each_line(
+    ctx: &Ctx,
+    kind: DownloadTargetKind,
+    name: &str,
+    each: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     let url = url(ctx, kind, name).await?;
     let keys = location_keys(ctx, kind, name).await;
-    let lines = LogLines {
+    let lines = Lines {
         pending: Vec::new(),
-        out: std::io::stdout(),
+        each,
     };
     let decoder = zstd::stream::write::Decoder::new(lines)?;
     let mut sink = DecryptingSink::new(keys, &object_key(kind, name), decoder);
     stream(ctx, &url, &mut sink).await?;
     let mut decoder = sink.finish()?;
     decoder.flush()?;
-    let mut lines = decoder.into_inner();
-    lines.finish()
+    decoder.into_inner().finish()?;
+    Ok(())
+}
+
+/// Prints a run's log (`logs.jsonl.zst`) as `time level message` lines.
+pub async fn print_log(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for_each_line(ctx, kind, name, |line| {
+        let text = String::from_utf8_lossy(line);
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(v) => writeln!(
+                out,
+                "{} {:<7} {}",
+                v["time"].as_str().unwrap_or(""),
+                v["level"].as_str().unwrap_or(""),
+                v["message"].as_str().unwrap_or("")
+            ),
+            Err(_) => writeln!(out, "{text}"),
+        }
+    })
+    .await
 }
 
 /// Saves a file to `path`, as stored (compressed files stay compressed).
@@ -201,7 +236,7 @@ pub async fn save(
     Ok(written)
 }
 
-/// Prints a small JSON file (results).
+/// Reads a JSON file (results, volumes) of at most [`MAX_JSON`] bytes.
 pub async fn print_json(
     ctx: &Ctx,
     kind: DownloadTargetKind,
@@ -209,52 +244,109 @@ pub async fn print_json(
 ) -> anyhow::Result<serde_json::Value> {
     let url = url(ctx, kind, name).await?;
     let keys = location_keys(ctx, kind, name).await;
-    let mut sink = DecryptingSink::new(keys, &object_key(kind, name), Vec::new());
+    let mut sink = DecryptingSink::new(keys, &object_key(kind, name), Capped(Vec::new()));
     stream(ctx, &url, &mut sink).await?;
-    let buffer = sink.finish()?;
-    serde_json::from_slice(&buffer).context("reading the results")
+    let Capped(buffer) = sink.finish()?;
+    serde_json::from_slice(&buffer).context("reading the file's JSON")
 }
 
-/// Turns JSON lines into readable ones as bytes arrive.
-struct LogLines {
-    pending: Vec<u8>,
-    out: std::io::Stdout,
-}
+/// A buffer that refuses to grow past [`MAX_JSON`].
+struct Capped(Vec<u8>);
 
-impl LogLines {
-    fn emit(&mut self, line: &[u8]) -> std::io::Result<()> {
-        let text = String::from_utf8_lossy(line);
-        match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(v) => writeln!(
-                self.out,
-                "{} {:<7} {}",
-                v["time"].as_str().unwrap_or(""),
-                v["level"].as_str().unwrap_or(""),
-                v["message"].as_str().unwrap_or("")
-            ),
-            Err(_) => writeln!(self.out, "{text}"),
+impl Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_JSON {
+            return Err(std::io::Error::other(format!(
+                "the file is larger than {MAX_JSON} bytes: it is not a file Arca wrote"
+            )));
         }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
     }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
-    fn finish(&mut self) -> anyhow::Result<()> {
+/// Hands each complete line to `each` as bytes arrive; refuses a line over [`MAX_LINE`].
+struct Lines<F> {
+    pending: Vec<u8>,
+    each: F,
+}
+
+impl<F: FnMut(&[u8]) -> std::io::Result<()>> Lines<F> {
+    fn finish(&mut self) -> std::io::Result<()> {
         if !self.pending.is_empty() {
             let line = std::mem::take(&mut self.pending);
-            self.emit(&line)?;
+            (self.each)(&line)?;
         }
         Ok(())
     }
 }
 
-impl Write for LogLines {
+impl<F: FnMut(&[u8]) -> std::io::Result<()>> Write for Lines<F> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.pending.extend_from_slice(buf);
-        while let Some(at) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=at).collect();
-            self.emit(&line[..line.len() - 1])?;
+        let mut rest = buf;
+        while let Some(at) = rest.iter().position(|b| *b == b'\n') {
+            if self.pending.is_empty() {
+                (self.each)(&rest[..at])?;
+            } else {
+                self.pending.extend_from_slice(&rest[..at]);
+                let line = std::mem::take(&mut self.pending);
+                (self.each)(&line)?;
+            }
+            rest = &rest[at + 1..];
         }
+        if self.pending.len() + rest.len() > MAX_LINE {
+            return Err(std::io::Error::other(format!(
+                "a line is longer than {MAX_LINE} bytes: the file is not one Arca wrote"
+            )));
+        }
+        self.pending.extend_from_slice(rest);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_arrive_whole_whatever_the_chunks() {
+        let mut seen = Vec::new();
+        {
+            let mut lines = Lines {
+                pending: Vec::new(),
+                each: |l: &[u8]| {
+                    seen.push(String::from_utf8_lossy(l).to_string());
+                    Ok(())
+                },
+            };
+            for chunk in [&b"{\"a\":1}\n{\"b"[..], b"\":2}\n\n", b"{\"c\":3}"] {
+                lines.write_all(chunk).expect("write");
+            }
+            lines.finish().expect("finish");
+        }
+        assert_eq!(seen, ["{\"a\":1}", "{\"b\":2}", "", "{\"c\":3}"]);
+    }
+
+    #[test]
+    fn an_endless_line_or_json_is_refused() {
+        let mut lines = Lines {
+            pending: Vec::new(),
+            each: |_: &[u8]| Ok(()),
+        };
+        let chunk = vec![b'x'; 1 << 20];
+        let refused = (0..20).find_map(|_| lines.write_all(&chunk).err());
+        assert!(
+            refused.is_some_and(|e| e.to_string().contains("longer than")),
+            "a 20 MiB line is refused"
+        );
+        let mut json = Capped(Vec::new());
+        let refused = (0..70).find_map(|_| json.write_all(&chunk).err());
+        assert!(refused.is_some_and(|e| e.to_string().contains("larger than")));
     }
 }

@@ -87,6 +87,8 @@ async fn url_for(ctx: &Context, request: &DownloadRequest) -> Result<String, Str
         DownloadTargetKind::BackupLog
             | DownloadTargetKind::BackupContents
             | DownloadTargetKind::BackupResults
+            | DownloadTargetKind::BackupIndex
+            | DownloadTargetKind::BackupVolumes
     );
     let backup_name = if backup_kind {
         target.name.clone()
@@ -117,6 +119,8 @@ async fn url_for(ctx: &Context, request: &DownloadRequest) -> Result<String, Str
         DownloadTargetKind::BackupLog => Layout::backup_logs(&target.name),
         DownloadTargetKind::BackupContents => Layout::backup_archive(&target.name),
         DownloadTargetKind::BackupResults => Layout::backup_results(&target.name),
+        DownloadTargetKind::BackupIndex => Layout::backup_index(&target.name),
+        DownloadTargetKind::BackupVolumes => Layout::backup_volumes(&target.name),
         DownloadTargetKind::RestoreLog => Layout::restore_logs(&target.name),
         DownloadTargetKind::RestoreResults => Layout::restore_results(&target.name),
         DownloadTargetKind::RestoreItems => Layout::restore_items(&target.name),
