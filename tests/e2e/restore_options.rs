@@ -241,3 +241,188 @@ roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}}
         );
     }
 }
+
+/// Velero's resource modifier ConfigMap: a merge patch, a strategic merge patch and a JSON
+/// patch with a test, each on the items its conditions choose; rules that cannot be read
+/// fail the restore's validation naming the rule; a patch that cannot apply fails its item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_modifiers_patch_what_their_conditions_choose() {
+    let scenario = Scenario::start("mods").await;
+    let (env, _, arca, app, _) = scenario.parts();
+    let ns = &app.name;
+    let copy = format!("{ns}-modified");
+    kubectl_apply(
+        env,
+        &format!(
+            r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings-a, namespace: {ns}, labels: {{app: web}}}}
+data: {{mode: original}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: other, namespace: {ns}}}
+data: {{mode: original}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {ns}, labels: {{tier: front}}}}
+spec:
+  replicas: 0
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - {{name: web, image: "nginx:1.25", env: [{{name: A, value: "1"}}]}}
+      - {{name: log, image: "busybox:1"}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {ns}}}
+spec: {{selector: {{app: web}}, ports: [{{port: 80}}]}}
+"#
+        ),
+    );
+    scenario.completed_backup("app").await;
+    let a = &arca.name;
+    kubectl_apply(
+        env,
+        &format!(
+            r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: modifiers, namespace: {a}}}
+data:
+  rules.yaml: |
+    version: v1
+    resourceModifierRules:
+    - conditions:
+        groupResource: configmaps
+        resourceNameRegex: "^settings-"
+        namespaces: [{ns}]
+        labelSelector: {{matchLabels: {{app: web}}}}
+      mergePatches:
+      - patchData: |
+          data: {{mode: modified, added: "yes"}}
+    - conditions:
+        groupResource: "*.apps"
+        matches: [{{path: /metadata/labels/tier, value: front}}]
+      strategicPatches:
+      - patchData: |
+          spec:
+            replicas: 0
+            template:
+              spec:
+                containers:
+                - name: web
+                  image: "nginx:1.27"
+                  env: [{{name: B, value: "2"}}]
+    - conditions: {{groupResource: services}}
+      patches:
+      - {{operation: test, path: /spec/ports/0/port, value: "80"}}
+      - {{operation: add, path: /metadata/labels, value: '{{"patched": "json"}}'}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: broken, namespace: {a}}}
+data:
+  rules.yaml: |
+    version: v1
+    resourceModifierRules:
+    - conditions: {{groupResource: configmaps}}
+      patches: [{{operation: merge, path: /data}}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: impossible, namespace: {a}}}
+data:
+  rules.yaml: |
+    version: v1
+    resourceModifierRules:
+    - conditions: {{groupResource: services}}
+      patches: [{{operation: remove, path: /spec/nothing}}]
+"#
+        ),
+    );
+    scenario
+        .completed_restore(
+            "modified",
+            &from_app(&format!(
+                "namespaceMapping: {{{ns}: {copy}}}, resourceModifier: {{kind: ConfigMap, name: modifiers}}"
+            )),
+        )
+        .await;
+    let get = |what: &[&str]| kubectl(env, &[&["get"], what, &["-n", &copy]].concat());
+    assert_eq!(
+        get(&["cm", "settings-a", "-o", "jsonpath={.data.mode}/{.data.added}"]),
+        "modified/yes"
+    );
+    assert_eq!(
+        get(&["cm", "other", "-o", "jsonpath={.data.mode}"]),
+        "original",
+        "no rule chose it"
+    );
+    assert_eq!(
+        get(&[
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].image} {.spec.template.spec.containers[0].env[*].name}"
+        ]),
+        "nginx:1.27 busybox:1 A B",
+        "merged by name: the log container and env A stay"
+    );
+    assert_eq!(
+        get(&["svc", "web", "-o", "jsonpath={.metadata.labels.patched}"]),
+        "json"
+    );
+
+    let broken = scenario
+        .restore(
+            "broken-rules",
+            &from_app(&format!(
+                "namespaceMapping: {{{ns}: {copy}-b}}, resourceModifier: {{kind: ConfigMap, name: broken}}"
+            )),
+        )
+        .await;
+    let status = broken.status.clone().unwrap_or_default();
+    assert_eq!(
+        status.phase,
+        Some(arca_api::RestorePhase::FailedValidation),
+        "{status:?}"
+    );
+    assert!(
+        status
+            .validation_errors
+            .join("\n")
+            .contains("ConfigMap broken: rule 1: patch operation \"merge\""),
+        "{status:?}"
+    );
+    assert!(
+        !exists(env, &["get", "namespace", &format!("{copy}-b")]),
+        "nothing restored"
+    );
+
+    let failed = scenario
+        .restore(
+            "impossible-patch",
+            &from_app(&format!(
+                "namespaceMapping: {{{ns}: {copy}-c}}, resourceModifier: {{kind: ConfigMap, name: impossible}}"
+            )),
+        )
+        .await;
+    let status = failed.status.clone().unwrap_or_default();
+    assert_eq!(
+        status.phase,
+        Some(arca_api::RestorePhase::PartiallyFailed),
+        "{status:?}"
+    );
+    assert!(
+        !exists(env, &["get", "svc", "web", "-n", &format!("{copy}-c")]),
+        "the item its rule could not patch is not created"
+    );
+    assert!(exists(env, &["get", "cm", "other", "-n", &format!("{copy}-c")]));
+    scenario.stop().await;
+}

@@ -50,8 +50,8 @@ pub use pod_volume::{
 };
 pub use reference::render_reference;
 pub use restore::{
-    ExistingResourcePolicy, ItemOutcomes, Restore, RestorePhase, RestoreProgress, RestoreSpec,
-    RestoreStatus, RestoreStatusSpec,
+    ExistingResourcePolicy, ItemOutcomes, ResourceModifierRef, Restore, RestorePhase,
+    RestoreProgress, RestoreSpec, RestoreStatus, RestoreStatusSpec,
 };
 pub use schedule::{Retention, Schedule, SchedulePhase, ScheduleSpec, ScheduleStatus};
 

@@ -93,6 +93,12 @@ pub struct RestoreSpec {
     /// Hooks run in restored pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<RestoreHooks>,
+    /// A ConfigMap of this namespace holding resource modifier rules (Velero's format:
+    /// `version: v1`, `resourceModifierRules` with conditions and JSON, merge or strategic
+    /// merge patches) applied to the items as they are restored. `kind` must be
+    /// `ConfigMap`. Invalid rules fail validation; an item a rule cannot patch fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_modifier: Option<ResourceModifierRef>,
     /// Restore a backup whose `backup.json` carries no seal (storage format 1, written before
     /// Arca authenticated its backups). Its contents cannot be told apart from what someone
     /// with write access to the bucket put there: set this only for a bucket you trust.
@@ -103,6 +109,20 @@ pub struct RestoreSpec {
     /// write nothing. The plan (create, update, skip, fail, per item) is in the results.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+}
+
+/// The object holding a restore's resource modifier rules (Velero's
+/// `TypedLocalObjectReference`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceModifierRef {
+    /// Ignored (a ConfigMap is in the core group); accepted as Velero writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_group: Option<String>,
+    /// `ConfigMap` (the only kind supported, as in Velero).
+    pub kind: String,
+    /// The ConfigMap's name, in the Restore's namespace.
+    pub name: String,
 }
 
 /// What an existing object gets.

@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use arca_api::{DownloadTargetKind, ExistingResourcePolicy, Restore, RestorePhase, RestoreSpec};
+use arca_api::{
+    DownloadTargetKind, ExistingResourcePolicy, ResourceModifierRef, Restore, RestorePhase,
+    RestoreSpec,
+};
 use kube::{
     Api, ResourceExt,
     api::{ListParams, PostParams},
@@ -68,6 +71,10 @@ pub enum RestoreCommand {
         /// Restore pod volume data (default true).
         #[arg(long)]
         restore_volumes: Option<bool>,
+        /// A ConfigMap of the namespace holding resource modifier rules (Velero's format)
+        /// applied to the items as they are restored.
+        #[arg(long, value_parser = object_name)]
+        resource_modifier_configmap: Option<String>,
         /// The ServiceAccount of the namespace the restore acts as (default: the operator's
         /// own in its namespace, else the operator's `--default-service-account`).
         #[arg(long)]
@@ -110,6 +117,7 @@ pub async fn run(ctx: &Ctx, command: RestoreCommand) -> anyhow::Result<()> {
             dry_run,
             preserve_nodeports,
             restore_volumes,
+            resource_modifier_configmap,
             service_account_name,
             wait,
         } => {
@@ -139,6 +147,11 @@ pub async fn run(ctx: &Ctx, command: RestoreCommand) -> anyhow::Result<()> {
                 restore_p_vs: restore_volumes,
                 dry_run,
                 service_account_name,
+                resource_modifier: resource_modifier_configmap.map(|name| ResourceModifierRef {
+                    api_group: None,
+                    kind: "ConfigMap".into(),
+                    name,
+                }),
                 ..RestoreSpec::default()
             };
             api.create(&PostParams::default(), &Restore::new(&name, spec))

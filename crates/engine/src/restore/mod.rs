@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod helper;
+pub mod modifiers;
 pub mod order;
 pub mod plan;
 mod readiness;
@@ -27,6 +28,8 @@ pub use run::run;
 pub struct RestoreRequest {
     /// The Restore's name: its folder in storage (`restores/<name>/`).
     pub name: String,
+    /// The Restore's namespace: its `resourceModifier` ConfigMap is read there.
+    pub namespace: String,
     /// The backup restored.
     pub backup_name: String,
     pub spec: RestoreSpec,
@@ -133,6 +136,14 @@ pub fn validate(spec: &RestoreSpec, tenant: Option<&str>) -> Vec<String> {
                 "namespaceMapping: both {other:?} and {from:?} map to {to:?}"
             ));
         }
+    }
+    if let Some(reference) = &spec.resource_modifier
+        && !reference.kind.eq_ignore_ascii_case("configmap")
+    {
+        problems.push(format!(
+            "resourceModifier names a {}: the rules must be in a ConfigMap (kind: ConfigMap)",
+            reference.kind
+        ));
     }
     if let Some(ns) = tenant {
         if spec.include_cluster_resources == Some(true) {

@@ -69,6 +69,7 @@ pub(super) async fn execute(
         });
     let request = RestoreRequest {
         name: name.clone(),
+        namespace: restore.namespace().unwrap_or_default(),
         backup_name: backup_name.clone(),
         spec: restore.spec.clone(),
         tenant,

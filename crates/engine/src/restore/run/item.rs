@@ -61,6 +61,12 @@ impl Run<'_> {
         } else {
             PodRestoreHooks::default()
         };
+        // Rules match the item as backed up (its own namespace), as Velero's do.
+        if let Some(modifiers) = &self.modifiers
+            && let Err(e) = modifiers.apply(&gr, &mut object)
+        {
+            return fail(e);
+        }
         self.transform.apply(&gr, &mut object, false);
         inject_init_containers(&mut object, &hooks.init_containers);
         if let Some(helper) = &self.restore_helper

@@ -35,6 +35,7 @@ use tokio::sync::mpsc;
 use super::{
     RestoreError, RestoreOutcome, RestoreRequest, RestoreSettings,
     apply::{Applied, Applier, Outcome, Target},
+    modifiers::ResourceModifiers,
     order::Tier,
     plan::{Plan, PlanFilters, Scope, Survey},
     readiness,
@@ -94,6 +95,8 @@ struct Run<'a> {
     index: VerifiedIndex,
     catalogue: RwLock<Arc<Catalogue>>,
     transform: Transform,
+    /// The Restore's resource modifier rules.
+    modifiers: Option<ResourceModifiers>,
     applier: Applier,
     labels: LabelFilter,
     status_of: Box<dyn Fn(&str) -> bool + Send + Sync>,
@@ -123,6 +126,33 @@ struct Run<'a> {
     log: RunLog,
 }
 
+/// Reads and checks the rules of ConfigMap `name` in `namespace`, as the run's identity
+/// (a tenant's ServiceAccount for its own restores).
+async fn load_modifiers(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<ResourceModifiers, RestoreError> {
+    let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let invalid = |problem: String| RestoreError::Invalid(vec![problem]);
+    let map = maps
+        .get_opt(name)
+        .await
+        .map_err(|e| {
+            invalid(format!(
+                "resourceModifier: reading ConfigMap {name} in {namespace}: {e}"
+            ))
+        })?
+        .ok_or_else(|| {
+            invalid(format!(
+                "resourceModifier: there is no ConfigMap {name} in namespace {namespace}: create it, or remove resourceModifier"
+            ))
+        })?;
+    ResourceModifiers::from_config_map(name, &map.data.unwrap_or_default())
+        .map_err(RestoreError::Invalid)
+}
+
 /// Restores backup `request.backup_name` (whose `backup.json` is `metadata`) read from
 /// `store`; the per-item outcomes and results go to `output` (the same store, or a
 /// `DiscardStore` when the location is ReadOnly).
@@ -143,6 +173,12 @@ pub async fn run(
     if !problems.is_empty() {
         return Err(RestoreError::Invalid(problems));
     }
+    let modifiers = match &spec.resource_modifier {
+        Some(reference) => {
+            Some(load_modifiers(&client, &request.namespace, &reference.name).await?)
+        }
+        None => None,
+    };
     if !KNOWN_FORMATS.contains(&metadata.format_version.as_str()) {
         return Err(RestoreError::Format {
             backup: request.backup_name.clone(),
@@ -251,6 +287,7 @@ pub async fn run(
         index,
         catalogue: RwLock::new(Arc::new(catalogue)),
         transform: transform.clone(),
+        modifiers,
         applier: Applier {
             client: client.clone(),
             dry_run: spec.dry_run,
