@@ -356,7 +356,12 @@ data:
         .await;
     let get = |what: &[&str]| kubectl(env, &[&["get"], what, &["-n", &copy]].concat());
     assert_eq!(
-        get(&["cm", "settings-a", "-o", "jsonpath={.data.mode}/{.data.added}"]),
+        get(&[
+            "cm",
+            "settings-a",
+            "-o",
+            "jsonpath={.data.mode}/{.data.added}"
+        ]),
         "modified/yes"
     );
     assert_eq!(
@@ -423,6 +428,9 @@ data:
         !exists(env, &["get", "svc", "web", "-n", &format!("{copy}-c")]),
         "the item its rule could not patch is not created"
     );
-    assert!(exists(env, &["get", "cm", "other", "-n", &format!("{copy}-c")]));
+    assert!(exists(
+        env,
+        &["get", "cm", "other", "-n", &format!("{copy}-c")]
+    ));
     scenario.stop().await;
 }

@@ -36,6 +36,14 @@ use self::{
 };
 use crate::filters::{LabelFilter, NamespaceFilter};
 
+/// What a rule may not change: what an item is, and where it is written.
+const IDENTITY: &[&str] = &[
+    "/apiVersion",
+    "/kind",
+    "/metadata/name",
+    "/metadata/namespace",
+];
+
 /// Largest ConfigMap value read as rules (the apiserver caps a ConfigMap at 1 MiB anyway).
 const MAX_RULES_TEXT: usize = 1 << 20;
 /// Longest `resourceNameRegex` compiled.
@@ -171,6 +179,9 @@ impl ResourceModifiers {
     /// Applies the rules matching `object` (of `group_resource`, as backed up) to it, in
     /// order. Returns how many rules applied; an error names the rule, and leaves the
     /// object with the rules before it applied.
+    /// No rule may change what the item is or where it goes (its apiVersion, kind, name
+    /// or namespace: `namespaceMapping` moves items); such a rule is an error, and the item
+    /// is left as it was.
     pub fn apply(&self, group_resource: &str, object: &mut Value) -> Result<usize, String> {
         let original = object.clone();
         let mut applied = 0;
@@ -178,8 +189,18 @@ impl ResourceModifiers {
             if !rule.matches(group_resource, &original) {
                 continue;
             }
-            rule.patch(object)
-                .map_err(|e| format!("resource modifier rule {}: {e}", i + 1))?;
+            let checked = rule.patch(object).and_then(|()| {
+                match IDENTITY.iter().find(|p| object.pointer(p) != original.pointer(p)) {
+                    Some(path) => Err(format!(
+                        "it may not change {path} (use namespaceMapping to restore into another namespace)"
+                    )),
+                    None => Ok(()),
+                }
+            });
+            if let Err(e) = checked {
+                *object = original;
+                return Err(format!("resource modifier rule {}: {e}", i + 1));
+            }
             applied += 1;
         }
         Ok(applied)

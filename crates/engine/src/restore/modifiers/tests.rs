@@ -171,3 +171,34 @@ fn a_patch_that_cannot_apply_is_an_error_naming_the_rule() {
     );
     assert_eq!(claim, before);
 }
+
+#[test]
+fn no_rule_may_move_an_item_to_another_namespace_name_or_kind() {
+    for (path, value) in [
+        ("/metadata/namespace", "kube-system"),
+        ("/metadata/name", "elsewhere"),
+        ("/kind", "Secret"),
+        ("/apiVersion", "v2"),
+    ] {
+        let rules = ResourceModifiers::parse(&format!(
+            "version: v1\nresourceModifierRules:\n- conditions: {{groupResource: persistentvolumeclaims}}\n  patches: [{{operation: replace, path: {path}, value: {value}}}]\n"
+        ))
+        .expect("rules");
+        let mut claim = pvc("shop", "data-0", "gp2");
+        let before = claim.clone();
+        let error = rules
+            .apply("persistentvolumeclaims", &mut claim)
+            .expect_err("refused");
+        assert!(error.contains("may not change"), "{path}: {error}");
+        assert_eq!(claim, before, "{path}: the item is left as it was");
+    }
+    let rules = ResourceModifiers::parse(
+        "version: v1\nresourceModifierRules:\n- conditions: {groupResource: persistentvolumeclaims}\n  mergePatches: [{patchData: 'metadata: null'}]\n",
+    )
+    .expect("rules");
+    let mut claim = pvc("shop", "data-0", "gp2");
+    assert!(
+        rules.apply("persistentvolumeclaims", &mut claim).is_err(),
+        "metadata removed"
+    );
+}
