@@ -4,7 +4,7 @@ use std::{collections::BTreeSet, time::Duration};
 
 use arca_api::BackupPhase;
 use arca_e2e::{
-    index_of, kubectl_apply,
+    eventually, index_of, kubectl, kubectl_apply,
     operator::phase_of_backup,
     scenario::{Scenario, assert_completed},
 };
@@ -184,6 +184,27 @@ spec:
 "#
         ),
     );
+    eventually(
+        "pod db to be scheduled",
+        Duration::from_secs(60),
+        || async {
+            (!kubectl(
+                env,
+                &[
+                    "get",
+                    "pod",
+                    "db",
+                    "-n",
+                    ns,
+                    "-o",
+                    "jsonpath={.spec.nodeName}",
+                ],
+            )
+            .is_empty())
+            .then_some(())
+        },
+    )
+    .await;
     let backup = scenario.backup("vols", &scenario.app_spec()).await;
     let status = backup.status.clone().unwrap_or_default();
     assert_eq!(phase_of_backup(&backup), BackupPhase::PartiallyFailed);
@@ -200,5 +221,146 @@ spec:
         "{results}"
     );
     assert!(!results.contains("volume conf"), "{results}");
+    scenario.stop().await;
+}
+
+/// A Backup's resource policies (Velero's ConfigMap): the first matching policy decides over
+/// the pod's annotations: a claim of storage class `fast` is taken though not annotated, the
+/// annotated emptyDir volumes are skipped. Bad policies fail validation, naming the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_policies_choose_the_volumes_over_annotations() {
+    let scenario =
+        Scenario::start_with("policies", |s| s.fs_backup_timeout = Duration::from_secs(5)).await;
+    let (env, _, arca, app, prefix) = scenario.parts();
+    let ns = &app.name;
+    let a = &arca.name;
+    kubectl_apply(
+        env,
+        &format!(
+            r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {ns}-pv}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: fast
+  hostPath: {{path: /tmp/{ns}-pv}}
+  claimRef: {{namespace: {ns}, name: db}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: db, namespace: {ns}}}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: fast
+  volumeName: {ns}-pv
+  resources: {{requests: {{storage: 1Gi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: db
+  namespace: {ns}
+  annotations: {{backup.velero.io/backup-volumes: "scratch,logs"}}
+spec:
+  containers: [{{name: db, image: db}}]
+  volumes:
+  - {{name: data, persistentVolumeClaim: {{claimName: db}}}}
+  - {{name: scratch, emptyDir: {{}}}}
+  - {{name: logs, emptyDir: {{}}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: volume-policy, namespace: {a}}}
+data:
+  policy.yaml: |
+    version: v1
+    volumePolicies:
+    - conditions: {{storageClass: [fast], capacity: "0,10Gi"}}
+      action: {{type: fs-backup}}
+    - conditions: {{volumeTypes: [emptyDir]}}
+      action: {{type: skip}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: bad-policy, namespace: {a}}}
+data:
+  policy.yaml: |
+    version: v1
+    volumePolicies:
+    - conditions: {{capacity: "10Gi"}}
+      action: {{type: skip}}
+"#
+        ),
+    );
+    // The pod must be on a node (its claim bound) before the backup reads it.
+    eventually(
+        "pod db to be scheduled",
+        Duration::from_secs(60),
+        || async {
+            (!kubectl(
+                env,
+                &[
+                    "get",
+                    "pod",
+                    "db",
+                    "-n",
+                    ns,
+                    "-o",
+                    "jsonpath={.spec.nodeName}",
+                ],
+            )
+            .is_empty())
+            .then_some(())
+        },
+    )
+    .await;
+    let backup = scenario
+        .backup(
+            "by-policy",
+            &format!(
+                "{{includedNamespaces: [{ns}], resourcePolicy: {{kind: ConfigMap, name: volume-policy}}}}"
+            ),
+        )
+        .await;
+    let status = backup.status.clone().unwrap_or_default();
+    // No node agent runs here: the chosen volume waits, then is an error naming it.
+    assert_eq!(
+        phase_of_backup(&backup),
+        BackupPhase::PartiallyFailed,
+        "{status:?}"
+    );
+    assert_eq!(status.errors, 1, "{status:?}");
+    let store = arca_e2e::store(env, &prefix.prefix).await;
+    let results = store
+        .get(&arca_store::Layout::backup_results("by-policy"))
+        .await
+        .expect("results.json");
+    let results = String::from_utf8_lossy(&results);
+    assert!(
+        results.contains(&format!("pod {ns}/db volume data: still New")),
+        "the claim chosen by the policy is asked for: {results}"
+    );
+    assert!(
+        !results.contains("volume scratch") && !results.contains("volume logs"),
+        "the annotated emptyDir volumes are skipped: {results}"
+    );
+
+    let bad = scenario
+        .backup(
+            "bad-policy",
+            &format!(
+                "{{includedNamespaces: [{ns}], resourcePolicy: {{kind: ConfigMap, name: bad-policy}}}}"
+            ),
+        )
+        .await;
+    assert_eq!(phase_of_backup(&bad), BackupPhase::FailedValidation);
+    let errors = bad.status.unwrap_or_default().validation_errors.join("\n");
+    assert!(
+        errors
+            .contains("ConfigMap bad-policy: volume policy 1: capacity \"10Gi\" is not `min,max`"),
+        "{errors}"
+    );
     scenario.stop().await;
 }

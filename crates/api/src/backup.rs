@@ -92,6 +92,13 @@ pub struct BackupSpec {
     /// A name that does not exist is a warning; an entry of the wrong form fails validation.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ordered_resources: BTreeMap<String, String>,
+    /// A ConfigMap of this namespace holding resource policies (Velero's format: `version:
+    /// v1`, `volumePolicies` whose conditions choose volumes by capacity, storage class,
+    /// claim labels, NFS server, CSI driver or source type, and whose action is `skip`,
+    /// `fs-backup` or `snapshot`). The first matching policy decides a volume's fate over
+    /// the pod's annotations and `defaultVolumesToFsBackup`. `kind` must be `ConfigMap`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_policy: Option<crate::ConfigMapReference>,
     /// How the node agents write this backup's pod volume data (Velero's block name; Arca
     /// has its own fields in it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -50,7 +50,7 @@ pub use pod_volume::{
 };
 pub use reference::render_reference;
 pub use restore::{
-    ExistingResourcePolicy, ItemOutcomes, ResourceModifierRef, Restore, RestorePhase,
+    ConfigMapReference, ExistingResourcePolicy, ItemOutcomes, Restore, RestorePhase,
     RestoreProgress, RestoreSpec, RestoreStatus, RestoreStatusSpec,
 };
 pub use schedule::{Retention, Schedule, SchedulePhase, ScheduleSpec, ScheduleStatus};

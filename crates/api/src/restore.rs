@@ -98,7 +98,7 @@ pub struct RestoreSpec {
     /// merge patches) applied to the items as they are restored. `kind` must be
     /// `ConfigMap`. Invalid rules fail validation; an item a rule cannot patch fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_modifier: Option<ResourceModifierRef>,
+    pub resource_modifier: Option<ConfigMapReference>,
     /// Restore a backup whose `backup.json` carries no seal (storage format 1, written before
     /// Arca authenticated its backups). Its contents cannot be told apart from what someone
     /// with write access to the bucket put there: set this only for a bucket you trust.
@@ -111,11 +111,11 @@ pub struct RestoreSpec {
     pub dry_run: bool,
 }
 
-/// The object holding a restore's resource modifier rules (Velero's
-/// `TypedLocalObjectReference`).
+/// A ConfigMap of the object's namespace holding rules (a Restore's resource modifiers, a
+/// Backup's resource policies), as Velero's `TypedLocalObjectReference`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ResourceModifierRef {
+pub struct ConfigMapReference {
     /// Ignored (a ConfigMap is in the core group); accepted as Velero writes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_group: Option<String>,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use arca_api::{BackupSpec, Duration, UploaderConfig, VolumeCompression};
+use arca_api::{BackupSpec, ConfigMapReference, Duration, UploaderConfig, VolumeCompression};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// What to back up.
@@ -45,6 +45,10 @@ pub struct BackupFlags {
     /// order too), as Velero writes it: `pods=ns/a,ns/b;persistentvolumeclaims=ns/c`.
     #[arg(long, value_parser = ordered_resources)]
     pub ordered_resources: Option<BTreeMap<String, String>>,
+    /// A ConfigMap of the namespace holding resource policies (Velero's format) that
+    /// choose which volumes' data is backed up.
+    #[arg(long, value_parser = object_name)]
+    pub resource_policies_configmap: Option<String>,
     /// `off`: store pod volume data as it is, without trying to compress it (faster, for
     /// data that is already compressed or encrypted). Default `auto`: compressed where that
     /// saves at least 3%.
@@ -74,6 +78,13 @@ impl BackupFlags {
             default_volumes_to_fs_backup: self.default_volumes_to_fs_backup,
             service_account_name: self.service_account_name.clone(),
             ordered_resources: self.ordered_resources.clone().unwrap_or_default(),
+            resource_policy: self.resource_policies_configmap.clone().map(|name| {
+                ConfigMapReference {
+                    api_group: None,
+                    kind: "ConfigMap".into(),
+                    name,
+                }
+            }),
             uploader_config: self.volume_compression.map(|c| UploaderConfig {
                 compression: Some(c),
             }),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use arca_api::{
-    DownloadTargetKind, ExistingResourcePolicy, ResourceModifierRef, Restore, RestorePhase,
+    ConfigMapReference, DownloadTargetKind, ExistingResourcePolicy, Restore, RestorePhase,
     RestoreSpec,
 };
 use kube::{
@@ -147,7 +147,7 @@ pub async fn run(ctx: &Ctx, command: RestoreCommand) -> anyhow::Result<()> {
                 restore_p_vs: restore_volumes,
                 dry_run,
                 service_account_name,
-                resource_modifier: resource_modifier_configmap.map(|name| ResourceModifierRef {
+                resource_modifier: resource_modifier_configmap.map(|name| ConfigMapReference {
                     api_group: None,
                     kind: "ConfigMap".into(),
                     name,

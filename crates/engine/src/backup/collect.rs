@@ -64,6 +64,9 @@ pub struct Collector {
     pub acting_as: Option<String>,
     /// `orderedResources`: these objects are written first, in order.
     pub ordered: OrderedResources,
+    /// Resource policies decide: every data volume of a pod is a candidate, not only those
+    /// its annotations ask for.
+    pub volume_candidates: bool,
 }
 
 impl Collector {
@@ -278,7 +281,11 @@ impl Collector {
         let mut found = Vec::new();
         for item in items {
             if let Ok(pod) = serde_json::from_slice::<PodVolumes>(&item.json) {
-                found.extend(pod.requests(self.volumes_default_all));
+                found.extend(if self.volume_candidates {
+                    pod.candidates(self.volumes_default_all)
+                } else {
+                    pod.requests(self.volumes_default_all)
+                });
             }
         }
         if found.is_empty() {

@@ -7,7 +7,9 @@ mod collect;
 pub mod list;
 pub mod ordered;
 pub mod plan;
+pub mod policies;
 mod related;
+mod volume_policy;
 pub mod volumes;
 
 use std::{
@@ -31,6 +33,7 @@ use collect::{Collector, Stopped};
 use list::{RawItem, fetch_page, list_url};
 use ordered::{OrderedName, OrderedResources};
 use plan::{ListScope, plan_lists};
+use policies::ResourcePolicies;
 
 use crate::{
     catalogue::Catalogue,
@@ -45,6 +48,8 @@ use crate::{
 pub struct BackupRequest {
     /// The Backup's name: its folder in storage.
     pub name: String,
+    /// The Backup's namespace: its `resourcePolicy` ConfigMap is read there.
+    pub namespace: String,
     pub spec: BackupSpec,
     /// `Some(namespace)`: a tenant's backup, confined to that namespace, with no
     /// cluster-scoped item.
@@ -117,6 +122,14 @@ pub fn validate(spec: &BackupSpec, tenant: Option<&str>) -> Vec<String> {
     push(NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces).map(|_| ()));
     push(LabelFilter::new(spec.label_selector.as_ref(), &spec.or_label_selectors).map(|_| ()));
     problems.extend(ordered::validate(&spec.ordered_resources));
+    if let Some(reference) = &spec.resource_policy
+        && !reference.kind.eq_ignore_ascii_case("configmap")
+    {
+        problems.push(format!(
+            "resourcePolicy names a {}: the policies must be in a ConfigMap (kind: ConfigMap)",
+            reference.kind
+        ));
+    }
     // An exclusion of every namespace leaves nothing namespaced: what was meant is either a
     // mistake or a cluster-only backup, which must then be asked for.
     let excludes_all = spec.excluded_namespaces.iter().any(|n| n.trim() == "*");
@@ -209,6 +222,10 @@ pub async fn run(
         .map_err(BackupError::Discovery)?;
     let ordered = OrderedResources::resolve(&spec.ordered_resources, &catalogue)
         .map_err(BackupError::Invalid)?;
+    let policies = match &spec.resource_policy {
+        Some(reference) => Some(load_policies(&client, &request.namespace, &reference.name).await?),
+        None => None,
+    };
     let resources = ResourceFilter::new(
         &catalogue,
         &spec.included_resources,
@@ -323,6 +340,7 @@ pub async fn run(
         volume_requests: Mutex::new(Vec::new()),
         acting_as: request.acting_as.clone(),
         ordered,
+        volume_candidates: policies.is_some(),
     };
     for (ns, warning) in plan_warnings {
         collector.record_warning(Some(&ns), warning);
@@ -367,6 +385,12 @@ pub async fn run(
             .lock()
             .map_err(|_| BackupError::Internal("volume requests lock poisoned".into()))?,
     );
+    let requests = match &policies {
+        Some(policies) => {
+            volume_policy::choose(&client, policies, requests, &collector, &log).await
+        }
+        None => requests,
+    };
     let mut volumes_file = None;
     if listed.is_ok() && !requests.is_empty() {
         volumes_file = back_up_volumes(store, request, requests, &collector, &log).await?;
@@ -430,6 +454,28 @@ pub async fn run(
         resource_types: resource_types.len(),
         hooks: hook_status,
     })
+}
+
+/// Reads and checks the policies of ConfigMap `name` in `namespace`, as the run's identity.
+async fn load_policies(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<ResourcePolicies, BackupError> {
+    let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let invalid = |problem: String| BackupError::Invalid(vec![problem]);
+    let map = maps
+        .get_opt(name)
+        .await
+        .map_err(|e| invalid(format!("resourcePolicy: reading ConfigMap {name} in {namespace}: {e}")))?
+        .ok_or_else(|| {
+            invalid(format!(
+                "resourcePolicy: there is no ConfigMap {name} in namespace {namespace}: create it, or remove resourcePolicy"
+            ))
+        })?;
+    ResourcePolicies::from_config_map(name, &map.data.unwrap_or_default())
+        .map_err(BackupError::Invalid)
 }
 
 /// Copies the requested pod volumes through the node agents, and writes `volumes.json`;

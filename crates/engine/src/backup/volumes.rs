@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::policies::VolumeFacts;
+
 /// Opt-in annotations (comma list of volume names), Arca's and Velero's.
 pub const INCLUDE_ANNOTATIONS: [&str; 2] = [
     "backup.arca.dev/backup-volumes",
@@ -59,7 +61,7 @@ struct ClaimSource {
 }
 
 /// One pod volume whose data a backup asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct VolumeRequest {
     pub namespace: String,
     pub pod: String,
@@ -70,6 +72,12 @@ pub struct VolumeRequest {
     pub volume: String,
     /// The claim it mounts, for a PersistentVolumeClaim volume.
     pub claim: Option<String>,
+    /// Whether the pod's annotations (or `defaultVolumesToFsBackup`) ask for its data;
+    /// resource policies may decide otherwise.
+    pub requested: bool,
+    /// What the pod spec says of the volume (its source type, NFS, CSI), for resource
+    /// policies; the claim's and PV's facts are added when policies are evaluated.
+    pub facts: VolumeFacts,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,9 +96,68 @@ struct Volume {
     downward_api: Option<serde_json::Value>,
     #[serde(default)]
     persistent_volume_claim: Option<ClaimSource>,
+    #[serde(default)]
+    nfs: Option<NfsSource>,
+    #[serde(default)]
+    csi: Option<CsiSource>,
+    /// The other sources (`emptyDir`, `local`...): only their names are read.
+    #[serde(flatten)]
+    other: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NfsSource {
+    #[serde(default)]
+    server: String,
+    #[serde(default)]
+    path: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CsiSource {
+    #[serde(default)]
+    driver: String,
+    #[serde(default)]
+    volume_attributes: BTreeMap<String, String>,
 }
 
 impl Volume {
+    /// The pod-side facts resource policies look at.
+    fn facts(&self) -> VolumeFacts {
+        let known = [
+            (self.host_path.is_some(), "hostPath"),
+            (self.secret.is_some(), "secret"),
+            (self.config_map.is_some(), "configMap"),
+            (self.projected.is_some(), "projected"),
+            (self.downward_api.is_some(), "downwardAPI"),
+            (
+                self.persistent_volume_claim.is_some(),
+                "persistentVolumeClaim",
+            ),
+            (self.nfs.is_some(), "nfs"),
+            (self.csi.is_some(), "csi"),
+        ];
+        let volume_type = known
+            .iter()
+            .find(|(set, _)| *set)
+            .map(|(_, name)| name.to_string())
+            .or_else(|| self.other.keys().next().cloned())
+            .unwrap_or_default();
+        VolumeFacts {
+            volume_type,
+            nfs: self
+                .nfs
+                .as_ref()
+                .map(|n| (n.server.clone(), n.path.clone())),
+            csi: self
+                .csi
+                .as_ref()
+                .map(|c| (c.driver.clone(), c.volume_attributes.clone())),
+            ..VolumeFacts::default()
+        }
+    }
+
     fn holds_data(&self) -> bool {
         self.host_path.is_none()
             && self.secret.is_none()
@@ -133,13 +200,24 @@ impl PodVolumes {
 
     /// The volumes whose data is asked for, as requests.
     pub fn requests(&self, default_all: bool) -> Vec<VolumeRequest> {
+        self.candidates(default_all)
+            .into_iter()
+            .filter(|r| r.requested)
+            .collect()
+    }
+
+    /// Every volume that holds data, each saying whether the annotations ask for it: what
+    /// resource policies choose from.
+    pub fn candidates(&self, default_all: bool) -> Vec<VolumeRequest> {
         let wanted = self.requested(default_all);
         let meta = &self.metadata;
         self.spec
             .volumes
             .iter()
-            .filter(|v| wanted.contains(&v.name))
+            .filter(|v| v.holds_data())
             .map(|v| VolumeRequest {
+                requested: wanted.contains(&v.name),
+                facts: v.facts(),
                 namespace: meta.namespace.clone(),
                 pod: meta.name.clone(),
                 pod_uid: meta.uid.clone(),
@@ -195,6 +273,37 @@ mod tests {
         assert_eq!(
             pod(serde_json::json!({})).requested(true),
             vec!["data", "scratch"]
+        );
+    }
+
+    #[test]
+    fn candidates_are_every_data_volume_with_its_source() {
+        let p: PodVolumes = serde_json::from_value(serde_json::json!({
+            "metadata": {"annotations": {"backup.arca.dev/backup-volumes": "data"}},
+            "spec": {"volumes": [
+                {"name": "data", "persistentVolumeClaim": {"claimName": "db"}},
+                {"name": "scratch", "emptyDir": {}},
+                {"name": "share", "nfs": {"server": "10.0.0.1", "path": "/x"}},
+                {"name": "conf", "configMap": {"name": "c"}}
+            ]}
+        }))
+        .expect("pod");
+        let found: Vec<(String, bool, String)> = p
+            .candidates(false)
+            .into_iter()
+            .map(|r| (r.volume, r.requested, r.facts.volume_type))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("data".into(), true, "persistentVolumeClaim".into()),
+                ("scratch".into(), false, "emptyDir".into()),
+                ("share".into(), false, "nfs".into()),
+            ]
+        );
+        assert_eq!(
+            p.candidates(false)[2].facts.nfs,
+            Some(("10.0.0.1".into(), "/x".into()))
         );
     }
 

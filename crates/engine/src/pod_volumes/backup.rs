@@ -371,6 +371,8 @@ mod tests {
             node: node.map(str::to_string),
             volume: volume.into(),
             claim: claim.map(str::to_string),
+            requested: true,
+            facts: Default::default(),
         }
     }
 

@@ -81,6 +81,7 @@ pub(super) async fn execute(
     let log = RunLog::create(store, &Layout::backup_logs(&name), &name).await;
     let request = BackupRequest {
         name: name.clone(),
+        namespace: backup.namespace().unwrap_or_default(),
         spec: backup.spec.clone(),
         tenant,
         acting_as,
