@@ -17,6 +17,31 @@ fn names(index: &[arca_store::archive::IndexEntry], namespace: &str) -> BTreeSet
         .collect()
 }
 
+/// Waits until pod `name` is on a node: a backup reads its volumes only then.
+async fn scheduled(env: &arca_e2e::TestEnv, ns: &str, name: &str) {
+    eventually(
+        &format!("pod {name} to be scheduled"),
+        Duration::from_secs(60),
+        || async {
+            (!kubectl(
+                env,
+                &[
+                    "get",
+                    "pod",
+                    name,
+                    "-n",
+                    ns,
+                    "-o",
+                    "jsonpath={.spec.nodeName}",
+                ],
+            )
+            .is_empty())
+            .then_some(())
+        },
+    )
+    .await;
+}
+
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
@@ -184,27 +209,7 @@ spec:
 "#
         ),
     );
-    eventually(
-        "pod db to be scheduled",
-        Duration::from_secs(60),
-        || async {
-            (!kubectl(
-                env,
-                &[
-                    "get",
-                    "pod",
-                    "db",
-                    "-n",
-                    ns,
-                    "-o",
-                    "jsonpath={.spec.nodeName}",
-                ],
-            )
-            .is_empty())
-            .then_some(())
-        },
-    )
-    .await;
+    scheduled(env, ns, "db").await;
     let backup = scenario.backup("vols", &scenario.app_spec()).await;
     let status = backup.status.clone().unwrap_or_default();
     assert_eq!(phase_of_backup(&backup), BackupPhase::PartiallyFailed);
@@ -295,27 +300,7 @@ data:
         ),
     );
     // The pod must be on a node (its claim bound) before the backup reads it.
-    eventually(
-        "pod db to be scheduled",
-        Duration::from_secs(60),
-        || async {
-            (!kubectl(
-                env,
-                &[
-                    "get",
-                    "pod",
-                    "db",
-                    "-n",
-                    ns,
-                    "-o",
-                    "jsonpath={.spec.nodeName}",
-                ],
-            )
-            .is_empty())
-            .then_some(())
-        },
-    )
-    .await;
+    scheduled(env, ns, "db").await;
     let backup = scenario
         .backup(
             "by-policy",

@@ -11,4 +11,5 @@ pub mod pod_volumes;
 pub mod progress;
 pub mod protocol;
 pub mod restore;
+pub mod rules;
 pub mod runlog;

@@ -223,7 +223,20 @@ pub async fn run(
     let ordered = OrderedResources::resolve(&spec.ordered_resources, &catalogue)
         .map_err(BackupError::Invalid)?;
     let policies = match &spec.resource_policy {
-        Some(reference) => Some(load_policies(&client, &request.namespace, &reference.name).await?),
+        Some(reference) => {
+            let text = crate::rules::read(
+                &client,
+                &request.namespace,
+                &reference.name,
+                "resourcePolicy",
+            )
+            .await
+            .map_err(|e| BackupError::Invalid(vec![e]))?;
+            Some(
+                ResourcePolicies::from_config_map(&reference.name, &text)
+                    .map_err(BackupError::Invalid)?,
+            )
+        }
         None => None,
     };
     let resources = ResourceFilter::new(
@@ -454,28 +467,6 @@ pub async fn run(
         resource_types: resource_types.len(),
         hooks: hook_status,
     })
-}
-
-/// Reads and checks the policies of ConfigMap `name` in `namespace`, as the run's identity.
-async fn load_policies(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<ResourcePolicies, BackupError> {
-    let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
-        kube::Api::namespaced(client.clone(), namespace);
-    let invalid = |problem: String| BackupError::Invalid(vec![problem]);
-    let map = maps
-        .get_opt(name)
-        .await
-        .map_err(|e| invalid(format!("resourcePolicy: reading ConfigMap {name} in {namespace}: {e}")))?
-        .ok_or_else(|| {
-            invalid(format!(
-                "resourcePolicy: there is no ConfigMap {name} in namespace {namespace}: create it, or remove resourcePolicy"
-            ))
-        })?;
-    ResourcePolicies::from_config_map(name, &map.data.unwrap_or_default())
-        .map_err(BackupError::Invalid)
 }
 
 /// Copies the requested pod volumes through the node agents, and writes `volumes.json`;

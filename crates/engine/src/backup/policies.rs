@@ -211,20 +211,9 @@ pub fn quantity(text: &str) -> Result<f64, String> {
 }
 
 impl ResourcePolicies {
-    /// Reads the policies from the ConfigMap's data, which must hold exactly one key.
-    pub fn from_config_map(
-        name: &str,
-        data: &BTreeMap<String, String>,
-    ) -> Result<Self, Vec<String>> {
-        let text = match data.values().collect::<Vec<_>>().as_slice() {
-            [one] => *one,
-            _ => {
-                return Err(vec![format!(
-                    "resource policies ConfigMap {name} must hold exactly one key (the policies' YAML); it holds {}",
-                    data.len()
-                )]);
-            }
-        };
+    /// Reads the policies of ConfigMap `name` (see [`crate::rules::read`]); each problem
+    /// is named after the ConfigMap.
+    pub fn from_config_map(name: &str, text: &str) -> Result<Self, Vec<String>> {
         Self::parse(text).map_err(|problems| {
             problems
                 .into_iter()

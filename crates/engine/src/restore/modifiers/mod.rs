@@ -23,8 +23,6 @@ mod glob;
 mod json_patch;
 mod strategic;
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use regex::Regex;
 use serde::Deserialize;
@@ -118,21 +116,9 @@ pub struct ResourceModifiers {
 }
 
 impl ResourceModifiers {
-    /// Reads the rules from the ConfigMap's data, which must hold exactly one key (as
-    /// Velero requires). Every problem found is returned, each saying what to fix.
-    pub fn from_config_map(
-        name: &str,
-        data: &BTreeMap<String, String>,
-    ) -> Result<Self, Vec<String>> {
-        let text = match data.values().collect::<Vec<_>>().as_slice() {
-            [one] => *one,
-            _ => {
-                return Err(vec![format!(
-                    "resource modifiers ConfigMap {name} must hold exactly one key (the rules' YAML); it holds {}",
-                    data.len()
-                )]);
-            }
-        };
+    /// Reads the rules of ConfigMap `name` (see [`crate::rules::read`]); each problem is
+    /// named after the ConfigMap.
+    pub fn from_config_map(name: &str, text: &str) -> Result<Self, Vec<String>> {
         Self::parse(text).map_err(|problems| {
             problems
                 .into_iter()
@@ -292,14 +278,8 @@ impl Rule {
         {
             return false;
         }
-        if !self.labels.is_empty() {
-            let labels: BTreeMap<String, String> = object
-                .pointer("/metadata/labels")
-                .and_then(|l| serde_json::from_value(l.clone()).ok())
-                .unwrap_or_default();
-            if !self.labels.matches(&labels) {
-                return false;
-            }
+        if !self.labels.is_empty() && !self.labels.matches(&crate::rules::labels_of(object)) {
+            return false;
         }
         self.tests.is_empty() || json_patch::all_hold(object, &self.tests)
     }

@@ -28,14 +28,8 @@ impl Run<'_> {
             Ok(v) => v,
             Err(e) => return fail(format!("{} is not JSON: {e}", entry.path)),
         };
-        if !self.labels.is_empty() {
-            let labels: BTreeMap<String, String> = object
-                .pointer("/metadata/labels")
-                .and_then(|l| serde_json::from_value(l.clone()).ok())
-                .unwrap_or_default();
-            if !self.labels.matches(&labels) {
-                return None;
-            }
+        if !self.labels.is_empty() && !self.labels.matches(&crate::rules::labels_of(&object)) {
+            return None;
         }
         let gr = entry.group_resource();
         let snapshots: Vec<VolumeSnapshot> = if gr == "pods" {

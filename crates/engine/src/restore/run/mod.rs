@@ -126,33 +126,6 @@ struct Run<'a> {
     log: RunLog,
 }
 
-/// Reads and checks the rules of ConfigMap `name` in `namespace`, as the run's identity
-/// (a tenant's ServiceAccount for its own restores).
-async fn load_modifiers(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<ResourceModifiers, RestoreError> {
-    let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
-        kube::Api::namespaced(client.clone(), namespace);
-    let invalid = |problem: String| RestoreError::Invalid(vec![problem]);
-    let map = maps
-        .get_opt(name)
-        .await
-        .map_err(|e| {
-            invalid(format!(
-                "resourceModifier: reading ConfigMap {name} in {namespace}: {e}"
-            ))
-        })?
-        .ok_or_else(|| {
-            invalid(format!(
-                "resourceModifier: there is no ConfigMap {name} in namespace {namespace}: create it, or remove resourceModifier"
-            ))
-        })?;
-    ResourceModifiers::from_config_map(name, &map.data.unwrap_or_default())
-        .map_err(RestoreError::Invalid)
-}
-
 /// Restores backup `request.backup_name` (whose `backup.json` is `metadata`) read from
 /// `store`; the per-item outcomes and results go to `output` (the same store, or a
 /// `DiscardStore` when the location is ReadOnly).
@@ -175,7 +148,18 @@ pub async fn run(
     }
     let modifiers = match &spec.resource_modifier {
         Some(reference) => {
-            Some(load_modifiers(&client, &request.namespace, &reference.name).await?)
+            let text = crate::rules::read(
+                &client,
+                &request.namespace,
+                &reference.name,
+                "resourceModifier",
+            )
+            .await
+            .map_err(|e| RestoreError::Invalid(vec![e]))?;
+            Some(
+                ResourceModifiers::from_config_map(&reference.name, &text)
+                    .map_err(RestoreError::Invalid)?,
+            )
         }
         None => None,
     };
