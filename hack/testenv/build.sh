@@ -2,8 +2,9 @@
 # Builds the test environment's components from Go modules into a cache outside the checkout:
 #   ${ARCA_TESTENV_CACHE:-~/.cache/arca-testenv}/<versions>/bin
 # Skips every component whose binary is already there (kopia: whose stamp file
-# bin/.kopia-version names KOPIA_VERSION; kopia is not in the cache key, so changing its
-# version rebuilds it alone). Prints the bin folder on stdout last.
+# bin/.kopia-version names KOPIA_VERSION; velero and velero-plugin-for-aws: whose stamp file
+# bin/.velero-version names their versions; neither is in the cache key, so changing their
+# versions rebuilds them alone). Prints the bin folder on stdout last.
 # Needs: go (>= 1.24) and the Go module proxy. No binary downloads.
 # `build.sh --print-bin` only prints the bin folder; `--print-cache` the cache folder.
 set -euo pipefail
@@ -82,6 +83,32 @@ build_kopia() {
   echo "$KOPIA_VERSION" >"$stamp"
 }
 
+# Velero and its AWS plugin: the e2e tests run real Velero out of cluster and read what it
+# wrote. Velero's go.mod replaces kopia with Velero's fork, and a dependency's replace
+# directives do not apply to a consumer: a wrapper module repeats it, and pins a
+# k8s.io/cli-runtime the module proxy serves (it refuses v0.33.11 and v0.33.12). The plugin is
+# put in bin/velero-plugins/, the folder given to `velero server --plugin-dir` (Velero runs
+# every executable of that folder as a plugin, so it cannot be bin/ itself).
+build_velero() {
+  local stamp="$bin/.velero-version" want="velero-$VELERO_VERSION aws-$VELERO_AWS_PLUGIN_VERSION"
+  if have velero && have velero-plugins/velero-plugin-for-aws \
+    && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return; fi
+  log "building velero v$VELERO_VERSION and velero-plugin-for-aws v$VELERO_AWS_PLUGIN_VERSION"
+  local d="$cache/src/velero"; rm -rf "$d"; mkdir -p "$d" "$bin/velero-plugins"
+  cd "$d"
+  go mod init local/velero >/dev/null 2>&1
+  go mod edit -replace="github.com/kopia/kopia=github.com/project-velero/kopia@$VELERO_KOPIA_FORK"
+  go mod edit -replace="k8s.io/cli-runtime=k8s.io/cli-runtime@v$VELERO_CLI_RUNTIME"
+  go get "github.com/vmware-tanzu/velero/cmd/velero@v$VELERO_VERSION"
+  go build -trimpath \
+    -ldflags "-s -w -X github.com/vmware-tanzu/velero/pkg/buildinfo.Version=v$VELERO_VERSION" \
+    -o "$bin/velero" github.com/vmware-tanzu/velero/cmd/velero
+  # The plugin's go.mod has no replace directives: a plain `go install` builds it.
+  GOBIN="$bin/velero-plugins" go install -trimpath -ldflags "-s -w" \
+    "github.com/vmware-tanzu/velero-plugin-for-aws/velero-plugin-for-aws@v$VELERO_AWS_PLUGIN_VERSION"
+  echo "$want" >"$stamp"
+}
+
 build_k8s
 build_etcd
 build_install kwok sigs.k8s.io/kwok/cmd/kwok "v$KWOK_VERSION"
@@ -89,4 +116,5 @@ build_install kwokctl sigs.k8s.io/kwok/cmd/kwokctl "v$KWOK_VERSION"
 build_install versitygw github.com/versity/versitygw/cmd/versitygw "v$VERSITYGW_VERSION"
 build_install helm helm.sh/helm/v3/cmd/helm "v$HELM_VERSION"
 build_kopia
+build_velero
 echo "$bin"

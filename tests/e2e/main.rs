@@ -17,4 +17,5 @@ mod schedules;
 mod smoke;
 mod tenants;
 mod tls;
+mod velero;
 mod volumes;
