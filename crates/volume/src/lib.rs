@@ -17,10 +17,12 @@
 //!
 //! Backups are written by Arca's own writer (the `writer` module: restic's chunking,
 //! pack, index and snapshot formats, with the chunker's tables built once per backup,
-//! incompressible blobs stored as they are, and two pack uploads in flight); restores,
-//! forgetting and pruning go through `rustic_core`, which also opens the repository and
-//! walks the source folder for the writer. rustic's own archiver stays available
-//! ([`BackupWriter::Rustic`]) to compare with.
+//! incompressible blobs stored as they are, and two pack uploads in flight), and restores
+//! by Arca's own reader (the `reader` module: trees walked depth first, file contents read
+//! in batches of ranged pack reads by four workers, in bounded memory). Forgetting and
+//! pruning go through `rustic_core`, which also opens the repository and walks the source
+//! folder for the writer. rustic's own archiver stays available ([`BackupWriter::Rustic`])
+//! to compare with.
 //!
 //! [`StoreBackend`] implements rustic's backend traits over [`arca_store::ObjectStore`]
 //! (no `rustic_backend`/OpenDAL: Arca's store already knows S3, private CAs and the
@@ -74,6 +76,7 @@ mod error;
 mod forget;
 mod key_cache;
 mod progress;
+mod reader;
 mod repo;
 mod restore;
 mod source;

@@ -6,14 +6,12 @@ use std::{
     path::Path,
 };
 
-use rustic_core::{
-    LocalDestination, LsOptions, ReadBackend, RestoreOptions, RusticError, repofile::SnapshotId,
-};
+use rustic_core::{NoProgressBars, ReadBackend, RusticError, repofile::SnapshotId};
 
 use crate::{
     VolumeRepository,
     error::{Result, VolumeError},
-    progress::{ForwardBars, ProgressFn},
+    progress::ProgressFn,
 };
 
 /// What a restore did.
@@ -24,26 +22,6 @@ pub struct RestoreSummary {
     pub files: u64,
     /// Bytes of those files' contents.
     pub bytes: u64,
-}
-
-/// rustic's restore options for pod volumes: numeric owners (the data mover's user names
-/// mean nothing to the pod), ownership only when root (anyone else cannot give files away;
-/// rustic would only warn), sparse files kept sparse, nothing deleted.
-fn restore_options() -> Result<RestoreOptions> {
-    let mut opts = RestoreOptions::default();
-    opts.numeric_id = true;
-    opts.no_ownership = !nix::unistd::geteuid().is_root();
-    opts.delete = false;
-    // rustic_core 0.13 does not export `SparseRestore`; its serde form names the variant.
-    opts.sparse = Some(
-        serde_json::from_value(serde_json::Value::String("ByContent".into())).map_err(|e| {
-            VolumeError::Repository {
-                operation: "preparing the restore".into(),
-                detail: format!("rustic_core no longer knows sparse restore `ByContent`: {e}"),
-            }
-        })?,
-    );
-    Ok(opts)
 }
 
 impl VolumeRepository {
@@ -73,7 +51,7 @@ impl VolumeRepository {
     }
 
     /// The volume may hold links planted by whoever used it before (a PersistentVolume's old
-    /// contents), and rustic's restore follows links when it creates folders and files. So
+    /// contents), and a restore must never write through one. So
     /// the snapshot is written into a new, private staging folder inside the volume, then
     /// moved into place entry by entry: an existing link is replaced (a rename replaces the
     /// link itself, never its target), an existing real folder is merged into, and nothing is
@@ -131,21 +109,21 @@ impl VolumeRepository {
         dest: &Path,
         progress: ProgressFn,
     ) -> Result<RestoreSummary> {
-        let Some(dest_str) = dest.to_str().filter(|_| dest.is_dir()).map(str::to_string) else {
+        if !dest.is_dir() {
             return Err(VolumeError::Path {
                 path: dest.display().to_string(),
-                detail: "is not a folder with a UTF-8 path: restore into the volume's mount folder"
-                    .into(),
+                detail: "is not a folder: restore into the volume's mount folder".into(),
             });
-        };
+        }
+        let dest = dest.to_path_buf();
         let this = self.clone();
         let wanted = snapshot_id.to_ascii_lowercase();
-        let operation = format!("restoring snapshot {snapshot_id} into {dest_str}");
+        let operation = format!("restoring snapshot {snapshot_id} into {}", dest.display());
         self.run(&operation.clone(), move |be| {
             let location = be.location();
             let failed =
                 |e: Box<RusticError>| VolumeError::rustic(operation.clone(), &location, &e);
-            let repo = this.open(be, ForwardBars::new(progress))?;
+            let repo = this.open(be.clone(), NoProgressBars)?;
             let matches: Vec<SnapshotId> = repo
                 .list::<SnapshotId>()
                 .map_err(failed)?
@@ -166,7 +144,6 @@ impl VolumeRepository {
                     )));
                 }
             };
-            let repo = repo.to_indexed().map_err(failed)?;
             let snap = repo
                 .get_snapshots(&[id.to_hex().as_str()])
                 .map_err(failed)?
@@ -184,31 +161,11 @@ impl VolumeRepository {
                     )));
                 }
             }
-            let node = repo
-                .node_from_snapshot_and_path(&snap, "")
-                .map_err(failed)?;
-            let nodes = repo.ls(&node, &LsOptions::default()).map_err(failed)?;
-            let destination = LocalDestination::new(&dest_str, false, false).map_err(failed)?;
-            let opts = restore_options()?;
-            // Counted while rustic plans, which reads every node once.
-            let mut files = 0u64;
-            let counted = nodes.clone().inspect(|node| {
-                if node.as_ref().is_ok_and(|(_, node)| !node.is_dir()) {
-                    files += 1;
-                }
-            });
-            let plan = repo
-                .prepare_restore(&opts, counted, &destination, false)
-                .map_err(failed)?;
-            let summary = RestoreSummary {
-                files,
-                bytes: plan.restore_size + plan.matched_size,
-            };
-            repo.restore(plan, &opts, nodes, &destination)
-                .map_err(failed)?;
+            let summary =
+                crate::reader::restore_snapshot(&repo, be, &snap, &dest, progress, &operation)?;
             tracing::info!(
                 snapshot = %id.to_hex().as_str(),
-                dest = %dest_str,
+                dest = %dest.display(),
                 files = summary.files,
                 bytes = summary.bytes,
                 "pod volume restored"

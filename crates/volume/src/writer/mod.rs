@@ -23,14 +23,14 @@
 mod assemble;
 mod blob;
 mod chunker;
-mod crypto;
+pub(crate) mod crypto;
 mod files;
-mod index;
+pub(crate) mod index;
 mod pack;
 mod parent;
 mod pipeline;
 mod snapshot;
-mod store;
+pub(crate) mod store;
 mod walk;
 
 use std::sync::{
