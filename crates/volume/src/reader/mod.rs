@@ -50,8 +50,6 @@ pub(crate) const BATCH_BLOBS: usize = 16 * 1024;
 pub(crate) const BATCH_FILES: usize = 8 * 1024;
 /// The largest data blob accepted, whatever the repository's config says.
 const MAX_BLOB: u32 = 64 << 20;
-/// The largest tree accepted (a folder of about a million entries).
-const MAX_TREE: u32 = 256 << 20;
 
 /// Why a restore failed.
 #[derive(Debug, thiserror::Error)]
@@ -233,11 +231,6 @@ impl Reader {
         let at = self.index.tree(&hash).ok_or_else(|| {
             ReaderError::Corrupt(format!("tree {id} of the snapshot is not in the index"))
         })?;
-        if at.length > MAX_TREE || at.uncompressed.unwrap_or(0) > MAX_TREE {
-            return Err(ReaderError::Corrupt(format!(
-                "tree {id} claims more than {MAX_TREE} bytes"
-            )));
-        }
         self.files.read_tree(&hash, &at).map_err(|e| match e {
             crate::writer::WriterError::Store(s) => ReaderError::Store(s),
             other => ReaderError::Corrupt(other.to_string()),

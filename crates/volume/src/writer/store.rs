@@ -10,6 +10,10 @@ use zstd::stream::raw::Encoder;
 use super::{Hash, WriterError, blob::compress, crypto::Sealer, index::TreeLocation, sha256};
 use crate::StoreBackend;
 
+/// The largest tree read (a folder of about a million entries): an index cannot make a
+/// backup or a restore allocate more for one.
+pub(crate) const MAX_TREE: u32 = 256 << 20;
+
 /// The prefix of a compressed repository file (format v2): the JSON follows, zstd-compressed.
 const COMPRESSED_FILE: u8 = 2;
 
@@ -59,6 +63,12 @@ impl RepoFiles {
 
     /// The tree `id` stored at `at`, checked against its id.
     pub(crate) fn read_tree(&self, id: &Hash, at: &TreeLocation) -> Result<Tree, WriterError> {
+        if at.length > MAX_TREE || at.uncompressed.unwrap_or(0) > MAX_TREE {
+            return Err(WriterError::Corrupt(format!(
+                "tree {} claims more than {MAX_TREE} bytes in the index",
+                hex::encode(id)
+            )));
+        }
         let sealed = self
             .be
             .read_partial(FileType::Pack, &at.pack, true, at.offset, at.length)
