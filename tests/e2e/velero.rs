@@ -171,14 +171,29 @@ pub(super) struct Velero {
     pub(super) cluster: VeleroCluster,
 }
 
-impl Velero {
-    /// Brings up cluster `<tag>-<suffix>` with Velero running in it.
-    pub(super) async fn start(tag: &str, suffix: &str) -> Self {
-        let cluster = VeleroCluster(
+impl VeleroCluster {
+    /// Brings up cluster `<tag>-<suffix>`.
+    pub(super) async fn up(tag: &str, suffix: &str) -> Self {
+        Self(
             Environment::up(&format!("{tag}-{suffix}"))
                 .await
                 .expect("the Velero test cluster starts"),
-        );
+        )
+    }
+
+    /// The cluster, as the e2e helpers take it.
+    pub(super) fn env(&self) -> TestEnv {
+        TestEnv {
+            env: self.0.clone(),
+        }
+    }
+}
+
+impl Velero {
+    /// Starts Velero in `cluster` (its location under prefix `velero-<suffix>`). Velero
+    /// learns the cluster's resources when it starts: create CRDs whose objects it must back
+    /// up first.
+    pub(super) async fn start(cluster: VeleroCluster, suffix: &str) -> Self {
         let env = TestEnv {
             env: cluster.0.clone(),
         };
@@ -298,9 +313,7 @@ spec:
 
     /// The cluster, as the e2e helpers take it.
     pub(super) fn env(&self) -> TestEnv {
-        TestEnv {
-            env: self.cluster.0.clone(),
-        }
+        self.cluster.env()
     }
 
     /// `velero ARGS -n velero` (the CLI, as a user runs it): its stdout; fails the test with
@@ -371,10 +384,11 @@ async fn bucket_state(store: &dyn arca_store::ObjectStore) -> BTreeMap<String, S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arca_reads_every_item_of_a_backup_real_velero_made() {
     let suffix = format!("{:08x}", rand::random::<u32>());
-    let mut velero = Velero::start("velero", &suffix).await;
-    let env = velero.env();
+    let cluster = VeleroCluster::up("velero", &suffix).await;
+    let env = cluster.env();
 
-    // The application: a realistic namespace, with a CRD and its objects.
+    // The application: a realistic namespace, with a CRD and its objects (before Velero
+    // starts, so that it knows the CRD).
     let app = format!("shop-{suffix}");
     let fixture = include_str!("fixtures/app.yaml")
         .replace("NS", &app)
@@ -382,6 +396,7 @@ async fn arca_reads_every_item_of_a_backup_real_velero_made() {
         .replace("SUFFIX", &format!("t{suffix}"));
     apply_fixture(&env, &fixture, &["Widget"]);
     let widgets = format!("widgets.t{suffix}.example.com");
+    let mut velero = Velero::start(cluster, &suffix).await;
 
     // Velero's backup of the namespace.
     let backup = format!("shop-{suffix}");

@@ -18,7 +18,7 @@ use arca_e2e::{
 };
 use serde_json::Value;
 
-use crate::velero::{VELERO_NS, Velero};
+use crate::velero::{VELERO_NS, Velero, VeleroCluster};
 
 /// What is compared: the application's own objects.
 const TYPES: &str = "configmaps,deployments.apps,services";
@@ -196,7 +196,7 @@ fn namespace_meta(env: &TestEnv, name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_modifiers_do_what_veleros_do() {
     let suffix = format!("{:08x}", rand::random::<u32>());
-    let mut velero = Velero::start("vmod", &suffix).await;
+    let mut velero = Velero::start(VeleroCluster::up("vmod", &suffix).await, &suffix).await;
     let env = velero.env();
     let src = format!("vmod-{suffix}");
     let by_velero = format!("{src}-velero");
