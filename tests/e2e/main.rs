@@ -18,4 +18,5 @@ mod smoke;
 mod tenants;
 mod tls;
 mod velero;
+mod velero_modifiers;
 mod volumes;

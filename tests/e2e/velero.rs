@@ -23,10 +23,13 @@ use sha2::{Digest, Sha256};
 const TYPES: &str = "deployments,statefulsets,services,ingresses,networkpolicies,horizontalpodautoscalers,cronjobs,poddisruptionbudgets,limitranges,resourcequotas,configmaps,secrets,serviceaccounts,roles,rolebindings,persistentvolumeclaims";
 
 /// Velero's own namespace in its cluster.
-const VELERO_NS: &str = "velero";
+pub(super) const VELERO_NS: &str = "velero";
+
+/// The phases a Velero Backup or Restore ends in.
+const FINISHED: &[&str] = &["Completed", "PartiallyFailed", "Failed", "FailedValidation"];
 
 /// The cluster of this test, stopped (by pid, `Environment::down`) when dropped.
-struct VeleroCluster(Environment);
+pub(super) struct VeleroCluster(Environment);
 
 impl Drop for VeleroCluster {
     fn drop(&mut self) {
@@ -38,7 +41,7 @@ impl Drop for VeleroCluster {
 
 /// `velero server` running out of cluster, in a process group of its own (it starts its
 /// plugins as child processes): stopped by that group's id, never by name.
-struct VeleroServer {
+pub(super) struct VeleroServer {
     child: Option<std::process::Child>,
     log: PathBuf,
 }
@@ -105,7 +108,7 @@ impl VeleroServer {
 
     /// SIGTERM to the group, then SIGKILL to what is left after 20 s; waits for the server
     /// and checks that no process of its group is left.
-    async fn stop(mut self) {
+    pub(super) async fn stop(mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -155,77 +158,86 @@ fn group_alive(group: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// Every object of the bucket under `prefix`, by key, as the sha256 of its content.
-async fn bucket_state(store: &dyn arca_store::ObjectStore) -> BTreeMap<String, String> {
-    let mut state = BTreeMap::new();
-    for object in store.list("").await.expect("bucket listed") {
-        let bytes = store.get(&object.key).await.expect("object read");
-        state.insert(object.key, hex::encode(Sha256::digest(&bytes)));
-    }
-    state
+/// Velero v1.18.3 against a cluster of the test's own: its CRDs (as `velero install` makes
+/// them), its namespace, credentials, location `default` on the cluster's S3 server under
+/// `prefix` (Available), and `velero server`.
+pub(super) struct Velero {
+    pub(super) server: VeleroServer,
+    /// The `velero` binary (server and CLI).
+    pub(super) binary: PathBuf,
+    /// The prefix of the cluster's bucket Velero's location writes under.
+    pub(super) prefix: String,
+    /// Last: the cluster goes down after the server stopped.
+    pub(super) cluster: VeleroCluster,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn arca_reads_every_item_of_a_backup_real_velero_made() {
-    let suffix = format!("{:08x}", rand::random::<u32>());
-    let cluster = VeleroCluster(
-        Environment::up(&format!("velero-{suffix}"))
-            .await
-            .expect("the Velero test cluster starts"),
-    );
-    let env = TestEnv {
-        env: cluster.0.clone(),
-    };
-    let velero = env.env.bin.join("velero");
-    let plugins = env.env.bin.join("velero-plugins");
-    assert!(
-        velero.is_file() && plugins.join("velero-plugin-for-aws").is_file(),
-        "velero or velero-plugins/velero-plugin-for-aws is missing from {}: run `make testenv-build` (hack/testenv/build.sh builds them from their Go modules)",
-        env.env.bin.display()
-    );
+impl VeleroCluster {
+    /// Brings up cluster `<tag>-<suffix>`.
+    pub(super) async fn up(tag: &str, suffix: &str) -> Self {
+        Self(
+            Environment::up(&format!("{tag}-{suffix}"))
+                .await
+                .expect("the Velero test cluster starts"),
+        )
+    }
 
-    // Velero's CRDs, as `velero install` makes them.
-    let crds = std::process::Command::new(&velero)
-        .args(["install", "--crds-only", "--dry-run", "-o", "yaml"])
-        .output()
-        .expect("velero install runs");
-    assert!(
-        crds.status.success(),
-        "velero install --crds-only --dry-run: {}",
-        String::from_utf8_lossy(&crds.stderr)
-    );
-    kubectl_apply(&env, &String::from_utf8_lossy(&crds.stdout));
-    kubectl(
-        &env,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "-l",
-            "component=velero",
-            "--timeout=60s",
-        ],
-    );
+    /// The cluster, as the e2e helpers take it.
+    pub(super) fn env(&self) -> TestEnv {
+        TestEnv {
+            env: self.0.clone(),
+        }
+    }
+}
 
-    // The application: a realistic namespace, with a CRD and its objects.
-    let app = format!("shop-{suffix}");
-    let fixture = include_str!("fixtures/app.yaml")
-        .replace("NS", &app)
-        .replace("OTHER", &format!("other-{suffix}"))
-        .replace("SUFFIX", &format!("t{suffix}"));
-    apply_fixture(&env, &fixture, &["Widget"]);
-    let widgets = format!("widgets.t{suffix}.example.com");
+impl Velero {
+    /// Starts Velero in `cluster` (its location under prefix `velero-<suffix>`). Velero
+    /// learns the cluster's resources when it starts: create CRDs whose objects it must back
+    /// up first.
+    pub(super) async fn start(cluster: VeleroCluster, suffix: &str) -> Self {
+        let env = TestEnv {
+            env: cluster.0.clone(),
+        };
+        let velero = env.env.bin.join("velero");
+        let plugins = env.env.bin.join("velero-plugins");
+        assert!(
+            velero.is_file() && plugins.join("velero-plugin-for-aws").is_file(),
+            "velero or velero-plugins/velero-plugin-for-aws is missing from {}: run `make testenv-build` (hack/testenv/build.sh builds them from their Go modules)",
+            env.env.bin.display()
+        );
 
-    // Velero's side: its namespace, credentials (an AWS shared-credentials file, as for
-    // Arca), a location on the cluster's S3 server under a prefix, the `velero` Deployment
-    // an out-of-cluster server needs to find (no replicas).
-    let s3 = &env.env.s3;
-    let prefix = format!("velero-{suffix}");
-    kubectl(&env, &["create", "namespace", VELERO_NS]);
-    kubectl_apply(
-        &env,
-        &format!(
-            r#"
+        // Velero's CRDs, as `velero install` makes them.
+        let crds = std::process::Command::new(&velero)
+            .args(["install", "--crds-only", "--dry-run", "-o", "yaml"])
+            .output()
+            .expect("velero install runs");
+        assert!(
+            crds.status.success(),
+            "velero install --crds-only --dry-run: {}",
+            String::from_utf8_lossy(&crds.stderr)
+        );
+        kubectl_apply(&env, &String::from_utf8_lossy(&crds.stdout));
+        kubectl(
+            &env,
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd",
+                "-l",
+                "component=velero",
+                "--timeout=60s",
+            ],
+        );
+
+        // Velero's side: its namespace, credentials (an AWS shared-credentials file, as for
+        // Arca), a location on the cluster's S3 server under a prefix, the `velero`
+        // Deployment an out-of-cluster server needs to find (no replicas).
+        let s3 = &env.env.s3;
+        let prefix = format!("velero-{suffix}");
+        kubectl(&env, &["create", "namespace", VELERO_NS]);
+        kubectl_apply(
+            &env,
+            &format!(
+                r#"
 apiVersion: v1
 kind: Secret
 metadata: {{name: cloud-credentials, namespace: {VELERO_NS}}}
@@ -255,42 +267,136 @@ spec:
   config: {{region: {region}, s3ForcePathStyle: "true", s3Url: "{endpoint}"}}
   credential: {{name: cloud-credentials, key: cloud}}
 "#,
-            key = s3.access_key_id,
-            secret = s3.secret_access_key,
-            bucket = s3.bucket,
-            region = s3.region,
-            endpoint = s3.endpoint,
-        ),
-    );
-
-    let mut server = VeleroServer::start(&env.env, &velero, &plugins);
-    let location_phase = || {
-        kubectl(
-            &env,
-            &[
-                "get",
-                "backupstoragelocations.velero.io",
-                "default",
-                "-n",
-                VELERO_NS,
-                "-o",
-                "jsonpath={.status.phase}",
-            ],
-        )
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while location_phase() != "Available" {
-        if let Some(status) = server.exited() {
-            panic!("velero server exited ({status}):\n{}", server.tail());
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Velero's location is not Available after 120 s (phase {:?}):\n{}",
-            location_phase(),
-            server.tail()
+                key = s3.access_key_id,
+                secret = s3.secret_access_key,
+                bucket = s3.bucket,
+                region = s3.region,
+                endpoint = s3.endpoint,
+            ),
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        let mut server = VeleroServer::start(&env.env, &velero, &plugins);
+        let location_phase = || {
+            kubectl(
+                &env,
+                &[
+                    "get",
+                    "backupstoragelocations.velero.io",
+                    "default",
+                    "-n",
+                    VELERO_NS,
+                    "-o",
+                    "jsonpath={.status.phase}",
+                ],
+            )
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while location_phase() != "Available" {
+            if let Some(status) = server.exited() {
+                panic!("velero server exited ({status}):\n{}", server.tail());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Velero's location is not Available after 120 s (phase {:?}):\n{}",
+                location_phase(),
+                server.tail()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Self {
+            server,
+            binary: velero,
+            prefix,
+            cluster,
+        }
     }
+
+    /// The cluster, as the e2e helpers take it.
+    pub(super) fn env(&self) -> TestEnv {
+        self.cluster.env()
+    }
+
+    /// `velero ARGS -n velero` (the CLI, as a user runs it): its stdout; fails the test with
+    /// its stderr unless it succeeds.
+    pub(super) fn cli(&self, args: &[&str]) -> String {
+        let env = &self.cluster.0;
+        let out = std::process::Command::new(&self.binary)
+            .args(args)
+            .arg(format!("--kubeconfig={}", env.kubeconfig.display()))
+            .args(["--namespace", VELERO_NS])
+            .env("HOME", env.dir.join("velero-home"))
+            .output()
+            .expect("velero runs");
+        assert!(
+            out.status.success(),
+            "velero {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits (within `timeout`) until Velero's `resource` (`backups`, `restores`) `name`
+    /// ends, and insists it ended Completed, showing it and the server's log otherwise.
+    pub(super) async fn completed(&mut self, resource: &str, name: &str, timeout: Duration) {
+        let env = self.env();
+        let resource = format!("{resource}.velero.io");
+        let get = |output: &str| {
+            kubectl(
+                &env,
+                &["get", &resource, name, "-n", VELERO_NS, "-o", output],
+            )
+        };
+        let phase = || get("jsonpath={.status.phase}");
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = phase();
+        while !FINISHED.contains(&last.as_str()) {
+            if let Some(status) = self.server.exited() {
+                panic!("velero server exited ({status}):\n{}", self.server.tail());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Velero's {resource} {name} is {last:?} after {timeout:?}:\n{}",
+                self.server.tail()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            last = phase();
+        }
+        assert_eq!(
+            last,
+            "Completed",
+            "Velero's {resource} {name} ended {last}: {}\n{}",
+            get("yaml"),
+            self.server.tail()
+        );
+    }
+}
+
+/// Every object of the bucket under `prefix`, by key, as the sha256 of its content.
+async fn bucket_state(store: &dyn arca_store::ObjectStore) -> BTreeMap<String, String> {
+    let mut state = BTreeMap::new();
+    for object in store.list("").await.expect("bucket listed") {
+        let bytes = store.get(&object.key).await.expect("object read");
+        state.insert(object.key, hex::encode(Sha256::digest(&bytes)));
+    }
+    state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arca_reads_every_item_of_a_backup_real_velero_made() {
+    let suffix = format!("{:08x}", rand::random::<u32>());
+    let cluster = VeleroCluster::up("velero", &suffix).await;
+    let env = cluster.env();
+
+    // The application: a realistic namespace, with a CRD and its objects (before Velero
+    // starts, so that it knows the CRD).
+    let app = format!("shop-{suffix}");
+    let fixture = include_str!("fixtures/app.yaml")
+        .replace("NS", &app)
+        .replace("OTHER", &format!("other-{suffix}"))
+        .replace("SUFFIX", &format!("t{suffix}"));
+    apply_fixture(&env, &fixture, &["Widget"]);
+    let widgets = format!("widgets.t{suffix}.example.com");
+    let mut velero = Velero::start(cluster, &suffix).await;
 
     // Velero's backup of the namespace.
     let backup = format!("shop-{suffix}");
@@ -305,54 +411,17 @@ spec: {{includedNamespaces: [{app}], snapshotVolumes: false, storageLocation: de
 "#
         ),
     );
-    let phase = || {
-        kubectl(
-            &env,
-            &[
-                "get",
-                "backups.velero.io",
-                &backup,
-                "-n",
-                VELERO_NS,
-                "-o",
-                "jsonpath={.status.phase}",
-            ],
-        )
-    };
-    let finished = ["Completed", "PartiallyFailed", "Failed", "FailedValidation"];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    let mut last = phase();
-    while !finished.contains(&last.as_str()) {
-        if let Some(status) = server.exited() {
-            panic!("velero server exited ({status}):\n{}", server.tail());
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Velero's backup is {last:?} after 180 s:\n{}",
-            server.tail()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        last = phase();
-    }
-    assert_eq!(
-        last,
-        "Completed",
-        "Velero's backup ended {last}: {}\n{}",
-        kubectl(
-            &env,
-            &[
-                "get",
-                "backups.velero.io",
-                &backup,
-                "-n",
-                VELERO_NS,
-                "-o",
-                "yaml"
-            ]
-        ),
-        server.tail()
-    );
+    velero
+        .completed("backups", &backup, Duration::from_secs(180))
+        .await;
+
     // Velero is done writing: stop it, so nothing writes to the bucket while it is read.
+    let Velero {
+        server,
+        prefix,
+        cluster,
+        ..
+    } = velero;
     server.stop().await;
 
     // What the cluster holds now (the backup saw the same: nothing changed it since).

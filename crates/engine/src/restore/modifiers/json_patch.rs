@@ -97,20 +97,103 @@ pub fn tests_of(rules: &[MatchRule]) -> Result<Vec<json_patch::PatchOperation>, 
         .collect()
 }
 
-/// Whether every test holds on `object` (a missing path does not).
+/// What a `test` operation finds, as Velero's JSON patch library (evanphx/json-patch v5)
+/// reads it: a missing key whose parent is there is a value that fails the test (or
+/// passes it, when the test expects `null`); a missing parent is an error.
+#[derive(Debug, PartialEq, Eq)]
+enum Test {
+    Holds,
+    Fails,
+    /// The path's parent is not there.
+    Missing,
+    /// The last part of the path is not an index of the array it names.
+    BadIndex,
+}
+
+/// The index `part` names in an array of `len` items (negative counts from the end).
+fn index(part: &str, len: usize) -> Option<usize> {
+    let i: i64 = part.parse().ok()?;
+    let len = i64::try_from(len).ok()?;
+    let i = if i < 0 { i + len } else { i };
+    (0..len)
+        .contains(&i)
+        .then(|| usize::try_from(i).ok())
+        .flatten()
+}
+
+fn test(doc: &Value, path: &str, expected: &Value) -> Test {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Test::Missing;
+    };
+    let mut parts: Vec<String> = rest
+        .split('/')
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let key = parts.pop().unwrap_or_default();
+    let mut node = doc;
+    for part in &parts {
+        let next = match node {
+            Value::Object(map) => map.get(part),
+            Value::Array(items) => index(part, items.len()).and_then(|i| items.get(i)),
+            _ => None,
+        };
+        node = match next {
+            Some(v) if !v.is_null() => v,
+            _ => return Test::Missing,
+        };
+    }
+    let found = match node {
+        Value::Object(map) => map.get(&key),
+        Value::Array(items) => match index(&key, items.len()) {
+            Some(i) => items.get(i),
+            None => return Test::BadIndex,
+        },
+        _ => return Test::Missing,
+    }
+    .filter(|v| !v.is_null());
+    match (found, expected.is_null()) {
+        (None, true) => Test::Holds,
+        (Some(v), false) if v == expected => Test::Holds,
+        _ => Test::Fails,
+    }
+}
+
+/// Whether every test holds on `object`.
 pub fn all_hold(object: &Value, tests: &[json_patch::PatchOperation]) -> bool {
-    let mut copy = object.clone();
-    json_patch::patch(&mut copy, tests).is_ok()
+    tests.iter().all(|op| match op {
+        json_patch::PatchOperation::Test(t) => {
+            test(object, t.path.as_str(), &t.value) == Test::Holds
+        }
+        _ => false,
+    })
 }
 
 /// Applies `operations` to `object` as one patch: all or nothing. A failed `test` leaves
-/// the object as it was and is not an error (Velero's rule); any other failure is.
+/// the object as it was and is not an error (Velero's rule, including a test of a missing
+/// key); any other failure is.
 pub fn apply(object: &mut Value, operations: &[json_patch::PatchOperation]) -> Result<(), String> {
-    match json_patch::patch(object, operations) {
-        Ok(()) => Ok(()),
-        Err(e) if matches!(e.kind, json_patch::PatchErrorKind::TestFailed) => Ok(()),
-        Err(e) => Err(format!("JSON patch: {e}")),
+    let mut patched = object.clone();
+    for op in operations {
+        if let json_patch::PatchOperation::Test(t) = op {
+            let path = t.path.as_str();
+            match test(&patched, path, &t.value) {
+                Test::Holds => continue,
+                Test::Fails => return Ok(()),
+                Test::Missing => {
+                    return Err(format!("JSON patch: test {path}: its parent is missing"));
+                }
+                Test::BadIndex => {
+                    return Err(format!(
+                        "JSON patch: test {path}: not an index of the array"
+                    ));
+                }
+            }
+        }
+        json_patch::patch(&mut patched, std::slice::from_ref(op))
+            .map_err(|e| format!("JSON patch: {e}"))?;
     }
+    *object = patched;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -165,6 +248,80 @@ mod tests {
         .expect("op");
         assert!(apply(&mut pvc, &[missing]).is_err());
         assert_eq!(pvc, before);
+    }
+
+    fn op(operation: &str, path: &str, value: &str) -> json_patch::PatchOperation {
+        JsonPatch {
+            operation: operation.into(),
+            from: String::new(),
+            path: path.into(),
+            value: value.into(),
+        }
+        .to_operation()
+        .expect("operation")
+    }
+
+    #[test]
+    fn a_test_of_a_missing_key_fails_quietly_and_of_a_missing_parent_is_an_error() {
+        let cm = json!({"metadata": {"labels": {"app": "web"}}, "data": {"mode": "a", "gone": null}, "list": [1, 2]});
+        let mut patched = cm.clone();
+        let add = op("add", "/data/added", "yes");
+        apply(
+            &mut patched,
+            &[op("test", "/data/absent", "x"), add.clone()],
+        )
+        .expect("a failed test, not an error");
+        assert_eq!(patched, cm, "nothing changed");
+        apply(
+            &mut patched,
+            &[op("test", "/data/absent", "null"), add.clone()],
+        )
+        .expect("a missing key is null");
+        assert_eq!(patched["data"]["added"], "yes");
+        let mut patched = cm.clone();
+        apply(
+            &mut patched,
+            &[op("test", "/data/gone", "null"), add.clone()],
+        )
+        .expect("null");
+        assert_eq!(patched["data"]["added"], "yes");
+        let mut patched = cm.clone();
+        apply(
+            &mut patched,
+            &[op("test", "/data/mode", "null"), add.clone()],
+        )
+        .expect("fails");
+        assert_eq!(patched, cm);
+        for bad in ["/nothing/here", "/data/mode/deeper", "/list/5"] {
+            let mut patched = cm.clone();
+            assert!(
+                apply(&mut patched, &[op("test", bad, "1"), add.clone()]).is_err(),
+                "{bad}"
+            );
+            assert_eq!(patched, cm);
+        }
+        let mut patched = cm.clone();
+        apply(&mut patched, &[op("test", "/list/-1", "2"), add]).expect("from the end");
+        assert_eq!(patched["data"]["added"], "yes");
+        assert!(all_hold(
+            &cm,
+            &[op("test", "/metadata/labels/tier", "null")]
+        ));
+        assert!(!all_hold(
+            &cm,
+            &[op("test", "/metadata/labels/tier", "front")]
+        ));
+        assert!(!all_hold(
+            &cm,
+            &[op("test", "/metadata/annotations/a", "null")]
+        ));
+        assert!(all_hold(
+            &cm,
+            &[
+                op("test", "/metadata/labels/app", "web"),
+                op("test", "/list/0", "1")
+            ]
+        ));
     }
 
     #[test]

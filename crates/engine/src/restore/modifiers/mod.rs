@@ -17,7 +17,8 @@
 //!
 //! As in Velero: rules are matched against the item as it was backed up (its namespace is
 //! the backed-up one), in order, each on the item as the previous rules left it; a rule has
-//! one kind of patch; a JSON patch whose `test` fails leaves the item unchanged.
+//! one kind of patch; a JSON patch whose `test` fails leaves the item unchanged; Namespace
+//! items are not patched.
 
 mod glob;
 mod json_patch;
@@ -168,7 +169,12 @@ impl ResourceModifiers {
     /// No rule may change what the item is or where it goes (its apiVersion, kind, name
     /// or namespace: `namespaceMapping` moves items); such a rule is an error, and the item
     /// is left as it was.
+    /// Namespaces are never patched: Velero makes each from the labels, annotations and
+    /// spec the backup holds, outside its rules, and the same rules must do the same here.
     pub fn apply(&self, group_resource: &str, object: &mut Value) -> Result<usize, String> {
+        if group_resource == "namespaces" {
+            return Ok(0);
+        }
         let original = object.clone();
         let mut applied = 0;
         for (i, rule) in self.rules.iter().enumerate() {

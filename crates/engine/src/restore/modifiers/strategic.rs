@@ -5,7 +5,9 @@
 //! volumes by `name`, a container's ports by `containerPort`, a Service's by `port`...);
 //! `finalizers` are a set; every other list is replaced whole. The directives `$patch:
 //! replace|delete|merge`, `$retainKeys`, `$deleteFromPrimitiveList/<field>` and
-//! `$setElementOrder/<field>` (an order hint: ignored) are understood.
+//! `$setElementOrder/<field>` (an order hint: ignored) are understood. Merged lists keep the
+//! order Kubernetes (and so Velero) gives them: the patch's elements in its order, the
+//! original's others among them.
 //!
 //! The merge keys are those of the built-in types' Go definitions; custom resources have
 //! none to read, so (as with Velero, which refuses kinds outside its scheme) they are
@@ -190,6 +192,7 @@ fn merge_list(
             .collect();
         return Ok(());
     }
+    let original = target.clone();
     for item in patch {
         let Some(map) = item.as_object() else {
             return Err(format!(
@@ -215,7 +218,54 @@ fn merge_list(
             (_, None) => target.push(strip(item)),
         }
     }
+    let patch_keys: Vec<&Value> = patch
+        .iter()
+        .filter_map(Value::as_object)
+        .filter(|m| directive(m) != Some("delete"))
+        .filter_map(|m| m.get(merge_key))
+        .collect();
+    *target = in_kubernetes_order(std::mem::take(target), merge_key, &patch_keys, &original);
     Ok(())
+}
+
+/// The merged elements of a list in the order Kubernetes' strategic merge gives them
+/// (apimachinery's `normalizeElementOrder`): the patch's elements in the patch's order,
+/// with the elements only the original has put back among them in the original's order,
+/// each before the first patch element the original holds after it.
+fn in_kubernetes_order(
+    merged: Vec<Value>,
+    merge_key: &str,
+    patch_keys: &[&Value],
+    original: &[Value],
+) -> Vec<Value> {
+    let in_original = |item: &Value| {
+        let key = item.get(merge_key)?;
+        original.iter().position(|o| o.get(merge_key) == Some(key))
+    };
+    let in_patch = |item: &Value| {
+        let key = item.get(merge_key)?;
+        patch_keys.iter().position(|k| *k == key)
+    };
+    let (mut from_patch, server_only): (Vec<Value>, Vec<Value>) = merged
+        .into_iter()
+        .partition(|item| in_patch(item).is_some());
+    from_patch.sort_by_key(|item| in_patch(item));
+    let mut out = Vec::with_capacity(from_patch.len() + server_only.len());
+    let mut left = server_only.into_iter().peekable();
+    let mut right = from_patch.into_iter().peekable();
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(l), Some(r)) => matches!(
+                (in_original(l), in_original(r)),
+                (Some(li), Some(ri)) if li < ri
+            ),
+        };
+        out.extend(if take_left { left.next() } else { right.next() });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -310,6 +360,39 @@ mod tests {
                 .expect_err("refused")
                 .contains("merge key")
         );
+    }
+
+    #[test]
+    fn merged_lists_keep_the_order_kubernetes_gives_them() {
+        let names = |d: &Value| -> Vec<String> {
+            d["spec"]["template"]["spec"]["containers"][0]["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| e["name"].as_str().unwrap_or_default().to_string())
+                .collect()
+        };
+        let env_patch = |env: Value| json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "env": env}]}}}});
+        let mut d = deployment();
+        apply(
+            "Deployment",
+            &mut d,
+            &env_patch(json!([{"name": "C", "value": "3"}])),
+        )
+        .expect("patched");
+        assert_eq!(names(&d), ["C", "A", "B"], "a new element comes first");
+        let mut d = deployment();
+        let patch = env_patch(json!([{"name": "B", "value": "20"}, {"name": "C"}]));
+        apply("Deployment", &mut d, &patch).expect("patched");
+        assert_eq!(
+            names(&d),
+            ["A", "B", "C"],
+            "A, only in the original, stays before B"
+        );
+        let mut d = deployment();
+        let patch = env_patch(json!([{"name": "B"}, {"name": "A", "value": "9"}]));
+        apply("Deployment", &mut d, &patch).expect("patched");
+        assert_eq!(names(&d), ["B", "A"], "the patch's order");
     }
 
     #[test]

@@ -201,3 +201,24 @@ fn no_rule_may_move_an_item_to_another_namespace_name_or_kind() {
         "metadata removed"
     );
 }
+
+#[test]
+fn namespaces_are_never_patched_as_velero_makes_them_outside_its_rules() {
+    let rules = ResourceModifiers::parse(
+        "version: v1\nresourceModifierRules:\n- conditions: {groupResource: '*', namespaces: [elsewhere]}\n  mergePatches: [{patchData: '{\"metadata\": {\"labels\": {\"patched\": \"yes\"}}}'}]\n- conditions: {groupResource: namespaces}\n  patches: [{operation: remove, path: /spec/nothing}]\n",
+    )
+    .expect("rules");
+    let mut namespace = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "shop", "labels": {"team": "a"}}});
+    let before = namespace.clone();
+    assert_eq!(rules.apply("namespaces", &mut namespace), Ok(0));
+    assert_eq!(namespace, before);
+    let mut volume = json!({"apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": "pv-1"}});
+    assert_eq!(
+        rules.apply("persistentvolumes", &mut volume),
+        Ok(1),
+        "other cluster-scoped items are, whatever the rule's namespaces"
+    );
+    assert_eq!(volume["metadata"]["labels"]["patched"], "yes");
+}
