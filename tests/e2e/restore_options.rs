@@ -376,7 +376,8 @@ data:
             "-o",
             "jsonpath={.spec.template.spec.containers[*].image} {.spec.template.spec.containers[0].env[*].name}"
         ]),
-        "nginx:1.27 busybox:1 A B",
+        // Kubernetes' (and Velero's) strategic merge order: the patch's new element first.
+        "nginx:1.27 busybox:1 B A",
         "merged by name: the log container and env A stay"
     );
     assert_eq!(
