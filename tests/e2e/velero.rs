@@ -44,10 +44,50 @@ impl Drop for VeleroCluster {
 pub(super) struct VeleroServer {
     child: Option<std::process::Child>,
     log: PathBuf,
+    /// Held while the server runs (released after it is stopped, fields drop after `Drop`).
+    _port: MetricsPortLock,
+}
+
+/// Velero's controller-runtime manager always binds its metrics server to `:8080` (Velero
+/// v1.18.3 sets no `Metrics` option and has no flag for it), so two `velero server`s on one
+/// machine cannot run at once: the second exits "address already in use". This exclusive lock
+/// on a file in the system's temporary folder serialises them across tests and test processes.
+struct MetricsPortLock {
+    _file: std::fs::File,
+}
+
+impl MetricsPortLock {
+    /// Waits for the lock (another test's Velero may hold it for minutes), then for `:8080`
+    /// to be free: a process outside the tests holding it fails the test, naming the port.
+    async fn acquire() -> Self {
+        let path = std::env::temp_dir().join("arca-e2e-velero-port-8080.lock");
+        let file = tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .expect("velero's port lock file opens");
+            file.lock().expect("velero's port lock is taken");
+            file
+        })
+        .await
+        .expect("velero's port lock");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpListener::bind("0.0.0.0:8080").is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "port 8080 is in use by a process outside the tests: Velero's metrics server \
+                 binds it and cannot be moved; free it (`ss -ltnp 'sport = :8080'`)"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Self { _file: file }
+    }
 }
 
 impl VeleroServer {
-    fn start(env: &Environment, velero: &Path, plugins: &Path) -> Self {
+    fn start(env: &Environment, velero: &Path, plugins: &Path, port: MetricsPortLock) -> Self {
         let log = env.dir.join("logs/velero-server.log");
         let out = std::fs::File::create(&log).expect("velero log file");
         let err = out.try_clone().expect("velero log file");
@@ -91,6 +131,7 @@ impl VeleroServer {
         Self {
             child: Some(child),
             log,
+            _port: port,
         }
     }
 
@@ -275,7 +316,8 @@ spec:
             ),
         );
 
-        let mut server = VeleroServer::start(&env.env, &velero, &plugins);
+        let port = MetricsPortLock::acquire().await;
+        let mut server = VeleroServer::start(&env.env, &velero, &plugins, port);
         let location_phase = || {
             kubectl(
                 &env,
