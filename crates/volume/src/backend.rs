@@ -29,7 +29,11 @@ use rustic_core::{
 };
 use tokio::{io::AsyncReadExt, runtime::Handle};
 
-use crate::tree_packs::TreePacks;
+use crate::tree_packs::{BUDGET as TREE_PACKS_BUDGET, TreePacks};
+
+/// The largest config, key, snapshot or index file read whole (restic's are kilobytes to a
+/// few MiB): whoever can write to the bucket must not make the agent allocate without bound.
+pub const MAX_WHOLE_FILE: u64 = 256 * 1024 * 1024;
 
 /// Bytes moved through a [`StoreBackend`], for "bytes uploaded" reports.
 #[derive(Debug, Default)]
@@ -158,12 +162,16 @@ impl StoreBackend {
         Ok(out)
     }
 
-    fn read_range(&self, key: &str, range: Option<Range<u64>>) -> RusticResult<Bytes> {
+    /// The bytes of `range` of `key`: never more than the range's length, and memory grows
+    /// with what arrives (a length claimed by a tampered index reserves at most 8 MiB ahead).
+    fn read_range(&self, key: &str, range: Range<u64>) -> RusticResult<Bytes> {
         let read = async {
-            let mut reader = self.store.reader(key, range.clone()).await?;
-            let capacity = range.map_or(0, |r| r.end.saturating_sub(r.start));
-            let mut buf = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+            let length = range.end.saturating_sub(range.start);
+            let reader = self.store.reader(key, Some(range)).await?;
+            let reserve = usize::try_from(length.min(8 * 1024 * 1024)).unwrap_or(0);
+            let mut buf = Vec::with_capacity(reserve);
             reader
+                .take(length)
                 .read_to_end(&mut buf)
                 .await
                 .map_err(|source| StoreError::Io {
@@ -222,7 +230,7 @@ impl ReadBackend for StoreBackend {
         let key = self.key(tpe, id);
         let data = self
             .handle
-            .block_on(self.store.get(&key))
+            .block_on(self.store.get_bounded(&key, MAX_WHOLE_FILE))
             .map_err(|e| self.fail("reading", &key, e))?;
         self.counters
             .read
@@ -250,17 +258,30 @@ impl ReadBackend for StoreBackend {
             {
                 return Ok(held);
             }
-            let pack = self.read_range(&key, None)?;
-            let wanted = (at + len <= pack.len()).then(|| pack.slice(at..at + len));
-            if let Ok(mut packs) = self.tree_packs.lock() {
-                packs.keep(key.clone(), pack);
-            }
-            if let Some(wanted) = wanted {
-                return Ok(wanted);
+            // Never more than the budget of held packs: a larger pack (or a tampered one) is
+            // read by range below instead.
+            match self
+                .handle
+                .block_on(self.store.get_bounded(&key, TREE_PACKS_BUDGET as u64))
+            {
+                Ok(pack) => {
+                    self.counters
+                        .read
+                        .fetch_add(pack.len() as u64, Ordering::Relaxed);
+                    let wanted = (at + len <= pack.len()).then(|| pack.slice(at..at + len));
+                    if let Ok(mut packs) = self.tree_packs.lock() {
+                        packs.keep(key.clone(), pack);
+                    }
+                    if let Some(wanted) = wanted {
+                        return Ok(wanted);
+                    }
+                }
+                Err(StoreError::TooLarge { .. }) => {}
+                Err(e) => return Err(self.fail("reading", &key, e)),
             }
         }
         let start = u64::from(offset);
-        self.read_range(&key, Some(start..start + u64::from(length)))
+        self.read_range(&key, start..start + u64::from(length))
     }
 
     fn warmup_path(&self, tpe: FileType, id: &Id) -> String {

@@ -83,7 +83,7 @@ mod source;
 mod tree_packs;
 mod writer;
 
-pub use backend::{StoreBackend, TransferCounters};
+pub use backend::{MAX_WHOLE_FILE, StoreBackend, TransferCounters};
 pub use backup::{BackupWriter, Compression, SnapshotRequest, SnapshotSummary};
 pub use error::{CREDENTIALS_SECRET, PASSWORD_KEY, Result, VolumeError};
 pub use forget::PruneReport;

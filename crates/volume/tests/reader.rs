@@ -116,3 +116,34 @@ async fn a_pack_cut_short_or_gone_fails_the_restore_with_what_happened() {
     assert!(message.contains("Check the store"), "{message}");
     untouched(&dest);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_index_file_grown_past_any_restic_size_is_refused_unread() {
+    let fx = Fixture::new();
+    let (repo, id) = backed_up(&fx).await;
+    // The repository's index file, grown (sparse, so the test stays cheap) past the 256 MiB
+    // the agent reads whole at most: it must be refused, never allocated.
+    let index = std::fs::read_dir(fx.repository_dir().join("index"))
+        .expect("index folder")
+        .next()
+        .expect("an index file")
+        .expect("entry")
+        .path();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&index)
+        .expect("open index");
+    file.set_len(arca_volume::MAX_WHOLE_FILE + 1)
+        .expect("grow index");
+    drop(file);
+    let dest = volume(&fx);
+    let err = repo
+        .restore(&id, &dest, no_progress())
+        .await
+        .expect_err("a 256 MiB index is read");
+    let message = err.to_string();
+    println!("{message}");
+    assert!(message.contains("larger than"), "{message}");
+    assert!(message.contains("/index/"), "{message}");
+    untouched(&dest);
+}
