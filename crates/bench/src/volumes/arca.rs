@@ -134,8 +134,14 @@ impl Arca {
             format!("{}/backups/{}/", self.prefix, names[1]),
         ];
         pod::create(&ctx.client, &ns).await?;
-        let (folder, _) =
-            pod::mounted(ctx.client.clone(), ns.clone(), ctx.pods_dir.clone(), false).await?;
+        let (folder, _, _) = pod::mounted(
+            ctx.client.clone(),
+            ns.clone(),
+            ctx.pods_dir.clone(),
+            false,
+            None,
+        )
+        .await?;
         // The data moves into the pod's volume for the backups, and back after.
         std::fs::rename(&ctx.data.home, &folder)?;
         let backups = async {
@@ -216,11 +222,13 @@ impl Arca {
             "spec": {"backupName": backup, "namespaceMapping": {ns: target}}
         }))?;
         // "kubelet": the restored pod's volume folder, as soon as the pod is scheduled.
+        let fs = ctx.restore_fs(&format!("{}-r{round}-fs", self.tag))?;
         let mount = tokio::spawn(pod::mounted(
             ctx.client.clone(),
             target.clone(),
             ctx.pods_dir.clone(),
             true,
+            fs,
         ));
         let created = tokio::time::Instant::now();
         let result = self
@@ -252,7 +260,8 @@ impl Arca {
                 status.outcomes
             );
         }
-        let (folder, scheduled) = tokio::time::timeout(Duration::from_secs(10), mount).await???;
+        let (folder, scheduled, fs) =
+            tokio::time::timeout(Duration::from_secs(10), mount).await???;
         eprintln!(
             "bench: {} restore: the pod scheduled and its folder made {}s after the Restore \
              was created (the agent looks for it every 2s)",
@@ -260,6 +269,9 @@ impl Arca {
             crate::secs(scheduled.duration_since(created))
         );
         ctx.data.verify(&folder, &self.label)?;
+        if let Some(fs) = fs {
+            fs.remove()?;
+        }
         if let Some(pod_dir) = folder.ancestors().nth(3) {
             std::fs::remove_dir_all(pod_dir)?;
         }

@@ -98,12 +98,19 @@ impl Kopia {
         );
         unchanged.reported = reported_upload(&out.stderr);
 
-        let target = dir.join("restored");
+        let fs = ctx.restore_fs(&format!("kopia-r{round}-fs"))?;
+        let target = fs
+            .as_ref()
+            .map_or(dir.as_path(), |f| f.path())
+            .join("restored");
         let target_arg = target.display().to_string();
         let (restore, _) = repo
             .timed(&["snapshot", "restore", &snapshot, &target_arg])
             .await?;
         ctx.data.verify(&target, "kopia")?;
+        if let Some(fs) = fs {
+            fs.remove()?;
+        }
 
         std::fs::remove_dir_all(&dir)?;
         ctx.bucket.remove(&prefix).await?;

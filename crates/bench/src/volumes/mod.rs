@@ -6,6 +6,7 @@
 
 mod arca;
 mod data;
+mod fresh_fs;
 mod kopia;
 mod measure;
 mod pod;
@@ -51,6 +52,20 @@ struct Ctx<'a> {
     pods_dir: PathBuf,
     agent_pid: u32,
     operator_pid: u32,
+    /// Whether each restore gets a fresh filesystem (`fresh_fs.rs`); why not, when not.
+    fresh_fs: Result<(), String>,
+}
+
+impl Ctx<'_> {
+    /// A fresh filesystem for one restore, mounted at `name` in the work folder, large enough
+    /// for the data; None where they cannot be made (restores then use the work folder).
+    fn restore_fs(&self, name: &str) -> anyhow::Result<Option<fresh_fs::FreshFs>> {
+        if self.fresh_fs.is_err() {
+            return Ok(None);
+        }
+        let bytes = self.data.bytes + self.data.bytes / 4 + (512 << 20);
+        fresh_fs::FreshFs::create(&self.work.join(name), bytes).map(Some)
+    }
 }
 
 /// One side of the comparison. An Arca variant (another location setting) is one more
@@ -126,6 +141,8 @@ pub struct VolumeReport {
     kopia_version: String,
     /// Whether the agent's peak could be reset before each phase.
     agent_peak_per_phase: bool,
+    /// Whether each restore had a fresh filesystem; why not, when not.
+    fresh_fs: Result<(), String>,
 }
 
 /// Runs the volume benchmark; the operator (`operator_pid`) must be running in
@@ -170,7 +187,12 @@ pub async fn run(
     let s3_pid = std::fs::read_to_string(env.dir.join("pids/versitygw.pid"))
         .ok()
         .and_then(|p| p.trim().parse().ok());
+    let fresh_fs = fresh_fs::probe(&work);
+    if let Err(why) = &fresh_fs {
+        eprintln!("bench: restores run on the work folder's filesystem: {why}");
+    }
     let ctx = Ctx {
+        fresh_fs,
         env,
         client: client.clone(),
         data,
@@ -215,6 +237,7 @@ pub async fn run(
     let agent_peak_per_phase = measure::reset_peak(agent_pid);
     let _ = agent.kill().await;
     let (bytes, files) = (ctx.data.bytes, ctx.data.files);
+    let fresh_fs = ctx.fresh_fs.clone();
     drop(ctx);
     std::fs::remove_dir_all(&work)?;
     Ok(VolumeReport {
@@ -226,6 +249,7 @@ pub async fn run(
         restic_version,
         kopia_version,
         agent_peak_per_phase,
+        fresh_fs,
     })
 }
 

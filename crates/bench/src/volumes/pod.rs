@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client, ResourceExt, api::PostParams};
 use serde_json::json;
 
-use super::arca::RUN_LIMIT;
+use super::{arca::RUN_LIMIT, fresh_fs::FreshFs};
 
 /// Makes namespace `ns` and in it pod `db-0`, whose emptyDir volume `data` is asked for by
 /// annotation.
@@ -24,13 +24,15 @@ pub(super) async fn create(client: &Client, ns: &str) -> anyhow::Result<()> {
 
 /// Waits for pod `db-0` of `ns` to be scheduled, then returns its volume folder `data` as
 /// kubelet lays it out, made empty when `make` (a restored pod), else only its parent
-/// (the data is moved in); and when it was made.
+/// (the data is moved in); and when it was made. With `fs`, the folder is that filesystem's
+/// folder `volume`, bind-mounted (returned with it, to be removed after the restore).
 pub(super) async fn mounted(
     client: Client,
     ns: String,
     pods_dir: PathBuf,
     make: bool,
-) -> anyhow::Result<(PathBuf, tokio::time::Instant)> {
+    mut fs: Option<FreshFs>,
+) -> anyhow::Result<(PathBuf, tokio::time::Instant, Option<FreshFs>)> {
     let pods: Api<Pod> = Api::namespaced(client, &ns);
     let started = tokio::time::Instant::now();
     let uid = loop {
@@ -54,12 +56,17 @@ pub(super) async fn mounted(
         .join(uid)
         .join("volumes/kubernetes.io~empty-dir/data");
     match make {
-        true => std::fs::create_dir_all(&folder)?,
+        true => {
+            std::fs::create_dir_all(&folder)?;
+            if let Some(fs) = fs.as_mut() {
+                fs.bind("volume", &folder)?;
+            }
+        }
         false => {
             if let Some(parent) = folder.parent() {
                 std::fs::create_dir_all(parent)?;
             }
         }
     }
-    Ok((folder, tokio::time::Instant::now()))
+    Ok((folder, tokio::time::Instant::now(), fs))
 }

@@ -67,13 +67,17 @@ pub fn report(r: &VolumeReport) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        "\n## Pod volume data: Arca, restic and kopia\n\n{:.2} GiB in {} files (half in 64 MiB files, half in 4-60 KiB files in nested folders; half random, half compressible text), to the same S3 server (versitygw on this machine). {} rounds, each on fresh repositories, the order rotated between rounds (first round: {}). Arca: a Backup of the pod's namespace, then a Restore of the first into another namespace, each timed from creation to Completed, the node agent (`arca agent`) moving the data. `{}` (format 2 repository, own cache) and {} (own config and cache, defaults: no compression policy; maintenance left to a separate job as under Velero): `backup` / `snapshot create` of the same folder twice, then a restore of the first snapshot into an empty folder. Every restore is checked: file count, bytes and the sha256 of 8 files.\n\n",
+        "\n## Pod volume data: Arca, restic and kopia\n\n{:.2} GiB in {} files (half in 64 MiB files, half in 4-60 KiB files in nested folders; half random, half compressible text), to the same S3 server (versitygw on this machine). {} rounds, each on fresh repositories, the order rotated between rounds (first round: {}). Arca: a Backup of the pod's namespace, then a Restore of the first into another namespace, each timed from creation to Completed, the node agent (`arca agent`) moving the data. `{}` (format 2 repository, own cache) and {} (own config and cache, defaults: no compression policy; maintenance left to a separate job as under Velero): `backup` / `snapshot create` of the same folder twice, then a restore of the first snapshot into an empty folder. Every restore is checked: file count, bytes and the sha256 of 8 files. {}\n\n",
         r.bytes as f64 / (1u64 << 30) as f64,
         r.files,
         r.rounds,
         r.labels.join(", "),
         r.restic_version,
         r.kopia_version,
+        match &r.fresh_fs {
+            Ok(()) => "Every restore writes into a fresh ext4 filesystem (with its journal) of its own, loop-mounted for it (Arca's: bind-mounted into the pod's volume folder, as kubelet mounts a volume).".to_string(),
+            Err(why) => format!("Restores write into the work folder's filesystem: fresh filesystems could not be made ({why}); on an ext4 without a journal, a restore then pays for the files the previous one deleted."),
+        },
     );
     for (i, phase) in PHASES.iter().enumerate() {
         let _ = write!(

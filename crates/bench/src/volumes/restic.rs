@@ -55,7 +55,11 @@ impl Restic {
         );
         unchanged.reported = summary["data_added"].as_u64();
 
-        let target = dir.join("restored");
+        let fs = ctx.restore_fs(&format!("restic-r{round}-fs"))?;
+        let target = fs
+            .as_ref()
+            .map_or(dir.as_path(), |f| f.path())
+            .join("restored");
         let target_arg = target.display().to_string();
         let (restore, _) = repo
             .timed(&["restore", &snapshot, "--target", &target_arg])
@@ -63,6 +67,9 @@ impl Restic {
         // restic restores the snapshot's absolute path under the target.
         let restored = target.join(ctx.data.home.strip_prefix("/")?);
         ctx.data.verify(&restored, "restic")?;
+        if let Some(fs) = fs {
+            fs.remove()?;
+        }
 
         std::fs::remove_dir_all(&dir)?;
         ctx.bucket.remove(&prefix).await?;
