@@ -18,8 +18,17 @@ use arca_api::labels::RESTORE_UID;
 use arca_runtime::{progress::Ticker, status::time};
 
 use work::MANAGER;
-/// How often an unscheduled pod, or a folder not yet made, is looked at again.
+/// The longest wait before an unscheduled pod, or a folder not yet made, is looked at again.
 const RECHECK: Duration = Duration::from_secs(2);
+/// The first wait: a restored pod is usually scheduled, and its folder made, within moments.
+const FIRST_RECHECK: Duration = Duration::from_millis(100);
+
+/// How long to wait before looking again at what was not ready `waited` after it was first
+/// looked at: a tenth of that, between [`FIRST_RECHECK`] and [`RECHECK`] (quick at first,
+/// without polling a pod that stays pending for hours more than every 2 s).
+fn recheck_after(waited: Duration) -> Duration {
+    (waited / 10).clamp(FIRST_RECHECK, RECHECK)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,7 +50,15 @@ pub async fn reconcile(item: Arc<PodVolumeRestore>, agent: Arc<Agent>) -> Result
         }
     };
     match work::node_of(&pod) {
-        None => return Ok(Action::requeue(RECHECK)),
+        None => {
+            let waited = item
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(|t| jiff::Timestamp::now().duration_since(t.0).try_into().ok())
+                .unwrap_or(RECHECK * 10);
+            return Ok(Action::requeue(recheck_after(waited)));
+        }
         Some(node) if node != agent.settings.node_name => return Ok(Action::await_change()),
         Some(_) => {}
     }
@@ -165,7 +182,8 @@ async fn wait_for_folder(
     uid: &str,
     name: &str,
 ) -> Result<std::path::PathBuf, String> {
-    let deadline = tokio::time::Instant::now() + agent.settings.mount_wait;
+    let started = tokio::time::Instant::now();
+    let deadline = started + agent.settings.mount_wait;
     loop {
         match volume_folder(&agent.settings.host_pods_dir, uid, name) {
             Ok(folder) => return Ok(folder),
@@ -176,7 +194,22 @@ async fn wait_for_folder(
                     agent.settings.mount_wait.as_secs()
                 ));
             }
-            Err(_) => tokio::time::sleep(RECHECK).await,
+            Err(_) => tokio::time::sleep(recheck_after(started.elapsed())).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rechecks_start_quick_and_slow_down_to_two_seconds() {
+        assert_eq!(recheck_after(Duration::ZERO), FIRST_RECHECK);
+        assert_eq!(
+            recheck_after(Duration::from_secs(5)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(recheck_after(Duration::from_secs(3600)), RECHECK);
     }
 }
