@@ -266,4 +266,14 @@ impl Backup {
                 .and_then(|l| l.get(crate::labels::STORAGE_LOCATION).cloned())
         })
     }
+
+    /// Whether the storage sync made this Backup from a backup Velero wrote (label
+    /// `arca.dev/made-by: velero`): its data is Velero's, read-only to Arca.
+    pub fn is_made_by_velero(&self) -> bool {
+        self.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(crate::labels::MADE_BY))
+            .is_some_and(|v| v == crate::labels::MADE_BY_VELERO)
+    }
 }

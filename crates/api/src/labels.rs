@@ -16,6 +16,12 @@ pub const EXCLUDE_FROM_BACKUP: &str = "arca.dev/exclude-from-backup";
 pub const VELERO_EXCLUDE_FROM_BACKUP: &str = "velero.io/exclude-from-backup";
 /// On a Backup created by the storage sync from a `backup.json`: it is not to be run.
 pub const SYNCED_FROM_STORAGE: &str = "arca.dev/synced-from-storage";
+/// On a Backup the storage sync made from a backup another tool wrote: which tool
+/// ([`MADE_BY_VELERO`]). Arca never writes, changes or deletes anything of such a backup in
+/// storage: garbage collection leaves it alone and a DeleteBackupRequest for it is refused.
+pub const MADE_BY: &str = "arca.dev/made-by";
+/// The value of [`MADE_BY`] on a Backup synced from a Velero folder (`velero-backup.json`).
+pub const MADE_BY_VELERO: &str = "velero";
 /// Why garbage collection could not delete an expired backup.
 pub const GC_FAILURE: &str = "arca.dev/gc-failure";
 /// The field manager every Arca controller writes with.

@@ -124,6 +124,22 @@ async fn remove_when_old(
     }
 }
 
+/// Why a request to delete `backup` (in `phase`) is refused without deleting anything, if it
+/// is: it is running, or Velero made it (Arca never deletes Velero's data; Velero's own
+/// `velero backup delete` does, and the storage sync then removes the Backup object). Pure.
+fn refusal(backup: &Backup, phase: BackupPhase) -> Option<String> {
+    let name = backup.name_any();
+    if backup.is_made_by_velero() {
+        return Some(format!(
+            "backup {name} was made by Velero (label {}={}): Arca never deletes Velero's data, nothing was deleted. Delete it with `velero backup delete {name}`; the next storage sync then removes this Backup object",
+            labels::MADE_BY,
+            labels::MADE_BY_VELERO
+        ));
+    }
+    matches!(phase, BackupPhase::New | BackupPhase::InProgress)
+        .then(|| format!("backup {name} is {phase:?}: delete it once it has finished"))
+}
+
 fn truncate(name: &str, max: usize) -> &str {
     &name[..name.len().min(max)]
 }
@@ -168,10 +184,9 @@ async fn reconcile(request: Arc<DeleteBackupRequest>, ctx: Arc<Context>) -> Resu
         .as_ref()
         .and_then(|s| s.phase)
         .unwrap_or_default();
-    if matches!(backup_phase, BackupPhase::New | BackupPhase::InProgress) {
-        let status = done(vec![format!(
-            "backup {backup_name} is {backup_phase:?}: delete it once it has finished"
-        )]);
+    let refusal = refusal(&backup, backup_phase);
+    if let Some(refusal) = refusal {
+        let status = done(vec![refusal]);
         apply_status(&api, &name, MANAGER, &status)
             .await
             .map_err(|e| Error::Status(name.clone(), e))?;
@@ -490,6 +505,27 @@ async fn forget_volumes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deleting_a_velero_backup_is_refused_and_says_how_to_delete_it() {
+        let mut backup = Backup::new("nightly", arca_api::BackupSpec::default());
+        assert_eq!(refusal(&backup, BackupPhase::Completed), None);
+        assert!(refusal(&backup, BackupPhase::InProgress).is_some());
+        backup.metadata.labels = Some(
+            [(
+                labels::MADE_BY.to_string(),
+                labels::MADE_BY_VELERO.to_string(),
+            )]
+            .into(),
+        );
+        let refused = refusal(&backup, BackupPhase::Completed).expect("refused");
+        assert!(refused.contains("made by Velero"), "{refused}");
+        assert!(refused.contains("nothing was deleted"), "{refused}");
+        assert!(
+            refused.contains("velero backup delete nightly"),
+            "{refused}"
+        );
+    }
 
     #[test]
     fn a_deferred_deletion_says_until_when_and_that_nothing_was_deleted() {

@@ -67,7 +67,8 @@ fn until_expiry(backup: &Backup, now: Timestamp, frequency: Duration) -> Option<
 /// What garbage collection does with an expired Backup.
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
-    /// Kept: it is not finished, or it is the newest Completed backup of its schedule.
+    /// Kept: it is not finished, it is the newest Completed backup of its schedule, or
+    /// Velero made it.
     Keep,
     /// Request its deletion.
     Delete,
@@ -83,6 +84,11 @@ fn verdict(
     location: Option<&BackupStorageLocation>,
     now: Timestamp,
 ) -> Verdict {
+    // Velero's data: Velero expires it, Arca never deletes it (the sync removes the object
+    // once Velero deleted the folder).
+    if backup.is_made_by_velero() {
+        return Verdict::Keep;
+    }
     let namespace = backup.namespace();
     let candidates: Vec<Expiring> = siblings
         .iter()
@@ -246,6 +252,23 @@ mod tests {
             verdict(&old, &all, Some(&gone), now),
             Verdict::Blocked("location-unavailable")
         );
+    }
+
+    #[test]
+    fn an_expired_velero_backup_is_never_collected() {
+        let now = t("2026-01-01T00:00:00Z");
+        let mut old = (*backup("v", None, "2025-12-01T00:00:00Z", "2025-12-31T00:00:00Z")).clone();
+        old.metadata.labels = Some(
+            [(
+                labels::MADE_BY.to_string(),
+                labels::MADE_BY_VELERO.to_string(),
+            )]
+            .into(),
+        );
+        let old = Arc::new(old);
+        let all = [old.clone()];
+        let available = location(AccessMode::ReadWrite, Some(LocationPhase::Available));
+        assert_eq!(verdict(&old, &all, Some(&available), now), Verdict::Keep);
     }
 
     #[test]

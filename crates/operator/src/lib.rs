@@ -16,6 +16,7 @@ pub mod metrics;
 mod restore_controller;
 mod schedule_controller;
 mod sync;
+mod velero_sync;
 
 use std::{
     net::SocketAddr,

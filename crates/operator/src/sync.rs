@@ -111,6 +111,12 @@ async fn sync(ctx: &Context, location: &BackupStorageLocation) -> Result<(), Str
         .await
         .map_err(|e| e.to_string())?;
     sync_folder(ctx, store.as_ref(), location, &namespace).await?;
+    // Velero's folders only at the location's root: Velero never writes a tenant's folder.
+    if let Err(e) =
+        crate::velero_sync::sync_velero_folders(ctx, store.clone(), location, &namespace).await
+    {
+        tracing::warn!(location = %location.name_any(), "syncing Velero's backups: {e}");
+    }
     if namespace != ctx.settings.namespace {
         return Ok(());
     }
@@ -242,17 +248,28 @@ async fn gone_from_storage<'a>(
     let mut gone = Vec::new();
     for backup in local {
         let of_this_location = backup.location_name().as_deref() == Some(location);
-        let finished = matches!(
-            backup.status.as_ref().and_then(|s| s.phase),
-            Some(BackupPhase::Completed | BackupPhase::PartiallyFailed)
-        );
+        let phase = backup.status.as_ref().and_then(|s| s.phase);
+        let velero = backup.is_made_by_velero();
+        // A Velero-made Backup is synced in any finished phase, so it goes in any.
+        let finished = if velero {
+            phase.is_some_and(BackupPhase::is_terminal)
+        } else {
+            matches!(
+                phase,
+                Some(BackupPhase::Completed | BackupPhase::PartiallyFailed)
+            )
+        };
         if !of_this_location || !finished {
             continue;
         }
-        let present = arca_store::BackupStore::new(store)
-            .exists(&backup.name_any())
-            .await
-            .map_err(|e| e.to_string())?;
+        let present = if velero {
+            crate::velero_sync::velero_folder_exists(store, &backup.name_any()).await?
+        } else {
+            arca_store::BackupStore::new(store)
+                .exists(&backup.name_any())
+                .await
+                .map_err(|e| e.to_string())?
+        };
         if !present {
             gone.push(backup);
         }
@@ -376,5 +393,39 @@ mod tests {
             .expect("decided");
         let names: Vec<String> = gone.iter().map(|b| b.name_any()).collect();
         assert_eq!(names, ["lost"]);
+    }
+
+    /// A Velero-made Backup goes when its `velero-backup.json` does, in any finished phase;
+    /// an Arca `backup.json` of the same name does not keep it.
+    #[tokio::test]
+    async fn a_velero_backup_is_gone_when_velero_deleted_its_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = arca_store::FsStore::new(dir.path(), "bucket", "p").expect("store");
+        let velero = |name: &str, phase| {
+            let mut b = backup(name, "default", phase);
+            if let Some(l) = b.metadata.labels.as_mut() {
+                l.insert(labels::MADE_BY.into(), labels::MADE_BY_VELERO.into());
+            }
+            b
+        };
+        for key in [
+            "backups/there/velero-backup.json".to_string(),
+            Layout::backup_metadata("disguised"),
+        ] {
+            store
+                .put(&key, bytes::Bytes::from_static(b"{}"))
+                .await
+                .expect("put");
+        }
+        let local = [
+            velero("there", BackupPhase::Completed),
+            velero("failed-gone", BackupPhase::Failed),
+            velero("disguised", BackupPhase::Completed),
+        ];
+        let gone = gone_from_storage(&store, &local, "default")
+            .await
+            .expect("decided");
+        let names: Vec<String> = gone.iter().map(|b| b.name_any()).collect();
+        assert_eq!(names, ["failed-gone", "disguised"]);
     }
 }

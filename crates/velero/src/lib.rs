@@ -31,8 +31,9 @@
 //! are not UTF-8 are refused, and an item whose JSON names another kind, name or namespace
 //! than its path is refused.
 //!
-//! Entry points: [`VeleroLocation`] (list backup folders, read one backup's parts) and
-//! [`read_tarball`] (the synchronous tarball reader underneath).
+//! Entry points: [`VeleroLocation`] (list backup folders, read one backup's parts),
+//! [`read_tarball`] (the synchronous tarball reader underneath) and [`transcode`] (a
+//! backup's items rewritten as Arca's archive in a scratch store, for Arca's restore engine).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -47,6 +48,7 @@ mod path;
 mod read_only;
 mod resource_list;
 mod tarball;
+mod transcode;
 mod volumes;
 
 pub use backup::{BackupPhase, VeleroBackup};
@@ -57,6 +59,7 @@ pub use location::{BackupFolder, FolderLayout, ItemStream, VeleroLayout, VeleroL
 pub use read_only::ReadOnlyStore;
 pub use resource_list::{ResourceList, ResourceListEntry};
 pub use tarball::{TarballSummary, read_tarball};
+pub use transcode::{REFUSED_KEPT, Transcoded, transcode};
 pub use volumes::{PodVolumeData, Uploader};
 
 /// The tarball format versions this crate reads (`metadata/version` of the tarball,

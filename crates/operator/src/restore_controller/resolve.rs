@@ -63,6 +63,13 @@ pub(super) async fn resolve(
 async fn prepare(ctx: &Context, restore: &Restore) -> Result<Resolved, String> {
     let namespace = restore.namespace().unwrap_or_default();
     let backup = find_backup(ctx, restore).await?;
+    if backup.is_made_by_velero() {
+        return Err(format!(
+            "backup {} was made by Velero: this version of Arca lists Velero's backups but does not restore them yet; restore it with Velero (`velero restore create --from-backup {}`)",
+            backup.name_any(),
+            backup.name_any()
+        ));
+    }
     let location_name = backup.location_name();
     let (location, store) = location_for(ctx, &namespace, location_name.as_deref())
         .await
