@@ -19,4 +19,5 @@ mod tenants;
 mod tls;
 mod velero;
 mod velero_modifiers;
+mod velero_sync;
 mod volumes;

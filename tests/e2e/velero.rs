@@ -414,7 +414,7 @@ spec:
 }
 
 /// Every object of the bucket under `prefix`, by key, as the sha256 of its content.
-async fn bucket_state(store: &dyn arca_store::ObjectStore) -> BTreeMap<String, String> {
+pub(super) async fn bucket_state(store: &dyn arca_store::ObjectStore) -> BTreeMap<String, String> {
     let mut state = BTreeMap::new();
     for object in store.list("").await.expect("bucket listed") {
         let bytes = store.get(&object.key).await.expect("object read");

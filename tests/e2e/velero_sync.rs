@@ -1,0 +1,210 @@
+//! Arca's storage sync lists Velero's backups: real Velero v1.18.3 backs up a realistic
+//! namespace; an Arca location on the same bucket and prefix syncs it as a Backup labelled
+//! `arca.dev/made-by: velero` with Velero's phase, times and filters. Arca never deletes
+//! Velero's data (a DeleteBackupRequest is refused, saying why), a deleted Backup object
+//! comes back, a Restore of it is refused as not yet supported, a Velero folder whose
+//! `velero-backup.json` names another backup is skipped with an Event naming it, and the
+//! bucket is byte for byte as it was afterwards.
+
+use std::time::Duration;
+
+use arca_api::{
+    Backup, BackupPhase, BackupStorageLocation, DeleteBackupRequest, DeleteBackupRequestPhase,
+    Restore, RestorePhase, labels,
+};
+use arca_e2e::{
+    apply_fixture, eventually, kubectl, kubectl_apply,
+    operator::{Operator, restore_done, s3_location, settings},
+};
+use k8s_openapi::api::core::v1::Event;
+use kube::{Api, ResourceExt, api::ListParams};
+
+use crate::velero::{VELERO_NS, Velero, VeleroCluster, bucket_state};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arca_lists_velero_backups_and_never_changes_them() {
+    let suffix = format!("{:08x}", rand::random::<u32>());
+    let cluster = VeleroCluster::up("velsync", &suffix).await;
+    let env = cluster.env();
+    let app = format!("shop-{suffix}");
+    let fixture = include_str!("fixtures/app.yaml")
+        .replace("NS", &app)
+        .replace("OTHER", &format!("other-{suffix}"))
+        .replace("SUFFIX", &format!("t{suffix}"));
+    apply_fixture(&env, &fixture, &["Widget"]);
+    let mut velero = Velero::start(cluster, &suffix).await;
+    let backup = format!("shop-{suffix}");
+    kubectl_apply(
+        &env,
+        &format!(
+            r#"
+apiVersion: velero.io/v1
+kind: Backup
+metadata: {{name: {backup}, namespace: {VELERO_NS}}}
+spec: {{includedNamespaces: [{app}], snapshotVolumes: false, storageLocation: default, ttl: 24h0m0s}}
+"#
+        ),
+    );
+    velero
+        .completed("backups", &backup, Duration::from_secs(180))
+        .await;
+    let Velero {
+        server,
+        prefix,
+        cluster,
+        ..
+    } = velero;
+    server.stop().await;
+
+    // A bucket writer's folder: a copy of the real velero-backup.json, which names the real
+    // backup, under another name.
+    let store = arca_e2e::store(&env, &prefix).await;
+    let impostor = format!("impostor-{suffix}");
+    let real = store
+        .get(&format!("backups/{backup}/velero-backup.json"))
+        .await
+        .expect("Velero's velero-backup.json");
+    store
+        .put(&format!("backups/{impostor}/velero-backup.json"), real)
+        .await
+        .expect("the impostor planted");
+    let before = bucket_state(store.as_ref()).await;
+
+    // Arca in the same cluster, its location on Velero's bucket and prefix.
+    let arca = format!("arca-{suffix}");
+    kubectl(&env, &["create", "namespace", &arca]);
+    let client = env.client().await.expect("client");
+    s3_location(&env, &client, &arca, "default", &prefix).await;
+    let operator = Operator::start(&env, settings(&arca)).await;
+
+    let backups: Api<Backup> = Api::namespaced(client.clone(), &arca);
+    let synced = eventually(
+        "Velero's backup synced",
+        Duration::from_secs(60),
+        || async { backups.get_opt(&backup).await.ok().flatten() },
+    )
+    .await;
+    assert!(synced.is_made_by_velero(), "{:?}", synced.metadata.labels);
+    assert_eq!(
+        synced
+            .labels()
+            .get(labels::SYNCED_FROM_STORAGE)
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(synced.spec.included_namespaces, std::slice::from_ref(&app));
+    assert_eq!(synced.spec.storage_location.as_deref(), Some("default"));
+    let status = synced.status.clone().expect("status");
+    assert_eq!(status.phase, Some(BackupPhase::Completed));
+    assert_eq!(status.format_version.as_deref(), Some("velero/1.1.0"));
+    let started = status.start_timestamp.expect("start").0;
+    let completed = status.completion_timestamp.expect("completion").0;
+    let expires = status.expiration.expect("expiration").0;
+    assert!(started <= completed, "{started} > {completed}");
+    let ttl = expires.duration_since(started).as_secs();
+    assert!((24 * 3600 - 120..=24 * 3600 + 120).contains(&ttl), "{ttl}");
+
+    // The impostor: never synced, named in an Event on the location.
+    let events: Api<Event> = Api::namespaced(client.clone(), &arca);
+    let warning = eventually(
+        "an Event naming the impostor folder",
+        Duration::from_secs(60),
+        || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter_map(|e| e.message)
+                .find(|m| m.contains(&format!("backups/{impostor}/")))
+        },
+    )
+    .await;
+    assert!(warning.contains("not synced"), "{warning}");
+    assert!(
+        backups.get_opt(&impostor).await.expect("get").is_none(),
+        "the impostor was synced"
+    );
+
+    // Deletion is refused, nothing deleted.
+    kubectl_apply(
+        &env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: DeleteBackupRequest\nmetadata: {{name: del, namespace: {arca}}}\nspec: {{backupName: {backup}}}\n"
+        ),
+    );
+    let requests: Api<DeleteBackupRequest> = Api::namespaced(client.clone(), &arca);
+    let refused = eventually("the request processed", Duration::from_secs(30), || async {
+        let s = requests.get("del").await.ok()?.status?;
+        (s.phase? == DeleteBackupRequestPhase::Processed).then_some(s)
+    })
+    .await;
+    assert!(
+        refused
+            .errors
+            .iter()
+            .any(|e| e.contains("made by Velero") && e.contains("nothing was deleted")),
+        "{:?}",
+        refused.errors
+    );
+    assert!(backups.get_opt(&backup).await.expect("get").is_some());
+
+    // A deleted Backup object comes back, as Arca's own do.
+    kubectl(&env, &["delete", "backups.arca.dev", &backup, "-n", &arca]);
+    let back = eventually(
+        "the Backup synced again",
+        Duration::from_secs(60),
+        || async { backups.get_opt(&backup).await.ok().flatten() },
+    )
+    .await;
+    assert!(back.is_made_by_velero());
+
+    // A Restore of it: refused, saying so, nothing restored.
+    let target = format!("restored-{suffix}");
+    kubectl_apply(
+        &env,
+        &format!(
+            "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: r, namespace: {arca}}}\nspec: {{backupName: {backup}, namespaceMapping: {{{app}: {target}}}}}\n"
+        ),
+    );
+    let restore: Restore = restore_done(&client, &arca, "r", Duration::from_secs(60)).await;
+    let restore_status = restore.status.expect("status");
+    assert_eq!(restore_status.phase, Some(RestorePhase::FailedValidation));
+    assert!(
+        restore_status
+            .validation_errors
+            .iter()
+            .any(|e| e.contains("made by Velero")),
+        "{:?}",
+        restore_status.validation_errors
+    );
+    assert_eq!(
+        kubectl(
+            &env,
+            &[
+                "get",
+                "namespace",
+                &target,
+                "--ignore-not-found",
+                "-o",
+                "name"
+            ]
+        ),
+        ""
+    );
+
+    let location = Api::<BackupStorageLocation>::namespaced(client.clone(), &arca)
+        .get("default")
+        .await
+        .expect("location");
+    assert!(location.status.and_then(|s| s.last_synced_time).is_some());
+    operator.stop().await;
+
+    assert_eq!(
+        bucket_state(store.as_ref()).await,
+        before,
+        "Arca changed Velero's bucket"
+    );
+    drop(cluster);
+}
