@@ -32,6 +32,8 @@ pub fn settings(namespace: &str) -> Settings {
         restore_helper_image: None,
         default_service_account: "arca".into(),
         tenant_storage: Vec::new(),
+        scratch_dir: std::env::temp_dir().join("arca-scratch"),
+        scratch_bytes: 256 * 1024 * 1024,
     }
 }
 

@@ -20,7 +20,7 @@ use arca_velero::{BackupPhase, Entry, FolderLayout, VeleroLocation};
 use sha2::{Digest, Sha256};
 
 /// The namespaced types of the fixture compared item by item (and its widgets).
-const TYPES: &str = "deployments,statefulsets,services,ingresses,networkpolicies,horizontalpodautoscalers,cronjobs,poddisruptionbudgets,limitranges,resourcequotas,configmaps,secrets,serviceaccounts,roles,rolebindings,persistentvolumeclaims";
+pub(super) const TYPES: &str = "deployments,statefulsets,services,ingresses,networkpolicies,horizontalpodautoscalers,cronjobs,poddisruptionbudgets,limitranges,resourcequotas,configmaps,secrets,serviceaccounts,roles,rolebindings,persistentvolumeclaims";
 
 /// Velero's own namespace in its cluster.
 pub(super) const VELERO_NS: &str = "velero";

@@ -79,6 +79,10 @@ pub enum RestoreCommand {
         /// own in its namespace, else the operator's `--default-service-account`).
         #[arg(long)]
         service_account_name: Option<String>,
+        /// Restore a backup nothing authenticates: one Velero made, or one of Arca's storage
+        /// format 1. Only if you trust everyone who can write to the bucket.
+        #[arg(long)]
+        allow_unauthenticated_backup: bool,
         /// Wait until it ends, showing progress; exit 1 unless it is Completed.
         #[arg(long)]
         wait: bool,
@@ -119,6 +123,7 @@ pub async fn run(ctx: &Ctx, command: RestoreCommand) -> anyhow::Result<()> {
             restore_volumes,
             resource_modifier_configmap,
             service_account_name,
+            allow_unauthenticated_backup,
             wait,
         } => {
             let source = from_backup
@@ -147,6 +152,7 @@ pub async fn run(ctx: &Ctx, command: RestoreCommand) -> anyhow::Result<()> {
                 restore_p_vs: restore_volumes,
                 dry_run,
                 service_account_name,
+                allow_unauthenticated_backup,
                 resource_modifier: resource_modifier_configmap.map(|name| ConfigMapReference {
                     api_group: None,
                     kind: "ConfigMap".into(),

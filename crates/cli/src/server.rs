@@ -80,6 +80,16 @@ pub struct ServerArgs {
     /// so tenants use the operator's location, under `tenants/<namespace>/`.
     #[arg(long, value_delimiter = ',')]
     pub tenant_storage: Vec<arca_runtime::tenant_storage::AllowedStorage>,
+    /// Where a restore of a Velero backup rewrites the backup's items as Arca's archive
+    /// before restoring them (one folder per restore, removed when it ends). Default: the
+    /// temporary folder's `arca-scratch` (`/tmp`, the pod's emptyDir, when installed).
+    #[arg(long, env = "ARCA_SCRATCH_DIR")]
+    pub scratch_dir: Option<std::path::PathBuf>,
+    /// The most bytes one such restore may write there (the rewritten items, compressed);
+    /// a larger backup is refused, saying so. Keep it below the size of the volume holding
+    /// --scratch-dir (`arca install` gives /tmp 1Gi).
+    #[arg(long, default_value_t = 768 * 1024 * 1024)]
+    pub scratch_bytes: u64,
     /// `text`, `json`, or `auto` (json inside a cluster).
     #[arg(long, default_value = "auto")]
     pub log_format: String,
@@ -119,6 +129,11 @@ pub fn settings(namespace: &str, args: &ServerArgs) -> Settings {
         restore_helper_image: args.restore_helper_image.clone().filter(|i| !i.is_empty()),
         default_service_account: args.default_service_account.clone(),
         tenant_storage: args.tenant_storage.clone(),
+        scratch_dir: args
+            .scratch_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("arca-scratch")),
+        scratch_bytes: args.scratch_bytes,
     }
 }
 

@@ -69,6 +69,11 @@ pub struct Settings {
     /// Where tenants' own locations may point (`--tenant-storage`); empty: nowhere, tenants
     /// use the operator's location.
     pub tenant_storage: Vec<arca_runtime::tenant_storage::AllowedStorage>,
+    /// Where a restore of a Velero backup rewrites its items as Arca's archive
+    /// (`--scratch-dir`): one folder per restore, removed when it ends.
+    pub scratch_dir: std::path::PathBuf,
+    /// The most archive bytes one such restore may write there (`--scratch-bytes`).
+    pub scratch_bytes: u64,
 }
 
 impl Settings {

@@ -92,6 +92,17 @@ pub enum VeleroError {
         detail: String,
     },
 
+    /// A transcoded backup grew past the space the caller gave it.
+    #[error(
+        "backup {backup}: its items, rewritten for Arca's restore engine, take more than the {limit} bytes of scratch space the operator allows (`arca server --scratch-bytes`; the operator's /tmp volume must hold that much): nothing was restored. Raise both, or restore this backup with Velero"
+    )]
+    ScratchFull {
+        /// The backup's name.
+        backup: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
+
     /// A task of the reader failed (a bug, or the runtime shutting down).
     #[error("the Velero reader's task failed: {0}")]
     Internal(String),

@@ -10,6 +10,7 @@
 //! backups/<name>/<name>.tar.gz                    the items, tarball format 1.1.0
 //! backups/<name>/<name>-podvolumebackups.json.gz  the PodVolumeBackups (file-level volume data)
 //! backups/<name>/<name>-resource-list.json.gz     every item backed up, by apiVersion/kind
+//! backups/<name>/<name>-volumeinfo.json.gz        how each volume was backed up (1.13+)
 //! ```
 //!
 //! Inside the tarball (format 1.1.0, Velero 1.4 and later):
@@ -49,6 +50,7 @@ mod read_only;
 mod resource_list;
 mod tarball;
 mod transcode;
+mod volume_info;
 mod volumes;
 
 pub use backup::{BackupPhase, VeleroBackup};
@@ -60,6 +62,7 @@ pub use read_only::ReadOnlyStore;
 pub use resource_list::{ResourceList, ResourceListEntry};
 pub use tarball::{TarballSummary, read_tarball};
 pub use transcode::{REFUSED_KEPT, Transcoded, transcode};
+pub use volume_info::{VolumeInfo, VolumeMethod};
 pub use volumes::{PodVolumeData, Uploader};
 
 /// The tarball format versions this crate reads (`metadata/version` of the tarball,

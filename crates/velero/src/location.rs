@@ -9,7 +9,8 @@ use tokio_util::io::SyncIoBridge;
 
 use crate::{
     Entry, Limits, PodVolumeData, ReadOnlyStore, ResourceList, TarballSummary, VeleroBackup,
-    VeleroError, names::backup_name_problem, read_tarball, resource_list, volumes,
+    VeleroError, VolumeInfo, names::backup_name_problem, read_tarball, resource_list, volume_info,
+    volumes,
 };
 
 /// Entries queued between the tarball's reading thread and the consumer: what the reader
@@ -47,6 +48,10 @@ impl VeleroLayout {
     /// `backups/<name>/<name>-resource-list.json.gz`.
     pub fn resource_list(name: &str) -> String {
         format!("backups/{name}/{name}-resource-list.json.gz")
+    }
+    /// `backups/<name>/<name>-volumeinfo.json.gz` (Velero 1.13 and later).
+    pub fn volume_info(name: &str) -> String {
+        format!("backups/{name}/{name}-volumeinfo.json.gz")
     }
 }
 
@@ -207,6 +212,17 @@ impl VeleroLocation {
         let key = VeleroLayout::pod_volume_backups(name);
         match self.gunzip(&key, "the pod volume backups list").await? {
             Some(bytes) => volumes::parse(&bytes, &key).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// How each persistent volume of backup `name` was backed up; None when the backup has
+    /// no such file (Velero before 1.13).
+    pub async fn volume_infos(&self, name: &str) -> Result<Option<Vec<VolumeInfo>>, VeleroError> {
+        check_name(name)?;
+        let key = VeleroLayout::volume_info(name);
+        match self.gunzip(&key, "the volume information").await? {
+            Some(bytes) => volume_info::parse(&bytes, &key).map(Some),
             None => Ok(None),
         }
     }

@@ -31,12 +31,15 @@ pub struct Transcoded {
 }
 
 /// Reads Velero backup `name` of `location` item by item and writes its items as Arca's
-/// archive and index of backup `name` in `target`. On any error nothing is left in `target`
-/// (both objects are aborted) and the error says what failed.
+/// archive and index of backup `name` in `target`, refusing to write more than
+/// `max_archive_bytes` of archive ([`VeleroError::ScratchFull`]; the index is about a tenth
+/// of that at most). On any error nothing is left in `target` (both objects are aborted)
+/// and the error says what failed.
 pub async fn transcode(
     location: &VeleroLocation,
     name: &str,
     target: &dyn ObjectStore,
+    max_archive_bytes: u64,
 ) -> Result<Transcoded, VeleroError> {
     let mut items = location.items(name).await?;
     let mut writer = ArchiveWriter::create(target, name).await?;
@@ -44,6 +47,11 @@ pub async fn transcode(
     let mut refused_count = 0u64;
     let mut batch: Vec<Item> = Vec::new();
     let mut batch_bytes = 0usize;
+    let mut space = Space {
+        backup: name,
+        limit: max_archive_bytes,
+        used: 0,
+    };
     loop {
         let entry = match items.next().await {
             Ok(entry) => entry,
@@ -58,7 +66,7 @@ pub async fn transcode(
                 batch.push(item.into_archive_item());
                 if batch_bytes >= FRAME_TARGET_BYTES {
                     batch_bytes = 0;
-                    if let Err(e) = flush(&mut writer, &mut batch).await {
+                    if let Err(e) = flush(&mut writer, &mut batch, &mut space).await {
                         writer.abort().await;
                         return Err(e);
                     }
@@ -73,7 +81,7 @@ pub async fn transcode(
             None => break,
         }
     }
-    if let Err(e) = flush(&mut writer, &mut batch).await {
+    if let Err(e) = flush(&mut writer, &mut batch, &mut space).await {
         writer.abort().await;
         return Err(e);
     }
@@ -90,8 +98,34 @@ pub async fn transcode(
     })
 }
 
-/// Encodes the batch into frames (on a blocking thread) and appends them; empties it.
-async fn flush(writer: &mut ArchiveWriter, batch: &mut Vec<Item>) -> Result<(), VeleroError> {
+/// The scratch space a transcode may still fill.
+struct Space<'a> {
+    backup: &'a str,
+    limit: u64,
+    used: u64,
+}
+
+impl Space<'_> {
+    /// Takes `bytes` of it, or says it is full.
+    fn take(&mut self, bytes: u64) -> Result<(), VeleroError> {
+        self.used = self.used.saturating_add(bytes);
+        if self.used > self.limit {
+            return Err(VeleroError::ScratchFull {
+                backup: self.backup.to_string(),
+                limit: self.limit,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Encodes the batch into frames (on a blocking thread) and appends them within `space`;
+/// empties it.
+async fn flush(
+    writer: &mut ArchiveWriter,
+    batch: &mut Vec<Item>,
+    space: &mut Space<'_>,
+) -> Result<(), VeleroError> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -100,6 +134,7 @@ async fn flush(writer: &mut ArchiveWriter, batch: &mut Vec<Item>) -> Result<(), 
         .await
         .map_err(|e| VeleroError::Internal(e.to_string()))??;
     for frame in frames {
+        space.take(frame.bytes.len() as u64)?;
         writer.append(frame).await?;
     }
     Ok(())

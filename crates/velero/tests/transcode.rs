@@ -49,7 +49,7 @@ async fn every_item_is_read_back_from_arca_s_archive() {
     let scratch_dir = tempfile::tempdir().expect("tempdir");
     let scratch = FsStore::new(scratch_dir.path(), "scratch", "x").expect("scratch");
 
-    let done = transcode(&location, "b1", &scratch)
+    let done = transcode(&location, "b1", &scratch, u64::MAX)
         .await
         .expect("transcoded");
     let expected = velero_items(&location, "b1").await;
@@ -96,7 +96,7 @@ async fn a_truncated_tarball_leaves_nothing_in_the_scratch_store() {
     let scratch_dir = tempfile::tempdir().expect("tempdir");
     let scratch = FsStore::new(scratch_dir.path(), "scratch", "x").expect("scratch");
 
-    let err = transcode(&location, "b1", &scratch)
+    let err = transcode(&location, "b1", &scratch, u64::MAX)
         .await
         .expect_err("a truncated tarball is refused");
     assert!(
@@ -116,9 +116,47 @@ async fn a_missing_tarball_is_named() {
     let location = source(dir.path());
     let scratch_dir = tempfile::tempdir().expect("tempdir");
     let scratch = FsStore::new(scratch_dir.path(), "scratch", "x").expect("scratch");
-    let err = transcode(&location, "b1", &scratch)
+    let err = transcode(&location, "b1", &scratch, u64::MAX)
         .await
         .expect_err("refused");
     assert!(matches!(err, VeleroError::Missing { .. }), "{err}");
     assert!(scratch.list("").await.expect("listed").is_empty());
+}
+
+#[tokio::test]
+async fn a_backup_larger_than_the_scratch_space_is_refused_and_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), &VeleroLayout::tarball("b1"), &velero_tarball());
+    let location = source(dir.path());
+    let scratch_dir = tempfile::tempdir().expect("tempdir");
+    let scratch = FsStore::new(scratch_dir.path(), "scratch", "x").expect("scratch");
+    let whole = transcode(&location, "b1", &scratch, u64::MAX)
+        .await
+        .expect("transcoded")
+        .stats
+        .archive_bytes;
+    arca_store::delete_prefix(&scratch, "")
+        .await
+        .expect("emptied");
+
+    // The archive's size is enough; a fifth of it is not.
+    let fits = transcode(&location, "b1", &scratch, whole)
+        .await
+        .expect("fits");
+    assert_eq!(fits.stats.archive_bytes, whole);
+    arca_store::delete_prefix(&scratch, "")
+        .await
+        .expect("emptied");
+    let err = transcode(&location, "b1", &scratch, whole / 5)
+        .await
+        .expect_err("refused");
+    match &err {
+        VeleroError::ScratchFull { backup, limit } => {
+            assert_eq!((backup.as_str(), *limit), ("b1", whole / 5));
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("--scratch-bytes"), "{err}");
+    let left = scratch.list("").await.expect("listed");
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

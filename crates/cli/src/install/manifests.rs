@@ -301,7 +301,9 @@ fn deployment(o: &Options) -> Value {
                         "securityContext": hardened_container(),
                         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]
                     }],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+                    // Also the scratch space of restores of Velero's backups (`--scratch-bytes`,
+                    // 768 MiB by default, stays below it).
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
                 }
             }
         }

@@ -44,6 +44,20 @@ pub struct RestoreRequest {
     /// data, so their containers start on restored data; None adds none (an operator run
     /// outside the cluster has no image to give).
     pub restore_helper_image: Option<String>,
+    /// What the run is told before it starts and reports as warnings: what the backup holds
+    /// that this restore cannot bring back (a Velero backup's volume data, items its reader
+    /// refused). Each is reported if its namespace is restored.
+    pub notices: Vec<Notice>,
+}
+
+/// A warning known before the run: about a namespace of the backup (None: the backup as a
+/// whole).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// The namespace in the backup it is about (before any namespace mapping).
+    pub namespace: Option<String>,
+    /// The warning.
+    pub message: String,
 }
 
 /// Tuning.

@@ -6,14 +6,18 @@ use std::sync::Arc;
 use arca_api::{Restore, RestorePhase, RestoreProgress, RestoreStatus};
 use arca_engine::{
     progress::Progress,
-    restore::{self, RestoreError, RestoreRequest},
+    restore::{self, Notice, RestoreError, RestoreRequest},
     runlog::RunLog,
 };
 use arca_runtime::status::time;
-use arca_store::Layout;
+use arca_store::{Layout, ObjectStore, archive::BackupMetadata};
 use kube::ResourceExt;
 
-use super::{Error, MANAGER, report::report, resolve::Resolved};
+use super::{
+    Error, MANAGER,
+    report::report,
+    resolve::{Resolved, Source},
+};
 use crate::context::Context;
 
 /// Runs a claimed restore to its end and reports it.
@@ -24,8 +28,8 @@ pub(super) async fn execute(
     resolved: Resolved,
 ) -> Result<(), Error> {
     let Resolved {
-        metadata,
-        store,
+        backup,
+        source,
         output,
         volumes,
         client,
@@ -33,9 +37,40 @@ pub(super) async fn execute(
         tenant,
         ..
     } = resolved;
-    let (store, output, metadata) = (store.as_ref(), output.as_ref(), &metadata);
     let name = restore.name_any();
     let backup_name = status.backup_name.clone().unwrap_or_default();
+    let uid = restore.uid().unwrap_or_default();
+    // A Velero backup is rewritten into scratch space first (kept until this run ends).
+    let arca_backup: (Box<BackupMetadata>, Arc<dyn ObjectStore>);
+    let velero_backup: super::velero::Prepared;
+    let (store, metadata, notices): (&dyn ObjectStore, &BackupMetadata, Vec<Notice>) = match source
+    {
+        Source::Arca { metadata, store } => {
+            arca_backup = (metadata, store);
+            (arca_backup.1.as_ref(), &arca_backup.0, Vec::new())
+        }
+        Source::Velero { location } => {
+            match super::velero::prepare(ctx, &location, &backup, &uid).await {
+                Ok(prepared) => {
+                    super::velero::publish(ctx, restore, &prepared.notices).await;
+                    velero_backup = prepared;
+                    (
+                        &velero_backup.store,
+                        &velero_backup.metadata,
+                        velero_backup.notices.clone(),
+                    )
+                }
+                Err(reason) => {
+                    status.phase = Some(RestorePhase::Failed);
+                    status.failure_reason = Some(reason);
+                    let finished = ctx.clock.now();
+                    status.completion_timestamp = Some(time(finished));
+                    return report(restore, ctx, status, finished).await;
+                }
+            }
+        }
+    };
+    let output = output.as_ref();
     ctx.event(
         restore,
         false,
@@ -76,6 +111,7 @@ pub(super) async fn execute(
         uid: restore.uid().unwrap_or_default(),
         volumes,
         restore_helper_image: ctx.settings.restore_helper_image.clone(),
+        notices,
     };
     let outcome = match RunLog::create(output, &Layout::restore_logs(&name), &name).await {
         Ok((log, writer)) => {

@@ -2,7 +2,9 @@
 //! PartiallyFailed | Failed), with the finalizer `arca.dev/restore-cleanup` held from the
 //! start. A New Restore goes through the same typed steps as a Backup: [`resolve`]
 //! (validate the spec, pure, then the backup, its location and `backup.json`) -> the claim
-//! -> [`execute`] (the engine) -> [`report`] (final status, metrics, Event).
+//! -> [`execute`] (the engine) -> [`report`] (final status, metrics, Event). A backup Velero
+//! made is first rewritten as Arca's archive in the operator's scratch space ([`velero`]),
+//! then restored by the same engine.
 
 use std::{sync::Arc, time::Duration};
 
@@ -77,6 +79,7 @@ async fn cleanup(restore: &Restore, ctx: &Context) -> Result<Action, Error> {
     }
     let work: Api<arca_api::PodVolumeRestore> =
         Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+    velero::remove_scratch(ctx, &uid);
     let selector = format!("{}={uid}", labels::RESTORE_UID);
     work.delete_collection(
         &kube::api::DeleteParams::background(),
@@ -113,6 +116,10 @@ async fn output_of(ctx: &Context, restore: &Restore) -> Option<Arc<dyn ObjectSto
         .or_else(|| restore.spec.backup_name.clone())?;
     let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
     let backup = backups.get_opt(&backup_name).await.ok()??;
+    if backup.is_made_by_velero() {
+        // Nothing was written: `restores/<name>/` there may be Velero's own restore's.
+        return None;
+    }
     let location_name = backup.location_name();
     let (location, store) = location_for(ctx, &namespace, location_name.as_deref())
         .await
@@ -137,6 +144,7 @@ async fn by_phase(restore: Arc<Restore>, ctx: &Context) -> Result<Action, Error>
             Ownership::Running => Ok(Action::await_change()),
             Ownership::Finished => Ok(Action::requeue(Duration::from_secs(2))),
             Ownership::Unknown => {
+                velero::remove_scratch(ctx, &uid);
                 let mut status = restore.status.clone().unwrap_or_default();
                 status.phase = Some(RestorePhase::Failed);
                 status.failure_reason = Some(
@@ -240,3 +248,4 @@ mod report;
 mod resolve;
 #[cfg(test)]
 mod tests;
+mod velero;

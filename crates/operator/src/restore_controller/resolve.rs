@@ -7,19 +7,30 @@ use std::sync::Arc;
 use arca_api::{AccessMode, Backup, BackupPhase, Restore, labels};
 use arca_engine::{pod_volumes::VolumeJob, restore};
 use arca_store::{DiscardStore, EncryptedStore, ObjectStore, archive::BackupMetadata};
+use arca_velero::VeleroLocation;
 use kube::{Api, ResourceExt, api::ListParams};
 
 use crate::{backup_controller::location_for, context::Context};
 
+/// Where a backup's items are read from.
+pub(super) enum Source {
+    /// Arca's own backup: its verified `backup.json` and the store it is read from.
+    Arca {
+        metadata: Box<BackupMetadata>,
+        store: Arc<dyn ObjectStore>,
+    },
+    /// A backup Velero made, read in place (read-only); rewritten into scratch space once
+    /// the restore is claimed (see `super::velero`).
+    Velero { location: VeleroLocation },
+}
+
 /// What a valid Restore runs with.
 pub(super) struct Resolved {
     pub backup: Backup,
-    /// Its `backup.json`.
-    pub metadata: BackupMetadata,
+    /// Where its items are read from.
+    pub source: Source,
     /// The location written to (results, logs): None when it is ReadOnly.
     pub written_to: Option<String>,
-    /// Where the backup is read from.
-    pub store: Arc<dyn ObjectStore>,
     /// Where the restore's results and logs go (a DiscardStore for a ReadOnly location).
     pub output: Arc<dyn ObjectStore>,
     /// Where pod volume work goes, or why there is none.
@@ -64,11 +75,7 @@ async fn prepare(ctx: &Context, restore: &Restore) -> Result<Resolved, String> {
     let namespace = restore.namespace().unwrap_or_default();
     let backup = find_backup(ctx, restore).await?;
     if backup.is_made_by_velero() {
-        return Err(format!(
-            "backup {} was made by Velero: this version of Arca lists Velero's backups but does not restore them yet; restore it with Velero (`velero restore create --from-backup {}`)",
-            backup.name_any(),
-            backup.name_any()
-        ));
+        return prepare_velero(ctx, restore, backup).await;
     }
     let location_name = backup.location_name();
     let (location, store) = location_for(ctx, &namespace, location_name.as_deref())
@@ -124,15 +131,55 @@ async fn prepare(ctx: &Context, restore: &Restore) -> Result<Resolved, String> {
         (_, Some(ring)) => Arc::new(EncryptedStore::new(store.clone(), ring)),
         (_, None) => store.clone(),
     };
-    let store = read_from;
     let written = (location.spec.access_mode != AccessMode::ReadOnly).then(|| location.name_any());
     Ok(Resolved {
         backup,
-        metadata,
+        source: Source::Arca {
+            metadata: Box::new(metadata),
+            store: read_from,
+        },
         written_to: written,
-        store,
         output,
         volumes,
+        client: ctx.client.clone(),
+        acting_as: None,
+        tenant: None,
+    })
+}
+
+/// A backup Velero made: read in place, never written. Velero's backups carry no checksum
+/// or seal, so the Restore must say it trusts the bucket, as for Arca's unsealed format 1.
+/// Nothing is written to the location (results and logs are discarded: Velero's folders
+/// share its prefix), and Velero's volume data is not restored (reported per volume).
+async fn prepare_velero(
+    ctx: &Context,
+    restore: &Restore,
+    backup: Backup,
+) -> Result<Resolved, String> {
+    let name = backup.name_any();
+    if !restore.spec.allow_unauthenticated_backup {
+        return Err(format!(
+            "backup {name} was made by Velero: Velero's backups carry no checksum or seal, so nothing tells whether someone with write access to the bucket changed it. If you trust the bucket, set spec.allowUnauthenticatedBackup: true on the Restore (`arca restore create --allow-unauthenticated-backup`)"
+        ));
+    }
+    let namespace = restore.namespace().unwrap_or_default();
+    let (_, store) = location_for(ctx, &namespace, backup.location_name().as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let location = VeleroLocation::new(store);
+    location
+        .backup(&name)
+        .await
+        .and_then(|found| found.check_format())
+        .map_err(|e| e.to_string())?;
+    Ok(Resolved {
+        backup,
+        source: Source::Velero { location },
+        written_to: None,
+        output: Arc::new(DiscardStore),
+        volumes: Err(format!(
+            "backup {name} was made by Velero: this version of Arca does not restore Velero's volume data"
+        )),
         client: ctx.client.clone(),
         acting_as: None,
         tenant: None,

@@ -308,6 +308,17 @@ pub async fn run(
         progress: progress.clone(),
         log: log.clone(),
     };
+    for notice in &request.notices {
+        match notice.namespace.as_deref() {
+            None => run.warn("", notice.message.clone()),
+            Some(ns) => {
+                let target = transform.target_namespace(ns);
+                if namespaces.matches(ns) && tenant.is_none_or(|t| t == target) {
+                    run.warn(target, notice.message.clone());
+                }
+            }
+        }
+    }
     // The skipped items are recorded as the plan's pass meets them.
     let plan = run.plan(&filters, &survey).await?;
     progress.add_total(plan.total);
