@@ -4,10 +4,11 @@
 //! Arca never deletes Velero's data (a DeleteBackupRequest is refused, saying why), a
 //! deleted Backup object comes back, a Velero folder whose `velero-backup.json` names
 //! another backup is skipped with an Event naming it. A Restore of the Velero backup is
-//! refused until it says it trusts the bucket (Velero's backups are not authenticated);
-//! then, after the namespace is deleted, it brings every object back identical, names the
-//! volume whose data Velero holds and Arca does not restore, leaves no scratch files, and
-//! the bucket is byte for byte as it was.
+//! refused until it says it trusts the bucket (Velero's backups are not authenticated).
+//! Then a second cluster, without Velero, whose Arca reads the bucket through a ReadOnly
+//! location, restores it: every object identical to the first cluster's, the volume whose
+//! data Velero holds (and Arca does not restore) named, no scratch files left; the bucket
+//! is byte for byte as it was.
 
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use arca_api::{
 };
 use arca_e2e::{
     apply_fixture, eventually, kubectl, kubectl_apply,
-    operator::{Operator, restore_done, s3_location, settings},
+    operator::{Operator, create_location, restore_done, s3_location, settings},
 };
 use k8s_openapi::api::core::v1::Event;
 use kube::{Api, ResourceExt, api::ListParams};
@@ -104,9 +105,7 @@ spec: {{includedNamespaces: [{app}], snapshotVolumes: false, storageLocation: de
     kubectl(&env, &["create", "namespace", &arca]);
     let client = env.client().await.expect("client");
     s3_location(&env, &client, &arca, "default", &prefix).await;
-    let operator_settings = settings(&arca);
-    let scratch = operator_settings.scratch_dir.clone();
-    let operator = Operator::start(&env, operator_settings).await;
+    let operator = Operator::start(&env, settings(&arca)).await;
 
     let backups: Api<Backup> = Api::namespaced(client.clone(), &arca);
     let synced = eventually(
@@ -225,18 +224,59 @@ spec: {{includedNamespaces: [{app}], snapshotVolumes: false, storageLocation: de
         ""
     );
 
-    // The namespace is lost; Arca restores Velero's backup of it.
+    // Migration: a second cluster, with no Velero, whose Arca reads Velero's bucket and
+    // prefix through a ReadOnly location and restores the backup there.
+    let second = VeleroCluster::up("velmig", &suffix).await;
+    let target_env = second.env();
+    let target_client = target_env.client().await.expect("client");
+    kubectl(&target_env, &["create", "namespace", "arca-system"]);
+    create_location(
+        &env.env.s3,
+        &target_client,
+        "arca-system",
+        "from-velero",
+        &prefix,
+        &env.env.s3.endpoint,
+        &env.env.s3.bucket,
+        &env.env.s3.secret_access_key,
+    )
+    .await;
     kubectl(
-        &env,
-        &["delete", "namespace", &app, "--wait=true", "--timeout=180s"],
+        &target_env,
+        &[
+            "patch",
+            "absl",
+            "from-velero",
+            "-n",
+            "arca-system",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"accessMode":"ReadOnly"}}"#,
+        ],
     );
+    let target_settings = settings("arca-system");
+    let scratch = target_settings.scratch_dir.clone();
+    let target_operator = Operator::start(&target_env, target_settings).await;
+    let target_backups: Api<Backup> = Api::namespaced(target_client.clone(), "arca-system");
+    eventually(
+        "Velero's backup synced into the second cluster",
+        Duration::from_secs(60),
+        || async { target_backups.get_opt(&backup).await.ok().flatten() },
+    )
+    .await;
     kubectl_apply(
-        &env,
+        &target_env,
         &format!(
-            "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: back, namespace: {arca}}}\nspec: {{backupName: {backup}, allowUnauthenticatedBackup: true}}\n"
+            "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: arrive, namespace: arca-system}}\nspec: {{backupName: {backup}, allowUnauthenticatedBackup: true}}\n"
         ),
     );
-    let restore: Restore = restore_done(&client, &arca, "back", Duration::from_secs(180)).await;
+    let restore: Restore = restore_done(
+        &target_client,
+        "arca-system",
+        "arrive",
+        Duration::from_secs(180),
+    )
+    .await;
     let uid = restore.uid().expect("uid");
     let restore_status = restore.status.expect("status");
     assert_eq!(
@@ -246,7 +286,19 @@ spec: {{includedNamespaces: [{app}], snapshotVolumes: false, storageLocation: de
     );
     assert_eq!(restore_status.errors, 0, "{restore_status:?}");
     assert!(restore_status.warnings >= 1, "{restore_status:?}");
-    let restored = arca_e2e::snapshot(&env, Some(&app), &compared);
+    let mut restored = arca_e2e::snapshot(&target_env, Some(&app), &compared);
+    // Each cluster's own CA bundle: the second cluster's is kept, never the first's.
+    let own_ca = "ConfigMap/kube-root-ca.crt";
+    let mut expected = expected;
+    assert_ne!(
+        restored
+            .remove(own_ca)
+            .expect("the second cluster's CA bundle")["data"],
+        expected
+            .remove(own_ca)
+            .expect("the first cluster's CA bundle")["data"],
+        "the first cluster's CA bundle was restored over the second's"
+    );
     assert_eq!(
         restored.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>()
@@ -254,12 +306,15 @@ spec: {{includedNamespaces: [{app}], snapshotVolumes: false, storageLocation: de
     for (key, object) in &expected {
         assert_eq!(&restored[key], object, "{key} differs once restored");
     }
+    let target_events: Api<Event> = Api::namespaced(target_client.clone(), "arca-system");
     let not_restored = eventually(
         "an Event naming the volume whose data Velero holds",
         Duration::from_secs(30),
         || async {
-            events
-                .list(&ListParams::default().fields("involvedObject.name=back,reason=NotRestored"))
+            target_events
+                .list(
+                    &ListParams::default().fields("involvedObject.name=arrive,reason=NotRestored"),
+                )
                 .await
                 .ok()?
                 .items
@@ -274,6 +329,8 @@ spec: {{includedNamespaces: [{app}], snapshotVolumes: false, storageLocation: de
         !scratch.join(format!("restore-{uid}")).exists(),
         "the restore's scratch folder outlived it"
     );
+    target_operator.stop().await;
+    drop(second);
 
     let location = Api::<BackupStorageLocation>::namespaced(client.clone(), &arca)
         .get("default")

@@ -316,33 +316,42 @@ async fn adopt(
     object_labels.insert(labels::SYNCED_FROM_STORAGE.into(), "true".into());
     backup.metadata.labels = Some(object_labels);
     backup.metadata.annotations = stored.metadata.annotations.clone();
-    let created = match api.create(&PostParams::default(), &backup).await {
+    let mut status: BackupStatus = stored.status.unwrap_or_default();
+    // The conditions describe this object: made again from the stored phase.
+    status.conditions.clear();
+    let found = format!(
+        "found in location {} ({})",
+        location.name_any(),
+        store.describe()
+    );
+    create_synced(ctx, api, &backup, status, "BackupSynced", found).await
+}
+
+/// Creates a synced Backup object, then its status (with its `Completed` condition), and
+/// says so in an Event (`reason`, `message`). False when an object of that name appeared
+/// meanwhile (nothing is changed then).
+pub(crate) async fn create_synced(
+    ctx: &Context,
+    api: &Api<Backup>,
+    backup: &Backup,
+    mut status: BackupStatus,
+    reason: &str,
+    message: String,
+) -> Result<bool, String> {
+    let created = match api.create(&PostParams::default(), backup).await {
         Ok(created) => created,
         Err(kube::Error::Api(s)) if s.code == 409 => return Ok(false),
         Err(e) => return Err(e.to_string()),
     };
-    let mut status: BackupStatus = stored.status.unwrap_or_default();
-    // The conditions describe this object: made again from the stored phase.
-    status.conditions.clear();
     arca_api::conditions::set_completed(
         &mut status,
         created.metadata.generation,
         time(ctx.clock.now()),
     );
-    apply_status(api, name, "arca-backup-controller", &status)
+    apply_status(api, &backup.name_any(), "arca-backup-controller", &status)
         .await
         .map_err(|e| format!("status: {e}"))?;
-    ctx.event(
-        &backup,
-        false,
-        "BackupSynced",
-        format!(
-            "found in location {} ({})",
-            location.name_any(),
-            store.describe()
-        ),
-    )
-    .await;
+    ctx.event(backup, false, reason, message).await;
     Ok(true)
 }
 

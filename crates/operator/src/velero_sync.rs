@@ -14,13 +14,10 @@
 use std::{collections::BTreeSet, sync::Arc};
 
 use arca_api::{Backup, BackupPhase, BackupProgress, BackupSpec, BackupStatus, labels};
-use arca_runtime::status::{apply_status, time};
+use arca_runtime::status::time;
 use arca_store::ObjectStore;
 use arca_velero::{BackupPhase as VeleroPhase, FolderLayout, VeleroBackup, VeleroLocation};
-use kube::{
-    Api, ResourceExt,
-    api::{ListParams, PostParams},
-};
+use kube::{Api, ResourceExt, api::ListParams};
 
 use crate::context::Context;
 
@@ -160,7 +157,7 @@ async fn adopt(
     name: &str,
 ) -> Result<bool, String> {
     let found = velero.backup(name).await.map_err(|e| e.to_string())?;
-    let Some((backup, mut status)) = backup_of(&found, &location.name_any(), namespace) else {
+    let Some((backup, status)) = backup_of(&found, &location.name_any(), namespace) else {
         tracing::debug!(
             backup = name,
             phase = found.phase.as_str(),
@@ -168,31 +165,12 @@ async fn adopt(
         );
         return Ok(false);
     };
-    let created = match api.create(&PostParams::default(), &backup).await {
-        Ok(created) => created,
-        Err(kube::Error::Api(s)) if s.code == 409 => return Ok(false),
-        Err(e) => return Err(e.to_string()),
-    };
-    arca_api::conditions::set_completed(
-        &mut status,
-        created.metadata.generation,
-        time(ctx.clock.now()),
+    let found = format!(
+        "Velero backup found in location {} ({}); Arca only reads it",
+        location.name_any(),
+        velero.store().describe()
     );
-    apply_status(api, name, "arca-backup-controller", &status)
-        .await
-        .map_err(|e| format!("status: {e}"))?;
-    ctx.event(
-        &backup,
-        false,
-        "VeleroBackupSynced",
-        format!(
-            "Velero backup found in location {} ({}); Arca only reads it",
-            location.name_any(),
-            velero.store().describe()
-        ),
-    )
-    .await;
-    Ok(true)
+    crate::sync::create_synced(ctx, api, &backup, status, "VeleroBackupSynced", found).await
 }
 
 /// Whether Velero backup `name`'s folder is still there (its `velero-backup.json`), asked
