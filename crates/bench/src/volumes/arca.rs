@@ -23,6 +23,7 @@ use super::{
     Ctx,
     measure::{Phase, Probe, reset_peak, resident_kib},
     pod,
+    timeline::Timeline,
 };
 use crate::steps::{ARCA_NS, finished, peak_rss_kib};
 
@@ -171,6 +172,8 @@ impl Arca {
             "metadata": {"name": name},
             "spec": spec
         }))?;
+        let items: Api<PodVolumeBackup> = Api::namespaced(ctx.client.clone(), ARCA_NS);
+        let timeline = Timeline::start(api.clone(), items.clone(), name);
         let mut phase = self
             .measured(ctx, async {
                 api.create(&PostParams::default(), &backup).await?;
@@ -183,6 +186,7 @@ impl Arca {
                 within(name, done).await
             })
             .await?;
+        eprintln!("bench: {} {name}: {}", self.label, timeline.finish().await);
         let done = phase.1;
         let status = done.status.unwrap_or_default();
         anyhow::ensure!(
@@ -191,7 +195,6 @@ impl Arca {
             status.phase,
             status.failure_reason
         );
-        let items: Api<PodVolumeBackup> = Api::namespaced(ctx.client.clone(), ARCA_NS);
         phase.0.reported = Some(
             items
                 .list(&ListParams::default().labels(&format!("arca.dev/backup-name={name}")))

@@ -12,6 +12,7 @@ mod measure;
 mod pod;
 mod report;
 mod restic;
+mod timeline;
 
 use std::{
     path::{Path, PathBuf},
