@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use arca_api::{
     Backup, BackupPhase, BackupStorageLocation, DeleteBackupRequest, DeleteBackupRequestPhase,
-    Restore, RestorePhase, labels,
+    DownloadRequest, DownloadRequestPhase, Restore, RestorePhase, labels,
 };
 use arca_e2e::{
     apply_fixture, eventually, kubectl, kubectl_apply,
@@ -328,6 +328,30 @@ spec: {{includedNamespaces: [{app}], snapshotVolumes: false, storageLocation: de
     assert!(
         !scratch.join(format!("restore-{uid}")).exists(),
         "the restore's scratch folder outlived it"
+    );
+    // Its log and results are nowhere (nothing was written into Velero's prefix): a
+    // download says so instead of pointing into Velero's folders.
+    kubectl_apply(
+        &target_env,
+        "apiVersion: arca.dev/v1alpha1\nkind: DownloadRequest\nmetadata: {name: results, namespace: arca-system}\nspec: {target: {kind: RestoreResults, name: arrive}}\n",
+    );
+    let downloads: Api<DownloadRequest> = Api::namespaced(target_client.clone(), "arca-system");
+    let answer = eventually(
+        "the download request processed",
+        Duration::from_secs(30),
+        || async {
+            let status = downloads.get("results").await.ok()?.status?;
+            (status.phase? == DownloadRequestPhase::Processed).then_some(status)
+        },
+    )
+    .await;
+    assert!(answer.download_url.is_none(), "{answer:?}");
+    assert!(
+        answer
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("made by Velero") && m.contains("Events")),
+        "{answer:?}"
     );
     target_operator.stop().await;
     drop(second);

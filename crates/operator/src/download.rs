@@ -111,6 +111,18 @@ async fn url_for(ctx: &Context, request: &DownloadRequest) -> Result<String, Str
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no Backup {backup_name:?} in namespace {namespace}"))?;
+    if backup.is_made_by_velero() {
+        return Err(if backup_kind {
+            format!(
+                "backup {backup_name} was made by Velero: its files are Velero's (`velero backup logs {backup_name}`, `velero backup describe {backup_name} --details`)"
+            )
+        } else {
+            format!(
+                "restore {} is of backup {backup_name}, made by Velero: Arca writes nothing into Velero's prefix, so it keeps no log or results of it; its warnings are Events on the Restore (`kubectl describe restore {} -n {namespace}`)",
+                target.name, target.name
+            )
+        });
+    }
     let location = backup.location_name();
     let (_, store) = location_for(ctx, &namespace, location.as_deref())
         .await
