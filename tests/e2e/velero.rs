@@ -377,6 +377,38 @@ spec:
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Velero Backup `name` of namespace `namespace` (no volume snapshots, ttl 24h, the
+    /// `default` location), waited for until Completed; then the server is stopped, so
+    /// nothing writes to the bucket while a test reads it. Gives the location's prefix and
+    /// the cluster (which goes down when dropped).
+    pub(super) async fn back_up_namespace_and_stop(
+        mut self,
+        name: &str,
+        namespace: &str,
+    ) -> (String, VeleroCluster) {
+        kubectl_apply(
+            &self.env(),
+            &format!(
+                r#"
+apiVersion: velero.io/v1
+kind: Backup
+metadata: {{name: {name}, namespace: {VELERO_NS}}}
+spec: {{includedNamespaces: [{namespace}], snapshotVolumes: false, storageLocation: default, ttl: 24h0m0s}}
+"#
+            ),
+        );
+        self.completed("backups", name, Duration::from_secs(180))
+            .await;
+        let Velero {
+            server,
+            prefix,
+            cluster,
+            ..
+        } = self;
+        server.stop().await;
+        (prefix, cluster)
+    }
+
     /// Waits (within `timeout`) until Velero's `resource` (`backups`, `restores`) `name`
     /// ends, and insists it ended Completed, showing it and the server's log otherwise.
     pub(super) async fn completed(&mut self, resource: &str, name: &str, timeout: Duration) {
@@ -438,33 +470,12 @@ async fn arca_reads_every_item_of_a_backup_real_velero_made() {
         .replace("SUFFIX", &format!("t{suffix}"));
     apply_fixture(&env, &fixture, &["Widget"]);
     let widgets = format!("widgets.t{suffix}.example.com");
-    let mut velero = Velero::start(cluster, &suffix).await;
+    let velero = Velero::start(cluster, &suffix).await;
 
-    // Velero's backup of the namespace.
+    // Velero's backup of the namespace; then Velero stops, so nothing writes to the bucket
+    // while it is read.
     let backup = format!("shop-{suffix}");
-    kubectl_apply(
-        &env,
-        &format!(
-            r#"
-apiVersion: velero.io/v1
-kind: Backup
-metadata: {{name: {backup}, namespace: {VELERO_NS}}}
-spec: {{includedNamespaces: [{app}], snapshotVolumes: false, storageLocation: default, ttl: 24h0m0s}}
-"#
-        ),
-    );
-    velero
-        .completed("backups", &backup, Duration::from_secs(180))
-        .await;
-
-    // Velero is done writing: stop it, so nothing writes to the bucket while it is read.
-    let Velero {
-        server,
-        prefix,
-        cluster,
-        ..
-    } = velero;
-    server.stop().await;
+    let (prefix, cluster) = velero.back_up_namespace_and_stop(&backup, &app).await;
 
     // What the cluster holds now (the backup saw the same: nothing changed it since).
     let mut expected = snapshot(&env, Some(&app), &format!("{TYPES},{widgets}"));

@@ -23,7 +23,7 @@ use arca_e2e::{
 use k8s_openapi::api::core::v1::Event;
 use kube::{Api, ResourceExt, api::ListParams};
 
-use crate::velero::{TYPES, VELERO_NS, Velero, VeleroCluster, bucket_state};
+use crate::velero::{TYPES, Velero, VeleroCluster, bucket_state};
 
 /// `data` gzip-compressed, as Velero writes its JSON files.
 fn gzip(data: &[u8]) -> bytes::Bytes {
@@ -44,29 +44,9 @@ async fn arca_lists_velero_backups_and_never_changes_them() {
         .replace("OTHER", &format!("other-{suffix}"))
         .replace("SUFFIX", &format!("t{suffix}"));
     apply_fixture(&env, &fixture, &["Widget"]);
-    let mut velero = Velero::start(cluster, &suffix).await;
+    let velero = Velero::start(cluster, &suffix).await;
     let backup = format!("shop-{suffix}");
-    kubectl_apply(
-        &env,
-        &format!(
-            r#"
-apiVersion: velero.io/v1
-kind: Backup
-metadata: {{name: {backup}, namespace: {VELERO_NS}}}
-spec: {{includedNamespaces: [{app}], snapshotVolumes: false, storageLocation: default, ttl: 24h0m0s}}
-"#
-        ),
-    );
-    velero
-        .completed("backups", &backup, Duration::from_secs(180))
-        .await;
-    let Velero {
-        server,
-        prefix,
-        cluster,
-        ..
-    } = velero;
-    server.stop().await;
+    let (prefix, cluster) = velero.back_up_namespace_and_stop(&backup, &app).await;
 
     // A bucket writer's folder: a copy of the real velero-backup.json, which names the real
     // backup, under another name.
