@@ -174,8 +174,10 @@ impl Arca {
         }))?;
         let items: Api<PodVolumeBackup> = Api::namespaced(ctx.client.clone(), ARCA_NS);
         let timeline = Timeline::start(api.clone(), items.clone(), name);
+        let sent = std::sync::OnceLock::new();
         let mut phase = self
             .measured(ctx, async {
+                let _ = sent.set(tokio::time::Instant::now());
                 api.create(&PostParams::default(), &backup).await?;
                 let done = finished(&api, name, |b: &Backup| {
                     b.status
@@ -186,7 +188,11 @@ impl Arca {
                 within(name, done).await
             })
             .await?;
-        eprintln!("bench: {} {name}: {}", self.label, timeline.finish().await);
+        eprintln!(
+            "bench: {} {name}: {}",
+            self.label,
+            timeline.finish(sent.get().copied()).await
+        );
         let done = phase.1;
         let status = done.status.unwrap_or_default();
         anyhow::ensure!(
@@ -290,7 +296,7 @@ impl Arca {
     ) -> anyhow::Result<(Phase, T)> {
         let reset = reset_peak(ctx.agent_pid);
         let at_start = resident_kib(ctx.agent_pid);
-        let probe = Probe::start(ctx.s3_pid, &[ctx.agent_pid, ctx.operator_pid]);
+        let probe = Probe::start(ctx.s3_pid, &[ctx.agent_pid, ctx.operator_pid]).await;
         let out = work.await?;
         let mut phase = probe.stop();
         // Without the reset, the peak is the agent's since it started.

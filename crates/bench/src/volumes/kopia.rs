@@ -51,7 +51,9 @@ impl Kopia {
             .trim_start_matches("http://")
             .trim_start_matches("https://");
         let cache = dir.join("cache").display().to_string();
-        repo.exec(&[
+        // The repository is made within the first backup's time, as Arca's first backup
+        // makes its repository (and Velero's first backup of a namespace, its kopia one).
+        let create = [
             "repository",
             "create",
             "s3",
@@ -71,19 +73,17 @@ impl Kopia {
             "--cache-directory",
             &cache,
             "--no-check-for-updates",
-        ])
-        .await?;
-        repo.exec(&[
+        ];
+        let maintenance = [
             "maintenance",
             "set",
             "--enable-quick=false",
             "--enable-full=false",
-        ])
-        .await?;
+        ];
         let source = ctx.data.home.display().to_string();
         let backup = ["snapshot", "create", "--json", &source];
 
-        let (mut first, out) = repo.timed(&backup).await?;
+        let (mut first, out) = repo.timed(&[&create, &maintenance, &backup]).await?;
         first.uploaded = Some(ctx.bucket.bytes(std::slice::from_ref(&prefix)).await?);
         first.reported = reported_upload(&out.stderr);
         let manifest: serde_json::Value = serde_json::from_slice(&out.stdout)?;
@@ -92,7 +92,7 @@ impl Kopia {
             .ok_or_else(|| anyhow::anyhow!("kopia's snapshot has no id: {manifest}"))?
             .to_string();
 
-        let (mut unchanged, out) = repo.timed(&backup).await?;
+        let (mut unchanged, out) = repo.timed(&[&backup]).await?;
         unchanged.uploaded = Some(
             ctx.bucket.bytes(std::slice::from_ref(&prefix)).await? - first.uploaded.unwrap_or(0),
         );
@@ -105,7 +105,7 @@ impl Kopia {
             .join("restored");
         let target_arg = target.display().to_string();
         let (restore, _) = repo
-            .timed(&["snapshot", "restore", &snapshot, &target_arg])
+            .timed(&[&["snapshot", "restore", &snapshot, &target_arg]])
             .await?;
         ctx.data.verify(&target, "kopia")?;
         if let Some(fs) = fs {
@@ -145,13 +145,29 @@ struct Repo<'a> {
 }
 
 impl Repo<'_> {
-    /// `kopia <args>` under GNU time: the phase and kopia's output.
-    async fn timed(&self, args: &[&str]) -> anyhow::Result<(Phase, std::process::Output)> {
-        let probe = Probe::start(self.ctx.s3_pid, &[]);
-        let (out, usage) = self.exec(args).await?;
+    /// `kopia <args>` of each step, one after another under GNU time, as one phase: its
+    /// time, their CPU seconds, the highest peak; the last step's output.
+    async fn timed(&self, steps: &[&[&str]]) -> anyhow::Result<(Phase, std::process::Output)> {
+        let probe = Probe::start(self.ctx.s3_pid, &[]).await;
+        let mut runs = Vec::new();
+        let mut took = Vec::new();
+        for args in steps {
+            let started = std::time::Instant::now();
+            runs.push(self.exec(args).await?);
+            took.push(format!(
+                "{} {:.2}s",
+                args[0],
+                started.elapsed().as_secs_f64()
+            ));
+        }
         let mut phase = probe.stop();
-        phase.peak_kib = Some(usage.max_rss_kib);
-        phase.cpu_tool = usage.cpu;
+        if steps.len() > 1 {
+            eprintln!("bench: kopia steps: {}", took.join(", "));
+        }
+        phase.add_usage(runs.iter().map(|(_, usage)| usage));
+        let (out, _) = runs
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("a kopia phase without a step"))?;
         Ok((phase, out))
     }
 

@@ -39,6 +39,17 @@ pub(super) struct Phase {
     pub load: f64,
 }
 
+impl Phase {
+    /// Adds what GNU time measured of the phase's processes: their CPU seconds, the highest
+    /// of their peaks.
+    pub fn add_usage<'a>(&mut self, usages: impl IntoIterator<Item = &'a Usage>) {
+        for usage in usages {
+            self.cpu_tool += usage.cpu;
+            self.peak_kib = Some(self.peak_kib.unwrap_or(0).max(usage.max_rss_kib));
+        }
+    }
+}
+
 /// The clock and the CPU counters of a phase, started before the tool starts.
 #[derive(Debug)]
 pub(super) struct Probe {
@@ -51,9 +62,11 @@ pub(super) struct Probe {
 }
 
 impl Probe {
-    /// Starts measuring; `pids` are long-lived processes of the tool (Arca's agent and
-    /// operator) whose CPU seconds count.
-    pub fn start(s3_pid: Option<u32>, pids: &[u32]) -> Self {
+    /// Starts measuring, once the machine's dirty pages are written out ([`settle`]);
+    /// `pids` are long-lived processes of the tool (Arca's agent and operator) whose CPU
+    /// seconds count.
+    pub async fn start(s3_pid: Option<u32>, pids: &[u32]) -> Self {
+        settle().await;
         let load = loadavg();
         let s3_cpu = s3_pid.map(cpu_seconds).unwrap_or_default();
         let pids_cpu = pids.iter().map(|p| cpu_seconds(*p)).sum();
@@ -77,6 +90,17 @@ impl Probe {
             cpu_tool: self.pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - self.pids_cpu,
             ..Phase::default()
         }
+    }
+}
+
+/// Writes every dirty page out (`sync`) before a phase starts, so that no phase pays for
+/// the writes of what ran before it: the generated data, or the previous tool's 2 GiB sent to
+/// the S3 server (left dirty, the kernel writes them back within 30 s, during the next
+/// phase). A phase still pays for its own writes.
+pub(super) async fn settle() {
+    match tokio::process::Command::new("sync").status().await {
+        Ok(status) if status.success() => {}
+        other => eprintln!("bench: `sync` before a phase failed: {other:?}"),
     }
 }
 

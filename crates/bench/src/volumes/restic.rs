@@ -37,11 +37,13 @@ impl Restic {
             dir: &dir,
             ctx,
         };
-        repo.run(&["init", "--repository-version", "2"]).await?;
+        // The repository is made within the first backup's time, as Arca's first backup
+        // makes its repository.
+        let init = ["init", "--repository-version", "2"];
         let source = ctx.data.home.display().to_string();
         let backup = ["backup", "--json", "--host", "bench", &source];
 
-        let (mut first, summary) = repo.timed(&backup).await?;
+        let (mut first, summary) = repo.timed(&[&init, &backup]).await?;
         first.uploaded = Some(ctx.bucket.bytes(std::slice::from_ref(&prefix)).await?);
         first.reported = summary["data_added"].as_u64();
         let snapshot = summary["snapshot_id"]
@@ -49,7 +51,7 @@ impl Restic {
             .ok_or_else(|| anyhow::anyhow!("restic's summary names no snapshot: {summary}"))?
             .to_string();
 
-        let (mut unchanged, summary) = repo.timed(&backup).await?;
+        let (mut unchanged, summary) = repo.timed(&[&backup]).await?;
         unchanged.uploaded = Some(
             ctx.bucket.bytes(std::slice::from_ref(&prefix)).await? - first.uploaded.unwrap_or(0),
         );
@@ -62,7 +64,7 @@ impl Restic {
             .join("restored");
         let target_arg = target.display().to_string();
         let (restore, _) = repo
-            .timed(&["restore", &snapshot, "--target", &target_arg])
+            .timed(&[&["restore", &snapshot, "--target", &target_arg]])
             .await?;
         // restic restores the snapshot's absolute path under the target.
         let restored = target.join(ctx.data.home.strip_prefix("/")?);
@@ -85,25 +87,35 @@ struct Repo<'a> {
 }
 
 impl Repo<'_> {
-    /// `restic <args>` on this repository, under GNU time; the phase and the JSON summary
-    /// line of a backup (Null otherwise).
-    async fn timed(&self, args: &[&str]) -> anyhow::Result<(Phase, serde_json::Value)> {
-        let probe = Probe::start(self.ctx.s3_pid, &[]);
-        let (out, usage) = self.exec(args).await?;
+    /// `restic <args>` of each step on this repository, one after another under GNU time,
+    /// as one phase; the JSON summary line of the last step's backup (Null otherwise).
+    async fn timed(&self, steps: &[&[&str]]) -> anyhow::Result<(Phase, serde_json::Value)> {
+        let probe = Probe::start(self.ctx.s3_pid, &[]).await;
+        let mut runs = Vec::new();
+        let mut took = Vec::new();
+        for args in steps {
+            let started = std::time::Instant::now();
+            runs.push(self.exec(args).await?);
+            took.push(format!(
+                "{} {:.2}s",
+                args[0],
+                started.elapsed().as_secs_f64()
+            ));
+        }
         let mut phase = probe.stop();
-        phase.peak_kib = Some(usage.max_rss_kib);
-        phase.cpu_tool = usage.cpu;
+        if steps.len() > 1 {
+            eprintln!("bench: restic steps: {}", took.join(", "));
+        }
+        phase.add_usage(runs.iter().map(|(_, usage)| usage));
+        let (out, _) = runs
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("a restic phase without a step"))?;
         let summary = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .find(|v| v["message_type"] == "summary")
             .unwrap_or_default();
         Ok((phase, summary))
-    }
-
-    /// `restic <args>`, not measured (the repository's creation).
-    async fn run(&self, args: &[&str]) -> anyhow::Result<()> {
-        self.exec(args).await.map(|_| ())
     }
 
     async fn exec(

@@ -1,10 +1,10 @@
-//! When each step of an Arca Backup is seen from outside, in milliseconds since the Backup
-//! was created: the Backup's phases and its PodVolumeBackups' (object timestamps are whole
+//! When each step of an Arca Backup is seen from outside, in seconds since the Backup was
+//! sent: the Backup's phases and its PodVolumeBackups' (object timestamps are whole
 //! seconds, too coarse for a 15-second run). Printed after each backup, so the time around
 //! the data (noticing the Backup, starting the volume work, finishing) can be told from the
 //! data's own.
 
-use std::{collections::BTreeMap, fmt::Write, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, fmt::Write, sync::Arc};
 
 use arca_api::{Backup, PodVolumeBackup};
 use futures::StreamExt;
@@ -15,7 +15,7 @@ use kube::{
 use tokio::{sync::Mutex, task::JoinHandle, time::Instant};
 
 /// Steps seen: what, and when.
-type Steps = Arc<Mutex<Vec<(Duration, String)>>>;
+type Steps = Arc<Mutex<Vec<(Instant, String)>>>;
 
 /// Watches the Backup `name` and its PodVolumeBackups from before it is created.
 pub(super) struct Timeline {
@@ -45,7 +45,7 @@ impl Timeline {
                     backup_steps
                         .lock()
                         .await
-                        .push((start.elapsed(), format!("backup {phase}")));
+                        .push((Instant::now(), format!("backup {phase}")));
                     last = phase;
                 }
             }
@@ -68,7 +68,7 @@ impl Timeline {
                     item_steps
                         .lock()
                         .await
-                        .push((start.elapsed(), format!("volume work {phase}")));
+                        .push((Instant::now(), format!("volume work {phase}")));
                     last.insert(name, phase);
                 }
             }
@@ -80,18 +80,21 @@ impl Timeline {
         }
     }
 
-    /// Stops watching; the steps as one line: `+0.012s backup created, ...`.
-    pub(super) async fn finish(self) -> String {
-        let total = self.start.elapsed();
+    /// Stops watching; the steps as one line, in seconds since `origin` (when the Backup
+    /// was sent; else when the watch started): `+0.012s backup created, ...`.
+    pub(super) async fn finish(self, origin: Option<Instant>) -> String {
+        let origin = origin.unwrap_or(self.start);
+        let since = |at: Instant| at.saturating_duration_since(origin).as_secs_f64();
+        let total = since(Instant::now());
         for task in &self.tasks {
             task.abort();
         }
         let steps = self.steps.lock().await;
         let mut line = String::new();
         for (at, what) in steps.iter() {
-            let _ = write!(line, "+{:.3}s {what}, ", at.as_secs_f64());
+            let _ = write!(line, "+{:.3}s {what}, ", since(*at));
         }
-        let _ = write!(line, "seen done at +{:.3}s", total.as_secs_f64());
+        let _ = write!(line, "seen done at +{total:.3}s");
         line
     }
 }
