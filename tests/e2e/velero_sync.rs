@@ -6,9 +6,12 @@
 //! another backup is skipped with an Event naming it. A Restore of the Velero backup is
 //! refused until it says it trusts the bucket (Velero's backups are not authenticated).
 //! Then a second cluster, without Velero, whose Arca reads the bucket through a ReadOnly
-//! location, restores it: every object identical to the first cluster's, the volume whose
-//! data Velero holds (and Arca does not restore) named, no scratch files left; the bucket
-//! is byte for byte as it was.
+//! location, restores it: every object identical to the first cluster's; a pod volume that
+//! Velero copied with restic (as Velero before 1.15 did: a `restic/<ns>` repository made by
+//! the restic CLI with Velero's commands and password, and the PodVolumeBackup Velero
+//! records) restored by the second cluster's node agent, file for file; the volumes whose
+//! data Arca does not restore (kopia, a moved CSI snapshot) named; no scratch files left;
+//! the bucket is byte for byte as it was.
 
 use std::time::Duration;
 
@@ -24,6 +27,7 @@ use k8s_openapi::api::core::v1::Event;
 use kube::{Api, ResourceExt, api::ListParams};
 
 use crate::velero::{TYPES, Velero, VeleroCluster, bucket_state};
+use crate::volumes::{Node, fill, scheduled, tree};
 
 /// `data` gzip-compressed, as Velero writes its JSON files.
 fn gzip(data: &[u8]) -> bytes::Bytes {
@@ -44,6 +48,16 @@ async fn arca_lists_velero_backups_and_never_changes_them() {
         .replace("OTHER", &format!("other-{suffix}"))
         .replace("SUFFIX", &format!("t{suffix}"));
     apply_fixture(&env, &fixture, &["Widget"]);
+    // A pod with two volumes, whose files Velero copied (planted below, as Velero 1.14 wrote
+    // them: this cluster's pods are kwok's, no node agent reads them).
+    kubectl_apply(
+        &env,
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: files, namespace: {app}}}\nspec:\n  containers: [{{name: app, image: busybox, volumeMounts: [{{name: data, mountPath: /data}}, {{name: cache, mountPath: /cache}}]}}]\n  volumes: [{{name: data, emptyDir: {{}}}}, {{name: cache, emptyDir: {{}}}}]\n"
+        ),
+    );
+    let client = env.client().await.expect("client");
+    let (files_uid, files_node) = scheduled(&client, &app, "files").await;
     let velero = Velero::start(cluster, &suffix).await;
     let backup = format!("shop-{suffix}");
     let (prefix, cluster) = velero.back_up_namespace_and_stop(&backup, &app).await;
@@ -72,6 +86,15 @@ async fn arca_lists_velero_backups_and_never_changes_them() {
         )
         .await
         .expect("the volume info written");
+    let volume_data = plant_restic_copy(
+        &env,
+        &prefix,
+        &backup,
+        &app,
+        (&files_uid, &files_node),
+        &store,
+    )
+    .await;
     let before = bucket_state(store.as_ref()).await;
     let widgets = format!("widgets.t{suffix}.example.com");
     // Claims are left out: the restored claim cannot bind to the volume the first one
@@ -83,7 +106,6 @@ async fn arca_lists_velero_backups_and_never_changes_them() {
     // Arca in the same cluster, its location on Velero's bucket and prefix.
     let arca = format!("arca-{suffix}");
     kubectl(&env, &["create", "namespace", &arca]);
-    let client = env.client().await.expect("client");
     s3_location(&env, &client, &arca, "default", &prefix).await;
     let operator = Operator::start(&env, settings(&arca)).await;
 
@@ -250,6 +272,14 @@ async fn arca_lists_velero_backups_and_never_changes_them() {
             "apiVersion: arca.dev/v1alpha1\nkind: Restore\nmetadata: {{name: arrive, namespace: arca-system}}\nspec: {{backupName: {backup}, allowUnauthenticatedBackup: true}}\n"
         ),
     );
+    // "kubelet" of the node the restored pod lands on mounts its volumes; that node's agent
+    // restores the data Velero's restic copied.
+    let (restored_uid, restored_node) = scheduled(&target_client, &app, "files").await;
+    let mut node = Node::new(&target_env, "velero");
+    node.name = restored_node;
+    let restored_data = node.mount(&restored_uid, "data");
+    node.mount(&restored_uid, "cache");
+    let _agent = node.spawn_agent(&target_env, "arca-system", &format!("velmig-{suffix}"));
     let restore: Restore = restore_done(
         &target_client,
         "arca-system",
@@ -266,6 +296,18 @@ async fn arca_lists_velero_backups_and_never_changes_them() {
     );
     assert_eq!(restore_status.errors, 0, "{restore_status:?}");
     assert!(restore_status.warnings >= 1, "{restore_status:?}");
+    let mut restored_files = tree(&restored_data);
+    restored_files.retain(|path, _| !path.starts_with(".arca-restore-"));
+    assert_eq!(
+        restored_files.keys().collect::<Vec<_>>(),
+        volume_data.keys().collect::<Vec<_>>()
+    );
+    for (path, entry) in &volume_data {
+        assert!(
+            restored_files.get(path) == Some(entry),
+            "{path} differs once restored from Velero's restic repository"
+        );
+    }
     let mut restored = arca_e2e::snapshot(&target_env, Some(&app), &compared);
     // Each cluster's own CA bundle: the second cluster's is kept, never the first's.
     let own_ca = "ConfigMap/kube-root-ca.crt";
@@ -305,6 +347,24 @@ async fn arca_lists_velero_backups_and_never_changes_them() {
     )
     .await;
     assert!(not_restored.contains("data mover"), "{not_restored}");
+    let kopia = eventually(
+        "an Event naming the volume Velero copied with kopia",
+        Duration::from_secs(30),
+        || async {
+            target_events
+                .list(
+                    &ListParams::default().fields("involvedObject.name=arrive,reason=NotRestored"),
+                )
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter_map(|e| e.message)
+                .find(|m| m.contains(&format!("volume cache of pod {app}/files")))
+        },
+    )
+    .await;
+    assert!(kopia.contains("Kopia"), "{kopia}");
     assert!(
         !scratch.join(format!("restore-{uid}")).exists(),
         "the restore's scratch folder outlived it"
@@ -349,4 +409,95 @@ async fn arca_lists_velero_backups_and_never_changes_them() {
         "Arca changed Velero's bucket"
     );
     drop(cluster);
+}
+
+/// Plants what Velero 1.14 leaves for a pod whose volume `data` it copied with restic, and
+/// whose volume `cache` it copied with kopia: a `restic/<ns>` repository made by the restic
+/// CLI with Velero's commands (`restic backup .` in the volume's folder, `--host=velero`,
+/// Velero's tags) and default password, and the backup's PodVolumeBackups list with the
+/// snapshot's short id, as Velero records it. Returns the files of `data`.
+async fn plant_restic_copy(
+    env: &arca_e2e::TestEnv,
+    prefix: &str,
+    backup: &str,
+    ns: &str,
+    (pod_uid, node): (&str, &str),
+    store: &std::sync::Arc<dyn arca_store::ObjectStore>,
+) -> std::collections::BTreeMap<String, (char, u32, i64, Vec<u8>)> {
+    let folder = env.env.dir.join(format!("velero-volume-{pod_uid}"));
+    std::fs::create_dir_all(&folder).expect("volume folder");
+    fill(&folder, 3, 40, 7);
+    let s3 = &env.env.s3;
+    let repository = format!(
+        "s3:{}/{}/{}/restic/{ns}",
+        s3.endpoint,
+        s3.bucket,
+        prefix.trim_matches('/')
+    );
+    let restic = |args: &[&str]| {
+        let out = std::process::Command::new("restic")
+            .current_dir(&folder)
+            .env("AWS_ACCESS_KEY_ID", &s3.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key)
+            .env("RESTIC_PASSWORD", "static-passw0rd")
+            .args(["-r", &repository, "--no-cache", "-o"])
+            .arg(format!("s3.region={}", s3.region))
+            .args(args)
+            .output()
+            .expect("restic runs (Debian package `restic`)");
+        assert!(
+            out.status.success(),
+            "restic {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    restic(&["init"]);
+    let tags: Vec<String> = [
+        ("backup", backup),
+        ("ns", ns),
+        ("pod", "files"),
+        ("pod-uid", pod_uid),
+        ("volume", "data"),
+    ]
+    .iter()
+    .map(|(k, v)| format!("--tag={k}={v}"))
+    .collect();
+    let mut args = vec!["backup", ".", "--host=velero", "--json"];
+    args.extend(tags.iter().map(String::as_str));
+    let summary: serde_json::Value = restic(&args)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message_type"] == "summary")
+        .expect("restic's backup summary");
+    let snapshot = summary["snapshot_id"].as_str().expect("snapshot id");
+    let short_id = &snapshot[..8];
+    let copy = |name: &str, volume: &str, uploader: &str, id: &str| {
+        serde_json::json!({
+            "apiVersion": "velero.io/v1", "kind": "PodVolumeBackup",
+            "metadata": {"name": format!("{backup}-{name}"), "namespace": "velero",
+                "labels": {"velero.io/backup-name": backup}},
+            "spec": {"node": node, "pod": {"kind": "Pod", "namespace": ns, "name": "files", "uid": pod_uid},
+                "volume": volume, "backupStorageLocation": "default",
+                "repoIdentifier": format!("{repository}"), "uploaderType": uploader,
+                "tags": {"backup": backup, "ns": ns, "pod": "files", "pod-uid": pod_uid, "volume": volume}},
+            "status": {"phase": "Completed", "snapshotID": id,
+                "path": format!("/host_pods/{pod_uid}/volumes/kubernetes.io~empty-dir/{volume}"),
+                "progress": {"totalBytes": 4096, "bytesDone": 4096}}
+        })
+    };
+    let list = serde_json::json!([
+        copy("r1", "data", "restic", short_id),
+        copy("k1", "cache", "kopia", "0f3d1c2b9a8e7d6c5b4a39281706f5e4"),
+    ]);
+    store
+        .put(
+            &format!("backups/{backup}/{backup}-podvolumebackups.json.gz"),
+            gzip(list.to_string().as_bytes()),
+        )
+        .await
+        .expect("the PodVolumeBackups list written");
+    let files = tree(&folder);
+    std::fs::remove_dir_all(&folder).expect("removed");
+    files
 }

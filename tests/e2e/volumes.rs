@@ -36,13 +36,13 @@ fn pod_yaml(ns: &str, name: &str) -> String {
 }
 
 /// kubelet's pods folder for this test, and the agent reading it.
-struct Node {
+pub(crate) struct Node {
     pods_dir: PathBuf,
-    name: String,
+    pub(crate) name: String,
 }
 
 impl Node {
-    fn new(env: &TestEnv, tag: &str) -> Self {
+    pub(crate) fn new(env: &TestEnv, tag: &str) -> Self {
         let pods_dir = env
             .env
             .dir
@@ -55,7 +55,7 @@ impl Node {
     }
 
     /// What kubelet does when it mounts an emptyDir: make the pod's volume folder.
-    fn mount(&self, uid: &str, volume: &str) -> PathBuf {
+    pub(crate) fn mount(&self, uid: &str, volume: &str) -> PathBuf {
         let dir = self
             .pods_dir
             .join(uid)
@@ -65,7 +65,12 @@ impl Node {
         dir
     }
 
-    fn spawn_agent(&self, env: &TestEnv, namespace: &str, log: &str) -> tokio::process::Child {
+    pub(crate) fn spawn_agent(
+        &self,
+        env: &TestEnv,
+        namespace: &str,
+        log: &str,
+    ) -> tokio::process::Child {
         let log = std::fs::File::create(env.env.dir.join(format!("logs/arca-agent-{log}.log")))
             .expect("log file");
         tokio::process::Command::new(arca_binary())
@@ -84,7 +89,7 @@ impl Node {
 }
 
 /// Waits for the pod to be scheduled; returns (uid, node).
-async fn scheduled(client: &kube::Client, ns: &str, name: &str) -> (String, String) {
+pub(crate) async fn scheduled(client: &kube::Client, ns: &str, name: &str) -> (String, String) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     eventually(
         &format!("pod {ns}/{name} scheduled"),
@@ -100,7 +105,7 @@ async fn scheduled(client: &kube::Client, ns: &str, name: &str) -> (String, Stri
 
 /// Fills `dir` with `big_mb` MiB of random data in one file, `small` small files in nested
 /// folders, a symlink, a private file and a sparse file, with fixed mtimes.
-fn fill(dir: &Path, big_mb: usize, small: usize, seed: u64) {
+pub(crate) fn fill(dir: &Path, big_mb: usize, small: usize, seed: u64) {
     use std::io::{Seek, SeekFrom, Write};
     let mut rng = StdRng::seed_from_u64(seed);
     let mut big = std::fs::File::create(dir.join("big.bin")).expect("big file");
@@ -140,7 +145,7 @@ fn fill(dir: &Path, big_mb: usize, small: usize, seed: u64) {
 }
 
 /// Every entry under `dir`: relative path -> (kind, mode, mtime, content or link target).
-fn tree(dir: &Path) -> BTreeMap<String, (char, u32, i64, Vec<u8>)> {
+pub(crate) fn tree(dir: &Path) -> BTreeMap<String, (char, u32, i64, Vec<u8>)> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {

@@ -7,7 +7,7 @@ use arca_api::{PodVolumePhase, PodVolumeProgress, PodVolumeRestore, PodVolumeRes
 use arca_engine::progress::Progress;
 use kube::{ResourceExt, runtime::controller::Action};
 
-use arca_engine::protocol::RepositoryId;
+use arca_engine::protocol::{REPOSITORY_PASSWORD_KEY, RepositoryId, VELERO_REPOSITORY_SECRET};
 
 use super::{
     Agent,
@@ -139,7 +139,7 @@ async fn restore(
     .await?
     // The repository of namespace N holds only N's snapshots; a work item pairing it with a
     // snapshot of another namespace is refused.
-    .only_namespace(root.namespace());
+    .only_tagged(root.namespace_tag());
     let progress = Arc::new(Progress::default());
     let ticker = Ticker::start(&agent.client, item, MANAGER, progress.clone(), {
         let status = status.clone();
@@ -161,7 +161,7 @@ async fn restore(
         )
         .await;
     ticker.stop().await;
-    let summary = result.map_err(|e| e.to_string())?;
+    let summary = result.map_err(|e| explain(&root, &agent.settings.namespace, e))?;
     tracing::info!(
         item = %item.name_any(),
         snapshot = %spec.snapshot_id,
@@ -174,6 +174,17 @@ async fn restore(
         bytes_done: summary.bytes,
     });
     Ok(())
+}
+
+/// Why a restore failed, in words for its repository: a wrong password of Velero's says
+/// where Arca looked for Velero's.
+fn explain(root: &RepositoryId, namespace: &str, error: arca_volume::VolumeError) -> String {
+    match error {
+        arca_volume::VolumeError::WrongPassword { location } if root.is_velero() => format!(
+            "Velero's repository password does not open Velero's restic repository at {location}: Arca reads it from Secret {namespace}/{VELERO_REPOSITORY_SECRET} key {REPOSITORY_PASSWORD_KEY}, or uses Velero's default when that Secret is absent; copy Velero's Secret (from Velero's namespace) into {namespace}"
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// kubelet makes the folder when it mounts the volume, which may be after the pod exists.

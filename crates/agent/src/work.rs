@@ -1,13 +1,16 @@
 //! What backups and restores of a volume share: the pod, the volume's folder name, the
 //! repository.
 
+use std::sync::Arc;
+
 use arca_api::{BackupStorageLocation, PodReference};
+use arca_store::ObjectStore;
 use arca_volume::VolumeRepository;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::{Api, ResourceExt};
 
 use super::Agent;
-use arca_engine::protocol::{RepositoryId, derive_repository_password};
+use arca_engine::protocol::{RepositoryId, VELERO_REPOSITORY_SECRET, derive_repository_password};
 use arca_runtime::{locations, repository, status::apply_status};
 
 /// The field manager of everything the agent writes.
@@ -120,6 +123,25 @@ pub async fn repository(
     )
     .await
     .map_err(|e| e.to_string())?;
+    if root.is_velero() {
+        // Velero's: its own password (one for all its repositories), nothing derived, and the
+        // store read only (Arca never writes into Velero's layout).
+        let password = repository::read_velero_password(&agent.client, &agent.settings.namespace)
+            .await
+            .map_err(|e| {
+                format!(
+                    "reading Secret {}/{VELERO_REPOSITORY_SECRET}: {e}",
+                    agent.settings.namespace
+                )
+            })?;
+        let store: Arc<dyn ObjectStore> = Arc::new(arca_store::WriteRefusingStore::new(store));
+        return Ok(VolumeRepository::at_root(
+            store,
+            &root.to_string(),
+            password.reveal().to_string(),
+        )
+        .with_key_cache(agent.key_cache.clone()));
+    }
     let shared = repository::read_password(&agent.client, &agent.settings.namespace)
         .await
         .map_err(|e| e.to_string())?;

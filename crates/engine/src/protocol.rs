@@ -25,6 +25,13 @@ pub use arca_api::labels::{BACKUP_NAME, BACKUP_UID, RESTORE_NAME, RESTORE_UID};
 pub const REPOSITORY_SECRET: &str = "arca-repo-credentials";
 /// The key of the password in [`REPOSITORY_SECRET`].
 pub const REPOSITORY_PASSWORD_KEY: &str = "repository-password";
+/// The Secret holding Velero's repository password (Velero's name; key
+/// [`REPOSITORY_PASSWORD_KEY`], as Velero's). Arca reads it in the operator's namespace, for
+/// restores of the restic data of Velero's backups.
+pub const VELERO_REPOSITORY_SECRET: &str = "velero-repo-credentials";
+/// The password Velero gives its repositories when that Secret does not exist at its
+/// install (almost every Velero installation uses it).
+pub const VELERO_DEFAULT_PASSWORD: &str = "static-passw0rd";
 
 /// A volume repository password: the installation's secret (Secret [`REPOSITORY_SECRET`]),
 /// or a repository's own password derived from it ([`derive_repository_password`]). Its
@@ -95,14 +102,25 @@ pub fn work_item_name(run: &str, parts: &[&str]) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepositoryId {
     namespace: String,
-    /// In the namespace's tenant folder of the operator's location.
-    tenant_folder: bool,
+    place: Place,
+}
+
+/// Where a namespace's repository is in its location.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    /// Arca's, at the top of the location: `volumes/<namespace>/`.
+    Top,
+    /// Arca's, in the namespace's tenant folder of the operator's location.
+    TenantFolder,
+    /// Velero's restic repository (Velero before 1.15 copied files with restic):
+    /// `restic/<namespace>/`, read only, opened with Velero's repository password.
+    VeleroRestic,
 }
 
 /// A `repoIdentifier` that is not a volume repository.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "repoIdentifier {0:?} is not a volume repository (volumes/<namespace>/, or tenants/<namespace>/volumes/<namespace>/): the work item was not made by Arca's operator"
+    "repoIdentifier {0:?} is not a volume repository (volumes/<namespace>/, tenants/<namespace>/volumes/<namespace>/, or Velero's restic/<namespace>/): the work item was not made by Arca's operator"
 )]
 pub struct NotARepository(pub String);
 
@@ -112,7 +130,7 @@ impl RepositoryId {
     pub fn new(namespace: &str) -> Self {
         Self {
             namespace: namespace.into(),
-            tenant_folder: false,
+            place: Place::Top,
         }
     }
 
@@ -120,13 +138,37 @@ impl RepositoryId {
     pub fn in_tenant_folder(namespace: &str) -> Self {
         Self {
             namespace: namespace.into(),
-            tenant_folder: true,
+            place: Place::TenantFolder,
+        }
+    }
+
+    /// Velero's restic repository of `namespace` (`restic/<namespace>/` under a Velero
+    /// location's prefix): Arca only restores from it.
+    pub fn velero_restic(namespace: &str) -> Self {
+        Self {
+            namespace: namespace.into(),
+            place: Place::VeleroRestic,
         }
     }
 
     /// The namespace whose volumes the repository holds.
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// Whether it is Velero's (opened with Velero's repository password, never written).
+    pub fn is_velero(&self) -> bool {
+        self.place == Place::VeleroRestic
+    }
+
+    /// The tag every snapshot of the namespace's volumes carries in this repository:
+    /// `namespace=<ns>` (Arca's), `ns=<ns>` (Velero's). A snapshot without it is not the
+    /// namespace's, and is never restored from this repository.
+    pub fn namespace_tag(&self) -> String {
+        match self.place {
+            Place::VeleroRestic => format!("ns={}", self.namespace),
+            Place::Top | Place::TenantFolder => format!("namespace={}", self.namespace),
+        }
     }
 
     /// Reads a `repoIdentifier`; anything but the two shapes above, a tenant folder of
@@ -143,6 +185,7 @@ impl RepositoryId {
         let id = match parts.as_slice() {
             ["volumes", ns] => Self::new(ns),
             ["tenants", tenant, "volumes", ns] if tenant == ns => Self::in_tenant_folder(ns),
+            ["restic", ns] => Self::velero_restic(ns),
             _ => return Err(refuse()),
         };
         // Exactly the spelling this type writes: nothing else is a repository.
@@ -157,10 +200,16 @@ impl RepositoryId {
 impl std::fmt::Display for RepositoryId {
     /// The key prefix relative to the location's prefix, with a trailing `/`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.tenant_folder {
-            write!(f, "{}/", Layout::tenant_root(&self.namespace))?;
+        match self.place {
+            Place::Top => f.write_str(&Layout::volume_repository(&self.namespace)),
+            Place::TenantFolder => write!(
+                f,
+                "{}/{}",
+                Layout::tenant_root(&self.namespace),
+                Layout::volume_repository(&self.namespace)
+            ),
+            Place::VeleroRestic => write!(f, "restic/{}/", self.namespace),
         }
-        f.write_str(&Layout::volume_repository(&self.namespace))
     }
 }
 
@@ -234,10 +283,23 @@ mod tests {
         for id in [
             RepositoryId::new("shop"),
             RepositoryId::in_tenant_folder("shop"),
+            RepositoryId::velero_restic("shop"),
         ] {
             assert_eq!(RepositoryId::parse(&id.to_string()), Ok(id.clone()));
             assert_eq!(id.namespace(), "shop");
         }
+        assert_eq!(
+            RepositoryId::velero_restic("shop").to_string(),
+            "restic/shop/"
+        );
+        assert!(RepositoryId::velero_restic("shop").is_velero());
+        assert!(!RepositoryId::new("shop").is_velero());
+        // Velero tags its snapshots `ns=<namespace>`, Arca `namespace=<namespace>`.
+        assert_eq!(
+            RepositoryId::velero_restic("shop").namespace_tag(),
+            "ns=shop"
+        );
+        assert_eq!(RepositoryId::new("shop").namespace_tag(), "namespace=shop");
         assert_eq!(RepositoryId::new("shop").to_string(), "volumes/shop/");
         assert_eq!(
             RepositoryId::in_tenant_folder("shop").to_string(),
@@ -259,6 +321,9 @@ mod tests {
             "volumes//",
             "/volumes/shop/",
             "volumes/shop/data/",
+            "restic/shop/data/",
+            "restic/../volumes/shop/",
+            "kopia/shop/",
             "",
         ] {
             let refused = RepositoryId::parse(hostile).expect_err(hostile);

@@ -235,6 +235,7 @@ impl Context {
             location: location.name_any(),
             location_namespace,
             tenant_folder,
+            velero_restic: false,
             store,
             password: self.repository_password().await?,
             timeout: self.settings.fs_backup_timeout,
@@ -354,6 +355,7 @@ impl Context {
         reason: &str,
         note: String,
     ) {
+        let note: String = note.chars().take(1000).collect();
         let event = Event {
             type_: if warning {
                 EventType::Warning
@@ -361,8 +363,8 @@ impl Context {
                 EventType::Normal
             },
             reason: reason.into(),
-            note: Some(note.chars().take(1000).collect()),
-            action: reason.into(),
+            action: event_action(reason, &note),
+            note: Some(note),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
@@ -405,4 +407,25 @@ pub enum Ownership {
     Finished,
     /// Not this process's: left InProgress by a previous one.
     Unknown,
+}
+
+/// The `action` of an Event: its reason and a short hash of its note. kube's recorder folds
+/// Events of one object with the same type, reason and action into one (a series, keeping
+/// the first note): the same note again is counted, a different note (another volume not
+/// restored, another failure) stays an Event of its own.
+fn event_action(reason: &str, note: &str) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(note.as_bytes());
+    format!("{reason}-{}", hex::encode(&hash[..4]))
+}
+
+#[cfg(test)]
+mod event_action_tests {
+    #[test]
+    fn notes_that_differ_make_different_actions_and_a_repeat_the_same() {
+        let a = super::event_action("NotRestored", "volume a");
+        assert_eq!(a, super::event_action("NotRestored", "volume a"));
+        assert_ne!(a, super::event_action("NotRestored", "volume b"));
+        assert!(a.starts_with("NotRestored-") && a.len() <= 128, "{a}");
+    }
 }

@@ -2,7 +2,10 @@
 //! `repository-password`, in the operator's namespace. The operator makes it at its first
 //! start when absent; the node agents read it. It is never logged.
 
-use arca_engine::protocol::{REPOSITORY_PASSWORD_KEY, REPOSITORY_SECRET, RepositoryPassword};
+use arca_engine::protocol::{
+    REPOSITORY_PASSWORD_KEY, REPOSITORY_SECRET, RepositoryPassword, VELERO_DEFAULT_PASSWORD,
+    VELERO_REPOSITORY_SECRET,
+};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use rand::RngCore;
@@ -45,6 +48,22 @@ pub async fn read_password(
     password_of(&secret).ok_or_else(|| PasswordError::NoKey {
         namespace: namespace.into(),
     })
+}
+
+/// Velero's repository password, for Velero's restic repositories: Secret
+/// `velero-repo-credentials` key `repository-password` in `namespace` (the operator's; copied
+/// there from Velero's namespace by whoever migrates), else Velero's default
+/// `static-passw0rd`, which Velero gives its repositories when that Secret is absent.
+pub async fn read_velero_password(
+    client: &Client,
+    namespace: &str,
+) -> Result<RepositoryPassword, kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = api.get_opt(VELERO_REPOSITORY_SECRET).await?;
+    Ok(secret
+        .as_ref()
+        .and_then(password_of)
+        .unwrap_or_else(|| RepositoryPassword::new(VELERO_DEFAULT_PASSWORD.into())))
 }
 
 /// Reads the password, creating the Secret with a random one when it is absent (a second

@@ -29,6 +29,10 @@ pub enum StoreError {
         "TLS with {endpoint} failed: {detail}. If the store uses a private CA, put its certificate in a Secret and name it in objectStorage.caCertRef"
     )]
     Tls { endpoint: String, detail: String },
+    #[error(
+        "{what} was refused: Arca only reads this layout (another tool's) and never writes to it"
+    )]
+    ReadOnly { what: String },
     #[error("bad location settings: {0}")]
     Config(String),
     #[error("{operation} {key}: {detail}")]

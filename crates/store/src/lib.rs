@@ -16,6 +16,7 @@ mod fs;
 mod layout;
 mod lock;
 pub mod protect;
+mod refuse_writes;
 mod s3;
 
 use std::{fmt::Debug, ops::Range, pin::Pin};
@@ -32,6 +33,7 @@ pub use fs::FsStore;
 pub use layout::Layout;
 pub use lock::{LockMode, ObjectRetention, ServerSideEncryption};
 pub use protect::{EncryptedStore, Key, KeyId, KeyRing};
+pub use refuse_writes::WriteRefusingStore;
 pub use s3::{S3Config, S3Store};
 
 /// A stream of an object's bytes.

@@ -129,6 +129,16 @@ pub(crate) fn parse(bytes: &[u8], key: &str) -> Result<Vec<PodVolumeData>, Veler
                     r.metadata.name
                 )));
             }
+            // Names become repository paths and work items: only what Kubernetes allows.
+            let names_ok = crate::names::is_dns_label(&r.spec.pod.namespace)
+                && crate::names::is_dns_subdomain(&r.spec.pod.name)
+                && crate::names::is_dns_label(&r.spec.volume);
+            if !names_ok {
+                return Err(bad(format!(
+                    "PodVolumeBackup {:?} names pod {:?}/{:?} volume {:?}: not Kubernetes names",
+                    r.metadata.name, r.spec.pod.namespace, r.spec.pod.name, r.spec.volume
+                )));
+            }
             Ok(PodVolumeData {
                 name: r.metadata.name,
                 pod_namespace: r.spec.pod.namespace,
@@ -170,6 +180,17 @@ mod tests {
         )
         .expect_err("no pod");
         assert!(err.to_string().contains("names no pod"), "{err}");
+        for (ns, pod, volume) in [
+            ("../bank", "p", "v"),
+            ("shop", "a/b", "v"),
+            ("shop", "p", "../x"),
+        ] {
+            let json = format!(
+                r#"[{{"metadata":{{"name":"x"}},"spec":{{"pod":{{"namespace":"{ns}","name":"{pod}"}},"volume":"{volume}"}}}}]"#
+            );
+            let err = parse(json.as_bytes(), "k").expect_err("hostile names");
+            assert!(err.to_string().contains("not Kubernetes names"), "{err}");
+        }
         Ok(())
     }
 }

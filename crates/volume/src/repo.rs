@@ -54,7 +54,7 @@ pub struct VolumeRepository {
     /// Tried when `password` is refused: the shared password of repositories not yet
     /// re-keyed ([`VolumeRepository::with_fallback_password`]).
     fallback: Option<Arc<str>>,
-    /// When set, only snapshots tagged `namespace=<this>` are restored.
+    /// When set, only snapshots with this tag (`namespace=<ns>`, `ns=<ns>`) are restored.
     namespace_only: Option<Arc<str>>,
     /// Master keys already opened by a password, shared by the process
     /// ([`VolumeRepository::with_key_cache`]).
@@ -138,11 +138,11 @@ impl VolumeRepository {
         self
     }
 
-    /// This repository, restoring only snapshots that Arca took of `namespace`'s volumes
-    /// (tagged `namespace=<namespace>`): a work item naming another namespace's snapshot is
-    /// refused before anything is written.
-    pub fn only_namespace(mut self, namespace: &str) -> Self {
-        self.namespace_only = Some(namespace.into());
+    /// This repository, restoring only snapshots tagged `tag`: the namespace's own, as the
+    /// writer tagged them (`namespace=<ns>` by Arca, `ns=<ns>` by Velero). A work item naming
+    /// another namespace's snapshot is refused before anything is written.
+    pub fn only_tagged(mut self, tag: String) -> Self {
+        self.namespace_only = Some(tag.into());
         self
     }
 
@@ -167,7 +167,7 @@ impl VolumeRepository {
         self.compression
     }
 
-    /// The namespace [`Self::only_namespace`] restricts restores to.
+    /// The tag [`Self::only_tagged`] restricts restores to.
     pub(crate) fn namespace_only(&self) -> Option<&str> {
         self.namespace_only.as_deref()
     }

@@ -152,11 +152,11 @@ impl VolumeRepository {
                     id: wanted.clone(),
                     location: location.clone(),
                 })?;
-            if let Some(namespace) = this.namespace_only() {
-                let tag = format!("namespace={namespace}");
-                if !snap.tags.iter().any(|t| *t == tag) {
+            if let Some(tag) = this.namespace_only() {
+                let namespace = tag.split_once('=').map_or(tag, |(_, ns)| ns);
+                if !snap.tags.iter().any(|t| t == tag) {
                     return Err(VolumeError::InvalidRequest(format!(
-                        "snapshot {wanted} in {location} is not a snapshot of namespace {namespace}'s volumes (its tags: {}): it is not restored",
+                        "snapshot {wanted} in {location} is not a snapshot of namespace {namespace}'s volumes (it is not tagged {tag}; its tags: {}): it is not restored",
                         snap.tags
                     )));
                 }

@@ -303,6 +303,7 @@ mod tests {
             location: "default".into(),
             location_namespace: "arca-system".into(),
             tenant_folder,
+            velero_restic: false,
             store: std::sync::Arc::new(store),
             password: crate::protocol::RepositoryPassword::new("installation secret".into()),
             timeout: std::time::Duration::from_secs(60),

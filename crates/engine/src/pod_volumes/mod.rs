@@ -90,6 +90,9 @@ pub struct VolumeJob {
     /// A tenant's run writing to the operator's location: its repositories are in its
     /// tenant folder there.
     pub tenant_folder: bool,
+    /// The location is Velero's: its repositories are Velero's restic ones
+    /// (`restic/<namespace>/`), restored from only.
+    pub velero_restic: bool,
     /// The run's store: at the location's prefix, plus the tenant folder if `tenant_folder`.
     pub store: Arc<dyn ObjectStore>,
     /// The installation's secret: each repository's own password is derived from it
@@ -110,6 +113,7 @@ impl std::fmt::Debug for VolumeJob {
             .field("location", &self.location)
             .field("location_namespace", &self.location_namespace)
             .field("tenant_folder", &self.tenant_folder)
+            .field("velero_restic", &self.velero_restic)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -118,7 +122,9 @@ impl std::fmt::Debug for VolumeJob {
 impl VolumeJob {
     /// The repository of `namespace`, relative to the location's prefix.
     pub fn repository(&self, namespace: &str) -> RepositoryId {
-        if self.tenant_folder {
+        if self.velero_restic {
+            RepositoryId::velero_restic(namespace)
+        } else if self.tenant_folder {
             RepositoryId::in_tenant_folder(namespace)
         } else {
             RepositoryId::new(namespace)

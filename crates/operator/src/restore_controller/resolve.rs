@@ -150,7 +150,8 @@ async fn prepare(ctx: &Context, restore: &Restore) -> Result<Resolved, String> {
 /// A backup Velero made: read in place, never written. Velero's backups carry no checksum
 /// or seal, so the Restore must say it trusts the bucket, as for Arca's unsealed format 1.
 /// Nothing is written to the location (results and logs are discarded: Velero's folders
-/// share its prefix), and Velero's volume data is not restored (reported per volume).
+/// share its prefix). Velero's restic copies of pod volumes are restored by the node agents
+/// from Velero's repositories, read only; other volume data is reported per volume.
 async fn prepare_velero(
     ctx: &Context,
     restore: &Restore,
@@ -163,9 +164,17 @@ async fn prepare_velero(
         ));
     }
     let namespace = restore.namespace().unwrap_or_default();
-    let (_, store) = location_for(ctx, &namespace, backup.location_name().as_deref())
+    let (bsl, store) = location_for(ctx, &namespace, backup.location_name().as_deref())
         .await
         .map_err(|e| e.to_string())?;
+    let volumes = ctx
+        .volume_job(&namespace, &bsl, store.clone())
+        .await
+        .map(|job| VolumeJob {
+            velero_restic: true,
+            ..job
+        })
+        .map_err(|e| e.to_string());
     let location = VeleroLocation::new(store);
     location
         .backup(&name)
@@ -177,9 +186,7 @@ async fn prepare_velero(
         source: Source::Velero { location },
         written_to: None,
         output: Arc::new(DiscardStore),
-        volumes: Err(format!(
-            "backup {name} was made by Velero: this version of Arca does not restore Velero's volume data"
-        )),
+        volumes,
         client: ctx.client.clone(),
         acting_as: None,
         tenant: None,

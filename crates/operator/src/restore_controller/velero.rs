@@ -4,18 +4,25 @@
 //! any backup. The folder is removed when the restore ends, and again when the Restore is
 //! deleted or found abandoned after a restart.
 //!
-//! What Arca cannot restore from it is told to the run as notices (warnings per namespace):
-//! items the reader refused, and each volume whose data Velero holds (file copies, CSI
-//! snapshots, moved snapshot data, native snapshots).
+//! Volume data Velero copied with restic (Velero before 1.15, `restic/<namespace>`
+//! repositories) is restored by the node agents, as Arca's own: the scratch folder gets a
+//! `volumes.json` naming those snapshots. What Arca cannot restore is told to the run as
+//! notices (warnings per namespace): items the reader refused, and each other volume whose
+//! data Velero holds (kopia file copies, CSI snapshots, moved snapshot data, native
+//! snapshots).
 
 use std::path::{Path, PathBuf};
 
-use arca_engine::restore::Notice;
+use arca_engine::{protocol::RepositoryId, restore::Notice};
 use arca_store::{
-    FsStore,
-    archive::{BackupMetadata, FORMAT_VERSION},
+    FsStore, Layout, ObjectStore,
+    archive::{BackupMetadata, FORMAT_VERSION, VolumeSnapshot, VolumeSnapshots},
 };
-use arca_velero::{PodVolumeData, Transcoded, VeleroLocation, VolumeInfo, VolumeMethod};
+use arca_velero::{
+    PodVolumeData, Transcoded, Uploader, VeleroError, VeleroLocation, VolumeInfo, VolumeMethod,
+};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
 
 use crate::context::Context;
 
@@ -96,11 +103,28 @@ pub(super) async fn prepare(
         .await
         .map_err(|e| format!("reading Velero backup {name}: {e}"))?;
     let mut notices = refused_items(&transcoded);
-    notices.extend(volume_notices(location, &name).await);
+    let volumes = plan_volumes(
+        location.volume_infos(&name).await,
+        location.pod_volume_backups(&name).await,
+    );
+    notices.extend(volumes.notices);
+    let mut stats = transcoded.stats;
+    if !volumes.snapshots.is_empty() {
+        let json = serde_json::to_vec_pretty(&VolumeSnapshots {
+            snapshots: volumes.snapshots,
+        })
+        .map_err(|e| e.to_string())?;
+        stats.volumes_bytes = Some(json.len() as u64);
+        stats.volumes_sha256 = Some(hex::encode(Sha256::digest(&json)));
+        store
+            .put(&Layout::backup_volumes(&name), Bytes::from(json))
+            .await
+            .map_err(|e| format!("writing the scratch folder: {e}"))?;
+    }
     let metadata = BackupMetadata {
         format_version: FORMAT_VERSION.into(),
         backup: serde_json::to_value(backup).map_err(|e| e.to_string())?,
-        stats: transcoded.stats,
+        stats,
         cluster_version: None,
         encryption: None,
     };
@@ -173,35 +197,108 @@ fn refused_items(transcoded: &Transcoded) -> Vec<Notice> {
     notices
 }
 
-/// One notice per volume whose data Velero holds: from `-volumeinfo.json.gz` (Velero 1.13
-/// and later), else from the PodVolumeBackups list.
-async fn volume_notices(location: &VeleroLocation, name: &str) -> Vec<Notice> {
-    let backup_wide = |message: String| {
-        vec![Notice {
-            namespace: None,
-            message,
-        }]
-    };
-    match location.volume_infos(name).await {
-        Ok(Some(infos)) => infos.iter().filter_map(volume_info_notice).collect(),
-        Ok(None) => match location.pod_volume_backups(name).await {
-            Ok(list) => list
-                .unwrap_or_default()
-                .iter()
-                .filter(|v| v.snapshot_id.is_some())
-                .map(pod_volume_notice)
-                .collect(),
-            Err(e) => backup_wide(format!(
-                "which volumes of the Velero backup hold data could not be read ({e}): none of Velero's volume data is restored"
-            )),
-        },
-        Err(e) => backup_wide(format!(
-            "which volumes of the Velero backup hold data could not be read ({e}): none of Velero's volume data is restored"
-        )),
-    }
+/// Velero's volume data: what the agents restore, and a notice for each volume they do not.
+#[derive(Debug, Default)]
+struct VolumePlan {
+    snapshots: Vec<VolumeSnapshot>,
+    notices: Vec<Notice>,
 }
 
-const NOT_RESTORED: &str = "this version of Arca does not restore Velero's volume data: the objects are restored, the data is not";
+/// Plans the volume data of a Velero backup from its two records: the PodVolumeBackups list
+/// (every file copy, of claims and of pod volumes such as emptyDirs alike) and
+/// `-volumeinfo.json.gz` (Velero 1.13 and later: every persistent volume, however it was
+/// backed up). A restic copy that completed is restored; any other file copy, and every
+/// snapshot, is named in a notice. Either record may be missing (older Velero, or none
+/// written); one that cannot be read is said so.
+fn plan_volumes(
+    infos: Result<Option<Vec<VolumeInfo>>, VeleroError>,
+    copies: Result<Option<Vec<PodVolumeData>>, VeleroError>,
+) -> VolumePlan {
+    let mut plan = VolumePlan::default();
+    let unreadable = |what: &str, e: &VeleroError| Notice {
+        namespace: None,
+        message: format!(
+            "{what} of the Velero backup could not be read ({e}): the data they name is not restored"
+        ),
+    };
+    let copies_listed = match copies {
+        Ok(Some(list)) => {
+            for copy in &list {
+                match restic_snapshot(copy) {
+                    Ok(Some(snapshot)) => plan.snapshots.push(snapshot),
+                    Ok(None) => {}
+                    Err(why) => plan.notices.push(Notice {
+                        namespace: Some(copy.pod_namespace.clone()),
+                        message: format!(
+                            "volume {} of pod {}/{}: {why}",
+                            copy.volume, copy.pod_namespace, copy.pod_name
+                        ),
+                    }),
+                }
+            }
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            plan.notices
+                .push(unreadable("the PodVolumeBackups (file copies)", &e));
+            // Said once: file copies named by the volume infos are not named again.
+            true
+        }
+    };
+    match infos {
+        Ok(infos) => plan.notices.extend(
+            infos
+                .unwrap_or_default()
+                .iter()
+                // File copies are the PodVolumeBackups list's, when there is one.
+                .filter(|i| !(copies_listed && i.method == VolumeMethod::FileCopy))
+                .filter_map(volume_info_notice),
+        ),
+        Err(e) => plan.notices.push(unreadable("the volume infos", &e)),
+    }
+    plan
+}
+
+/// The snapshot the agents restore for a Velero file copy: Some for a completed restic copy,
+/// None for a copy that holds no data (never started, or skipped), else why it is not
+/// restored.
+fn restic_snapshot(copy: &PodVolumeData) -> Result<Option<VolumeSnapshot>, String> {
+    let Some(snapshot_id) = &copy.snapshot_id else {
+        return Ok(None);
+    };
+    if copy.uploader != Uploader::Restic {
+        return Err(format!(
+            "Velero copied its files with {:?}; Arca restores Velero's restic copies only, the objects are restored, the data is not",
+            copy.uploader
+        ));
+    }
+    if copy.phase != "Completed" {
+        return Err(format!(
+            "Velero's copy of its files ended {:?}: its data is not restored",
+            copy.phase
+        ));
+    }
+    let hex_id = !snapshot_id.is_empty() && snapshot_id.chars().all(|c| c.is_ascii_hexdigit());
+    if !hex_id {
+        return Err(format!(
+            "Velero recorded the snapshot id {snapshot_id:?}, which is not a restic snapshot id: its data is not restored"
+        ));
+    }
+    Ok(Some(VolumeSnapshot {
+        namespace: copy.pod_namespace.clone(),
+        pod: copy.pod_name.clone(),
+        volume: copy.volume.clone(),
+        claim: None,
+        repository: RepositoryId::velero_restic(&copy.pod_namespace).to_string(),
+        snapshot_id: snapshot_id.to_ascii_lowercase(),
+        snapshot_path: String::new(),
+        total_bytes: copy.total_bytes.unwrap_or_default(),
+        bytes_uploaded: 0,
+    }))
+}
+
+const NOT_RESTORED: &str = "Arca does not restore it: the objects are restored, the data is not";
 
 fn volume_info_notice(info: &VolumeInfo) -> Option<Notice> {
     if info.skipped {
@@ -233,16 +330,6 @@ fn volume_info_notice(info: &VolumeInfo) -> Option<Notice> {
         namespace,
         message: format!("{what}: {how}; {NOT_RESTORED}"),
     })
-}
-
-fn pod_volume_notice(volume: &PodVolumeData) -> Notice {
-    Notice {
-        namespace: Some(volume.pod_namespace.clone()),
-        message: format!(
-            "volume {} of pod {}/{}: Velero copied its files ({:?}); {NOT_RESTORED}",
-            volume.volume, volume.pod_namespace, volume.pod_name, volume.uploader
-        ),
-    }
 }
 
 #[cfg(test)]
@@ -294,5 +381,126 @@ mod tests {
         assert_eq!(native.namespace, None);
         assert!(native.message.starts_with("PersistentVolume pv-1:"));
         assert!(volume_info_notice(&info(VolumeMethod::FileCopy, "db", false, true)).is_none());
+    }
+
+    fn copy(uploader: Uploader, phase: &str, id: Option<&str>) -> PodVolumeData {
+        PodVolumeData {
+            name: "b1-x".into(),
+            pod_namespace: "shop".into(),
+            pod_name: "db-0".into(),
+            pod_uid: Some("u1".into()),
+            volume: "data".into(),
+            uploader,
+            phase: phase.into(),
+            snapshot_id: id.map(str::to_string),
+            repository: "s3:http://s3/bucket/restic/shop".into(),
+            node: Some("n1".into()),
+            total_bytes: Some(4096),
+            message: None,
+        }
+    }
+
+    fn info(method: VolumeMethod, moved: bool) -> VolumeInfo {
+        VolumeInfo {
+            pvc_namespace: "shop".into(),
+            pvc_name: "data-db-0".into(),
+            pv_name: "pv-1".into(),
+            method,
+            data_moved: moved,
+            skipped: false,
+        }
+    }
+
+    #[test]
+    fn a_completed_restic_copy_is_restored_from_velero_s_repository_of_its_namespace() {
+        let plan = plan_volumes(
+            Ok(None),
+            Ok(Some(vec![copy(
+                Uploader::Restic,
+                "Completed",
+                Some("3F9A1b2C"),
+            )])),
+        );
+        assert!(plan.notices.is_empty(), "{:?}", plan.notices);
+        let [snapshot] = plan.snapshots.as_slice() else {
+            panic!("one snapshot: {:?}", plan.snapshots)
+        };
+        assert_eq!(snapshot.repository, "restic/shop/");
+        assert_eq!(snapshot.snapshot_id, "3f9a1b2c");
+        assert_eq!(
+            (
+                snapshot.namespace.as_str(),
+                snapshot.pod.as_str(),
+                snapshot.volume.as_str()
+            ),
+            ("shop", "db-0", "data")
+        );
+        assert_eq!(snapshot.total_bytes, 4096);
+    }
+
+    #[test]
+    fn every_copy_not_restored_is_named_with_why() {
+        let plan = plan_volumes(
+            Ok(None),
+            Ok(Some(vec![
+                copy(Uploader::Kopia, "Completed", Some("k1")),
+                copy(Uploader::Restic, "Failed", Some("ab12")),
+                copy(Uploader::Restic, "Completed", Some("../../volumes/bank")),
+                // No snapshot: Velero copied nothing (an empty or skipped volume).
+                copy(Uploader::Restic, "Completed", None),
+            ])),
+        );
+        assert!(plan.snapshots.is_empty(), "{:?}", plan.snapshots);
+        let messages: Vec<&str> = plan.notices.iter().map(|n| n.message.as_str()).collect();
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert!(messages[0].contains("Kopia") && messages[0].contains("restic copies only"));
+        assert!(messages[1].contains("\"Failed\""), "{}", messages[1]);
+        assert!(
+            messages[2].contains("not a restic snapshot id"),
+            "{}",
+            messages[2]
+        );
+        assert!(
+            plan.notices
+                .iter()
+                .all(|n| n.namespace.as_deref() == Some("shop"))
+        );
+    }
+
+    #[test]
+    fn file_copies_are_named_once_and_snapshots_always() {
+        let infos = || {
+            Ok(Some(vec![
+                info(VolumeMethod::FileCopy, false),
+                info(VolumeMethod::CsiSnapshot, true),
+            ]))
+        };
+        // The copies list covers the file copy (restored): only the snapshot is named.
+        let listed = plan_volumes(
+            infos(),
+            Ok(Some(vec![copy(
+                Uploader::Restic,
+                "Completed",
+                Some("ab12"),
+            )])),
+        );
+        assert_eq!(listed.snapshots.len(), 1);
+        assert_eq!(listed.notices.len(), 1, "{:?}", listed.notices);
+        assert!(listed.notices[0].message.contains("data mover"));
+        // No copies list (none written): the volume infos name the file copy too.
+        let unlisted = plan_volumes(infos(), Ok(None));
+        assert_eq!(unlisted.notices.len(), 2, "{:?}", unlisted.notices);
+        assert!(unlisted.notices[0].message.contains("copied its files"));
+        // A list that cannot be read is said once, and nothing of it is restored.
+        let unreadable = plan_volumes(
+            infos(),
+            Err(VeleroError::Metadata {
+                key: "backups/b1/b1-podvolumebackups.json.gz".into(),
+                detail: "not JSON".into(),
+            }),
+        );
+        assert!(unreadable.snapshots.is_empty());
+        assert_eq!(unreadable.notices.len(), 2, "{:?}", unreadable.notices);
+        assert!(unreadable.notices[0].message.contains("could not be read"));
     }
 }
