@@ -215,6 +215,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_wrong_velero_password_says_where_arca_looked() {
+        let wrong = || arca_volume::VolumeError::WrongPassword {
+            location: "s3://b/velero/restic/shop/".into(),
+        };
+        let velero = explain(&RepositoryId::velero_restic("shop"), "arca-system", wrong());
+        assert!(
+            velero.contains("Secret arca-system/velero-repo-credentials key repository-password")
+                && velero.contains("restic/shop"),
+            "{velero}"
+        );
+        // Arca's own repositories keep the volume crate's words.
+        let own = explain(&RepositoryId::new("shop"), "arca-system", wrong());
+        assert!(!own.contains("velero-repo-credentials"), "{own}");
+    }
+
+    #[test]
     fn rechecks_start_quick_and_slow_down_to_two_seconds() {
         assert_eq!(recheck_after(Duration::ZERO), FIRST_RECHECK);
         assert_eq!(
