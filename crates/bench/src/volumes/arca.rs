@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use arca_api::{
-    Backup, BackupPhase, BackupStorageLocation, LocationPhase, PodVolumeBackup, Restore,
-    RestorePhase,
+    Backup, BackupPhase, BackupStorageLocation, LocationPhase, PodVolumeBackup, PodVolumeRestore,
+    Restore, RestorePhase,
 };
 use kube::{
     Api,
@@ -239,9 +239,12 @@ impl Arca {
             true,
             fs,
         ));
-        let created = tokio::time::Instant::now();
+        let items: Api<PodVolumeRestore> = Api::namespaced(ctx.client.clone(), ARCA_NS);
+        let timeline = Timeline::start_restore(api.clone(), items, &name);
+        let sent = std::sync::OnceLock::new();
         let result = self
             .measured(ctx, async {
+                let _ = sent.set(tokio::time::Instant::now());
                 api.create(&PostParams::default(), &restore).await?;
                 let done = finished(&api, &name, |r: &Restore| {
                     r.status
@@ -271,11 +274,13 @@ impl Arca {
         }
         let (folder, scheduled, fs) =
             tokio::time::timeout(Duration::from_secs(10), mount).await???;
+        timeline
+            .mark(scheduled, "pod scheduled and its folder made")
+            .await;
         eprintln!(
-            "bench: {} restore: the pod scheduled and its folder made {}s after the Restore \
-             was created (the agent looks for it every 2s)",
+            "bench: {} {name}: {}",
             self.label,
-            crate::secs(scheduled.duration_since(created))
+            timeline.finish(sent.get().copied()).await
         );
         ctx.data.verify(&folder, &self.label)?;
         if let Some(fs) = fs {

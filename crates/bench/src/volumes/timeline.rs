@@ -1,12 +1,12 @@
-//! When each step of an Arca Backup is seen from outside, in seconds since the Backup was
-//! sent: the Backup's phases and its PodVolumeBackups' (object timestamps are whole
-//! seconds, too coarse for a 15-second run). Printed after each backup, so the time around
-//! the data (noticing the Backup, starting the volume work, finishing) can be told from the
-//! data's own.
+//! When each step of an Arca Backup or Restore is seen from outside, in seconds since it was
+//! sent: its phases and those of its volume work items (PodVolumeBackups, PodVolumeRestores;
+//! object timestamps are whole seconds, too coarse for a 15-second run). Printed after each
+//! run, so the time around the data (noticing the run, starting the volume work, finishing)
+//! can be told from the data's own.
 
 use std::{collections::BTreeMap, fmt::Write, sync::Arc};
 
-use arca_api::{Backup, PodVolumeBackup};
+use arca_api::{Backup, PodVolumeBackup, PodVolumeRestore, Restore};
 use futures::StreamExt;
 use kube::{
     Api, ResourceExt,
@@ -24,60 +24,98 @@ pub(super) struct Timeline {
     tasks: Vec<JoinHandle<()>>,
 }
 
-impl Timeline {
-    /// Starts watching; call right before creating the Backup.
-    pub(super) fn start(backups: Api<Backup>, items: Api<PodVolumeBackup>, name: &str) -> Self {
-        let start = Instant::now();
-        let steps: Steps = Arc::default();
-        let backup_steps = steps.clone();
-        let backup_config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let backup_task = tokio::spawn(async move {
-            let mut last = String::new();
-            let mut stream = watcher(backups, backup_config).applied_objects().boxed();
-            while let Some(Ok(backup)) = stream.next().await {
-                let phase = backup
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.phase)
-                    .map(|p| format!("{p:?}"))
-                    .unwrap_or_else(|| "created".into());
-                if phase != last {
-                    backup_steps
-                        .lock()
-                        .await
-                        .push((Instant::now(), format!("backup {phase}")));
-                    last = phase;
-                }
+/// Watches the objects of `api` that `config` selects and records each change of
+/// `phase_of` (None: just created) as `<what> <phase>`.
+fn watch_phases<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    what: &'static str,
+    phase_of: fn(&K) -> Option<String>,
+    steps: Steps,
+) -> JoinHandle<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    tokio::spawn(async move {
+        let mut last: BTreeMap<String, String> = BTreeMap::new();
+        let mut stream = watcher(api, config).applied_objects().boxed();
+        while let Some(Ok(object)) = stream.next().await {
+            let phase = phase_of(&object).unwrap_or_else(|| "created".into());
+            let name = object.name_any();
+            if last.get(&name) != Some(&phase) {
+                steps
+                    .lock()
+                    .await
+                    .push((Instant::now(), format!("{what} {phase}")));
+                last.insert(name, phase);
             }
-        });
-        let item_steps = steps.clone();
-        let item_config =
-            watcher::Config::default().labels(&format!("arca.dev/backup-name={name}"));
-        let items_task = tokio::spawn(async move {
-            let mut last: BTreeMap<String, String> = BTreeMap::new();
-            let mut stream = watcher(items, item_config).applied_objects().boxed();
-            while let Some(Ok(item)) = stream.next().await {
-                let phase = item
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.phase)
-                    .map(|p| format!("{p:?}"))
-                    .unwrap_or_else(|| "created".into());
-                let name = item.name_any();
-                if last.get(&name) != Some(&phase) {
-                    item_steps
-                        .lock()
-                        .await
-                        .push((Instant::now(), format!("volume work {phase}")));
-                    last.insert(name, phase);
-                }
-            }
-        });
-        Self {
-            start,
-            steps,
-            tasks: vec![backup_task, items_task],
         }
+    })
+}
+
+impl Timeline {
+    /// Starts watching the Backup `name` and its PodVolumeBackups; call right before
+    /// creating the Backup.
+    pub(super) fn start(backups: Api<Backup>, items: Api<PodVolumeBackup>, name: &str) -> Self {
+        let steps: Steps = Arc::default();
+        let tasks = vec![
+            watch_phases(
+                backups,
+                watcher::Config::default().fields(&format!("metadata.name={name}")),
+                "backup",
+                |b: &Backup| Some(format!("{:?}", b.status.as_ref()?.phase?)),
+                steps.clone(),
+            ),
+            watch_phases(
+                items,
+                watcher::Config::default().labels(&format!("arca.dev/backup-name={name}")),
+                "volume work",
+                |i: &PodVolumeBackup| Some(format!("{:?}", i.status.as_ref()?.phase?)),
+                steps.clone(),
+            ),
+        ];
+        Self {
+            start: Instant::now(),
+            steps,
+            tasks,
+        }
+    }
+
+    /// Starts watching the Restore `name` and its PodVolumeRestores; call right before
+    /// creating the Restore.
+    pub(super) fn start_restore(
+        restores: Api<Restore>,
+        items: Api<PodVolumeRestore>,
+        name: &str,
+    ) -> Self {
+        let steps: Steps = Arc::default();
+        let tasks = vec![
+            watch_phases(
+                restores,
+                watcher::Config::default().fields(&format!("metadata.name={name}")),
+                "restore",
+                |r: &Restore| Some(format!("{:?}", r.status.as_ref()?.phase?)),
+                steps.clone(),
+            ),
+            watch_phases(
+                items,
+                watcher::Config::default().labels(&format!("arca.dev/restore-name={name}")),
+                "volume work",
+                |i: &PodVolumeRestore| Some(format!("{:?}", i.status.as_ref()?.phase?)),
+                steps.clone(),
+            ),
+        ];
+        Self {
+            start: Instant::now(),
+            steps,
+            tasks,
+        }
+    }
+
+    /// Records a step seen elsewhere (the restored pod scheduled and its folder made).
+    pub(super) async fn mark(&self, at: Instant, what: &str) {
+        self.steps.lock().await.push((at, what.to_string()));
     }
 
     /// Stops watching; the steps as one line, in seconds since `origin` (when the Backup
@@ -89,7 +127,8 @@ impl Timeline {
         for task in &self.tasks {
             task.abort();
         }
-        let steps = self.steps.lock().await;
+        let mut steps = self.steps.lock().await;
+        steps.sort_by_key(|(at, _)| *at);
         let mut line = String::new();
         for (at, what) in steps.iter() {
             let _ = write!(line, "+{:.3}s {what}, ", since(*at));
