@@ -147,3 +147,57 @@ async fn an_index_file_grown_past_any_restic_size_is_refused_unread() {
     assert!(message.contains("/index/"), "{message}");
     untouched(&dest);
 }
+
+/// A volume of more entries than one batch of the reader holds (8,192): 9,000 small files in
+/// 30 folders, then a 3 MiB random file last in the walk's order.
+async fn many_files(fx: &Fixture) -> (VolumeRepository, String, std::path::PathBuf) {
+    let repo = VolumeRepository::new(fx.store.clone(), NAMESPACE, PASSWORD.into());
+    repo.ensure_initialized().await.expect("init");
+    let source = fx.folder("many");
+    for i in 0..9_000 {
+        let folder = source.join(format!("d{:02}", i % 30));
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        std::fs::write(folder.join(format!("f{i}")), format!("file {i}\n")).expect("write");
+    }
+    let mut data = vec![0u8; 3 << 20];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut data);
+    std::fs::write(source.join("zz-last.bin"), &data).expect("write");
+    let summary = repo
+        .backup(&source, &request(), no_progress())
+        .await
+        .expect("backup");
+    (repo, summary.id, source)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_volume_of_several_batches_is_restored_whole() {
+    let fx = Fixture::new();
+    let (repo, id, source) = many_files(&fx).await;
+    let dest = fx.folder("dest");
+    let summary = repo
+        .restore(&id, &dest, no_progress())
+        .await
+        .expect("restored");
+    assert_eq!(summary.files, 9_001);
+    assert_eq!(common::differences(&source, &dest), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flipped_byte_read_in_a_later_batch_fails_the_restore_and_leaves_the_volume() {
+    let fx = Fixture::new();
+    let (repo, id, _) = many_files(&fx).await;
+    // The small files' blobs come first in the data pack, the last file's after them: the
+    // middle of the pack is the last file's, restored in the second batch.
+    let (key, body) = data_pack(&fx).await;
+    let mut tampered = body.to_vec();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x40;
+    fx.store.put(&key, tampered.into()).await.expect("put");
+    let dest = volume(&fx);
+    let err = repo
+        .restore(&id, &dest, no_progress())
+        .await
+        .expect_err("a tampered pack restores");
+    assert!(err.to_string().contains("does not authenticate"), "{err}");
+    untouched(&dest);
+}

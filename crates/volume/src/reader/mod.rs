@@ -6,16 +6,19 @@
 //! contents in batches:
 //!
 //! ```text
-//! trees (depth first) ─> folders, links, empty files made at once
+//! walk thread: trees (depth first) ─> folders, links, empty files made at once
 //!                     └> files made at full length (holes), their blobs gathered ─┐
 //!   batch full (or walk done): reads planned by pack and offset ([`plan`]) <──────┘
 //!     └> 4 workers: ranged GET, decrypt, decompress, check the id, write ([`fetch`])
 //!   then the batch's files and finished folders get their mode, owner and times
 //! ```
 //!
-//! Memory is the index (as for a backup), the trees on the walk's path, one batch's
-//! places (at most [`BATCH_BLOBS`] blobs and [`BATCH_FILES`] files) and, per worker, one
-//! read and one blob. It restores into a new, private folder: nothing there can be a
+//! The walk runs in a thread of its own, one batch ahead of the workers: it makes the next
+//! batch's entries while the current batch's contents are written.
+//!
+//! Memory is the index (as for a backup), the trees on the walk's path, three batches'
+//! places (being written, waiting, being filled; each at most [`BATCH_BLOBS`] blobs and
+//! [`BATCH_FILES`] files) and, per worker, one read and one blob. It restores into a new, private folder: nothing there can be a
 //! link planted beforehand, and names from the snapshot are checked to be plain names.
 
 mod entries;
@@ -163,7 +166,42 @@ struct Frame {
 }
 
 impl Reader {
+    /// Walks the snapshot in one thread while the batches it fills are restored in this
+    /// one: the walk runs one batch ahead (it creates the next batch's files while the
+    /// workers write the current one's contents), so neither half waits for the other.
     fn restore(&self, snap: &SnapshotFile, dest: &Path) -> Result<RestoreSummary, ReaderError> {
+        std::thread::scope(|s| {
+            let (full, batches) = crossbeam_channel::bounded::<Batch>(1);
+            let walker = s.spawn(move || self.walk(snap, dest, &full));
+            let mut flushed = Ok(());
+            for batch in &batches {
+                if let Err(e) = self.flush(batch) {
+                    flushed = Err(e);
+                    break;
+                }
+            }
+            // A failed flush stops the walk at its next batch (its send fails).
+            drop(batches);
+            let walked = walker
+                .join()
+                .map_err(|_| ReaderError::Internal("the restore's walk panicked"))?;
+            flushed?;
+            walked
+        })
+    }
+
+    /// Walks the snapshot's trees depth first, making each entry, and hands each full batch
+    /// (and the last) to `full`.
+    fn walk(
+        &self,
+        snap: &SnapshotFile,
+        dest: &Path,
+        full: &crossbeam_channel::Sender<Batch>,
+    ) -> Result<RestoreSummary, ReaderError> {
+        let hand_over = |batch: Batch| {
+            full.send(batch)
+                .map_err(|_| ReaderError::Internal("the restore stopped writing batches"))
+        };
         let mut summary = RestoreSummary::default();
         let mut batch = Batch::default();
         let mut stack = vec![Frame {
@@ -218,10 +256,10 @@ impl Reader {
                 }
             }
             if batch.full() {
-                self.flush(std::mem::take(&mut batch))?;
+                hand_over(std::mem::take(&mut batch))?;
             }
         }
-        self.flush(batch)?;
+        hand_over(batch)?;
         Ok(summary)
     }
 
