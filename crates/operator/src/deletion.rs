@@ -145,6 +145,20 @@ fn truncate(name: &str, max: usize) -> &str {
 }
 
 async fn reconcile(request: Arc<DeleteBackupRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Read from the apiserver, not the controller's cache: right after this process wrote
+    // Processed, the cache may still hold its InProgress, and acting on it would run the
+    // deletion again over the finished one (finding the Backup gone, and overwriting the
+    // outcome with "no Backup").
+    let cached_namespace = request.namespace().unwrap_or_default();
+    let fresh: Api<DeleteBackupRequest> = Api::namespaced(ctx.client.clone(), &cached_namespace);
+    let request = match fresh.get_opt(&request.name_any()).await {
+        Ok(Some(current)) => Arc::new(current),
+        Ok(None) => return Ok(Action::await_change()),
+        Err(e) => {
+            tracing::warn!("reading DeleteBackupRequest {}: {e}", request.name_any());
+            return Ok(Action::requeue(Duration::from_secs(10)));
+        }
+    };
     let phase = request
         .status
         .as_ref()
