@@ -329,41 +329,14 @@ async fn arca_lists_velero_backups_and_never_changes_them() {
         assert_eq!(&restored[key], object, "{key} differs once restored");
     }
     let target_events: Api<Event> = Api::namespaced(target_client.clone(), "arca-system");
-    let not_restored = eventually(
-        "an Event naming the volume whose data Velero holds",
-        Duration::from_secs(30),
-        || async {
-            target_events
-                .list(
-                    &ListParams::default().fields("involvedObject.name=arrive,reason=NotRestored"),
-                )
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .filter_map(|e| e.message)
-                .find(|m| m.contains(&format!("PersistentVolumeClaim {app}/static-claim")))
-        },
+    let not_restored = not_restored_event(
+        &target_events,
+        &format!("PersistentVolumeClaim {app}/static-claim"),
     )
     .await;
     assert!(not_restored.contains("data mover"), "{not_restored}");
-    let kopia = eventually(
-        "an Event naming the volume Velero copied with kopia",
-        Duration::from_secs(30),
-        || async {
-            target_events
-                .list(
-                    &ListParams::default().fields("involvedObject.name=arrive,reason=NotRestored"),
-                )
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .filter_map(|e| e.message)
-                .find(|m| m.contains(&format!("volume cache of pod {app}/files")))
-        },
-    )
-    .await;
+    let kopia =
+        not_restored_event(&target_events, &format!("volume cache of pod {app}/files")).await;
     assert!(kopia.contains("Kopia"), "{kopia}");
     assert!(
         !scratch.join(format!("restore-{uid}")).exists(),
@@ -409,6 +382,27 @@ async fn arca_lists_velero_backups_and_never_changes_them() {
         "Arca changed Velero's bucket"
     );
     drop(cluster);
+}
+
+/// The message of the `NotRestored` Event on Restore `arrive` that contains `naming`.
+async fn not_restored_event(events: &Api<Event>, naming: &str) -> String {
+    eventually(
+        &format!("a NotRestored Event naming {naming}"),
+        Duration::from_secs(30),
+        || async {
+            events
+                .list(
+                    &ListParams::default().fields("involvedObject.name=arrive,reason=NotRestored"),
+                )
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter_map(|e| e.message)
+                .find(|m| m.contains(naming))
+        },
+    )
+    .await
 }
 
 /// Plants what Velero 1.14 leaves for a pod whose volume `data` it copied with restic, and

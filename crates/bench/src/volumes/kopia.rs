@@ -11,7 +11,7 @@ use std::{ffi::OsStr, path::Path};
 
 use super::{
     Ctx,
-    measure::{Phase, Probe, Usage, fresh_dir, timed},
+    measure::{Phase, Usage, fresh_dir, timed},
 };
 
 /// The kopia contestant.
@@ -148,26 +148,12 @@ impl Repo<'_> {
     /// `kopia <args>` of each step, one after another under GNU time, as one phase: its
     /// time, their CPU seconds, the highest peak; the last step's output.
     async fn timed(&self, steps: &[&[&str]]) -> anyhow::Result<(Phase, std::process::Output)> {
-        let probe = Probe::start(self.ctx.s3_pid, &[]).await;
-        let mut runs = Vec::new();
-        let mut took = Vec::new();
-        for args in steps {
-            let started = std::time::Instant::now();
-            runs.push(self.exec(args).await?);
-            took.push(format!(
-                "{} {:.2}s",
-                args[0],
-                started.elapsed().as_secs_f64()
-            ));
-        }
-        let mut phase = probe.stop();
-        if steps.len() > 1 {
-            eprintln!("bench: kopia steps: {}", took.join(", "));
-        }
-        phase.add_usage(runs.iter().map(|(_, usage)| usage));
-        let (out, _) = runs
-            .pop()
-            .ok_or_else(|| anyhow::anyhow!("a kopia phase without a step"))?;
+        let (phase, out) =
+            super::measure::timed_steps("kopia", self.ctx.s3_pid, steps, |args| async move {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                self.exec(&args).await
+            })
+            .await?;
         Ok((phase, out))
     }
 

@@ -50,6 +50,42 @@ impl Phase {
     }
 }
 
+/// Runs each of `steps` with `exec`, one after another, as one phase: its time, their CPU
+/// seconds and the highest peak (GNU time's); the last step's output. `tool` names the
+/// steps' times, printed when there are several.
+pub(super) async fn timed_steps<F, Fut>(
+    tool: &str,
+    s3_pid: Option<u32>,
+    steps: &[&[&str]],
+    exec: F,
+) -> anyhow::Result<(Phase, Output)>
+where
+    F: Fn(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(Output, Usage)>>,
+{
+    let probe = Probe::start(s3_pid, &[]).await;
+    let mut runs = Vec::new();
+    let mut took = Vec::new();
+    for args in steps {
+        let started = Instant::now();
+        runs.push(exec(args.iter().map(|a| a.to_string()).collect()).await?);
+        took.push(format!(
+            "{} {:.2}s",
+            args.first().copied().unwrap_or_default(),
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    let mut phase = probe.stop();
+    if steps.len() > 1 {
+        eprintln!("bench: {tool} steps: {}", took.join(", "));
+    }
+    phase.add_usage(runs.iter().map(|(_, usage)| usage));
+    let (out, _) = runs
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("a {tool} phase without a step"))?;
+    Ok((phase, out))
+}
+
 /// The clock and the CPU counters of a phase, started before the tool starts.
 #[derive(Debug)]
 pub(super) struct Probe {

@@ -5,7 +5,7 @@ use std::{ffi::OsStr, path::Path};
 
 use super::{
     Ctx,
-    measure::{Phase, Probe, fresh_dir, timed},
+    measure::{Phase, fresh_dir, timed},
 };
 
 /// The restic contestant.
@@ -90,26 +90,12 @@ impl Repo<'_> {
     /// `restic <args>` of each step on this repository, one after another under GNU time,
     /// as one phase; the JSON summary line of the last step's backup (Null otherwise).
     async fn timed(&self, steps: &[&[&str]]) -> anyhow::Result<(Phase, serde_json::Value)> {
-        let probe = Probe::start(self.ctx.s3_pid, &[]).await;
-        let mut runs = Vec::new();
-        let mut took = Vec::new();
-        for args in steps {
-            let started = std::time::Instant::now();
-            runs.push(self.exec(args).await?);
-            took.push(format!(
-                "{} {:.2}s",
-                args[0],
-                started.elapsed().as_secs_f64()
-            ));
-        }
-        let mut phase = probe.stop();
-        if steps.len() > 1 {
-            eprintln!("bench: restic steps: {}", took.join(", "));
-        }
-        phase.add_usage(runs.iter().map(|(_, usage)| usage));
-        let (out, _) = runs
-            .pop()
-            .ok_or_else(|| anyhow::anyhow!("a restic phase without a step"))?;
+        let (phase, out) =
+            super::measure::timed_steps("restic", self.ctx.s3_pid, steps, |args| async move {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                self.exec(&args).await
+            })
+            .await?;
         let summary = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
