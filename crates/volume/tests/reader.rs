@@ -43,6 +43,15 @@ async fn data_pack(fx: &Fixture) -> (String, Bytes) {
     (pack.key.clone(), body)
 }
 
+/// Flips one bit in the middle of the data pack, as a bucket writer could.
+async fn flip_middle_byte(fx: &Fixture) {
+    let (key, body) = data_pack(fx).await;
+    let mut tampered = body.to_vec();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x40;
+    fx.store.put(&key, tampered.into()).await.expect("put");
+}
+
 /// A volume folder with one file of its own: it must be exactly this after a failed restore.
 fn volume(fx: &Fixture) -> std::path::PathBuf {
     let dest = fx.folder("volume");
@@ -66,11 +75,7 @@ fn untouched(dest: &std::path::Path) {
 async fn a_flipped_byte_in_a_data_pack_fails_the_restore_and_names_restic_check() {
     let fx = Fixture::new();
     let (repo, id) = backed_up(&fx).await;
-    let (key, body) = data_pack(&fx).await;
-    let mut tampered = body.to_vec();
-    let middle = tampered.len() / 2;
-    tampered[middle] ^= 0x40;
-    fx.store.put(&key, tampered.into()).await.expect("put");
+    flip_middle_byte(&fx).await;
     let dest = volume(&fx);
     let err = repo
         .restore(&id, &dest, no_progress())
@@ -188,11 +193,7 @@ async fn a_flipped_byte_read_in_a_later_batch_fails_the_restore_and_leaves_the_v
     let (repo, id, _) = many_files(&fx).await;
     // The small files' blobs come first in the data pack, the last file's after them: the
     // middle of the pack is the last file's, restored in the second batch.
-    let (key, body) = data_pack(&fx).await;
-    let mut tampered = body.to_vec();
-    let middle = tampered.len() / 2;
-    tampered[middle] ^= 0x40;
-    fx.store.put(&key, tampered.into()).await.expect("put");
+    flip_middle_byte(&fx).await;
     let dest = volume(&fx);
     let err = repo
         .restore(&id, &dest, no_progress())
