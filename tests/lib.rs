@@ -5,6 +5,7 @@ use std::time::Duration;
 pub mod operator;
 pub mod scenario;
 pub mod tamper;
+pub mod velero;
 
 pub use arca_testenv::{TestEnv, TestNamespace, TestPrefix};
 

@@ -18,7 +18,7 @@ use arca_e2e::{
 };
 use serde_json::Value;
 
-use crate::velero::{VELERO_NS, Velero, VeleroCluster};
+use arca_e2e::velero::{VELERO_NS, Velero, VeleroCluster};
 
 /// What is compared: the application's own objects.
 const TYPES: &str = "configmaps,deployments.apps,services";

@@ -26,8 +26,9 @@ use arca_e2e::{
 use k8s_openapi::api::core::v1::Event;
 use kube::{Api, ResourceExt, api::ListParams};
 
-use crate::velero::{TYPES, Velero, VeleroCluster, bucket_state};
+use crate::velero::TYPES;
 use crate::volumes::{Node, fill, scheduled, tree};
+use arca_e2e::velero::{Velero, VeleroCluster, bucket_state, not_restored_event};
 
 /// `data` gzip-compressed, as Velero writes its JSON files.
 fn gzip(data: &[u8]) -> bytes::Bytes {
@@ -331,12 +332,17 @@ async fn arca_lists_velero_backups_and_never_changes_them() {
     let target_events: Api<Event> = Api::namespaced(target_client.clone(), "arca-system");
     let not_restored = not_restored_event(
         &target_events,
+        "arrive",
         &format!("PersistentVolumeClaim {app}/static-claim"),
     )
     .await;
     assert!(not_restored.contains("data mover"), "{not_restored}");
-    let kopia =
-        not_restored_event(&target_events, &format!("volume cache of pod {app}/files")).await;
+    let kopia = not_restored_event(
+        &target_events,
+        "arrive",
+        &format!("volume cache of pod {app}/files"),
+    )
+    .await;
     assert!(kopia.contains("Kopia"), "{kopia}");
     assert!(
         !scratch.join(format!("restore-{uid}")).exists(),
@@ -382,27 +388,6 @@ async fn arca_lists_velero_backups_and_never_changes_them() {
         "Arca changed Velero's bucket"
     );
     drop(cluster);
-}
-
-/// The message of the `NotRestored` Event on Restore `arrive` that contains `naming`.
-async fn not_restored_event(events: &Api<Event>, naming: &str) -> String {
-    eventually(
-        &format!("a NotRestored Event naming {naming}"),
-        Duration::from_secs(30),
-        || async {
-            events
-                .list(
-                    &ListParams::default().fields("involvedObject.name=arrive,reason=NotRestored"),
-                )
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .filter_map(|e| e.message)
-                .find(|m| m.contains(naming))
-        },
-    )
-    .await
 }
 
 /// Plants what Velero 1.14 leaves for a pod whose volume `data` it copied with restic, and

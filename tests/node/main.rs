@@ -9,3 +9,4 @@
 mod helpers;
 mod install;
 mod upgrade;
+mod velero_agent;

@@ -267,6 +267,13 @@ fn restic_snapshot(copy: &PodVolumeData) -> Result<Option<VolumeSnapshot>, Strin
     let Some(snapshot_id) = &copy.snapshot_id else {
         return Ok(None);
     };
+    if copy.uploader == Uploader::Kopia {
+        // Where the data is, and how to read it without Arca.
+        return Err(format!(
+            "Velero copied its files with Kopia (snapshot {snapshot_id} of Velero's repository kopia/{ns}/ under the location's prefix); Arca restores Velero's restic copies only, the objects are restored, the data is not: restore it with Velero, or with the kopia CLI (`kopia repository connect s3 --prefix=<prefix>/kopia/{ns}/` with Velero's repository password, then `kopia snapshot restore {snapshot_id} <folder>`)",
+            ns = copy.pod_namespace
+        ));
+    }
     if copy.uploader != Uploader::Restic {
         return Err(format!(
             "Velero copied its files with {:?}; Arca restores Velero's restic copies only, the objects are restored, the data is not",
@@ -454,6 +461,12 @@ mod tests {
         let messages: Vec<&str> = plan.notices.iter().map(|n| n.message.as_str()).collect();
         assert_eq!(messages.len(), 3, "{messages:?}");
         assert!(messages[0].contains("Kopia") && messages[0].contains("restic copies only"));
+        assert!(
+            messages[0].contains("snapshot k1 of Velero's repository kopia/shop/")
+                && messages[0].contains("kopia snapshot restore k1"),
+            "{}",
+            messages[0]
+        );
         assert!(messages[1].contains("\"Failed\""), "{}", messages[1]);
         assert!(
             messages[2].contains("not a restic snapshot id"),
