@@ -89,6 +89,14 @@ enum Command {
     RestoreHelper(restore_helper::RestoreHelperArgs),
 }
 
+/// jemalloc rather than glibc's malloc: the node agent's readers and writers allocate and
+/// free buffers of a chunk (0.5-8 MiB) thousands of times a second; glibc gave each back to
+/// the kernel (its per-thread arenas trim with `madvise`) and took it again with a page fault
+/// per 4 KiB, a fifth of a restore's CPU (profiled, docs/benchmarks.md). jemalloc keeps freed
+/// pages for reuse a few seconds before it returns them.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

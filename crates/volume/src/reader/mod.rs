@@ -29,6 +29,7 @@ mod plan;
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use rustic_core::{
@@ -37,7 +38,7 @@ use rustic_core::{
 };
 
 use self::{
-    fetch::Fetch,
+    fetch::{Fetch, WorkerTime},
     index::BlobIndex,
     plan::{Needed, Place},
 };
@@ -170,24 +171,43 @@ impl Reader {
     /// one: the walk runs one batch ahead (it creates the next batch's files while the
     /// workers write the current one's contents), so neither half waits for the other.
     fn restore(&self, snap: &SnapshotFile, dest: &Path) -> Result<RestoreSummary, ReaderError> {
-        std::thread::scope(|s| {
+        let started = Instant::now();
+        let mut times = Stages::default();
+        let summary = std::thread::scope(|s| {
             let (full, batches) = crossbeam_channel::bounded::<Batch>(1);
-            let walker = s.spawn(move || self.walk(snap, dest, &full));
+            let walker = s.spawn(move || {
+                let mut handed_over = Duration::ZERO;
+                let walked = self.walk(snap, dest, &full, &mut handed_over);
+                (walked, handed_over)
+            });
             let mut flushed = Ok(());
+            let mut waited = Instant::now();
             for batch in &batches {
-                if let Err(e) = self.flush(batch) {
+                times.batches += 1;
+                times.writers_waited += waited.elapsed();
+                if let Err(e) = self.flush(batch, &mut times) {
                     flushed = Err(e);
                     break;
                 }
+                waited = Instant::now();
             }
             // A failed flush stops the walk at its next batch (its send fails).
             drop(batches);
-            let walked = walker
+            let (walked, handed_over) = walker
                 .join()
                 .map_err(|_| ReaderError::Internal("the restore's walk panicked"))?;
+            times.walk_waited = handed_over;
             flushed?;
             walked
-        })
+        })?;
+        tracing::info!(
+            files = summary.files,
+            bytes = summary.bytes,
+            "restored in {:.2}s: {}",
+            started.elapsed().as_secs_f64(),
+            times.describe()
+        );
+        Ok(summary)
     }
 
     /// Walks the snapshot's trees depth first, making each entry, and hands each full batch
@@ -197,10 +217,15 @@ impl Reader {
         snap: &SnapshotFile,
         dest: &Path,
         full: &crossbeam_channel::Sender<Batch>,
+        handed_over: &mut Duration,
     ) -> Result<RestoreSummary, ReaderError> {
-        let hand_over = |batch: Batch| {
-            full.send(batch)
-                .map_err(|_| ReaderError::Internal("the restore stopped writing batches"))
+        let mut hand_over = |batch: Batch| {
+            let waiting = Instant::now();
+            let sent = full
+                .send(batch)
+                .map_err(|_| ReaderError::Internal("the restore stopped writing batches"));
+            *handed_over += waiting.elapsed();
+            sent
         };
         let mut summary = RestoreSummary::default();
         let mut batch = Batch::default();
@@ -320,21 +345,60 @@ impl Reader {
 
     /// Restores the batch's contents, then the metadata of its files and of the folders
     /// finished meanwhile.
-    fn flush(&self, batch: Batch) -> Result<(), ReaderError> {
+    fn flush(&self, batch: Batch, times: &mut Stages) -> Result<(), ReaderError> {
+        let contents = Instant::now();
         let paths: Vec<PathBuf> = batch.files.iter().map(|(p, _)| p.clone()).collect();
         let reads = batch.needed.into_reads();
+        times.reads += reads.len();
         Fetch {
             files: &self.files,
             index: &self.index,
             paths: &paths,
             progress: &self.progress,
             max_blob: self.max_blob,
+            spent: &times.workers,
         }
         .run(&reads)?;
         drop(reads);
+        times.contents += contents.elapsed();
+        let metadata = Instant::now();
         for (path, node) in batch.files.iter().chain(&batch.folders) {
             entries::finish(path, node).map_err(|e| ReaderError::io(path, &e))?;
         }
+        times.metadata += metadata.elapsed();
         Ok(())
+    }
+}
+
+/// Where a restore's time went, for its log line: what an operator needs to tell a slow
+/// store (contents), a slow filesystem (the walk makes every entry, metadata) and the
+/// pipeline's own waits apart.
+#[derive(Debug, Default)]
+struct Stages {
+    batches: usize,
+    reads: usize,
+    /// The writers writing contents (ranged reads, decrypt, check, write).
+    contents: Duration,
+    /// Modes, owners and times of files and folders.
+    metadata: Duration,
+    /// The writers waiting for the walk's next batch.
+    writers_waited: Duration,
+    /// The walk waiting for the writers to take a batch.
+    walk_waited: Duration,
+    workers: WorkerTime,
+}
+
+impl Stages {
+    fn describe(&self) -> String {
+        format!(
+            "{} batches, {} reads; contents {:.2}s ({}), metadata {:.2}s, writers waiting for the walk {:.2}s, walk waiting for the writers {:.2}s",
+            self.batches,
+            self.reads,
+            self.contents.as_secs_f64(),
+            self.workers.describe(),
+            self.metadata.as_secs_f64(),
+            self.writers_waited.as_secs_f64(),
+            self.walk_waited.as_secs_f64()
+        )
     }
 }
