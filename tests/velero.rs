@@ -570,6 +570,81 @@ spec: {{includedNamespaces: [{namespace}], snapshotVolumes: false, storageLocati
     }
 }
 
+/// A second cluster, without Velero, whose Arca reads Velero's bucket and prefix.
+#[derive(Debug)]
+pub struct ArcaReader {
+    /// The operator (in `arca-system`), stopped by the test.
+    pub operator: crate::operator::Operator,
+    /// The operator's scratch folder (where restores of Velero's backups transcode).
+    pub scratch: PathBuf,
+    /// The cluster; it goes down when dropped (after the operator stopped).
+    pub cluster: VeleroCluster,
+}
+
+impl ArcaReader {
+    /// Cluster `<tag>-<suffix>` with Arca's operator in `arca-system` and a ReadOnly location
+    /// `from-velero` on `source`'s bucket under Velero's `prefix`; returned once Velero's
+    /// backup `backup` is synced there.
+    pub async fn start(
+        source: &TestEnv,
+        tag: &str,
+        suffix: &str,
+        prefix: &str,
+        backup: &str,
+    ) -> Self {
+        let cluster = VeleroCluster::up(tag, suffix).await;
+        let env = cluster.env();
+        let client = env.client().await.expect("client");
+        kubectl(&env, &["create", "namespace", "arca-system"]);
+        let s3 = &source.env.s3;
+        crate::operator::create_location(
+            s3,
+            &client,
+            "arca-system",
+            "from-velero",
+            prefix,
+            &s3.endpoint,
+            &s3.bucket,
+            &s3.secret_access_key,
+        )
+        .await;
+        kubectl(
+            &env,
+            &[
+                "patch",
+                "absl",
+                "from-velero",
+                "-n",
+                "arca-system",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"accessMode":"ReadOnly"}}"#,
+            ],
+        );
+        let settings = crate::operator::settings("arca-system");
+        let scratch = settings.scratch_dir.clone();
+        let operator = crate::operator::Operator::start(&env, settings).await;
+        let backups: kube::Api<arca_api::Backup> =
+            kube::Api::namespaced(client.clone(), "arca-system");
+        crate::eventually(
+            "Velero's backup synced into the second cluster",
+            Duration::from_secs(60),
+            || async { backups.get_opt(backup).await.ok().flatten() },
+        )
+        .await;
+        Self {
+            operator,
+            scratch,
+            cluster,
+        }
+    }
+
+    /// The cluster, as the e2e helpers take it.
+    pub fn env(&self) -> TestEnv {
+        self.cluster.env()
+    }
+}
+
 /// The message of the `NotRestored` Event on Restore `restore` that contains `naming`.
 pub async fn not_restored_event(
     events: &kube::Api<k8s_openapi::api::core::v1::Event>,

@@ -21,14 +21,14 @@ use arca_api::{
 };
 use arca_e2e::{
     apply_fixture, eventually, kubectl, kubectl_apply,
-    operator::{Operator, create_location, restore_done, s3_location, settings},
+    operator::{Operator, restore_done, s3_location, settings},
 };
 use k8s_openapi::api::core::v1::Event;
 use kube::{Api, ResourceExt, api::ListParams};
 
 use crate::velero::TYPES;
 use crate::volumes::{Node, fill, scheduled, tree};
-use arca_e2e::velero::{Velero, VeleroCluster, bucket_state, not_restored_event};
+use arca_e2e::velero::{ArcaReader, Velero, VeleroCluster, bucket_state, not_restored_event};
 
 /// `data` gzip-compressed, as Velero writes its JSON files.
 fn gzip(data: &[u8]) -> bytes::Bytes {
@@ -229,44 +229,10 @@ async fn arca_lists_velero_backups_and_never_changes_them() {
 
     // Migration: a second cluster, with no Velero, whose Arca reads Velero's bucket and
     // prefix through a ReadOnly location and restores the backup there.
-    let second = VeleroCluster::up("velmig", &suffix).await;
-    let target_env = second.env();
+    let reader = ArcaReader::start(&env, "velmig", &suffix, &prefix, &backup).await;
+    let target_env = reader.env();
     let target_client = target_env.client().await.expect("client");
-    kubectl(&target_env, &["create", "namespace", "arca-system"]);
-    create_location(
-        &env.env.s3,
-        &target_client,
-        "arca-system",
-        "from-velero",
-        &prefix,
-        &env.env.s3.endpoint,
-        &env.env.s3.bucket,
-        &env.env.s3.secret_access_key,
-    )
-    .await;
-    kubectl(
-        &target_env,
-        &[
-            "patch",
-            "absl",
-            "from-velero",
-            "-n",
-            "arca-system",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"accessMode":"ReadOnly"}}"#,
-        ],
-    );
-    let target_settings = settings("arca-system");
-    let scratch = target_settings.scratch_dir.clone();
-    let target_operator = Operator::start(&target_env, target_settings).await;
-    let target_backups: Api<Backup> = Api::namespaced(target_client.clone(), "arca-system");
-    eventually(
-        "Velero's backup synced into the second cluster",
-        Duration::from_secs(60),
-        || async { target_backups.get_opt(&backup).await.ok().flatten() },
-    )
-    .await;
+    let scratch = reader.scratch.clone();
     kubectl_apply(
         &target_env,
         &format!(
@@ -372,8 +338,8 @@ async fn arca_lists_velero_backups_and_never_changes_them() {
             .is_some_and(|m| m.contains("made by Velero") && m.contains("Events")),
         "{answer:?}"
     );
-    target_operator.stop().await;
-    drop(second);
+    reader.operator.stop().await;
+    drop(reader.cluster);
 
     let location = Api::<BackupStorageLocation>::namespaced(client.clone(), &arca)
         .get("default")

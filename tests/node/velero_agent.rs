@@ -11,9 +11,9 @@ use std::{collections::BTreeMap, time::Duration};
 
 use arca_api::{Restore, RestorePhase};
 use arca_e2e::{
-    eventually, kubectl, kubectl_apply,
-    operator::{Operator, create_location, restore_done, settings},
-    velero::{VELERO_NS, Velero, VeleroCluster, bucket_state, not_restored_event},
+    kubectl, kubectl_apply,
+    operator::restore_done,
+    velero::{ArcaReader, VELERO_NS, Velero, VeleroCluster, bucket_state, not_restored_event},
 };
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Api;
@@ -139,42 +139,9 @@ async fn velero_node_agent_copies_a_volume_that_arca_names_with_its_kopia_snapsh
     );
 
     // A second cluster, with no Velero, whose Arca reads Velero's prefix read-only.
-    let second = VeleroCluster::up("velnodemig", &suffix).await;
-    let target_env = second.env();
+    let reader = ArcaReader::start(&env, "velnodemig", &suffix, &prefix, &backup).await;
+    let target_env = reader.env();
     let target_client = target_env.client().await.expect("client");
-    kubectl(&target_env, &["create", "namespace", "arca-system"]);
-    create_location(
-        &env.env.s3,
-        &target_client,
-        "arca-system",
-        "from-velero",
-        &prefix,
-        &env.env.s3.endpoint,
-        &env.env.s3.bucket,
-        &env.env.s3.secret_access_key,
-    )
-    .await;
-    kubectl(
-        &target_env,
-        &[
-            "patch",
-            "absl",
-            "from-velero",
-            "-n",
-            "arca-system",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"accessMode":"ReadOnly"}}"#,
-        ],
-    );
-    let operator = Operator::start(&target_env, settings("arca-system")).await;
-    let backups: Api<arca_api::Backup> = Api::namespaced(target_client.clone(), "arca-system");
-    eventually(
-        "Velero's backup synced into the second cluster",
-        Duration::from_secs(60),
-        || async { backups.get_opt(&backup).await.ok().flatten() },
-    )
-    .await;
     kubectl_apply(
         &target_env,
         &format!(
@@ -214,8 +181,8 @@ async fn velero_node_agent_copies_a_volume_that_arca_names_with_its_kopia_snapsh
         named.contains("Kopia") && named.contains(&snapshot) && named.contains(&repository),
         "{named}"
     );
-    operator.stop().await;
-    drop(second);
+    reader.operator.stop().await;
+    drop(reader.cluster);
 
     // The data is there, as the Event says: the kopia CLI restores the snapshot from Velero's
     // repository (Velero's default password), byte for byte.
