@@ -284,6 +284,27 @@ pub async fn backup_done(
     .await
 }
 
+/// Waits until the storage sync made Backup `name` and wrote its status (the sync creates the
+/// object, then its status: the two arrive one after the other).
+pub async fn synced_backup(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Backup {
+    let api: Api<Backup> = Api::namespaced(client.clone(), namespace);
+    eventually(
+        &format!("backup {name} synced with its status"),
+        timeout,
+        || async {
+            let b = api.get_opt(name).await.ok()??;
+            b.status.as_ref()?.phase?;
+            Some(b)
+        },
+    )
+    .await
+}
+
 /// Waits until the restore reaches a terminal phase.
 pub async fn restore_done(
     client: &Client,

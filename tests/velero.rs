@@ -624,14 +624,8 @@ impl ArcaReader {
         let settings = crate::operator::settings("arca-system");
         let scratch = settings.scratch_dir.clone();
         let operator = crate::operator::Operator::start(&env, settings).await;
-        let backups: kube::Api<arca_api::Backup> =
-            kube::Api::namespaced(client.clone(), "arca-system");
-        crate::eventually(
-            "Velero's backup synced into the second cluster",
-            Duration::from_secs(60),
-            || async { backups.get_opt(backup).await.ok().flatten() },
-        )
-        .await;
+        crate::operator::synced_backup(&client, "arca-system", backup, Duration::from_secs(60))
+            .await;
         Self {
             operator,
             scratch,

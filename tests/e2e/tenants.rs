@@ -381,13 +381,7 @@ subjects: [{{kind: ServiceAccount, name: arca, namespace: {t}}}]
             .expect("an endpoint and bucket"),
     ];
     let operator = Operator::start(env, tenant_settings).await;
-    let backups: kube::Api<arca_api::Backup> = kube::Api::namespaced(client.clone(), t);
-    arca_e2e::eventually(
-        "the loaded backup to be synced into the tenant's namespace",
-        Duration::from_secs(60),
-        || async { backups.get_opt("loaded").await.ok()?.map(|_| ()) },
-    )
-    .await;
+    arca_e2e::operator::synced_backup(client, t, "loaded", Duration::from_secs(60)).await;
     kubectl_apply(
         env,
         &format!(

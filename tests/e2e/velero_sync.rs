@@ -21,7 +21,7 @@ use arca_api::{
 };
 use arca_e2e::{
     apply_fixture, eventually, kubectl, kubectl_apply,
-    operator::{Operator, restore_done, s3_location, settings},
+    operator::{Operator, restore_done, s3_location, settings, synced_backup},
 };
 use k8s_openapi::api::core::v1::Event;
 use kube::{Api, ResourceExt, api::ListParams};
@@ -111,12 +111,7 @@ async fn arca_lists_velero_backups_and_never_changes_them() {
     let operator = Operator::start(&env, settings(&arca)).await;
 
     let backups: Api<Backup> = Api::namespaced(client.clone(), &arca);
-    let synced = eventually(
-        "Velero's backup synced",
-        Duration::from_secs(60),
-        || async { backups.get_opt(&backup).await.ok().flatten() },
-    )
-    .await;
+    let synced = synced_backup(&client, &arca, &backup, Duration::from_secs(60)).await;
     assert!(synced.is_made_by_velero(), "{:?}", synced.metadata.labels);
     assert_eq!(
         synced
@@ -185,12 +180,7 @@ async fn arca_lists_velero_backups_and_never_changes_them() {
 
     // A deleted Backup object comes back, as Arca's own do.
     kubectl(&env, &["delete", "backups.arca.dev", &backup, "-n", &arca]);
-    let back = eventually(
-        "the Backup synced again",
-        Duration::from_secs(60),
-        || async { backups.get_opt(&backup).await.ok().flatten() },
-    )
-    .await;
+    let back = synced_backup(&client, &arca, &backup, Duration::from_secs(60)).await;
     assert!(back.is_made_by_velero());
 
     // A Restore of it that does not say it trusts the bucket: refused, nothing restored.

@@ -137,6 +137,9 @@ async fn by_phase(restore: Arc<Restore>, ctx: &Context) -> Result<Action, Error>
     let uid = restore.uid().unwrap_or_default();
     match phase {
         RestorePhase::New => {
+            if backup_status_on_its_way(&restore, ctx).await {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
             run_restore(&restore, ctx).await?;
             Ok(Action::await_change())
         }
@@ -170,6 +173,32 @@ async fn by_phase(restore: Arc<Restore>, ctx: &Context) -> Result<Action, Error>
         },
         _ => Ok(Action::await_change()),
     }
+}
+
+/// True while the named Backup was just created by the storage sync and its status (written
+/// right after, from `backup.json`) has not arrived: a Restore applied in that instant waits
+/// for it instead of failing with "backup is New".
+async fn backup_status_on_its_way(restore: &Restore, ctx: &Context) -> bool {
+    let Some(name) = restore
+        .spec
+        .backup_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+    else {
+        return false;
+    };
+    let backups: Api<Backup> =
+        Api::namespaced(ctx.client.clone(), &restore.namespace().unwrap_or_default());
+    let Ok(Some(backup)) = backups.get_opt(name).await else {
+        return false;
+    };
+    synced_without_status(&backup)
+}
+
+/// A Backup the storage sync made whose status write has not happened yet.
+fn synced_without_status(backup: &Backup) -> bool {
+    backup.labels().contains_key(labels::SYNCED_FROM_STORAGE)
+        && backup.status.as_ref().and_then(|s| s.phase).is_none()
 }
 
 /// Sets the `Completed` condition from the phase (every status write goes through here).

@@ -107,6 +107,7 @@ async fn a_restore_of_an_unfinished_backup_is_claimed_failed_validation() {
         restore(None, true),
         vec![
             Expect::new(Method::GET, BACKUP, running_backup()),
+            Expect::new(Method::GET, BACKUP, running_backup()),
             Expect::new(Method::PATCH, STATUS, object("Restore", OPERATOR_NS, "r1")),
             Expect::new(
                 Method::POST,
@@ -118,7 +119,7 @@ async fn a_restore_of_an_unfinished_backup_is_claimed_failed_validation() {
     )
     .await;
     assert_eq!(result.expect("reconciled"), Action::await_change());
-    let claim = &sent[1];
+    let claim = &sent[2];
     assert_eq!(claim["metadata"]["resourceVersion"], "41", "{claim}");
     assert_eq!(claim["status"]["phase"], "FailedValidation");
     assert!(
@@ -129,7 +130,7 @@ async fn a_restore_of_an_unfinished_backup_is_claimed_failed_validation() {
     );
     assert_eq!(claim["status"]["conditions"][0]["type"], "Completed");
     assert_eq!(claim["status"]["conditions"][0]["status"], "False");
-    assert_eq!(sent[2]["reason"], "FailedValidation");
+    assert_eq!(sent[3]["reason"], "FailedValidation");
     assert_eq!(outcomes(&ctx, "FailedValidation"), 1);
 }
 
@@ -140,12 +141,46 @@ async fn a_stale_new_restore_is_left_to_the_fresh_object() {
         restore(None, true),
         vec![
             Expect::new(Method::GET, BACKUP, running_backup()),
+            Expect::new(Method::GET, BACKUP, running_backup()),
             Expect::conflict(Method::PATCH, STATUS),
         ],
         |_| {},
     )
     .await;
     assert_eq!(result.expect("reconciled"), Action::await_change());
+    assert_eq!(outcomes(&ctx, "FailedValidation"), 0);
+}
+
+/// The storage sync creates a Backup, then writes its status: a Restore applied in between
+/// waits for the status instead of failing with "backup is New".
+#[tokio::test]
+async fn a_restore_of_a_backup_synced_an_instant_ago_waits_for_its_status() {
+    let mut synced = Backup::new("b1", BackupSpec::default());
+    synced.metadata.namespace = Some(OPERATOR_NS.into());
+    synced.metadata.labels = Some(
+        [(labels::SYNCED_FROM_STORAGE.to_string(), "true".to_string())]
+            .into_iter()
+            .collect(),
+    );
+    let (result, sent, ctx) = run(
+        restore(None, true),
+        vec![Expect::new(
+            Method::GET,
+            BACKUP,
+            serde_json::to_value(synced).expect("json"),
+        )],
+        |_| {},
+    )
+    .await;
+    assert_eq!(
+        result.expect("reconciled"),
+        Action::requeue(std::time::Duration::from_secs(1))
+    );
+    assert_eq!(
+        sent,
+        vec![Value::Null],
+        "only the Backup read, nothing written"
+    );
     assert_eq!(outcomes(&ctx, "FailedValidation"), 0);
 }
 
