@@ -103,6 +103,37 @@ pub struct BackupSpec {
     /// has its own fields in it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uploader_config: Option<UploaderConfig>,
+    /// Take a CSI snapshot (`snapshot.storage.k8s.io/v1` VolumeSnapshot) of each backed-up
+    /// PersistentVolumeClaim bound to a CSI volume, unless its data is copied by the node
+    /// agent (annotations, `defaultVolumesToFsBackup`) or a resource policy decides
+    /// otherwise. Unset: snapshot where a VolumeSnapshotClass exists for the driver, and warn
+    /// where none does; `true`: a claim that cannot be snapshotted is an error of the
+    /// backup; `false`: no snapshot. The class: the claim's annotation
+    /// `velero.io/csi-volumesnapshot-class` (or `backup.arca.dev/...`), then this Backup's
+    /// annotation `velero.io/csi-volumesnapshot-class_<driver>`, then the driver's class
+    /// labelled `velero.io/csi-volumesnapshot-class: "true"` (or `arca.dev/...`), then its
+    /// default class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_volumes: Option<bool>,
+    /// Copy each CSI snapshot's data into the bucket (Velero's data mover). Not supported
+    /// yet: `true` fails validation, saying so; use `defaultVolumesToFsBackup` to have the
+    /// node agent copy the volumes' files into the bucket instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_move_data: Option<bool>,
+    /// How long a CSI snapshot may take to become ready (`10m` when unset); past it the
+    /// snapshot is deleted and its claim named in the backup's errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csi_snapshot_timeout: Option<Duration>,
+    /// Velero's bound on asynchronous item operations (data movement), `4h` when unset.
+    /// Accepted for compatibility; Arca has no asynchronous operation that it bounds yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_operation_timeout: Option<Duration>,
+    /// Velero's VolumeSnapshotLocations, for its cloud providers' snapshot plugins. Arca
+    /// takes CSI snapshots only and has no such locations: a non-empty list is a warning of
+    /// the backup, and the claims are snapshotted through CSI where they can be.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub volume_snapshot_locations: Vec<String>,
 }
 
 /// Settings of the pod volume data copy.
@@ -222,6 +253,12 @@ pub struct BackupStatus {
     /// Bytes of manifests written (compressed archive size).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive_bytes: Option<u64>,
+    /// CSI VolumeSnapshots the backup created (Velero's field name).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub csi_volume_snapshots_attempted: u32,
+    /// Of those, the ones that became ready and are recorded in the backup.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub csi_volume_snapshots_completed: u32,
     /// Conditions, as the Kubernetes API conventions ask: `Completed` (True when the backup ended Completed; False with the phase as reason and why as message otherwise).
     /// `kubectl wait --for=condition=Completed backup/<name>` waits on it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -276,4 +313,8 @@ impl Backup {
             .and_then(|l| l.get(crate::labels::MADE_BY))
             .is_some_and(|v| v == crate::labels::MADE_BY_VELERO)
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

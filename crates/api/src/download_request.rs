@@ -57,6 +57,8 @@ pub enum DownloadTargetKind {
     BackupIndex,
     /// `volumes.json` of a backup: its pod volume snapshots.
     BackupVolumes,
+    /// `csi-snapshots.json` of a backup: its claims' CSI snapshots.
+    BackupCsiSnapshots,
     /// `logs.jsonl.zst` of a restore.
     RestoreLog,
     /// `results.json` of a restore.

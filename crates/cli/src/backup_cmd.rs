@@ -321,6 +321,12 @@ async fn describe(ctx: &Ctx, b: &Backup) -> anyhow::Result<()> {
         "Hooks:        {} attempted, {} failed",
         hooks.hooks_attempted, hooks.hooks_failed
     );
+    if s.csi_volume_snapshots_attempted > 0 {
+        println!(
+            "CSI snapshots: {} of {} ready and kept",
+            s.csi_volume_snapshots_completed, s.csi_volume_snapshots_attempted
+        );
+    }
     println!("Errors:       {}", s.errors);
     println!("Warnings:     {}", s.warnings);
     if s.errors + s.warnings > 0 && s.phase.is_some_and(|p| p.is_terminal()) {
@@ -358,7 +364,8 @@ async fn print_details(ctx: &Ctx, b: &Backup) -> anyhow::Result<()> {
     .context("reading the backup's index")?;
     drop(out);
     println!("  ({count} items)");
-    println!("\nPod volume snapshots:");
+    print_csi_snapshots(ctx, b).await?;
+    println!("\nPod volume snapshots (files copied by the node agent):");
     let volumes = match files::print_json(ctx, DownloadTargetKind::BackupVolumes, &name).await {
         Ok(json) => serde_json::from_value::<arca_store::archive::VolumeSnapshots>(json)
             .context("reading volumes.json")?,
@@ -388,6 +395,54 @@ async fn print_details(ctx: &Ctx, b: &Backup) -> anyhow::Result<()> {
     }
     if volumes.snapshots.is_empty() {
         println!("  none");
+    }
+    Ok(())
+}
+
+/// The claims snapshotted through CSI (their data stays in the storage system).
+async fn print_csi_snapshots(ctx: &Ctx, b: &Backup) -> anyhow::Result<()> {
+    println!("\nCSI snapshots (kept in the storage system until the backup is deleted):");
+    let attempted = b
+        .status
+        .as_ref()
+        .map(|s| s.csi_volume_snapshots_attempted)
+        .unwrap_or_default();
+    let completed = b
+        .status
+        .as_ref()
+        .map(|s| s.csi_volume_snapshots_completed)
+        .unwrap_or_default();
+    if attempted == 0 {
+        println!("  none");
+        return Ok(());
+    }
+    if completed == 0 {
+        println!("  none ready ({attempted} failed: see the errors above)");
+        return Ok(());
+    }
+    let json = files::print_json(ctx, DownloadTargetKind::BackupCsiSnapshots, &b.name_any())
+        .await
+        .context("reading the backup's csi-snapshots.json")?;
+    let snapshots: arca_store::archive::CsiSnapshots =
+        serde_json::from_value(json).context("reading csi-snapshots.json")?;
+    for s in &snapshots.snapshots {
+        println!(
+            "  claim {}/{} (volume {}): snapshot {} of {}, class {}, content {}{}",
+            s.namespace,
+            s.claim,
+            s.volume,
+            s.snapshot_handle,
+            s.driver,
+            s.snapshot_class,
+            s.content,
+            s.restore_size
+                .map(|b| format!(", {b} bytes"))
+                .unwrap_or_default()
+        );
+    }
+    let failed = attempted as usize - snapshots.snapshots.len().min(attempted as usize);
+    if failed > 0 {
+        println!("  ({failed} failed: see the errors above)");
     }
     Ok(())
 }

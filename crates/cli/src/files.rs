@@ -135,6 +135,7 @@ fn object_key(kind: DownloadTargetKind, name: &str) -> String {
         DownloadTargetKind::BackupResults => Layout::backup_results(name),
         DownloadTargetKind::BackupIndex => Layout::backup_index(name),
         DownloadTargetKind::BackupVolumes => Layout::backup_volumes(name),
+        DownloadTargetKind::BackupCsiSnapshots => Layout::backup_csi_snapshots(name),
         DownloadTargetKind::RestoreLog => Layout::restore_logs(name),
         DownloadTargetKind::RestoreResults => Layout::restore_results(name),
         DownloadTargetKind::RestoreItems => Layout::restore_items(name),
@@ -151,7 +152,8 @@ async fn location_keys(ctx: &Ctx, kind: DownloadTargetKind, name: &str) -> Optio
         | DownloadTargetKind::BackupContents
         | DownloadTargetKind::BackupResults
         | DownloadTargetKind::BackupIndex
-        | DownloadTargetKind::BackupVolumes => name.to_string(),
+        | DownloadTargetKind::BackupVolumes
+        | DownloadTargetKind::BackupCsiSnapshots => name.to_string(),
         DownloadTargetKind::RestoreLog
         | DownloadTargetKind::RestoreResults
         | DownloadTargetKind::RestoreItems => {

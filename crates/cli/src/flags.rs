@@ -58,6 +58,14 @@ pub struct BackupFlags {
     /// in its namespace, else the operator's `--default-service-account`).
     #[arg(long)]
     pub service_account_name: Option<String>,
+    /// CSI snapshots of the claims backed up: `true` (an error for a claim that cannot be
+    /// snapshotted), `false` (none). Default: where a VolumeSnapshotClass exists, warning
+    /// for the others.
+    #[arg(long)]
+    pub snapshot_volumes: Option<bool>,
+    /// How long a CSI snapshot may take to become ready (default `10m`).
+    #[arg(long)]
+    pub csi_snapshot_timeout: Option<Duration>,
 }
 
 impl BackupFlags {
@@ -88,6 +96,8 @@ impl BackupFlags {
             uploader_config: self.volume_compression.map(|c| UploaderConfig {
                 compression: Some(c),
             }),
+            snapshot_volumes: self.snapshot_volumes,
+            csi_snapshot_timeout: self.csi_snapshot_timeout,
             ..BackupSpec::default()
         })
     }

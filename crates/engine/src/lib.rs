@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod catalogue;
+pub mod csi;
 pub mod exec;
 pub mod filters;
 pub mod hooks;

@@ -399,9 +399,9 @@ async fn delete_backup(ctx: &Context, backup: &Backup) -> Vec<String> {
                 )];
             }
         };
-        let volumes = match metadata {
+        let volumes = match &metadata {
             Some(metadata) => {
-                arca_store::archive::read_volume_snapshots(store.as_ref(), &name, &metadata).await
+                arca_store::archive::read_volume_snapshots(store.as_ref(), &name, metadata).await
             }
             None => Ok(Default::default()),
         };
@@ -413,6 +413,20 @@ async fn delete_backup(ctx: &Context, backup: &Backup) -> Vec<String> {
                 )];
             }
         };
+        let csi = match &metadata {
+            Some(metadata) => {
+                arca_store::archive::read_csi_snapshots(store.as_ref(), &name, metadata).await
+            }
+            None => Ok(Default::default()),
+        };
+        let csi = match csi {
+            Ok(csi) => csi,
+            Err(e) => {
+                return vec![format!(
+                    "reading csi-snapshots.json of {name}: {e}; nothing was deleted"
+                )];
+            }
+        };
         let backups = arca_store::BackupStore::new(store.as_ref());
         if let Err(e) = backups.retract(&name).await {
             return vec![format!(
@@ -421,7 +435,8 @@ async fn delete_backup(ctx: &Context, backup: &Backup) -> Vec<String> {
         }
         // The volume snapshots go before volumes.json, which names them: a failure here
         // leaves it for the next DeleteBackupRequest.
-        let errors = forget_volumes(ctx, &location, &volumes).await;
+        let mut errors = forget_volumes(ctx, &location, &volumes).await;
+        errors.extend(delete_csi_snapshots(ctx, backup, &csi).await);
         if !errors.is_empty() {
             return errors;
         }
@@ -453,6 +468,39 @@ async fn delete_backup(ctx: &Context, backup: &Backup) -> Vec<String> {
         Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
         Err(e) => vec![format!("deleting the Backup object {name}: {e}")],
     }
+}
+
+/// Deletes the CSI snapshots the backup kept (their VolumeSnapshotContents). Returns what
+/// failed.
+async fn delete_csi_snapshots(
+    ctx: &Context,
+    backup: &Backup,
+    csi: &arca_store::archive::CsiSnapshots,
+) -> Vec<String> {
+    let name = backup.name_any();
+    let namespace = backup.namespace().unwrap_or_default();
+    let mut errors = Vec::new();
+    for record in &csi.snapshots {
+        match arca_engine::csi::delete::delete_snapshot(&ctx.client, &name, &namespace, record)
+            .await
+        {
+            Ok(arca_engine::csi::delete::Deleted::Snapshot) => tracing::info!(
+                backup = %name,
+                "deleted the CSI snapshot of claim {}/{} (VolumeSnapshotContent {})",
+                record.namespace, record.claim, record.content
+            ),
+            Ok(arca_engine::csi::delete::Deleted::Absent) => tracing::info!(
+                backup = %name,
+                "the CSI snapshot of claim {}/{} has no VolumeSnapshotContent {} in this cluster: left to the cluster that made it",
+                record.namespace, record.claim, record.content
+            ),
+            Err(e) => errors.push(format!(
+                "the CSI snapshot of claim {}/{}: {e}",
+                record.namespace, record.claim
+            )),
+        }
+    }
+    errors
 }
 
 /// Forgets the backup's volume snapshots and prunes each repository. Returns what failed.

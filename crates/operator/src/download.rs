@@ -89,6 +89,7 @@ async fn url_for(ctx: &Context, request: &DownloadRequest) -> Result<String, Str
             | DownloadTargetKind::BackupResults
             | DownloadTargetKind::BackupIndex
             | DownloadTargetKind::BackupVolumes
+            | DownloadTargetKind::BackupCsiSnapshots
     );
     let backup_name = if backup_kind {
         target.name.clone()
@@ -133,6 +134,7 @@ async fn url_for(ctx: &Context, request: &DownloadRequest) -> Result<String, Str
         DownloadTargetKind::BackupResults => Layout::backup_results(&target.name),
         DownloadTargetKind::BackupIndex => Layout::backup_index(&target.name),
         DownloadTargetKind::BackupVolumes => Layout::backup_volumes(&target.name),
+        DownloadTargetKind::BackupCsiSnapshots => Layout::backup_csi_snapshots(&target.name),
         DownloadTargetKind::RestoreLog => Layout::restore_logs(&target.name),
         DownloadTargetKind::RestoreResults => Layout::restore_results(&target.name),
         DownloadTargetKind::RestoreItems => Layout::restore_items(&target.name),

@@ -50,6 +50,9 @@ impl Layout {
     pub fn backup_volumes(name: &str) -> String {
         format!("backups/{name}/volumes.json")
     }
+    pub fn backup_csi_snapshots(name: &str) -> String {
+        format!("backups/{name}/csi-snapshots.json")
+    }
     pub fn restore_dir(name: &str) -> String {
         format!("restores/{name}/")
     }

@@ -175,6 +175,15 @@ fn rbac(ns: &str) -> Vec<Value> {
             ]),
         ),
         binding("arca-restore-writer"),
+        // CSI snapshots: a backup removes the VolumeSnapshot it made once its content is
+        // kept, and a failed one with its content; a deleted backup deletes its contents.
+        cluster_role(
+            "arca-csi-snapshots",
+            json!([
+                {"apiGroups": ["snapshot.storage.k8s.io"], "resources": ["volumesnapshots", "volumesnapshotcontents"], "verbs": ["delete"]}
+            ]),
+        ),
+        binding("arca-csi-snapshots"),
         // Arca's own resources, their status, and Events about them.
         cluster_role(
             "arca-operator",

@@ -9,6 +9,7 @@ pub mod ordered;
 pub mod plan;
 pub mod policies;
 mod related;
+mod snapshots;
 mod volume_policy;
 pub mod volumes;
 
@@ -65,6 +66,11 @@ pub struct BackupRequest {
     /// Where pod volume data goes, or why it cannot go anywhere (volumes asked for then
     /// get an error each, and no data).
     pub volumes: Result<crate::pod_volumes::VolumeJob, String>,
+    /// The Backup's annotations (`velero.io/csi-volumesnapshot-class_<driver>`).
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// The operator's own client, for the cluster-scoped objects of CSI snapshots
+    /// (VolumeSnapshotClasses, VolumeSnapshotContents, the claims' PersistentVolumes).
+    pub operator_client: crate::csi::OperatorClient,
 }
 
 /// Tuning.
@@ -94,6 +100,9 @@ pub struct BackupOutcome {
     pub resource_types: usize,
     /// Hooks run and failed, pre and post.
     pub hooks: arca_api::HookStatus,
+    /// CSI VolumeSnapshots created, and of those ready and recorded.
+    pub csi_snapshots_attempted: u32,
+    pub csi_snapshots_completed: u32,
 }
 
 /// Why a backup could not be made.
@@ -122,6 +131,11 @@ pub fn validate(spec: &BackupSpec, tenant: Option<&str>) -> Vec<String> {
     push(NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces).map(|_| ()));
     push(LabelFilter::new(spec.label_selector.as_ref(), &spec.or_label_selectors).map(|_| ()));
     problems.extend(ordered::validate(&spec.ordered_resources));
+    if spec.snapshot_move_data == Some(true) {
+        problems.push(
+            "snapshotMoveData: true (moving CSI snapshot data into the bucket) is not supported yet: remove it to keep the snapshots in the storage system, or use defaultVolumesToFsBackup: true to have the node agent copy the volumes' files into the bucket".into(),
+        );
+    }
     if let Some(reference) = &spec.resource_policy
         && !reference.kind.eq_ignore_ascii_case("configmap")
     {
@@ -404,10 +418,41 @@ pub async fn run(
         }
         None => requests,
     };
-    let mut volumes_file = None;
-    if listed.is_ok() && !requests.is_empty() {
-        volumes_file = back_up_volumes(store, request, requests, &collector, &log).await?;
-    }
+    // Claims are snapshotted while the pod volumes are copied; a claim whose files a pod
+    // volume copy takes is not snapshotted too.
+    let copied = requests
+        .iter()
+        .filter_map(|r| r.claim.clone().map(|c| (r.namespace.clone(), c)))
+        .collect();
+    let claims_written = collector
+        .related
+        .lock()
+        .map(|r| r.claims_written.clone())
+        .map_err(|_| BackupError::Internal("related items lock poisoned".into()))?;
+    let (volumes_file, csi) = if listed.is_ok() {
+        let copies = async {
+            if requests.is_empty() {
+                return Ok(None);
+            }
+            back_up_volumes(store, request, requests, &collector, &log).await
+        };
+        let snapshots = snapshots::snapshot_claims(
+            &client,
+            store,
+            request,
+            snapshots::Claims {
+                written: claims_written,
+                copied,
+            },
+            policies.as_ref(),
+            &collector,
+            &log,
+        );
+        let (copies, snapshots) = futures::join!(copies, snapshots);
+        (copies?, snapshots?)
+    } else {
+        (None, snapshots::SnapshotsWritten::default())
+    };
     // Post hooks once everything of the pods is written (pods left out by a failed pre hook
     // get none).
     let post = hooks::run(
@@ -446,6 +491,10 @@ pub async fn run(
         stats.volumes_bytes = Some(bytes);
         stats.volumes_sha256 = Some(sha256);
     }
+    if let Some((bytes, sha256)) = csi.file {
+        stats.csi_snapshots_bytes = Some(bytes);
+        stats.csi_snapshots_sha256 = Some(sha256);
+    }
     let results_json =
         serde_json::to_vec_pretty(&results).map_err(|e| BackupError::Internal(e.to_string()))?;
     store
@@ -466,6 +515,8 @@ pub async fn run(
         results,
         resource_types: resource_types.len(),
         hooks: hook_status,
+        csi_snapshots_attempted: csi.attempted,
+        csi_snapshots_completed: csi.completed,
     })
 }
 

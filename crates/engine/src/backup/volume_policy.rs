@@ -18,7 +18,7 @@ use crate::runlog::RunLog;
 type ClaimFacts = Result<VolumeFacts, String>;
 
 /// The volumes whose data is backed up, of `candidates`.
-pub async fn choose(
+pub(crate) async fn choose(
     client: &Client,
     policies: &ResourcePolicies,
     candidates: Vec<VolumeRequest>,
@@ -65,10 +65,14 @@ pub async fn choose(
                 log.info(format!("{what}: skipped by the resource policy"));
             }
             Some(VolumeAction::FsBackup) => chosen.push(request),
+            // A claim's snapshot is taken with the other claims' (crate::csi); a volume of
+            // another kind cannot be snapshotted: its files are copied, as the closest
+            // thing to what was asked.
+            Some(VolumeAction::Snapshot) if request.claim.is_some() => {}
             Some(VolumeAction::Snapshot) => {
                 collector.record_warning(
                     Some(&ns),
-                    format!("{what}: the resource policy asks for a snapshot; this version of Arca copies its files instead"),
+                    format!("{what}: the resource policy asks for a snapshot, and only PersistentVolumeClaims can be snapshotted: its files are copied instead"),
                 );
                 chosen.push(request);
             }
@@ -81,12 +85,42 @@ pub async fn choose(
 
 /// The facts of claim `name` in `namespace` and of its PersistentVolume.
 async fn claim_facts(client: &Client, namespace: &str, name: &str) -> ClaimFacts {
+    let (claim, pv) = read_claim(client, client, namespace, name).await?;
+    facts_of(&claim, pv.as_ref())
+}
+
+/// Claim `name` of `namespace` (read with `client`) and the PersistentVolume it is bound to
+/// (read with `volumes_client`; None when unbound or gone).
+pub(crate) async fn read_claim(
+    client: &Client,
+    volumes_client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(PersistentVolumeClaim, Option<PersistentVolume>), String> {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
     let claim = claims
         .get_opt(name)
         .await
         .map_err(|e| format!("reading it: {e}"))?
         .ok_or_else(|| "it does not exist".to_string())?;
+    let bound = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .filter(|v| !v.is_empty());
+    let Some(volume) = bound else {
+        return Ok((claim, None));
+    };
+    let volumes: Api<PersistentVolume> = Api::all(volumes_client.clone());
+    let pv = volumes
+        .get_opt(&volume)
+        .await
+        .map_err(|e| format!("reading its volume {volume}: {e}"))?;
+    Ok((claim, pv))
+}
+
+/// What resource policies look at, of a claim and its volume.
+pub(crate) fn facts_of(claim: &PersistentVolumeClaim, pv: Option<&PersistentVolume>) -> ClaimFacts {
     let spec = claim.spec.clone().unwrap_or_default();
     let mut facts = VolumeFacts {
         storage_class: spec.storage_class_name.clone(),
@@ -97,18 +131,11 @@ async fn claim_facts(client: &Client, namespace: &str, name: &str) -> ClaimFacts
         volume_type: "persistentVolumeClaim".into(),
         ..VolumeFacts::default()
     };
-    let Some(volume) = spec.volume_name.filter(|v| !v.is_empty()) else {
+    let Some(pv) = pv else {
         return Ok(facts);
     };
-    let volumes: Api<PersistentVolume> = Api::all(client.clone());
-    let Some(pv) = volumes
-        .get_opt(&volume)
-        .await
-        .map_err(|e| format!("reading its volume {volume}: {e}"))?
-    else {
-        return Ok(facts);
-    };
-    let pv_spec = pv.spec.unwrap_or_default();
+    let volume = pv.metadata.name.clone().unwrap_or_default();
+    let pv_spec = pv.spec.clone().unwrap_or_default();
     if let Some(size) = pv_spec.capacity.as_ref().and_then(|c| c.get("storage")) {
         facts.capacity = Some(quantity(&size.0).map_err(|e| format!("volume {volume}: {e}"))?);
     }

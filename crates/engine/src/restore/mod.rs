@@ -48,6 +48,9 @@ pub struct RestoreRequest {
     /// that this restore cannot bring back (a Velero backup's volume data, items its reader
     /// refused). Each is reported if its namespace is restored.
     pub notices: Vec<Notice>,
+    /// The operator's own client: the VolumeSnapshotContents of claims restored from their
+    /// CSI snapshots (cluster-scoped).
+    pub operator_client: crate::csi::OperatorClient,
 }
 
 /// A warning known before the run: about a namespace of the backup (None: the backup as a

@@ -99,6 +99,8 @@ pub(super) async fn execute(
             )
             .await
             .map_err(|e| e.to_string()),
+        annotations: backup.annotations().clone(),
+        operator_client: arca_engine::csi::OperatorClient(ctx.client.clone()),
     };
     let outcome = match log {
         Ok((log, writer)) => {
@@ -134,6 +136,8 @@ pub(super) async fn execute(
             if outcome.hooks.hooks_attempted > 0 {
                 status.hook_status = Some(outcome.hooks.clone());
             }
+            status.csi_volume_snapshots_attempted = outcome.csi_snapshots_attempted;
+            status.csi_volume_snapshots_completed = outcome.csi_snapshots_completed;
             status.phase = Some(if status.errors > 0 {
                 BackupPhase::PartiallyFailed
             } else {

@@ -112,6 +112,7 @@ pub(super) async fn execute(
         volumes,
         restore_helper_image: ctx.settings.restore_helper_image.clone(),
         notices,
+        operator_client: arca_engine::csi::OperatorClient(ctx.client.clone()),
     };
     let outcome = match RunLog::create(output, &Layout::restore_logs(&name), &name).await {
         Ok((log, writer)) => {

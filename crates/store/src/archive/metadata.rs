@@ -23,6 +23,12 @@ pub struct ArchiveStats {
     /// Hex sha256 of `volumes.json`, when the backup wrote one (format 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volumes_sha256: Option<String>,
+    /// Size of `csi-snapshots.json`, when the backup wrote one (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csi_snapshots_bytes: Option<u64>,
+    /// Hex sha256 of `csi-snapshots.json`, when the backup wrote one (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csi_snapshots_sha256: Option<String>,
 }
 
 /// How a backup's objects are encrypted.

@@ -10,6 +10,7 @@
 //! `index.jsonl.zst` has one [`IndexEntry`] per item: identity, path, size, sha256, and the
 //! byte range of its frame.
 
+mod csi;
 mod frame;
 mod jsonl;
 mod metadata;
@@ -19,6 +20,7 @@ mod verified_index;
 mod volumes;
 mod writer;
 
+pub use csi::{CSI_SNAPSHOTS_LIMIT, CsiSnapshot, CsiSnapshots, read_csi_snapshots};
 pub use frame::{
     ArchivedItem, EncodedFrame, FRAME_TARGET_BYTES, FrameRef, Item, decode_frame, encode_frames,
     end_frame, item_path,

@@ -66,30 +66,55 @@ pub async fn read_volume_snapshots(
     backup: &str,
     metadata: &super::BackupMetadata,
 ) -> Result<VolumeSnapshots, StoreError> {
-    let key = Layout::backup_volumes(backup);
-    let bytes = match store.get_bounded(&key, VOLUMES_LIMIT).await {
+    let stats = &metadata.stats;
+    let sealed = metadata
+        .is_sealed()
+        .then_some((stats.volumes_sha256.as_deref(), stats.volumes_bytes));
+    read_sealed_json(
+        store,
+        &Layout::backup_volumes(backup),
+        VOLUMES_LIMIT,
+        sealed,
+        "volume data",
+    )
+    .await
+    .map(Option::unwrap_or_default)
+}
+
+/// Reads a JSON file of a backup that `backup.json` may seal: `sealed` is None for an
+/// unsealed backup (format 1), else the sha256 and size the seal holds for it (None when the
+/// seal names no such file). None when the file is absent and the seal names none.
+pub(crate) async fn read_sealed_json<T: serde::de::DeserializeOwned>(
+    store: &dyn ObjectStore,
+    key: &str,
+    limit: u64,
+    sealed: Option<(Option<&str>, Option<u64>)>,
+    what: &str,
+) -> Result<Option<T>, StoreError> {
+    let key = key.to_string();
+    let bytes = match store.get_bounded(&key, limit).await {
         Ok(bytes) => bytes,
         Err(e) if e.is_not_found() => {
-            if metadata.is_sealed() && metadata.stats.volumes_sha256.is_some() {
+            if let Some((Some(_), _)) = sealed {
                 return Err(StoreError::Unauthentic {
                     key,
                     detail: "the backup's seal names it, but it is gone".into(),
                 });
             }
-            return Ok(VolumeSnapshots::default());
+            return Ok(None);
         }
         Err(e) => return Err(e),
     };
-    if metadata.is_sealed() {
-        let stats = &metadata.stats;
+    if let Some(seal) = sealed {
         let sha = hex::encode(Sha256::digest(&bytes));
-        match (&stats.volumes_sha256, stats.volumes_bytes) {
-            (Some(want), Some(size)) if *want == sha && size == bytes.len() as u64 => {}
+        match seal {
+            (Some(want), Some(size)) if want == sha && size == bytes.len() as u64 => {}
             (None, _) => {
                 return Err(StoreError::Unauthentic {
                     key,
-                    detail: "the backup's seal names no volume data: someone else put it there"
-                        .into(),
+                    detail: format!(
+                        "the backup's seal names no {what}: someone else put it there"
+                    ),
                 });
             }
             _ => {
@@ -102,8 +127,10 @@ pub async fn read_volume_snapshots(
             }
         }
     }
-    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-        key,
-        detail: e.to_string(),
-    })
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt {
+            key,
+            detail: e.to_string(),
+        })
 }

@@ -99,6 +99,8 @@ impl ArchiveWriter {
             index_sha256,
             volumes_bytes: None,
             volumes_sha256: None,
+            csi_snapshots_bytes: None,
+            csi_snapshots_sha256: None,
         })
     }
 

@@ -45,6 +45,18 @@ impl Run<'_> {
         {
             return skip(why.to_string());
         }
+        if gr == "persistentvolumes"
+            && let Some(s) = self
+                .csi_snapshots
+                .snapshots
+                .iter()
+                .find(|s| s.volume == entry.name)
+        {
+            return skip(format!(
+                "claim {}/{} is restored from its CSI snapshot, onto a new volume",
+                s.namespace, s.claim
+            ));
+        }
         let status = if (self.status_of)(&gr) {
             object.get("status").cloned()
         } else {
@@ -62,6 +74,11 @@ impl Run<'_> {
             return fail(e);
         }
         self.transform.apply(&gr, &mut object, false);
+        if gr == "persistentvolumeclaims"
+            && let Err(e) = self.claim_from_snapshot(entry, &mut object).await
+        {
+            return fail(e);
+        }
         inject_init_containers(&mut object, &hooks.init_containers);
         if let Some(helper) = &self.restore_helper
             && !snapshots.is_empty()
@@ -83,6 +100,41 @@ impl Run<'_> {
             }
         }
         Some(applied)
+    }
+
+    /// Points a claim the backup has a CSI snapshot of at that snapshot (the content and
+    /// VolumeSnapshot made first). A claim that exists already is left to the existing
+    /// resource policy: nothing is made for it.
+    async fn claim_from_snapshot(&self, entry: &IndexEntry, object: &mut Value) -> Result<(), String> {
+        let ns = entry.namespace.as_deref().unwrap_or_default();
+        let Some(record) = self.csi_snapshots.of_claim(ns, &entry.name) else {
+            return Ok(());
+        };
+        let target = self.transform.target_namespace(ns).to_string();
+        let claims: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+            kube::Api::namespaced(self.client.clone(), &target);
+        if claims
+            .get_opt(&entry.name)
+            .await
+            .map_err(|e| format!("reading claim {target}/{}: {e}", entry.name))?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let job = crate::csi::restore::RestoreJob {
+            run_client: &self.client,
+            operator: &self.operator,
+            restore: &self.transform.restore_name,
+            restore_uid: &self.uid,
+            dry_run: self.applier.dry_run,
+        };
+        let snapshot =
+            crate::csi::restore::provision_from_snapshot(job, record, &target, object).await?;
+        self.log.info(format!(
+            "claim {target}/{}: provisioned from CSI snapshot {} (VolumeSnapshot {snapshot})",
+            entry.name, record.snapshot_handle
+        ));
+        Ok(())
     }
 
     pub(super) async fn write(

@@ -105,6 +105,12 @@ struct Run<'a> {
     pending_hooks: Mutex<Vec<(String, String, Vec<ExecAfterRestore>)>>,
     /// The pod volume snapshots of the backup (`volumes.json`).
     volume_snapshots: VolumeSnapshots,
+    /// The CSI snapshots of the backup's claims (`csi-snapshots.json`).
+    csi_snapshots: arca_store::archive::CsiSnapshots,
+    /// The operator's own client (the contents of CSI snapshots).
+    operator: Client,
+    /// The Restore's uid.
+    uid: String,
     /// Recreated pods whose volumes wait for their data.
     pending_volumes: Mutex<Vec<PodToFill>>,
     /// `restorePVs`: fill the recreated pods' volumes.
@@ -208,6 +214,13 @@ pub async fn run(
         )
         .map_err(corrupt)?;
     }
+    let csi_snapshots =
+        arca_store::archive::read_csi_snapshots(store, &request.backup_name, metadata)
+            .await
+            .map_err(corrupt)?;
+    if let Some(ns) = tenant {
+        foreign_snapshot(ns, &request.backup_name, &csi_snapshots).map_err(corrupt)?;
+    }
     let namespaces = NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces)
         .map_err(|e| RestoreError::Invalid(vec![e.to_string()]))?;
     let transform = Transform {
@@ -285,6 +298,9 @@ pub async fn run(
         hooks: spec.hooks.clone(),
         pending_hooks: Mutex::new(Vec::new()),
         volume_snapshots,
+        csi_snapshots,
+        operator: request.operator_client.0.clone(),
+        uid: request.uid.clone(),
         pending_volumes: Mutex::new(Vec::new()),
         restore_volumes: spec.restore_p_vs.unwrap_or(true),
         restore_helper: match (&request.restore_helper_image, &request.volumes) {
@@ -329,7 +345,13 @@ pub async fn run(
         if spec.dry_run { " as a dry run" } else { "" },
         plan.cluster_left_out
     ));
-    run.transform.restored_volumes = plan.volumes.clone();
+    // A claim restored from its CSI snapshot gets a new volume: its old one is not restored.
+    run.transform.restored_volumes = plan
+        .volumes
+        .iter()
+        .filter(|v| !run.csi_snapshots.snapshots.iter().any(|s| &s.volume == *v))
+        .cloned()
+        .collect();
     run.related_roles = run.related_cluster_roles(&plan).await;
     let total = plan.total;
     for tier in Tier::ALL {
@@ -406,6 +428,26 @@ fn pair(
                 })
                 .collect()
         }
+    }
+}
+
+/// Refuses, for a tenant's restore, CSI snapshots of claims of another namespace: the backup
+/// was made in the tenant's namespace and can hold none (defence in depth: the seal already
+/// keeps anyone from adding them).
+fn foreign_snapshot(
+    tenant: &str,
+    backup: &str,
+    snapshots: &arca_store::archive::CsiSnapshots,
+) -> Result<(), arca_store::StoreError> {
+    match snapshots.snapshots.iter().find(|s| s.namespace != tenant) {
+        None => Ok(()),
+        Some(s) => Err(arca_store::StoreError::Unauthentic {
+            key: Layout::backup_csi_snapshots(backup),
+            detail: format!(
+                "it names the snapshot of claim {}/{}, outside namespace {tenant}: nothing is restored",
+                s.namespace, s.claim
+            ),
+        }),
     }
 }
 
