@@ -73,7 +73,13 @@ impl Scenario {
     /// Namespaces, prefix and location, no operator yet (a test that fills the cluster
     /// first, or runs `arca server` itself).
     pub async fn prepare(tag: &str) -> Self {
-        let scenario = Self::without_location(tag).await;
+        Self::prepare_on(env(), tag).await
+    }
+
+    /// As [`Scenario::prepare`], in `env` (the real node's environment) instead of the shared
+    /// one.
+    pub async fn prepare_on(env: &'static TestEnv, tag: &str) -> Self {
+        let scenario = Self::without_location_on(env, tag).await;
         s3_location(
             scenario.env,
             &scenario.client,
@@ -126,8 +132,19 @@ impl Scenario {
         scenario
     }
 
+    /// As [`Scenario::start`], in `env` (the real node's environment) instead of the shared
+    /// one.
+    pub async fn start_on(env: &'static TestEnv, tag: &str) -> Self {
+        let mut scenario = Self::prepare_on(env, tag).await;
+        scenario.start_operator().await;
+        scenario
+    }
+
     async fn without_location(tag: &str) -> Self {
-        let env = env();
+        Self::without_location_on(env(), tag).await
+    }
+
+    async fn without_location_on(env: &'static TestEnv, tag: &str) -> Self {
         let client = env.client().await.expect("client");
         let arca = env.namespace("arca").await.expect("namespace");
         let app = env.namespace(tag).await.expect("namespace");

@@ -6,6 +6,7 @@
 //! of `make image` imported into the node's containerd. The tests install Arca cluster-wide,
 //! so they run one at a time (`--test-threads=1`) and each removes what it installed.
 
+mod csi;
 mod helpers;
 mod install;
 mod upgrade;

@@ -101,16 +101,18 @@ pub async fn snapshot_claims(
             }
         };
         let policy = match policies {
-            Some(policies) => match volume_policy::facts_of(&object, volume.as_ref()) {
-                Ok(facts) => policies.action_for(&facts),
-                Err(e) => {
-                    collector.record_error(
+            Some(policies) => {
+                match volume_policy::facts_of(&object, volume.as_ref()) {
+                    Ok(facts) => policies.action_for(&facts),
+                    Err(e) => {
+                        collector.record_error(
                         Some(&ns),
                         format!("{what}: the resource policies cannot be applied ({e}); no CSI snapshot"),
                     );
-                    continue;
+                        continue;
+                    }
                 }
-            },
+            }
             None => None,
         };
         let claim = Claim {
@@ -173,7 +175,10 @@ pub async fn snapshot_claims(
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&json)),
     ));
     store
-        .put(&Layout::backup_csi_snapshots(&request.name), Bytes::from(json))
+        .put(
+            &Layout::backup_csi_snapshots(&request.name),
+            Bytes::from(json),
+        )
         .await?;
     Ok(written)
 }

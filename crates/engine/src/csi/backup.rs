@@ -69,7 +69,11 @@ pub async fn list_classes(operator: &Client) -> Result<Vec<SnapshotClass>, Strin
 }
 
 /// Takes a snapshot of each `(claim, class)`, a few at a time.
-pub(crate) async fn take(job: SnapshotJob<'_>, chosen: Vec<(Claim, String)>, log: &RunLog) -> SnapshotOutcome {
+pub(crate) async fn take(
+    job: SnapshotJob<'_>,
+    chosen: Vec<(Claim, String)>,
+    log: &RunLog,
+) -> SnapshotOutcome {
     let mut outcome = SnapshotOutcome {
         attempted: chosen.len() as u32,
         ..SnapshotOutcome::default()
@@ -203,9 +207,15 @@ async fn keep(
         "spec": {"deletionPolicy": "Retain"},
     });
     let content = contents
-        .patch(&content_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &content_name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
-        .map_err(|e| format!("keeping VolumeSnapshotContent {content_name} (deletionPolicy Retain): {e}"))?;
+        .map_err(|e| {
+            format!("keeping VolumeSnapshotContent {content_name} (deletionPolicy Retain): {e}")
+        })?;
     let status = content.status.clone().unwrap_or_default();
     let handle = status
         .snapshot_handle
@@ -245,7 +255,9 @@ async fn discard(job: SnapshotJob<'_>, snapshots: &Api<VolumeSnapshot>, name: &s
             .patch(&content, &PatchParams::default(), &Patch::Merge(&delete))
             .await
         {
-            log.warn(format!("VolumeSnapshotContent {content}: setting deletionPolicy Delete: {e}"));
+            log.warn(format!(
+                "VolumeSnapshotContent {content}: setting deletionPolicy Delete: {e}"
+            ));
         }
     }
     match snapshots.delete(name, &DeleteParams::default()).await {
@@ -269,5 +281,10 @@ fn backup_labels(job: SnapshotJob<'_>) -> BTreeMap<String, String> {
 /// Object names can be longer than a label value (63): such a value is cut, and only ever
 /// compared with the same cut.
 pub fn label_value(value: &str) -> String {
-    value.chars().take(63).collect::<String>().trim_end_matches(['-', '.', '_']).to_string()
+    value
+        .chars()
+        .take(63)
+        .collect::<String>()
+        .trim_end_matches(['-', '.', '_'])
+        .to_string()
 }

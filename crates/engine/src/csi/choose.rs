@@ -177,7 +177,10 @@ fn class_for(claim: &Claim, driver: &str, asked: Asked<'_>) -> Result<String, St
                 .any(|l| labels.and_then(|m| m.get(*l)).map(String::as_str) == Some("true"))
         })
         .collect();
-    if let Some(found) = one(labelled, "labelled velero.io/csi-volumesnapshot-class: \"true\"") {
+    if let Some(found) = one(
+        labelled,
+        "labelled velero.io/csi-volumesnapshot-class: \"true\"",
+    ) {
         return found;
     }
     let defaults: Vec<&SnapshotClass> = of_driver
@@ -250,13 +253,19 @@ mod tests {
         let classes = [class("fast", "disk.csi", false, true)];
         let claim = csi_claim();
         let a = asked(None, &none, &classes);
-        assert_eq!(choose(&claim, true, Some(VolumeAction::Snapshot), a), Choice::FsBackup);
+        assert_eq!(
+            choose(&claim, true, Some(VolumeAction::Snapshot), a),
+            Choice::FsBackup
+        );
         assert!(matches!(
             choose(&claim, false, Some(VolumeAction::Skip), a),
             Choice::NoData(_)
         ));
         let off = asked(Some(false), &none, &classes);
-        assert!(matches!(choose(&claim, false, None, off), Choice::NoData(_)));
+        assert!(matches!(
+            choose(&claim, false, None, off),
+            Choice::NoData(_)
+        ));
         assert_eq!(
             choose(&claim, false, Some(VolumeAction::Snapshot), off),
             Choice::Snapshot {

@@ -9,7 +9,9 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams},
 };
 
-use super::{BACKUP_NAME_LABEL, BACKUP_NAMESPACE_LABEL, VolumeSnapshotContent, backup::label_value};
+use super::{
+    BACKUP_NAME_LABEL, BACKUP_NAMESPACE_LABEL, VolumeSnapshotContent, backup::label_value,
+};
 
 /// What became of one snapshot.
 #[derive(Debug, PartialEq)]
@@ -40,7 +42,10 @@ pub async fn delete_snapshot(
     let labels = content.metadata.labels.clone().unwrap_or_default();
     let ours = labels.get(BACKUP_NAME_LABEL) == Some(&label_value(backup))
         && labels.get(BACKUP_NAMESPACE_LABEL) == Some(&label_value(namespace));
-    let handle = content.status.as_ref().and_then(|s| s.snapshot_handle.as_deref());
+    let handle = content
+        .status
+        .as_ref()
+        .and_then(|s| s.snapshot_handle.as_deref());
     if !ours || handle != Some(record.snapshot_handle.as_str()) {
         return Err(format!(
             "VolumeSnapshotContent {name} is not the one backup {backup} kept (its labels or snapshot handle differ): it is left as it is"
@@ -50,7 +55,9 @@ pub async fn delete_snapshot(
     contents
         .patch(name, &PatchParams::default(), &Patch::Merge(&delete))
         .await
-        .map_err(|e| format!("setting deletionPolicy Delete on VolumeSnapshotContent {name}: {e}"))?;
+        .map_err(|e| {
+            format!("setting deletionPolicy Delete on VolumeSnapshotContent {name}: {e}")
+        })?;
     match contents.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(Deleted::Snapshot),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(Deleted::Snapshot),

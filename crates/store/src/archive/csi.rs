@@ -76,3 +76,80 @@ pub async fn read_csi_snapshots(
     .await
     .map(Option::unwrap_or_default)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FsStore, archive::BackupMetadata};
+    use bytes::Bytes;
+    use sha2::{Digest, Sha256};
+
+    fn metadata(file: Option<&[u8]>) -> BackupMetadata {
+        let mut m = BackupMetadata {
+            format_version: "2".into(),
+            backup: serde_json::Value::Null,
+            stats: Default::default(),
+            cluster_version: None,
+            encryption: None,
+        };
+        if let Some(bytes) = file {
+            m.stats.csi_snapshots_bytes = Some(bytes.len() as u64);
+            m.stats.csi_snapshots_sha256 = Some(hex::encode(Sha256::digest(bytes)));
+        }
+        m
+    }
+
+    #[tokio::test]
+    async fn only_the_file_the_seal_covers_is_read() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = FsStore::new(dir.path(), "bucket", "p").expect("store");
+        let key = Layout::backup_csi_snapshots("b");
+        let snapshots = CsiSnapshots {
+            snapshots: vec![CsiSnapshot {
+                namespace: "shop".into(),
+                claim: "data-0".into(),
+                snapshot_handle: "snap-1".into(),
+                ..CsiSnapshot::default()
+            }],
+        };
+        let bytes = serde_json::to_vec(&snapshots).expect("json");
+        // None written, none sealed: empty.
+        assert_eq!(
+            read_csi_snapshots(&store, "b", &metadata(None))
+                .await
+                .expect("read"),
+            CsiSnapshots::default()
+        );
+        // Sealed but gone: refused.
+        let gone = read_csi_snapshots(&store, "b", &metadata(Some(&bytes))).await;
+        assert!(gone.is_err_and(|e| e.to_string().contains("gone")));
+        store
+            .put(&key, Bytes::from(bytes.clone()))
+            .await
+            .expect("put");
+        assert_eq!(
+            read_csi_snapshots(&store, "b", &metadata(Some(&bytes)))
+                .await
+                .expect("read"),
+            snapshots
+        );
+        // Added to a backup whose seal names none (a format 1 backup included): refused.
+        let added = read_csi_snapshots(&store, "b", &metadata(None)).await;
+        assert!(added.is_err_and(|e| e.to_string().contains("someone else put it there")));
+        let mut unsealed = metadata(None);
+        unsealed.format_version = "1".into();
+        assert!(read_csi_snapshots(&store, "b", &unsealed).await.is_err());
+        // Changed: refused.
+        let mut forged = snapshots.clone();
+        forged.snapshots[0].snapshot_handle = "snap-of-another-claim".into();
+        store
+            .put(
+                &key,
+                Bytes::from(serde_json::to_vec(&forged).expect("json")),
+            )
+            .await
+            .expect("put");
+        let changed = read_csi_snapshots(&store, "b", &metadata(Some(&bytes))).await;
+        assert!(changed.is_err_and(|e| e.to_string().contains("changed")));
+    }
+}

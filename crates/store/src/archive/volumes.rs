@@ -112,9 +112,7 @@ pub(crate) async fn read_sealed_json<T: serde::de::DeserializeOwned>(
             (None, _) => {
                 return Err(StoreError::Unauthentic {
                     key,
-                    detail: format!(
-                        "the backup's seal names no {what}: someone else put it there"
-                    ),
+                    detail: format!("the backup's seal names no {what}: someone else put it there"),
                 });
             }
             _ => {

@@ -105,7 +105,11 @@ impl Run<'_> {
     /// Points a claim the backup has a CSI snapshot of at that snapshot (the content and
     /// VolumeSnapshot made first). A claim that exists already is left to the existing
     /// resource policy: nothing is made for it.
-    async fn claim_from_snapshot(&self, entry: &IndexEntry, object: &mut Value) -> Result<(), String> {
+    async fn claim_from_snapshot(
+        &self,
+        entry: &IndexEntry,
+        object: &mut Value,
+    ) -> Result<(), String> {
         let ns = entry.namespace.as_deref().unwrap_or_default();
         let Some(record) = self.csi_snapshots.of_claim(ns, &entry.name) else {
             return Ok(());

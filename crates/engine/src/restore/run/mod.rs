@@ -518,3 +518,32 @@ mod foreign_repository_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod foreign_snapshot_tests {
+    use arca_store::archive::{CsiSnapshot, CsiSnapshots};
+
+    #[test]
+    fn a_tenant_restores_only_its_own_namespace_s_csi_snapshots() {
+        let of = |ns: &str| CsiSnapshot {
+            namespace: ns.into(),
+            claim: "data-0".into(),
+            snapshot_handle: format!("snap-of-{ns}"),
+            ..CsiSnapshot::default()
+        };
+        let own = CsiSnapshots {
+            snapshots: vec![of("team-a")],
+        };
+        assert!(super::foreign_snapshot("team-a", "b", &own).is_ok());
+        let stolen = CsiSnapshots {
+            snapshots: vec![of("team-a"), of("team-b")],
+        };
+        let said = super::foreign_snapshot("team-a", "b", &stolen)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            said.contains("backups/b/csi-snapshots.json") && said.contains("team-b/data-0"),
+            "{said}"
+        );
+    }
+}
