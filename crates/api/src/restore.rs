@@ -86,8 +86,9 @@ pub struct RestoreSpec {
     /// Keep the node ports of Services (by default the cluster assigns new ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preserve_node_ports: Option<bool>,
-    /// Restore pod volume data taken by the node agent into the recreated pods (the
-    /// agent on each pod's node writes it). Default true; `false` leaves the volumes empty.
+    /// Restore volume data: pod volume data taken by the node agent into the recreated pods
+    /// (the agent on each pod's node writes it), and claims from their CSI snapshots.
+    /// Default true; `false` leaves the volumes empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_p_vs: Option<bool>,
     /// Hooks run in restored pods.

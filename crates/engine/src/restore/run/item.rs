@@ -103,8 +103,8 @@ impl Run<'_> {
     }
 
     /// Points a claim the backup has a CSI snapshot of at that snapshot (the content and
-    /// VolumeSnapshot made first). A claim that exists already is left to the existing
-    /// resource policy: nothing is made for it.
+    /// VolumeSnapshot made first), unless `restorePVs` is false. A claim that exists already
+    /// is left to the existing resource policy: nothing is made for it.
     async fn claim_from_snapshot(
         &self,
         entry: &IndexEntry,
@@ -114,6 +114,10 @@ impl Run<'_> {
         let Some(record) = self.csi_snapshots.of_claim(ns, &entry.name) else {
             return Ok(());
         };
+        if !self.restore_volumes {
+            // `restorePVs: false`: the claim comes back without its data.
+            return Ok(());
+        }
         let target = self.transform.target_namespace(ns).to_string();
         let claims: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
             kube::Api::namespaced(self.client.clone(), &target);
