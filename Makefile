@@ -36,7 +36,7 @@ e2e: testenv-build image
 	@set -e; trap 'rc=$$?; [ $$rc -eq 0 ] || bash hack/testenv/keep-logs.sh $(TEST_ENV_NAME) $(TEST_ENV_NAME)-node; \
 	  $(CARGO) run -q -p arca-testenv -- down --name $(TEST_ENV_NAME); $(CARGO) run -q -p arca-testenv -- down --name $(TEST_ENV_NAME)-node' EXIT; \
 	  $(CARGO) run -q -p arca-testenv -- up --name $(TEST_ENV_NAME); \
-	  $(CARGO) run -q -p arca-testenv -- up --name $(TEST_ENV_NAME)-node --node real; \
+	  $(CARGO) run -q -p arca-testenv -- up --name $(TEST_ENV_NAME)-node --node real --csi; \
 	  ARCA_TESTENV=$(TEST_ENV_NAME) $(CARGO) test -p arca-e2e --test e2e -- --test-threads=4; \
 	  ARCA_TESTENV=$(TEST_ENV_NAME)-node ARCA_IMAGE=$$(tail -n 1 target/image/ref) \
 	    $(CARGO) test -p arca-e2e --test node -- --test-threads=1
@@ -57,11 +57,13 @@ deploy: crds
 testenv-build:
 	bash hack/testenv/build.sh >/dev/null
 
-## testenv-up NAME=x [NODE=real]: start a local cluster + S3 in target/testenv/x; NODE=real
-## adds a node run by a real kubelet over containerd (root; see docs/testing.md).
+## testenv-up NAME=x [NODE=real [CSI=1]]: start a local cluster + S3 in target/testenv/x; NODE=real
+## adds a node run by a real kubelet over containerd (root; see docs/testing.md), CSI=1 a CSI
+## driver with snapshots on it (StorageClass csi-hostpath, VolumeSnapshotClass csi-hostpath-snapclass).
 NODE ?= kwok
+CSI ?=
 testenv-up: testenv-build
-	$(CARGO) run -q -p arca-testenv -- up --name $(NAME) --node $(NODE)
+	$(CARGO) run -q -p arca-testenv -- up --name $(NAME) --node $(NODE) $(if $(filter 1,$(CSI)),--csi)
 
 ## testenv-load NAME=x IMAGE=archive.tar: import an OCI image archive into the real node.
 testenv-load:

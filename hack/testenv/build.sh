@@ -3,16 +3,24 @@
 #   ${ARCA_TESTENV_CACHE:-~/.cache/arca-testenv}/<versions>/bin
 # Skips every component whose binary is already there (kopia: whose stamp file
 # bin/.kopia-version names KOPIA_VERSION; velero and velero-plugin-for-aws: whose stamp file
-# bin/.velero-version names their versions; neither is in the cache key, so changing their
-# versions rebuilds them alone). Prints the bin folder on stdout last.
-# Needs: go (>= 1.24) and the Go module proxy. No binary downloads.
+# bin/.velero-version names their versions; the CSI sidecars: bin/.csi-provisioner-version and
+# bin/.csi-snapshotter-version; our CSI driver: bin/.arca-csi-hostpath-sources, the sha256 of
+# its sources; none of these is in the cache key, so changing them rebuilds them alone).
+# Prints the bin folder on stdout last.
+# Kubernetes, etcd, kwok, versitygw and helm build in the foreground (their output on
+# stderr); kopia and Velero, and the CSI stack, build meanwhile in two background jobs whose
+# output goes to <cache>/logs/<job>.log (quoted here when a job fails). Cold, with empty Go
+# module and build caches, on this 2-core machine, beside a cold `cargo build --workspace
+# --all-targets` (as .ci/run does): 3118 s for both (2026-11-28; the Velero job 2555 s, the
+# CSI job 2084 s, both inside it).
+# Needs: go (>= 1.26, for external-snapshotter) and the Go module proxy. No binary downloads.
 # `build.sh --print-bin` only prints the bin folder; `--print-cache` the cache folder.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 . "$here/versions.env"
 
-command -v go >/dev/null || { echo "testenv: 'go' is not on PATH. Install Go >= 1.24 (https://go.dev/doc/install or the golang-go package)." >&2; exit 1; }
+command -v go >/dev/null || { echo "testenv: 'go' is not on PATH. Install Go >= 1.26 (https://go.dev/doc/install or the golang-go package)." >&2; exit 1; }
 
 root=${ARCA_TESTENV_CACHE:-$HOME/.cache/arca-testenv}
 key="k8s-$K8S_VERSION.etcd-$ETCD_VERSION.kwok-$KWOK_VERSION.vgw-$VERSITYGW_VERSION.helm-$HELM_VERSION"
@@ -20,7 +28,7 @@ cache="$root/$key"
 bin="$cache/bin"
 if [ "${1:-}" = "--print-bin" ]; then echo "$bin"; exit 0; fi
 if [ "${1:-}" = "--print-cache" ]; then echo "$cache"; exit 0; fi
-mkdir -p "$bin" "$cache/src"
+mkdir -p "$bin" "$cache/src" "$cache/logs"
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 log() { echo "testenv: $*" >&2; }
 
@@ -109,12 +117,116 @@ build_velero() {
   echo "$want" >"$stamp"
 }
 
-build_k8s
-build_etcd
-build_install kwok sigs.k8s.io/kwok/cmd/kwok "v$KWOK_VERSION"
-build_install kwokctl sigs.k8s.io/kwok/cmd/kwokctl "v$KWOK_VERSION"
-build_install versitygw github.com/versity/versitygw/cmd/versitygw "v$VERSITYGW_VERSION"
-build_install helm helm.sh/helm/v3/cmd/helm "v$HELM_VERSION"
-build_kopia
-build_velero
+# The CSI sidecars' modules pin every k8s.io module to one release with replace directives,
+# and a dependency's replace directives do not apply to a consumer: the wrapper module (the
+# current folder) repeats them, read from the module's own go.mod ($1: module@version).
+repeat_k8s_replaces() {
+  local gomod replaces
+  gomod=$(go mod download -json "$1" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')
+  [ -f "$gomod" ] || { log "no go.mod downloaded for $1"; return 1; }
+  replaces=$(sed -n 's#^replace[[:space:]]\{1,\}\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\(k8s\.io/[^[:space:]]*\)[[:space:]]\{1,\}\(v[^[:space:]]*\)[[:space:]]*$#-replace=\1=\2@\3#p' "$gomod")
+  [ -n "$replaces" ] || { log "no k8s.io replace directives in $gomod"; return 1; }
+  # shellcheck disable=SC2086
+  go mod edit $replaces
+}
+
+# external-provisioner's csi-provisioner: creates a volume through the driver for each claim.
+build_csi_provisioner() {
+  local v="v$CSI_PROVISIONER_VERSION" stamp="$bin/.csi-provisioner-version"
+  if have csi-provisioner && [ "$(cat "$stamp" 2>/dev/null)" = "$v" ]; then return; fi
+  local mod=github.com/kubernetes-csi/external-provisioner/v6
+  log "building csi-provisioner $v (cold: about 6 min on 2 cores)"
+  local d="$cache/src/csi-provisioner"; rm -rf "$d"; mkdir -p "$d"; cd "$d"
+  go mod init local/csi-provisioner >/dev/null 2>&1
+  repeat_k8s_replaces "$mod@$v"
+  # The command's package, not the module: `go get` of the module alone would not pull the
+  # command's dependencies into the wrapper (and `go mod tidy` would drop the requirement).
+  go get "$mod/cmd/csi-provisioner@$v"
+  go build -trimpath -ldflags "-s -w -X main.version=$v" -o "$bin/csi-provisioner" "$mod/cmd/csi-provisioner"
+  echo "$v" >"$stamp"
+}
+
+# external-snapshotter's snapshot-controller and csi-snapshotter, and the snapshot CRDs from
+# its client module (copied into <cache>/csi/crds, so starting an environment needs no module
+# cache). Its go.mod replaces the client module with ./client, which a consumer cannot see:
+# the wrapper points it at the published client of the same version.
+build_csi_snapshotter() {
+  local v="v$CSI_SNAPSHOTTER_VERSION" stamp="$bin/.csi-snapshotter-version" crds="$cache/csi/crds"
+  local kinds="volumesnapshotclasses volumesnapshotcontents volumesnapshots" k
+  local missing=0
+  for k in $kinds; do [ -f "$crds/snapshot.storage.k8s.io_$k.yaml" ] || missing=1; done
+  if have snapshot-controller && have csi-snapshotter && [ $missing = 0 ] \
+    && [ "$(cat "$stamp" 2>/dev/null)" = "$v" ]; then return; fi
+  local mod=github.com/kubernetes-csi/external-snapshotter/v8
+  local client=github.com/kubernetes-csi/external-snapshotter/client/v8
+  log "building snapshot-controller and csi-snapshotter $v (cold: about 7 min on 2 cores)"
+  local d="$cache/src/csi-snapshotter"; rm -rf "$d"; mkdir -p "$d"; cd "$d"
+  go mod init local/csi-snapshotter >/dev/null 2>&1
+  repeat_k8s_replaces "$mod@$v"
+  go mod edit -replace="$client=$client@$v"
+  go get "$mod/cmd/snapshot-controller@$v" "$mod/cmd/csi-snapshotter@$v"
+  go build -trimpath -ldflags "-s -w -X main.version=$v" -o "$bin/" \
+    "$mod/cmd/snapshot-controller" "$mod/cmd/csi-snapshotter"
+  local client_dir
+  client_dir=$(go mod download -json "$client@$v" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
+  mkdir -p "$crds"
+  for k in $kinds; do
+    cp "$client_dir/config/crd/snapshot.storage.k8s.io_$k.yaml" "$crds/"
+  done
+  chmod 0644 "$crds"/*.yaml
+  echo "$v" >"$stamp"
+}
+
+# Our CSI driver (hack/testenv/csi-hostpath), rebuilt when its sources change.
+build_csi_driver() {
+  local src="$here/csi-hostpath" stamp="$bin/.arca-csi-hostpath-sources" sum
+  sum=$(cd "$src" && find . -maxdepth 1 -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) \
+    | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+  if have arca-csi-hostpath && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then return; fi
+  log "building arca-csi-hostpath from hack/testenv/csi-hostpath"
+  (cd "$src" && go build -trimpath -ldflags "-s -w" -o "$bin/arca-csi-hostpath" .)
+  echo "$sum" >"$stamp"
+}
+
+# Background jobs: name, then the functions it runs in order, in a subshell whose output goes
+# to <cache>/logs/<name>.log. `wait_jobs` waits for all and quotes the log of each that failed.
+job_names=() job_pids=() job_logs=()
+start_job() {
+  local name=$1 log_file="$cache/logs/$1.log"; shift
+  ( set -e; started=$(date +%s); for f in "$@"; do "$f"; done
+    echo "done in $(( $(date +%s) - started ))s" ) >"$log_file" 2>&1 &
+  job_names+=("$name") job_pids+=($!) job_logs+=("$log_file")
+}
+wait_jobs() {
+  local i failed=0
+  for i in "${!job_pids[@]}"; do
+    if wait "${job_pids[$i]}"; then
+      # A job that built something says so (a warm one only prints its "done" line).
+      [ "$(wc -l <"${job_logs[$i]}")" -gt 1 ] && log "job ${job_names[$i]}: $(tail -n 1 "${job_logs[$i]}") (log: ${job_logs[$i]})"
+    else
+      failed=1
+      log "${job_names[$i]} failed; the last 40 lines of ${job_logs[$i]}:"
+      tail -n 40 "${job_logs[$i]}" | sed 's/^/  | /' >&2
+    fi
+  done
+  return $failed
+}
+
+start_job velero build_kopia build_velero
+start_job csi build_csi_driver build_csi_provisioner build_csi_snapshotter
+# The foreground part in a subshell of its own too (waited for at once), so that a failure
+# stops it (`set -e`) and the jobs are still waited for and reported.
+( set -e
+  build_k8s
+  build_etcd
+  build_install kwok sigs.k8s.io/kwok/cmd/kwok "v$KWOK_VERSION"
+  build_install kwokctl sigs.k8s.io/kwok/cmd/kwokctl "v$KWOK_VERSION"
+  build_install versitygw github.com/versity/versitygw/cmd/versitygw "v$VERSITYGW_VERSION"
+  build_install helm helm.sh/helm/v3/cmd/helm "v$HELM_VERSION"
+) &
+fg_failed=0
+wait $! || fg_failed=1
+jobs_failed=0
+wait_jobs || jobs_failed=1
+[ $fg_failed = 0 ] && [ $jobs_failed = 0 ] || { log "the build failed (see above)"; exit 1; }
 echo "$bin"

@@ -2,10 +2,11 @@
 # Stops exactly what `arca-testenv up` started in DIR, by pid, and removes DIR.
 #   kwokctl's components: by the pids kwokctl recorded (kwokctl delete cluster).
 #   versitygw: by DIR/pids/versitygw.pid.
-#   the real node (NODE=real): kubelet and kube-proxy by pid, the pods' processes by the
-#   node's cgroup, containerd and its shims by the node's network namespace; then the
-#   namespace, the link, the cgroups and the slot reservation. The node's mounts live in its
-#   own mount namespace and go with its last process; any that reached this one are unmounted.
+#   the real node (NODE=real): kubelet, kube-proxy and the CSI stack (CSI=1) by pid, the
+#   pods' processes by the node's cgroup, containerd and its shims by the node's network
+#   namespace; then the namespace, the link, the cgroups and the slot reservation. The node's
+#   mounts (the CSI driver's bind mounts included) live in its own mount namespace and go
+#   with its last process; any that reached this one are unmounted.
 set -uo pipefail
 dir=${1:?usage: down.sh DIR}
 [ -d "$dir" ] || exit 0
@@ -34,8 +35,10 @@ pid_of() { [ -f "$1" ] && cat "$1"; }
 if [ -f "$dir/node/node.env" ]; then
   # shellcheck disable=SC1091
   . "$dir/node/node.env"
-  # kubelet first, so it restarts nothing; then every process of the node's pods.
-  stop_pids $(pid_of "$dir/pids/kubelet.pid") $(pid_of "$dir/pids/kube-proxy.pid")
+  # kubelet first, so it restarts nothing (and the CSI stack with it, so it acts no more);
+  # then every process of the node's pods.
+  stop_pids $(pid_of "$dir/pids/kubelet.pid") $(pid_of "$dir/pids/kube-proxy.pid") \
+    $(for p in csi-provisioner csi-snapshotter snapshot-controller csi-hostpath; do pid_of "$dir/pids/$p.pid"; done)
   cgroup_pids=$(find /sys/fs/cgroup/*/"$CGROUP_ROOT" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
   # shellcheck disable=SC2086
   [ -n "$cgroup_pids" ] && stop_pids $cgroup_pids

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The real node's processes: containerd, kubelet and kube-proxy, started by `arca-testenv up`
-# (NODE=real) inside the node's network namespace, in a mount namespace of its own:
+# The real node's processes: containerd, kubelet and kube-proxy (with CSI=1, the CSI driver
+# and its sidecars too), started by `arca-testenv up` (NODE=real) inside the node's network
+# namespace, in a mount namespace of its own:
 #   unshare --mount --propagation slave nsenter --net=/run/netns/<netns> bash node.sh DIR
 # Mounts made here never reach the machine (slave propagation); we keep here:
 #   - kubelet's writes to machine-wide kernel settings (kernel.panic, vm.overcommit_memory, ...)
@@ -60,5 +61,33 @@ echo $! > "$dir/pids/kubelet.pid"
 "$BIN/kube-proxy" --config="$node/kube-proxy.yaml" --hostname-override="$NODE_NAME" --v=1 \
   >>"$dir/logs/kube-proxy.log" 2>&1 &
 echo $! > "$dir/pids/kube-proxy.pid"
+
+# The CSI stack (CSI=1), host processes here rather than pods: the driver must share this
+# mount namespace with kubelet and containerd (its bind mounts are the pods' volumes), and
+# no image of it or of the sidecars can be fetched. Our driver serves kubelet's plugin
+# registration itself (no node-driver-registrar). The sidecars use the node's credentials
+# (the cluster's admin certificate: fine for a test cluster). No metrics or health listeners
+# (the default), so environments side by side never collide; retries capped at 30 s, not
+# 5 min, so a test waiting on a retry does not wait minutes.
+if [ "${CSI:-0}" = 1 ]; then
+  "$BIN/arca-csi-hostpath" --endpoint="$CSI_SOCKET" --nodeid="$NODE_NAME" --statedir="$CSI_STATE_DIR" \
+    --kubelet-registration-dir="$CSI_REGISTRATION_DIR" >>"$dir/logs/csi-hostpath.log" 2>&1 &
+  echo $! > "$dir/pids/csi-hostpath.pid"
+  # Topology needs no flag: the driver reports VOLUME_ACCESSIBILITY_CONSTRAINTS, and the
+  # provisioner gives each volume the selected node's topology (WaitForFirstConsumer).
+  "$BIN/csi-provisioner" --csi-address="$CSI_SOCKET" --kubeconfig="$node/kubeconfig" \
+    --leader-election=false --extra-create-metadata --timeout=120s --retry-interval-max=30s \
+    --v=2 >>"$dir/logs/csi-provisioner.log" 2>&1 &
+  echo $! > "$dir/pids/csi-provisioner.pid"
+  # Volume group snapshots are off: their CRDs are not installed.
+  "$BIN/csi-snapshotter" --csi-address="$CSI_SOCKET" --kubeconfig="$node/kubeconfig" \
+    --leader-election=false --feature-gates=CSIVolumeGroupSnapshot=false --timeout=120s \
+    --retry-interval-max=30s --v=2 >>"$dir/logs/csi-snapshotter.log" 2>&1 &
+  echo $! > "$dir/pids/csi-snapshotter.pid"
+  "$BIN/snapshot-controller" --kubeconfig="$node/kubeconfig" --leader-election=false \
+    --feature-gates=CSIVolumeGroupSnapshot=false --retry-interval-max=30s --v=2 \
+    >>"$dir/logs/snapshot-controller.log" 2>&1 &
+  echo $! > "$dir/pids/snapshot-controller.pid"
+fi
 # Stay: the mount namespace above lives as long as one of its processes does.
 wait

@@ -16,25 +16,19 @@ use bytes::Bytes;
 
 use crate::helpers::{arca, ok, ready_pods};
 
-/// The environment with its real node and CSI driver.
-fn csi_env() -> &'static TestEnv {
-    let env = match TestEnv::shared_with_real_node() {
+/// The environment with its real node and CSI driver, and the driver's names.
+fn csi_env() -> (&'static TestEnv, arca_testenv::Csi) {
+    let env = match TestEnv::shared_with_csi() {
         Ok(env) => env,
         Err(why) => panic!("{why}"),
     };
-    let classes = kubectl(env, &["get", "volumesnapshotclass", "-o", "name"]);
-    assert!(
-        classes.contains(SNAPSHOT_CLASS),
-        "environment {} has no CSI driver (no VolumeSnapshotClass {SNAPSHOT_CLASS}): start it with `make testenv-up NAME={} NODE=real CSI=1`",
-        env.env.name,
-        env.env.name
-    );
-    env
+    let csi = env
+        .env
+        .csi
+        .clone()
+        .expect("the environment has a CSI driver");
+    (env, csi)
 }
-
-const STORAGE_CLASS: &str = "csi-hostpath";
-const SNAPSHOT_CLASS: &str = "csi-hostpath-snapclass";
-const DRIVER: &str = "hostpath.csi.arca.dev";
 
 /// A one-replica StatefulSet on the real node whose claim `data-db-0` gets files once (a
 /// restored pod finds them and writes nothing), Ready when they are there.
@@ -132,11 +126,11 @@ fn contents_of_namespace(env: &TestEnv, ns: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_is_backed_up_by_csi_snapshot_and_restored_from_it_byte_for_byte() {
-    let env = csi_env();
+    let (env, csi) = csi_env();
     let node = env.env.real_node.clone().expect("a real node");
     let s = Scenario::start_on(env, "csi").await;
     let app = s.app.name.clone();
-    kubectl_apply(env, &database(&app, &node.test_image, STORAGE_CLASS));
+    kubectl_apply(env, &database(&app, &node.test_image, &csi.storage_class));
     ready_pods(&s.client, &app, "app=db", 1, Duration::from_secs(180)).await;
     let written = files_of_db(env, &app);
     assert_eq!(written.len(), 3, "{written:?}");
@@ -173,8 +167,14 @@ async fn a_claim_is_backed_up_by_csi_snapshot_and_restored_from_it_byte_for_byte
         (snapshot.namespace.as_str(), snapshot.claim.as_str()),
         (app.as_str(), "data-db-0")
     );
-    assert_eq!(snapshot.driver, DRIVER);
-    assert_eq!(snapshot.snapshot_class, SNAPSHOT_CLASS);
+    assert_eq!(snapshot.driver, csi.driver);
+    assert_eq!(snapshot.snapshot_class, csi.snapshot_class);
+    // The driver holds the snapshot (a tarball of the volume in its state).
+    let tarball = csi
+        .state_dir
+        .join("snapshots")
+        .join(format!("{}.tar", snapshot.snapshot_handle));
+    assert!(tarball.is_file(), "{} is missing", tarball.display());
     assert_eq!(snapshot.volume, old_volume);
     let content = json(
         env,
@@ -263,9 +263,10 @@ async fn a_claim_is_backed_up_by_csi_snapshot_and_restored_from_it_byte_for_byte
         .is_empty(),
         "the refused restore created the namespace"
     );
-    assert!(
-        contents_of_namespace(env, &app).is_empty(),
-        "the refused restore made a VolumeSnapshotContent"
+    assert_eq!(
+        contents_of_namespace(env, &app),
+        vec![snapshot.content.clone()],
+        "the refused restore made a VolumeSnapshotContent (only the backup's may be there)"
     );
     store.put(&key, recorded_bytes).await.expect("put back");
 
@@ -336,7 +337,7 @@ async fn a_claim_is_backed_up_by_csi_snapshot_and_restored_from_it_byte_for_byte
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_that_never_becomes_ready_fails_its_claim_and_leaves_nothing_behind() {
-    let env = csi_env();
+    let (env, csi) = csi_env();
     let node = env.env.real_node.clone().expect("a real node");
     let s = Scenario::start_on(env, "csi-stuck").await;
     let app = s.app.name.clone();
@@ -344,10 +345,12 @@ async fn a_snapshot_that_never_becomes_ready_fails_its_claim_and_leaves_nothing_
     kubectl_apply(
         env,
         &format!(
-            "apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshotClass\nmetadata: {{name: {never}}}\ndriver: {DRIVER}\ndeletionPolicy: Delete\nparameters: {{arca.dev/test-never-ready: \"true\"}}\n"
+            "apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshotClass\nmetadata: {{name: {never}}}\ndriver: {}\ndeletionPolicy: Delete\nparameters: {{{}: \"true\"}}\n",
+            csi.driver,
+            arca_testenv::CSI_NEVER_READY_PARAMETER
         ),
     );
-    let mut workload = database(&app, &node.test_image, STORAGE_CLASS);
+    let mut workload = database(&app, &node.test_image, &csi.storage_class);
     workload = workload.replace(
         "  - metadata: {name: data}",
         &format!(

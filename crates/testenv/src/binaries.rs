@@ -12,7 +12,7 @@ pub(crate) fn ensure_built() -> Result<PathBuf, TestenvError> {
     if which("go").is_none() {
         return Err(TestenvError::Missing {
             program: "go".into(),
-            hint: "the test environment is built from Go modules. Install Go >= 1.24 \
+            hint: "the test environment is built from Go modules. Install Go >= 1.26 \
                    (`apt-get install golang-go` or https://go.dev/dl) and retry"
                 .into(),
         });

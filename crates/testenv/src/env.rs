@@ -8,7 +8,7 @@ use std::{
 
 use kube::{Client, Config, config::KubeConfigOptions, config::Kubeconfig};
 
-use crate::{TestenvError, binaries, cluster, error::io, node, s3};
+use crate::{Csi, TestenvError, binaries, cluster, csi, error::io, node, s3};
 
 /// How to reach the environment's S3 server; written to `s3.env`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +37,15 @@ pub struct RealNode {
     pub netns: String,
 }
 
+/// What an environment has beside its control plane, S3 server and kwok node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpOptions {
+    /// A node run by a real kubelet (`NODE=real`, `--node real`).
+    pub real_node: bool,
+    /// The CSI stack on the real node (`CSI=1`, `--csi`); needs `real_node`.
+    pub csi: bool,
+}
+
 /// A running environment.
 #[derive(Clone, Debug)]
 pub struct Environment {
@@ -54,6 +63,9 @@ pub struct Environment {
     pub exec_dir: PathBuf,
     /// The kubelet node, when started with one (`NODE=real`).
     pub real_node: Option<RealNode>,
+    /// The CSI driver, its StorageClass and VolumeSnapshotClass on the real node, when
+    /// started with them (`CSI=1`).
+    pub csi: Option<Csi>,
 }
 
 impl Environment {
@@ -65,6 +77,28 @@ impl Environment {
     /// Starts a new environment in `<root>/<name>`, with a real kubelet node beside the kwok
     /// node when `real_node`. On failure, whatever was started is stopped again.
     pub async fn up_in(root: &Path, name: &str, real_node: bool) -> Result<Self, TestenvError> {
+        let options = UpOptions {
+            real_node,
+            csi: false,
+        };
+        Self::up_with(root, name, options).await
+    }
+
+    /// Starts a new environment in `<root>/<name>` with what `options` asks for. On failure,
+    /// whatever was started is stopped again.
+    pub async fn up_with(
+        root: &Path,
+        name: &str,
+        options: UpOptions,
+    ) -> Result<Self, TestenvError> {
+        if options.csi && !options.real_node {
+            return Err(TestenvError::Missing {
+                program: "a real node".into(),
+                hint: "the CSI driver runs beside the real node's kubelet: start the \
+                       environment with `--node real` (NODE=real) too"
+                    .into(),
+            });
+        }
         let dir = root.join(name);
         if dir.join("kubeconfig").exists() {
             return Err(TestenvError::AlreadyUp {
@@ -73,9 +107,12 @@ impl Environment {
             });
         }
         let bin = binaries::ensure_built()?;
-        let images = match real_node {
+        let images = match options.real_node {
             true => {
                 node::check_prerequisites(&bin)?;
+                if options.csi {
+                    csi::check_built(&bin)?;
+                }
                 Some(binaries::ensure_images()?)
             }
             false => None,
@@ -83,7 +120,7 @@ impl Environment {
         for sub in ["logs", "pids", "exec"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(io(dir.join(sub)))?;
         }
-        match Self::start(name, &dir, &bin, images.as_deref()).await {
+        match Self::start(name, &dir, &bin, images.as_deref(), options.csi).await {
             Ok(env) => Ok(env),
             Err(err) => {
                 if std::env::var_os("ARCA_TESTENV_KEEP").is_none() {
@@ -99,6 +136,7 @@ impl Environment {
         dir: &Path,
         bin: &Path,
         images: Option<&Path>,
+        with_csi: bool,
     ) -> Result<Self, TestenvError> {
         let exec_dir = dir.join("exec");
         let slot = match images {
@@ -126,15 +164,27 @@ impl Environment {
             bin: bin.to_path_buf(),
             exec_dir,
             real_node: None,
+            csi: None,
         };
         let client = env.client().await?;
         cluster::add_ready_node(&client, &cluster::log_dir(dir, name)).await?;
         if let (Some(slot), Some(images)) = (&slot, images) {
             let pki = cluster::pki_dir(dir, name);
             let api_port = cluster::api_port(&env.kubeconfig)?;
-            let kubelet_root_dir = node::write_config(dir, bin, slot, &pki, api_port, images)?;
+            let kubelet_root_dir =
+                node::write_config(dir, bin, slot, &pki, api_port, images, with_csi)?;
+            if with_csi {
+                // Before node.sh starts the stack: its controllers need the CRDs at start.
+                let log = cluster::log_dir(dir, name).join("kube-apiserver.log");
+                csi::install(&client, env.kubectl(), bin, &log).await?;
+            }
             node::start(dir, slot)?;
             node::wait_ready(&client, dir).await?;
+            if with_csi {
+                csi::wait_ready(&client, dir).await?;
+                csi::all_running(dir)?;
+                env.csi = Some(Csi::new(node::csi_state_dir(dir)));
+            }
             env.real_node = Some(RealNode {
                 name: node::REAL_NODE_NAME.into(),
                 kubelet_root_dir,
@@ -151,7 +201,10 @@ impl Environment {
 
     /// The environment `name` that `up` started earlier (in this or another process).
     pub fn load(name: &str) -> Result<Self, TestenvError> {
-        let dir = crate::testenv_root().join(name);
+        Self::load_dir(name, crate::testenv_root().join(name))
+    }
+
+    fn load_dir(name: &str, dir: PathBuf) -> Result<Self, TestenvError> {
         let kubeconfig = dir.join("kubeconfig");
         let s3_env = dir.join("s3.env");
         if !kubeconfig.exists() || !s3_env.exists() {
@@ -189,6 +242,15 @@ impl Environment {
                     s3_endpoint_in_cluster: get(&s3, "AWS_ENDPOINT_URL_IN_CLUSTER", &s3_path)?,
                     containerd_socket: get(&more, "CONTAINERD_SOCKET", &more_path)?.into(),
                     netns: get(&more, "NODE_NETNS", &more_path)?,
+                }),
+                None => None,
+            },
+            csi: match more.get("CSI_DRIVER") {
+                Some(driver) => Some(Csi {
+                    driver: driver.clone(),
+                    storage_class: get(&more, "CSI_STORAGE_CLASS", &more_path)?,
+                    snapshot_class: get(&more, "CSI_SNAPSHOT_CLASS", &more_path)?,
+                    state_dir: get(&more, "CSI_STATE_DIR", &more_path)?.into(),
                 }),
                 None => None,
             },
@@ -257,6 +319,15 @@ impl Environment {
                 node.netns
             ));
         }
+        if let Some(csi) = &self.csi {
+            more.push_str(&format!(
+                "CSI_DRIVER={}\nCSI_STORAGE_CLASS={}\nCSI_SNAPSHOT_CLASS={}\nCSI_STATE_DIR={}\n",
+                csi.driver,
+                csi.storage_class,
+                csi.snapshot_class,
+                csi.state_dir.display()
+            ));
+        }
         let more_path = self.dir.join("testenv.env");
         std::fs::write(&more_path, more).map_err(io(&more_path))?;
         // s3.env last: its presence marks the environment complete.
@@ -291,4 +362,74 @@ pub(crate) fn down_dir(dir: &Path) -> Result<(), TestenvError> {
         code: out.status.code(),
         output: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn csi_without_a_real_node_is_refused_before_anything_starts() {
+        let root = std::env::temp_dir().join(format!("arca-up-{}", rand::random::<u32>()));
+        let options = UpOptions {
+            real_node: false,
+            csi: true,
+        };
+        let refused = Environment::up_with(&root, "x", options).await;
+        assert!(
+            matches!(&refused, Err(TestenvError::Missing { hint, .. }) if hint.contains("--node real")),
+            "{refused:?}"
+        );
+        assert!(!root.exists(), "nothing is made");
+    }
+
+    #[test]
+    fn the_csi_stack_is_written_to_the_environment_s_files_and_read_back()
+    -> Result<(), TestenvError> {
+        let dir = std::env::temp_dir().join(format!("arca-env-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let env = Environment {
+            name: "x".into(),
+            dir: dir.clone(),
+            kubeconfig: dir.join("kubeconfig"),
+            s3: S3Settings {
+                endpoint: "http://127.0.0.1:1".into(),
+                access_key_id: "a".into(),
+                secret_access_key: "s".into(),
+                region: "r".into(),
+                bucket: "b".into(),
+            },
+            bin: "/bin".into(),
+            exec_dir: dir.join("exec"),
+            real_node: None,
+            csi: Some(Csi::new(dir.join("node/csi"))),
+        };
+        env.write_files()?;
+        std::fs::write(&env.kubeconfig, "").map_err(io(&env.kubeconfig))?;
+        let more = read_env_file(&dir.join("testenv.env"))?;
+        let loaded = Environment::load_dir("x", dir.clone());
+        std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+        assert_eq!(
+            more.get("CSI_DRIVER").map(String::as_str),
+            Some(crate::CSI_DRIVER)
+        );
+        assert_eq!(
+            more.get("CSI_STORAGE_CLASS").map(String::as_str),
+            Some(crate::CSI_STORAGE_CLASS)
+        );
+        assert_eq!(
+            more.get("CSI_SNAPSHOT_CLASS").map(String::as_str),
+            Some(crate::CSI_SNAPSHOT_CLASS)
+        );
+        assert_eq!(loaded?.csi, env.csi);
+        // Without the stack, an environment says so: tests that need it fail, never skip.
+        let without = Environment { csi: None, ..env };
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        without.write_files()?;
+        std::fs::write(&without.kubeconfig, "").map_err(io(&without.kubeconfig))?;
+        let loaded = Environment::load_dir("x", dir.clone());
+        std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+        assert_eq!(loaded?.csi, None);
+        Ok(())
+    }
 }

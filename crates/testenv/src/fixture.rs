@@ -12,7 +12,7 @@ use kube::{
     api::{DeleteParams, PostParams},
 };
 
-use crate::{Environment, TestenvError};
+use crate::{Environment, TestenvError, UpOptions};
 
 /// The environment of this test process.
 #[derive(Debug)]
@@ -39,7 +39,9 @@ impl TestEnv {
     }
 
     /// Like [`TestEnv::shared`], with a real kubelet node: the environment named by
-    /// `ARCA_TESTENV` must have one (`make testenv-up NODE=real`), and a fresh one gets one.
+    /// `ARCA_TESTENV` must have one (`make testenv-up NODE=real`), and a fresh one gets one,
+    /// with the CSI stack on it (as `make e2e` starts the node suite's), so that
+    /// [`TestEnv::shared_with_csi`] is the same environment.
     /// Never skips: without root or the node's packages this is an error that says why.
     pub fn shared_with_real_node() -> Result<&'static TestEnv, String> {
         SHARED_REAL
@@ -57,6 +59,21 @@ impl TestEnv {
             })
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// Like [`TestEnv::shared_with_real_node`] (the same environment), which must have the CSI
+    /// stack (`make testenv-up NODE=real CSI=1`): its driver, StorageClass and
+    /// VolumeSnapshotClass are in [`Environment::csi`]. Never skips: an environment without
+    /// it is an error that says how to start one.
+    pub fn shared_with_csi() -> Result<&'static TestEnv, String> {
+        let env = Self::shared_with_real_node()?;
+        match env.env.csi {
+            Some(_) => Ok(env),
+            None => Err(format!(
+                "environment {} has no CSI driver: start it with `make testenv-up NAME={} NODE=real CSI=1`",
+                env.env.name, env.env.name
+            )),
+        }
     }
 
     /// A new client (one per test: clients are bound to the runtime that made them).
@@ -101,8 +118,12 @@ fn start_or_load(real_node: bool) -> Result<TestEnv, String> {
     eprintln!(
         "arca-testenv: starting environment {name} (set ARCA_TESTENV to reuse one started by `make testenv-up`)"
     );
+    let options = UpOptions {
+        real_node,
+        csi: real_node,
+    };
     let env = runtime
-        .block_on(Environment::up_in(&crate::testenv_root(), &name, real_node))
+        .block_on(Environment::up_with(&crate::testenv_root(), &name, options))
         .map_err(|e| format!("the test environment could not start: {e}"))?;
     spawn_watchdog(&env).map_err(|e| format!("starting the teardown watchdog: {e}"))?;
     Ok(TestEnv { env })

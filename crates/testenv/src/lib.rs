@@ -3,7 +3,8 @@
 //! [`Environment::up`] builds the components from Go modules once (cached outside the
 //! checkout, see `hack/testenv/build.sh`), then starts etcd, kube-apiserver (RBAC,
 //! client-certificate auth), kube-controller-manager, kube-scheduler and kwok through `kwokctl`
-//! (binary runtime), one Ready kwok node, and versitygw with a bucket. Every port is picked
+//! (binary runtime), one Ready kwok node, and versitygw with a bucket; on request a node run
+//! by a real kubelet, and on it a CSI driver with snapshots. Every port is picked
 //! free, so several environments run side by side. [`Environment::down`] stops exactly what
 //! `up` started, by pid, and removes its folder.
 //!
@@ -13,13 +14,15 @@
 
 mod binaries;
 mod cluster;
+mod csi;
 mod env;
 mod error;
 mod fixture;
 mod node;
 mod s3;
 
-pub use env::{Environment, RealNode, S3Settings};
+pub use csi::{CSI_DRIVER, CSI_NEVER_READY_PARAMETER, CSI_SNAPSHOT_CLASS, CSI_STORAGE_CLASS, Csi};
+pub use env::{Environment, RealNode, S3Settings, UpOptions};
 pub use error::TestenvError;
 pub use fixture::{TestEnv, TestNamespace, TestPrefix};
 pub use node::{REAL_NODE_LABEL, REAL_NODE_TAINT_KEY};

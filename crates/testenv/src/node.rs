@@ -247,6 +247,7 @@ pub(crate) fn write_config(
     pki: &Path,
     api_port: u16,
     images: &Path,
+    csi: bool,
 ) -> Result<PathBuf, TestenvError> {
     let nd = dir.join("node");
     for sub in [
@@ -288,6 +289,9 @@ pub(crate) fn write_config(
     );
     let _ = writeln!(env, "CONTAINERD_SOCKET={}", socket.display());
     let _ = writeln!(env, "KUBELET_ROOT_DIR={}", kubelet_root.display());
+    if csi {
+        env.push_str(&csi_settings(dir, &kubelet_root)?);
+    }
     write("node.env", env)?;
 
     write(
@@ -446,6 +450,37 @@ current-context: node
     Ok(kubelet_root)
 }
 
+/// The CSI driver's state (volumes and snapshots) in the environment `dir`.
+pub(crate) fn csi_state_dir(dir: &Path) -> PathBuf {
+    dir.join("node/csi")
+}
+
+/// node.env's settings of the CSI stack (`CSI=1`; node.sh starts it). The driver's socket is
+/// where kubelet looks for drivers' sockets, its registration socket in kubelet's
+/// `plugins_registry`, which kubelet watches.
+fn csi_settings(dir: &Path, kubelet_root: &Path) -> Result<String, TestenvError> {
+    let driver = crate::csi::CSI_DRIVER;
+    let socket = kubelet_root.join("plugins").join(driver).join("csi.sock");
+    let registration_dir = kubelet_root.join("plugins_registry");
+    let registration = registration_dir.join(format!("{driver}-reg.sock"));
+    for path in [&socket, &registration] {
+        if path.as_os_str().len() > 107 {
+            return Err(TestenvError::BadFile {
+                path: path.clone(),
+                message: "the path is too long for a unix socket (108 bytes): use a shorter \
+                          ARCA_TESTENV_ROOT or environment name"
+                    .into(),
+            });
+        }
+    }
+    let mut env = String::new();
+    let _ = writeln!(env, "CSI=1");
+    let _ = writeln!(env, "CSI_SOCKET={}", socket.display());
+    let _ = writeln!(env, "CSI_REGISTRATION_DIR={}", registration_dir.display());
+    let _ = writeln!(env, "CSI_STATE_DIR={}", csi_state_dir(dir).display());
+    Ok(env)
+}
+
 /// Starts `hack/testenv/node.sh` detached, its pid in `pids/node.pid`: in a mount namespace
 /// of its own whose mounts never reach the machine (`unshare --propagation slave`), inside the
 /// node's network namespace (`nsenter --net`; not `ip netns exec`, which remounts /sys
@@ -524,6 +559,33 @@ mod tests {
         );
         std::fs::remove_dir_all(&root)?;
         Ok(())
+    }
+
+    #[test]
+    fn the_csi_sockets_are_where_kubelet_looks_and_too_long_paths_are_refused() {
+        let dir = Path::new("/t/env");
+        let settings = csi_settings(dir, &dir.join("node/kubelet")).unwrap_or_default();
+        assert!(settings.contains("CSI=1\n"), "{settings}");
+        assert!(
+            settings.contains(
+                "CSI_SOCKET=/t/env/node/kubelet/plugins/hostpath.csi.arca.dev/csi.sock\n"
+            ),
+            "{settings}"
+        );
+        assert!(
+            settings.contains("CSI_REGISTRATION_DIR=/t/env/node/kubelet/plugins_registry\n"),
+            "{settings}"
+        );
+        assert!(
+            settings.contains("CSI_STATE_DIR=/t/env/node/csi\n"),
+            "{settings}"
+        );
+        let long = PathBuf::from(format!("/{}", "x".repeat(80)));
+        let refused = csi_settings(&long, &long.join("node/kubelet"));
+        assert!(
+            matches!(&refused, Err(TestenvError::BadFile { message, .. }) if message.contains("unix socket")),
+            "{refused:?}"
+        );
     }
 
     #[test]

@@ -20,6 +20,11 @@ enum Cmd {
         /// busybox-static.
         #[arg(long, value_parser = ["kwok", "real"], default_value = "kwok")]
         node: String,
+        /// Add a CSI stack to the real node (needs `--node real`): a hostpath driver, the
+        /// StorageClass `csi-hostpath`, the snapshot CRDs, the VolumeSnapshotClass
+        /// `csi-hostpath-snapclass`, external-provisioner and the snapshot controllers.
+        #[arg(long)]
+        csi: bool,
     },
     /// Stop exactly what `up` started and remove target/testenv/NAME.
     Down {
@@ -31,10 +36,19 @@ enum Cmd {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Cmd::Up { name, node } => {
+        Cmd::Up { name, node, csi } => {
+            if csi && node != "real" {
+                anyhow::bail!(
+                    "--csi needs --node real (make testenv-up NODE=real CSI=1): the CSI driver runs beside the real node's kubelet"
+                );
+            }
             let started = std::time::Instant::now();
             let root = arca_testenv::testenv_root();
-            let env = arca_testenv::Environment::up_in(&root, &name, node == "real").await?;
+            let options = arca_testenv::UpOptions {
+                real_node: node == "real",
+                csi,
+            };
+            let env = arca_testenv::Environment::up_with(&root, &name, options).await?;
             println!(
                 "environment {name} is up ({:.0}s)\n  kubeconfig: {}\n  s3:         {} (bucket {}), settings in {}\n  stop it:    make testenv-down NAME={name}",
                 started.elapsed().as_secs_f64(),
@@ -50,6 +64,15 @@ async fn main() -> anyhow::Result<()> {
                     node.kubelet_root_dir.display(),
                     node.test_image,
                     node.s3_endpoint_in_cluster
+                );
+            }
+            if let Some(csi) = &env.csi {
+                println!(
+                    "  csi:        driver {}, storage class {}, snapshot class {} (default); state in {}",
+                    csi.driver,
+                    csi.storage_class,
+                    csi.snapshot_class,
+                    csi.state_dir.display()
                 );
             }
         }
