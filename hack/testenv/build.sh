@@ -216,17 +216,18 @@ start_job velero build_kopia build_velero
 start_job csi build_csi_driver build_csi_provisioner build_csi_snapshotter
 # The foreground part in a subshell of its own too (waited for at once), so that a failure
 # stops it (`set -e`) and the jobs are still waited for and reported.
-( set -e
+( set -e; started=$(date +%s)
   build_k8s
   build_etcd
   build_install kwok sigs.k8s.io/kwok/cmd/kwok "v$KWOK_VERSION"
   build_install kwokctl sigs.k8s.io/kwok/cmd/kwokctl "v$KWOK_VERSION"
   build_install versitygw github.com/versity/versitygw/cmd/versitygw "v$VERSITYGW_VERSION"
   build_install helm helm.sh/helm/v3/cmd/helm "v$HELM_VERSION"
+  [ $(( $(date +%s) - started )) -lt 2 ] || log "kubernetes, etcd, kwok, versitygw, helm: done in $(( $(date +%s) - started ))s"
 ) &
 fg_failed=0
 wait $! || fg_failed=1
 jobs_failed=0
 wait_jobs || jobs_failed=1
-[ $fg_failed = 0 ] && [ $jobs_failed = 0 ] || { log "the build failed (see above)"; exit 1; }
+if [ $fg_failed != 0 ] || [ $jobs_failed != 0 ]; then log "the build failed (see above)"; exit 1; fi
 echo "$bin"

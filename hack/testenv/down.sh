@@ -36,7 +36,8 @@ if [ -f "$dir/node/node.env" ]; then
   # shellcheck disable=SC1091
   . "$dir/node/node.env"
   # kubelet first, so it restarts nothing (and the CSI stack with it, so it acts no more);
-  # then every process of the node's pods.
+  # then every process of the node's pods. (Word splitting wanted: a pid per word.)
+  # shellcheck disable=SC2046
   stop_pids $(pid_of "$dir/pids/kubelet.pid") $(pid_of "$dir/pids/kube-proxy.pid") \
     $(for p in csi-provisioner csi-snapshotter snapshot-controller csi-hostpath; do pid_of "$dir/pids/$p.pid"; done)
   cgroup_pids=$(find /sys/fs/cgroup/*/"$CGROUP_ROOT" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
