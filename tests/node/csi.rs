@@ -7,14 +7,14 @@
 //! `csiSnapshotTimeout` and leaves nothing behind. The operator runs in this process: the
 //! snapshots need no node agent.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use arca_api::{BackupPhase, RestorePhase};
 use arca_e2e::{TestEnv, eventually, kubectl, kubectl_apply, scenario::Scenario};
 use arca_store::{Layout, archive::CsiSnapshots};
 use bytes::Bytes;
 
-use crate::helpers::{arca, ok, ready_pods};
+use crate::helpers::{arca, files_under_data, ok, ready_pods};
 
 /// The environment with its real node and CSI driver, and the driver's names.
 fn csi_env() -> (&'static TestEnv, arca_testenv::Csi) {
@@ -77,26 +77,20 @@ spec:
     )
 }
 
-/// Each file under `/data` of pod `db-0` (but the marker), by path, as its sha256.
-fn files_of_db(env: &TestEnv, ns: &str) -> BTreeMap<String, String> {
-    let listing = kubectl(
+/// The PersistentVolume claim `data-db-0` of `ns` is bound to.
+fn volume_of_db(env: &TestEnv, ns: &str) -> String {
+    kubectl(
         env,
         &[
-            "exec",
+            "get",
+            "pvc",
+            "data-db-0",
             "-n",
             ns,
-            "db-0",
-            "--",
-            "sh",
-            "-c",
-            "cd /data && find . -type f ! -name .done | xargs sha256sum",
+            "-o",
+            "jsonpath={.spec.volumeName}",
         ],
-    );
-    listing
-        .lines()
-        .filter_map(|line| line.split_once("  "))
-        .map(|(sum, path)| (path.trim_start_matches("./").to_string(), sum.to_string()))
-        .collect()
+    )
 }
 
 fn json(env: &TestEnv, args: &[&str]) -> serde_json::Value {
@@ -132,20 +126,9 @@ async fn a_claim_is_backed_up_by_csi_snapshot_and_restored_from_it_byte_for_byte
     let app = s.app.name.clone();
     kubectl_apply(env, &database(&app, &node.test_image, &csi.storage_class));
     ready_pods(&s.client, &app, "app=db", 1, Duration::from_secs(180)).await;
-    let written = files_of_db(env, &app);
+    let written = files_under_data(env, &app, "db-0");
     assert_eq!(written.len(), 3, "{written:?}");
-    let old_volume = kubectl(
-        env,
-        &[
-            "get",
-            "pvc",
-            "data-db-0",
-            "-n",
-            &app,
-            "-o",
-            "jsonpath={.spec.volumeName}",
-        ],
-    );
+    let old_volume = volume_of_db(env, &app);
 
     // The backup snapshots the claim, keeps the content and records it.
     let backup = s
@@ -279,22 +262,11 @@ async fn a_claim_is_backed_up_by_csi_snapshot_and_restored_from_it_byte_for_byte
     );
     ready_pods(&s.client, &app, "app=db", 1, Duration::from_secs(180)).await;
     assert_eq!(
-        files_of_db(env, &app),
+        files_under_data(env, &app, "db-0"),
         written,
         "the restored claim's files"
     );
-    let new_volume = kubectl(
-        env,
-        &[
-            "get",
-            "pvc",
-            "data-db-0",
-            "-n",
-            &app,
-            "-o",
-            "jsonpath={.spec.volumeName}",
-        ],
-    );
+    let new_volume = volume_of_db(env, &app);
     assert!(
         !new_volume.is_empty() && new_volume != old_volume,
         "{new_volume}"

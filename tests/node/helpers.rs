@@ -96,6 +96,36 @@ pub fn arca(env: &TestEnv, namespace: &str, args: &[&str]) -> Output {
         .expect("arca runs")
 }
 
+/// `sha256sum` of each file under `/data` in pod `ns/pod` (but the marker `.done`), by path.
+pub fn files_under_data(
+    env: &TestEnv,
+    ns: &str,
+    pod: &str,
+) -> std::collections::BTreeMap<String, String> {
+    sums(&kubectl(
+        env,
+        &[
+            "exec",
+            "-n",
+            ns,
+            pod,
+            "--",
+            "sh",
+            "-c",
+            "cd /data && find . -type f ! -name .done | xargs sha256sum",
+        ],
+    ))
+}
+
+/// `sha256sum` output as path -> sum.
+pub fn sums(listing: &str) -> std::collections::BTreeMap<String, String> {
+    listing
+        .lines()
+        .filter_map(|line| line.split_once("  "))
+        .map(|(sum, path)| (path.trim_start_matches("./").to_string(), sum.to_string()))
+        .collect()
+}
+
 /// stdout of a command that must succeed.
 pub fn ok(what: &str, out: &Output) -> String {
     assert!(

@@ -18,7 +18,7 @@ use arca_e2e::{
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Api;
 
-use crate::helpers::ready_pods;
+use crate::helpers::{files_under_data, ready_pods, sums};
 
 /// A pod on the real node that writes files into its emptyDir `data` (once), and is Ready
 /// when they are all written. Velero copies `data` (its opt-in annotation).
@@ -57,33 +57,6 @@ spec:
     )
 }
 
-/// Each file under `/data` of the writer (but the marker), by path, as its sha256.
-fn files_in_pod(env: &arca_e2e::TestEnv, ns: &str) -> BTreeMap<String, String> {
-    let listing = kubectl(
-        env,
-        &[
-            "exec",
-            "-n",
-            ns,
-            "writer",
-            "--",
-            "sh",
-            "-c",
-            "cd /data && find . -type f ! -name .done | xargs sha256sum",
-        ],
-    );
-    sums(&listing)
-}
-
-/// `sha256sum` output as path -> sum.
-fn sums(listing: &str) -> BTreeMap<String, String> {
-    listing
-        .lines()
-        .filter_map(|line| line.split_once("  "))
-        .map(|(sum, path)| (path.trim_start_matches("./").to_string(), sum.to_string()))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn velero_node_agent_copies_a_volume_that_arca_names_with_its_kopia_snapshot() {
     let suffix = format!("{:08x}", rand::random::<u32>());
@@ -95,7 +68,7 @@ async fn velero_node_agent_copies_a_volume_that_arca_names_with_its_kopia_snapsh
     kubectl_apply(&env, &writer(&app, &node.test_image));
     let client = env.client().await.expect("client");
     ready_pods(&client, &app, "app=writer", 1, Duration::from_secs(120)).await;
-    let written = files_in_pod(&env, &app);
+    let written = files_under_data(&env, &app, "writer");
     assert_eq!(written.len(), 3, "{written:?}");
 
     let velero = Velero::start(cluster, &suffix).await;
