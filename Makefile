@@ -30,16 +30,18 @@ unit:
 	$(CARGO) test --workspace --exclude arca-e2e
 
 e2e: testenv-build image
-	# The e2e tests spawn target/debug/arca: build the binaries, not only the test harnesses.
-	$(CARGO) build -p arca -p arca-testenv --bins
-	$(CARGO) build -p arca-e2e --tests
-	@set -e; trap 'rc=$$?; [ $$rc -eq 0 ] || bash hack/testenv/keep-logs.sh $(TEST_ENV_NAME) $(TEST_ENV_NAME)-node; \
-	  $(CARGO) run -q -p arca-testenv -- down --name $(TEST_ENV_NAME); $(CARGO) run -q -p arca-testenv -- down --name $(TEST_ENV_NAME)-node' EXIT; \
-	  $(CARGO) run -q -p arca-testenv -- up --name $(TEST_ENV_NAME); \
-	  $(CARGO) run -q -p arca-testenv -- up --name $(TEST_ENV_NAME)-node --node real --csi; \
-	  ARCA_TESTENV=$(TEST_ENV_NAME) $(CARGO) test -p arca-e2e --test e2e -- --test-threads=4; \
+	# The e2e tests spawn target/debug/arca. One build for all, as `make build` and CI's
+	# first build make it: building a subset (`-p arca`, `--bins`) unifies dependency features
+	# differently and compiles much of the tree again (2-3 min cold); so does `cargo run -p`.
+	$(CARGO) build --workspace --all-targets
+	@set -e; env=target/debug/arca-testenv; \
+	  trap 'rc=$$?; [ $$rc -eq 0 ] || bash hack/testenv/keep-logs.sh $(TEST_ENV_NAME) $(TEST_ENV_NAME)-node; \
+	  $$env down --name $(TEST_ENV_NAME); $$env down --name $(TEST_ENV_NAME)-node' EXIT; \
+	  $$env up --name $(TEST_ENV_NAME); \
+	  $$env up --name $(TEST_ENV_NAME)-node --node real --csi; \
+	  ARCA_TESTENV=$(TEST_ENV_NAME) $(CARGO) test --workspace --test e2e -- --test-threads=4; \
 	  ARCA_TESTENV=$(TEST_ENV_NAME)-node ARCA_IMAGE=$$(tail -n 1 target/image/ref) \
-	    $(CARGO) test -p arca-e2e --test node -- --test-threads=1
+	    $(CARGO) test --workspace --test node -- --test-threads=1
 
 ## crds: regenerate crds/ and docs/reference/crds.md from the Rust types (a unit test fails
 ## when they differ).

@@ -152,7 +152,7 @@ pub fn arca_binary() -> PathBuf {
     let path = arca_testenv::workspace_root().join("target/debug/arca");
     assert!(
         path.is_file(),
-        "{} is missing: run `cargo build -p arca` (make e2e does)",
+        "{} is missing: run `cargo build --workspace --all-targets` (make e2e does)",
         path.display()
     );
     path
