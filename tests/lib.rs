@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 pub mod operator;
+pub mod restic;
 pub mod scenario;
 pub mod tamper;
 pub mod velero;

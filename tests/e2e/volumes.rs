@@ -17,14 +17,12 @@ use arca_e2e::{
         arca_binary, backup_done, phase_of_backup, phase_of_restore, restore_done, run_arca,
         succeeded,
     },
+    restic::{own_password, restic, shared_password},
     scenario::{Scenario, assert_completed, assert_restored},
     store,
 };
-use arca_engine::protocol::{
-    REPOSITORY_PASSWORD_KEY, REPOSITORY_SECRET, RepositoryId, RepositoryPassword,
-    derive_repository_password,
-};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use arca_engine::protocol::RepositoryId;
+use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt};
 use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
 
@@ -171,61 +169,6 @@ pub(crate) fn tree(dir: &Path) -> BTreeMap<String, (char, u32, i64, Vec<u8>)> {
         }
     }
     out
-}
-
-/// The installation's secret the operator made (the shared password of repositories made
-/// before each had its own).
-async fn shared_password(client: &kube::Client, ns: &str) -> String {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let secret = eventually(
-        "the operator to make its repository Secret",
-        Duration::from_secs(60),
-        || async { secrets.get_opt(REPOSITORY_SECRET).await.ok()? },
-    )
-    .await;
-    let bytes = secret
-        .data
-        .and_then(|d| d.get(REPOSITORY_PASSWORD_KEY).cloned())
-        .expect("password key");
-    String::from_utf8(bytes.0).expect("utf-8")
-}
-
-/// The own password of `repository`, derived from the operator's Secret in `arca_ns`.
-async fn own_password(client: &kube::Client, arca_ns: &str, repository: &RepositoryId) -> String {
-    let shared = RepositoryPassword::new(shared_password(client, arca_ns).await);
-    derive_repository_password(&shared, repository)
-        .reveal()
-        .to_string()
-}
-
-/// The plain restic CLI on the repository of `volumes_of` under `prefix`.
-fn restic(
-    env: &TestEnv,
-    prefix: &str,
-    volumes_of: &str,
-    password: &str,
-    args: &[&str],
-) -> (bool, String) {
-    let s3 = &env.env.s3;
-    let repo = format!(
-        "s3:{}/{}/{prefix}/volumes/{volumes_of}",
-        s3.endpoint, s3.bucket
-    );
-    let out = std::process::Command::new("restic")
-        .env("AWS_ACCESS_KEY_ID", &s3.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key)
-        .env("RESTIC_PASSWORD", password)
-        .args(["-r", &repo, "--no-cache", "-o"])
-        .arg(format!("s3.region={}", s3.region))
-        .args(args)
-        .output()
-        .expect("restic runs (Debian package `restic`)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 /// The ids in `restic snapshots --json` output.

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use crate::helpers::{arca, files_under_data, ok, ready_pods};
 
 /// The environment with its real node and CSI driver, and the driver's names.
-fn csi_env() -> (&'static TestEnv, arca_testenv::Csi) {
+pub(crate) fn csi_env() -> (&'static TestEnv, arca_testenv::Csi) {
     let env = match TestEnv::shared_with_csi() {
         Ok(env) => env,
         Err(why) => panic!("{why}"),
@@ -32,7 +32,7 @@ fn csi_env() -> (&'static TestEnv, arca_testenv::Csi) {
 
 /// A one-replica StatefulSet on the real node whose claim `data-db-0` gets files once (a
 /// restored pod finds them and writes nothing), Ready when they are there.
-fn database(ns: &str, image: &str, class: &str) -> String {
+pub(crate) fn database(ns: &str, image: &str, class: &str) -> String {
     format!(
         r#"apiVersion: apps/v1
 kind: StatefulSet
@@ -78,7 +78,7 @@ spec:
 }
 
 /// The PersistentVolume claim `data-db-0` of `ns` is bound to.
-fn volume_of_db(env: &TestEnv, ns: &str) -> String {
+pub(crate) fn volume_of_db(env: &TestEnv, ns: &str) -> String {
     kubectl(
         env,
         &[
@@ -93,12 +93,12 @@ fn volume_of_db(env: &TestEnv, ns: &str) -> String {
     )
 }
 
-fn json(env: &TestEnv, args: &[&str]) -> serde_json::Value {
+pub(crate) fn json(env: &TestEnv, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&kubectl(env, args)).expect("kubectl printed JSON")
 }
 
 /// Names of the objects of `kind` in `ns` (`-A` when None).
-fn names(env: &TestEnv, kind: &str, ns: &str) -> Vec<String> {
+pub(crate) fn names(env: &TestEnv, kind: &str, ns: &str) -> Vec<String> {
     json(env, &["get", kind, "-n", ns, "-o", "json"])["items"]
         .as_array()
         .into_iter()
@@ -108,7 +108,7 @@ fn names(env: &TestEnv, kind: &str, ns: &str) -> Vec<String> {
 }
 
 /// The VolumeSnapshotContents whose VolumeSnapshot is (or was) in `ns`.
-fn contents_of_namespace(env: &TestEnv, ns: &str) -> Vec<String> {
+pub(crate) fn contents_of_namespace(env: &TestEnv, ns: &str) -> Vec<String> {
     json(env, &["get", "volumesnapshotcontents", "-o", "json"])["items"]
         .as_array()
         .into_iter()

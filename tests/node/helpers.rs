@@ -39,7 +39,7 @@ fn image_archive() -> PathBuf {
 }
 
 /// Imports target/image/arca.tar into the node's containerd once per test process.
-fn load_image(env: &TestEnv) {
+pub fn load_image(env: &TestEnv) {
     static LOADED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     LOADED.get_or_init(|| {
         let archive = image_archive();
@@ -152,6 +152,49 @@ pub fn credentials_file(env: &TestEnv) -> PathBuf {
     )
     .expect("credentials file");
     path
+}
+
+/// `arca install --use-node-agent` of the image into `sys`, as a user installs it: the
+/// operator and the agents on the real node (its kubelet folder), the location on the
+/// environment's bucket under `prefix`. Returns what `arca install` printed.
+pub fn install_arca(env: &TestEnv, sys: &str, prefix: &str) -> String {
+    let node = real_node(env);
+    let credentials = credentials_file(env);
+    let config = format!(
+        "region={},s3Url={},s3ForcePathStyle=true",
+        env.env.s3.region, node.s3_endpoint_in_cluster
+    );
+    let out = ok(
+        "arca install",
+        &arca(
+            env,
+            sys,
+            &[
+                "install",
+                "--use-node-agent",
+                "--image",
+                &image(),
+                "--kubelet-root-dir",
+                &node.kubelet_root_dir.display().to_string(),
+                "--node-selector",
+                "arca.dev/real-node=true",
+                "--toleration",
+                "arca.dev/real-node:NoSchedule",
+                "--provider",
+                "aws",
+                "--bucket",
+                &env.env.s3.bucket,
+                "--prefix",
+                prefix,
+                "--backup-location-config",
+                &config,
+                "--secret-file",
+                &credentials.display().to_string(),
+            ],
+        ),
+    );
+    assert!(out.contains("Arca is installed"), "{out}");
+    out
 }
 
 /// The pods matching `selector` in `namespace` once `count` of them are Ready.

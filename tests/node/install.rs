@@ -14,8 +14,7 @@ use k8s_openapi::api::{
 use kube::{Api, api::DeleteParams};
 
 use crate::helpers::{
-    arca, credentials_file, image, logs, node_env, ok, process_facts, ready_pods, real_node,
-    uninstall,
+    arca, image, install_arca, logs, node_env, ok, process_facts, ready_pods, real_node, uninstall,
 };
 
 const LONG: Duration = Duration::from_secs(240);
@@ -108,42 +107,9 @@ async fn installed_arca_backs_up_and_restores_a_pod_on_a_real_node() {
     let system = env.namespace("arca").await.expect("namespace");
     let sys = system.name.as_str();
     let prefix = env.prefix();
-    let credentials = credentials_file(env);
 
     // 1. Installed as a user installs it, with the environment's kubelet folder.
-    let config = format!(
-        "region={},s3Url={},s3ForcePathStyle=true",
-        env.env.s3.region, node.s3_endpoint_in_cluster
-    );
-    let out = ok(
-        "arca install",
-        &arca(
-            env,
-            sys,
-            &[
-                "install",
-                "--use-node-agent",
-                "--image",
-                &image(),
-                "--kubelet-root-dir",
-                &node.kubelet_root_dir.display().to_string(),
-                "--node-selector",
-                "arca.dev/real-node=true",
-                "--toleration",
-                "arca.dev/real-node:NoSchedule",
-                "--provider",
-                "aws",
-                "--bucket",
-                &env.env.s3.bucket,
-                "--prefix",
-                &prefix.prefix,
-                "--backup-location-config",
-                &config,
-                "--secret-file",
-                &credentials.display().to_string(),
-            ],
-        ),
-    );
+    let out = install_arca(env, sys, &prefix.prefix);
     assert!(out.contains("Arca is installed"), "{out}");
 
     // 2. The operator runs on the real node, is Ready and holds the lease; its process is

@@ -7,6 +7,7 @@
 //! so they run one at a time (`--test-threads=1`) and each removes what it installed.
 
 mod csi;
+mod data_mover;
 mod helpers;
 mod install;
 mod upgrade;

@@ -115,9 +115,13 @@ pub struct BackupSpec {
     /// default class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_volumes: Option<bool>,
-    /// Copy each CSI snapshot's data into the bucket (Velero's data mover). Not supported
-    /// yet: `true` fails validation, saying so; use `defaultVolumesToFsBackup` to have the
-    /// node agent copy the volumes' files into the bucket instead.
+    /// Copy each CSI snapshot's data into the bucket (Velero's data mover), then delete the
+    /// snapshot: the backup then needs neither the storage system nor the cluster. After the
+    /// post hooks, each snapshot is mounted through a temporary claim by a pod in the
+    /// operator's namespace on the node of the pod that mounts the claim, the node agent there
+    /// copies its files into the namespace's volume repository, recorded as a file copy of
+    /// that pod volume, and everything temporary is removed. A claim no pod of the backup
+    /// mounts, or whose copy fails, keeps its snapshot (a warning or an error names it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_move_data: Option<bool>,
     /// How long a CSI snapshot may take to become ready (`10m` when unset); past it the

@@ -66,6 +66,11 @@ pub struct BackupFlags {
     /// How long a CSI snapshot may take to become ready (default `10m`).
     #[arg(long)]
     pub csi_snapshot_timeout: Option<Duration>,
+    /// Copy each CSI snapshot's data into the bucket (the node agent reads it through a
+    /// temporary claim), then delete the snapshot: the backup no longer needs the storage
+    /// system or the cluster.
+    #[arg(long)]
+    pub snapshot_move_data: bool,
 }
 
 impl BackupFlags {
@@ -98,6 +103,7 @@ impl BackupFlags {
             }),
             snapshot_volumes: self.snapshot_volumes,
             csi_snapshot_timeout: self.csi_snapshot_timeout,
+            snapshot_move_data: self.snapshot_move_data.then_some(true),
             ..BackupSpec::default()
         })
     }

@@ -7,6 +7,7 @@ mod backup_cmd;
 mod crd;
 mod files;
 mod flags;
+mod hold;
 mod install;
 mod kube_args;
 mod location_cmd;
@@ -87,6 +88,10 @@ enum Command {
     /// listed volume (added by restores; not for people).
     #[command(hide = true)]
     RestoreHelper(restore_helper::RestoreHelperArgs),
+    /// Keep a data mover pod's volume mounted until the pod is deleted (the container of the
+    /// pods backups with `snapshotMoveData` make; not for people).
+    #[command(hide = true)]
+    Hold,
 }
 
 /// jemalloc rather than glibc's malloc: the node agent's readers and writers allocate and
@@ -109,6 +114,7 @@ fn main() -> std::process::ExitCode {
             Ok(())
         }
         Command::RestoreHelper(ref args) => restore_helper::run(args),
+        Command::Hold => hold::run(),
         Command::Server(ref args) => tokio_main(server::run(
             cli.kube.clone(),
             cli.namespace.clone(),
@@ -153,7 +159,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Completion { .. }
         | Command::Server(_)
         | Command::Agent(_)
-        | Command::RestoreHelper(_) => Ok(()),
+        | Command::RestoreHelper(_)
+        | Command::Hold => Ok(()),
     }
 }
 

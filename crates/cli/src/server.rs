@@ -64,9 +64,11 @@ pub struct ServerArgs {
     /// How long a backup or restore waits for the node agents to move its pod volumes.
     #[arg(long, default_value = "4h")]
     pub fs_backup_timeout: GoDuration,
-    /// The image of the init container added to restored pods whose volumes get data: it
-    /// holds the pod's own containers until the node agent has written every volume. `arca
-    /// install` sets it to the operator's own image; unset, restored pods get none.
+    /// Arca's image, for the pods the operator makes: the init container added to restored
+    /// pods whose volumes get data (it holds the pod's own containers until the node agent has
+    /// written every volume), and the data mover's pods (`snapshotMoveData`). `arca install`
+    /// sets it to the operator's own image; unset, restored pods get none and snapshot data
+    /// is not moved.
     #[arg(long, env = "ARCA_RESTORE_HELPER_IMAGE")]
     pub restore_helper_image: Option<String>,
     /// The ServiceAccount a Backup or Restore outside --namespace acts as when its spec

@@ -227,6 +227,19 @@ fn rbac(ns: &str) -> Vec<Value> {
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "arca-leader-election"},
             "subjects": [{"kind": "ServiceAccount", "name": "arca", "namespace": ns}]
         }),
+        // The data mover (snapshotMoveData) removes the claim and pod it made in Arca's own
+        // namespace to read a snapshot; nowhere else does the operator delete pods or claims.
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": meta("arca-data-mover", Some(ns), "operator"),
+            "rules": [{"apiGroups": [""], "resources": ["pods", "persistentvolumeclaims"], "verbs": ["delete"]}]
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": meta("arca-data-mover", Some(ns), "operator"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "arca-data-mover"},
+            "subjects": [{"kind": "ServiceAccount", "name": "arca", "namespace": ns}]
+        }),
     ]
 }
 

@@ -28,6 +28,9 @@ use crate::{
 pub struct Related {
     /// (namespace, claim) of pods' volumes.
     pub claims_of_pods: BTreeSet<(String, String)>,
+    /// The first pod volume written that mounts each (namespace, claim): what a claim's
+    /// data moved from its CSI snapshot is recorded as (and restored into).
+    pub claim_mounts: std::collections::BTreeMap<(String, String), super::volumes::VolumeRequest>,
     /// (namespace, name) of claims written.
     pub claims_written: BTreeSet<(String, String)>,
     /// Volumes bound to claims written.
@@ -244,6 +247,16 @@ impl Collector {
                             related
                                 .claims_of_pods
                                 .insert((ns.clone(), claim.to_string()));
+                        }
+                    }
+                    if let Ok(pod) = serde_json::from_slice::<PodVolumes>(&item.json) {
+                        for mount in pod.candidates(false) {
+                            if let Some(claim) = mount.claim.clone() {
+                                related
+                                    .claim_mounts
+                                    .entry((mount.namespace.clone(), claim))
+                                    .or_insert(mount);
+                            }
                         }
                     }
                 }

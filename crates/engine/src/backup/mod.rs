@@ -4,6 +4,7 @@
 //! it has decided the backup's final status: see `arca_store::BackupStore::complete`.
 
 mod collect;
+mod data_mover;
 pub mod list;
 pub mod ordered;
 pub mod plan;
@@ -71,6 +72,8 @@ pub struct BackupRequest {
     /// The operator's own client, for the cluster-scoped objects of CSI snapshots
     /// (VolumeSnapshotClasses, VolumeSnapshotContents, the claims' PersistentVolumes).
     pub operator_client: crate::csi::OperatorClient,
+    /// Arca's image, for the data mover's pods (`snapshotMoveData`); None: data is not moved.
+    pub helper_image: Option<String>,
 }
 
 /// Tuning.
@@ -131,11 +134,6 @@ pub fn validate(spec: &BackupSpec, tenant: Option<&str>) -> Vec<String> {
     push(NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces).map(|_| ()));
     push(LabelFilter::new(spec.label_selector.as_ref(), &spec.or_label_selectors).map(|_| ()));
     problems.extend(ordered::validate(&spec.ordered_resources));
-    if spec.snapshot_move_data == Some(true) {
-        problems.push(
-            "snapshotMoveData: true (moving CSI snapshot data into the bucket) is not supported yet: remove it to keep the snapshots in the storage system, or use defaultVolumesToFsBackup: true to have the node agent copy the volumes' files into the bucket".into(),
-        );
-    }
     if let Some(reference) = &spec.resource_policy
         && !reference.kind.eq_ignore_ascii_case("configmap")
     {
@@ -429,16 +427,20 @@ pub async fn run(
         .lock()
         .map(|r| r.claims_written.clone())
         .map_err(|_| BackupError::Internal("related items lock poisoned".into()))?;
-    let (volumes_file, csi) = if listed.is_ok() {
+    let claim_mounts = collector
+        .related
+        .lock()
+        .map(|r| r.claim_mounts.clone())
+        .map_err(|_| BackupError::Internal("related items lock poisoned".into()))?;
+    let (copies, taken) = if listed.is_ok() {
         let copies = async {
             if requests.is_empty() {
-                return Ok(None);
+                return None;
             }
-            back_up_volumes(store, request, requests, &collector, &log).await
+            Some(back_up_volumes(request, requests, &collector, &log).await)
         };
         let snapshots = snapshots::snapshot_claims(
             &client,
-            store,
             request,
             snapshots::Claims {
                 written: claims_written,
@@ -448,10 +450,9 @@ pub async fn run(
             &collector,
             &log,
         );
-        let (copies, snapshots) = futures::join!(copies, snapshots);
-        (copies?, snapshots?)
+        futures::join!(copies, snapshots)
     } else {
-        (None, snapshots::SnapshotsWritten::default())
+        (None, snapshots::Taken::default())
     };
     // Post hooks once everything of the pods is written (pods left out by a failed pre hook
     // get none).
@@ -471,6 +472,25 @@ pub async fn run(
             collector.record_warning(Some(ns), w.clone());
         }
     }
+    // The snapshots' data into the bucket, once the post hooks let the workloads go on.
+    let completed = taken.snapshots.len() as u32;
+    let moved = if request.spec.snapshot_move_data == Some(true) {
+        data_mover::move_data(request, taken.snapshots, &claim_mounts, &collector, &log).await
+    } else {
+        data_mover::Moved {
+            copies: Vec::new(),
+            kept: taken.snapshots,
+        }
+    };
+    let volumes_file = match copies {
+        None if moved.copies.is_empty() => None,
+        copies => {
+            let mut all = copies.unwrap_or_default();
+            all.extend(moved.copies);
+            Some(write_volumes_file(store, request, all).await?)
+        }
+    };
+    let csi = snapshots::write_file(store, request, taken.attempted, completed, moved.kept).await?;
     let hook_status = arca_api::HookStatus {
         hooks_attempted: pre.status.hooks_attempted + post.status.hooks_attempted,
         hooks_failed: pre.status.hooks_failed + post.status.hooks_failed,
@@ -520,15 +540,13 @@ pub async fn run(
     })
 }
 
-/// Copies the requested pod volumes through the node agents, and writes `volumes.json`;
-/// returns its size and sha256 (for the seal of `backup.json`) when it wrote one.
+/// Copies the requested pod volumes through the node agents; returns the snapshots taken.
 async fn back_up_volumes(
-    store: &dyn ObjectStore,
     request: &BackupRequest,
     requests: Vec<volumes::VolumeRequest>,
     collector: &Collector,
     log: &RunLog,
-) -> Result<Option<(u64, String)>, BackupError> {
+) -> Vec<arca_store::archive::VolumeSnapshot> {
     let job = match &request.volumes {
         Ok(job) => job,
         Err(why) => {
@@ -541,7 +559,7 @@ async fn back_up_volumes(
                     ),
                 );
             }
-            return Ok(None);
+            return Vec::new();
         }
     };
     let run = crate::pod_volumes::backup::BackupRun {
@@ -560,9 +578,18 @@ async fn back_up_volumes(
     for (ns, message) in outcome.warnings {
         collector.record_warning(Some(&ns), message);
     }
-    let snapshots = arca_store::archive::VolumeSnapshots {
-        snapshots: outcome.snapshots,
-    };
+    outcome.snapshots
+}
+
+/// Writes `volumes.json`; returns its size and sha256 (for the seal of `backup.json`).
+async fn write_volumes_file(
+    store: &dyn ObjectStore,
+    request: &BackupRequest,
+    mut snapshots: Vec<arca_store::archive::VolumeSnapshot>,
+) -> Result<(u64, String), BackupError> {
+    snapshots
+        .sort_by(|a, b| (&a.namespace, &a.pod, &a.volume).cmp(&(&b.namespace, &b.pod, &b.volume)));
+    let snapshots = arca_store::archive::VolumeSnapshots { snapshots };
     let json =
         serde_json::to_vec_pretty(&snapshots).map_err(|e| BackupError::Internal(e.to_string()))?;
     let digest = (
@@ -572,7 +599,7 @@ async fn back_up_volumes(
     store
         .put(&Layout::backup_volumes(&request.name), Bytes::from(json))
         .await?;
-    Ok(Some(digest))
+    Ok(digest)
 }
 
 async fn collect_everything(

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use arca_store::{Layout, ObjectStore, archive::CsiSnapshots};
+use arca_store::{
+    Layout, ObjectStore,
+    archive::{CsiSnapshot, CsiSnapshots},
+};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -30,6 +33,15 @@ pub struct SnapshotsWritten {
     pub completed: u32,
 }
 
+/// The snapshots taken, before any is moved ([`super::data_mover`]) or recorded.
+#[derive(Clone, Debug, Default)]
+pub struct Taken {
+    /// VolumeSnapshots created.
+    pub attempted: u32,
+    /// Ready and kept, one per claim.
+    pub snapshots: Vec<CsiSnapshot>,
+}
+
 /// The claims of a backup, by (namespace, name).
 #[derive(Debug, Default)]
 pub struct Claims {
@@ -43,13 +55,12 @@ pub struct Claims {
 /// those whose files a pod volume copy takes).
 pub async fn snapshot_claims(
     client: &kube::Client,
-    store: &dyn ObjectStore,
     request: &BackupRequest,
     claims: Claims,
     policies: Option<&ResourcePolicies>,
     collector: &Collector,
     log: &RunLog,
-) -> Result<SnapshotsWritten, BackupError> {
+) -> Taken {
     let spec = &request.spec;
     if !spec.volume_snapshot_locations.is_empty() {
         collector.record_warning(
@@ -63,18 +74,18 @@ pub async fn snapshot_claims(
     let asked_for = spec.snapshot_volumes != Some(false) || policies.is_some();
     let Claims { written, copied } = claims;
     if !asked_for || written.is_empty() {
-        return Ok(SnapshotsWritten::default());
+        return Taken::default();
     }
     let classes = match list_classes(&request.operator_client.0).await {
         Ok(classes) => classes,
         Err(e) => {
             collector.record_error(Some(""), format!("{e}: no CSI snapshot was taken"));
-            return Ok(SnapshotsWritten::default());
+            return Taken::default();
         }
     };
     if classes.is_empty() && spec.snapshot_volumes.is_none() && policies.is_none() {
         log.info("the cluster has no VolumeSnapshotClass: no CSI snapshot is taken");
-        return Ok(SnapshotsWritten::default());
+        return Taken::default();
     }
     let operator = &request.operator_client.0;
     let mut reads = futures::stream::iter(written)
@@ -140,7 +151,7 @@ pub async fn snapshot_claims(
         }
     }
     if chosen.is_empty() {
-        return Ok(SnapshotsWritten::default());
+        return Taken::default();
     }
     let job = SnapshotJob {
         run_client: client,
@@ -157,19 +168,31 @@ pub async fn snapshot_claims(
     for (ns, message) in outcome.errors {
         collector.record_error(Some(&ns), message);
     }
-    let completed = outcome.snapshots.len() as u32;
+    Taken {
+        attempted: outcome.attempted,
+        snapshots: outcome.snapshots,
+    }
+}
+
+/// Writes `csi-snapshots.json` with the snapshots the backup keeps (none: no file).
+/// `completed` counts the snapshots taken and ready (kept, or moved to the bucket).
+pub async fn write_file(
+    store: &dyn ObjectStore,
+    request: &BackupRequest,
+    attempted: u32,
+    completed: u32,
+    kept: Vec<CsiSnapshot>,
+) -> Result<SnapshotsWritten, BackupError> {
     let mut written = SnapshotsWritten {
         file: None,
-        attempted: outcome.attempted,
+        attempted,
         completed,
     };
-    if completed == 0 {
+    if kept.is_empty() {
         return Ok(written);
     }
-    let json = serde_json::to_vec_pretty(&CsiSnapshots {
-        snapshots: outcome.snapshots,
-    })
-    .map_err(|e| BackupError::Internal(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(&CsiSnapshots { snapshots: kept })
+        .map_err(|e| BackupError::Internal(e.to_string()))?;
     written.file = Some((
         json.len() as u64,
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&json)),

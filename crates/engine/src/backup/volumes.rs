@@ -78,6 +78,21 @@ pub struct VolumeRequest {
     /// What the pod spec says of the volume (its source type, NFS, CSI), for resource
     /// policies; the claim's and PV's facts are added when policies are evaluated.
     pub facts: VolumeFacts,
+    /// Where the node agent reads the data, when not from the pod volume above: the data
+    /// mover's pod holding a claim made from the claim's CSI snapshot. The data is still
+    /// recorded as the pod volume above's (its repository, snapshot path and `volumes.json`
+    /// entry), so it restores as a file copy of it.
+    pub read_from: Option<ReadFrom>,
+}
+
+/// A pod volume the node agent reads instead of the one a [`VolumeRequest`] names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadFrom {
+    pub namespace: String,
+    pub pod: String,
+    pub pod_uid: String,
+    pub node: String,
+    pub volume: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -227,6 +242,7 @@ impl PodVolumes {
                     .persistent_volume_claim
                     .as_ref()
                     .map(|c| c.claim_name.clone()),
+                read_from: None,
             })
             .collect()
     }

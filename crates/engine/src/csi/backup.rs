@@ -268,13 +268,15 @@ async fn discard(job: SnapshotJob<'_>, snapshots: &Api<VolumeSnapshot>, name: &s
 }
 
 fn backup_labels(job: SnapshotJob<'_>) -> BTreeMap<String, String> {
+    labels_of(job.backup, job.backup_namespace, job.backup_uid)
+}
+
+/// The labels tying an object to backup `namespace/name` (uid `uid`).
+pub(crate) fn labels_of(name: &str, namespace: &str, uid: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (BACKUP_NAME_LABEL.to_string(), label_value(job.backup)),
-        (
-            BACKUP_NAMESPACE_LABEL.to_string(),
-            label_value(job.backup_namespace),
-        ),
-        (BACKUP_UID_LABEL.to_string(), label_value(job.backup_uid)),
+        (BACKUP_NAME_LABEL.to_string(), label_value(name)),
+        (BACKUP_NAMESPACE_LABEL.to_string(), label_value(namespace)),
+        (BACKUP_UID_LABEL.to_string(), label_value(uid)),
     ])
 }
 

@@ -7,6 +7,8 @@
 //!   itself removed, so the claim's namespace can go without taking the snapshot along.
 //! - [`restore`]: a claim restored from its snapshot: a pre-provisioned content and a
 //!   VolumeSnapshot in the target namespace, and the claim's `dataSource` pointing at it.
+//! - [`expose`]: the data mover's (`snapshotMoveData`) view of a ready snapshot: a claim
+//!   made from it, mounted by a pod on a node, whose files the node agent copies.
 //! - [`delete`]: a deleted backup's contents, and with them the snapshots.
 //!
 //! The snapshot objects' types are declared here (schema-less: the external-snapshotter's
@@ -15,6 +17,7 @@
 pub mod backup;
 pub mod choose;
 pub mod delete;
+pub mod expose;
 pub mod restore;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;

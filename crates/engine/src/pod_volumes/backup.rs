@@ -139,8 +139,8 @@ pub async fn back_up(
         guards.push(job.locks.shared(&key).await);
     }
     let api: Api<PodVolumeBackup> = Api::namespaced(job.client.clone(), &job.work_namespace);
-    let mut created = 0usize;
-    let mut claims = BTreeMap::new();
+    let mut created = BTreeSet::new();
+    let mut recorded = BTreeMap::new();
     for request in &work {
         if let Some(problem) = unusable.get(&request.namespace) {
             errors.push((
@@ -156,9 +156,11 @@ pub async fn back_up(
             continue;
         }
         let item = work_item(job, run, request);
-        claims.insert(item.name_any(), request.claim.clone());
+        recorded.insert(item.name_any(), Recorded::of(request));
         match api.create(&PostParams::default(), &item).await {
-            Ok(_) => created += 1,
+            Ok(_) => {
+                created.insert(item.name_any());
+            }
             Err(e) => errors.push((
                 request.namespace.clone(),
                 format!(
@@ -168,15 +170,16 @@ pub async fn back_up(
             )),
         }
     }
-    if created > 0 {
+    if !created.is_empty() {
         log.info(format!(
-            "waiting for {created} pod volume backups (node agents)"
+            "waiting for {} pod volume backups (node agents)",
+            created.len()
         ));
         let selector = format!("{}={}", protocol::BACKUP_UID, run.uid);
         match wait::until_done(
             &api,
             &selector,
-            created,
+            &created,
             |p: &PodVolumeBackup| p.status.as_ref().and_then(|s| s.phase).unwrap_or_default(),
             job.timeout,
             job.pickup_warning,
@@ -184,7 +187,7 @@ pub async fn back_up(
         )
         .await
         {
-            Ok(items) => gather(job, items, &claims, &mut out, &mut errors, log),
+            Ok(items) => gather(job, items, &recorded, &mut out, &mut errors, log),
             Err(e) => errors.push((String::new(), format!("reading the PodVolumeBackups: {e}"))),
         }
     }
@@ -198,27 +201,48 @@ fn work_item(job: &VolumeJob, run: BackupRun<'_>, request: &VolumeRequest) -> Po
         run.name,
         &[&request.namespace, &request.pod, &request.volume],
     );
-    let mut item = PodVolumeBackup::new(
-        &name,
-        PodVolumeBackupSpec {
-            node: request.node.clone().unwrap_or_default(),
-            pod: PodReference {
+    // The data mover's pod is read in place of the pod volume the data is recorded as.
+    let (node, pod, volume) = match &request.read_from {
+        Some(from) => (
+            from.node.clone(),
+            PodReference {
+                namespace: from.namespace.clone(),
+                name: from.pod.clone(),
+                uid: from.pod_uid.clone(),
+            },
+            from.volume.clone(),
+        ),
+        None => (
+            request.node.clone().unwrap_or_default(),
+            PodReference {
                 namespace: request.namespace.clone(),
                 name: request.pod.clone(),
                 uid: request.pod_uid.clone(),
             },
-            volume: request.volume.clone(),
+            request.volume.clone(),
+        ),
+    };
+    let mut tags = vec![
+        format!("backup={}", run.name),
+        format!("backup-uid={}", run.uid),
+        format!("namespace={}", request.namespace),
+        format!("pod={}", request.pod),
+        format!("volume={}", request.volume),
+    ];
+    if request.read_from.is_some() {
+        tags.push("source=csi-snapshot".into());
+    }
+    let mut item = PodVolumeBackup::new(
+        &name,
+        PodVolumeBackupSpec {
+            node,
+            pod,
+            volume,
             backup_storage_location: job.location.clone(),
             location_namespace: job.location_namespace.clone(),
             repo_identifier: job.repository(&request.namespace).to_string(),
             snapshot_path: snapshot_path(request),
-            tags: vec![
-                format!("backup={}", run.name),
-                format!("backup-uid={}", run.uid),
-                format!("namespace={}", request.namespace),
-                format!("pod={}", request.pod),
-                format!("volume={}", request.volume),
-            ],
+            tags,
             uploader_type: "restic-format".into(),
             compression: run.compression,
         },
@@ -232,10 +256,30 @@ fn work_item(job: &VolumeJob, run: BackupRun<'_>, request: &VolumeRequest) -> Po
     item
 }
 
+/// The pod volume a work item's data is recorded as (not the data mover's pod it may read).
+#[derive(Debug)]
+struct Recorded {
+    namespace: String,
+    pod: String,
+    volume: String,
+    claim: Option<String>,
+}
+
+impl Recorded {
+    fn of(request: &VolumeRequest) -> Self {
+        Self {
+            namespace: request.namespace.clone(),
+            pod: request.pod.clone(),
+            volume: request.volume.clone(),
+            claim: request.claim.clone(),
+        }
+    }
+}
+
 fn gather(
     job: &VolumeJob,
     items: Vec<PodVolumeBackup>,
-    claims: &BTreeMap<String, Option<String>>,
+    recorded: &BTreeMap<String, Recorded>,
     out: &mut VolumeBackups,
     errors: &mut Vec<(String, String)>,
     log: &RunLog,
@@ -243,15 +287,21 @@ fn gather(
     for item in items {
         let spec = &item.spec;
         let status = item.status.clone().unwrap_or_default();
-        let what = format!(
-            "pod {}/{} volume {}",
-            spec.pod.namespace, spec.pod.name, spec.volume
-        );
+        let Some(as_) = recorded.get(&item.name_any()) else {
+            continue;
+        };
+        let what = match &as_.claim {
+            Some(claim) if spec.pod.namespace != as_.namespace => format!(
+                "claim {}/{claim} (its CSI snapshot, read through pod {}/{})",
+                as_.namespace, spec.pod.namespace, spec.pod.name
+            ),
+            _ => format!("pod {}/{} volume {}", as_.namespace, as_.pod, as_.volume),
+        };
         match (status.phase.unwrap_or_default(), status.snapshot_id) {
             (PodVolumePhase::Completed, Some(id)) => {
                 if let Some(remark) = &status.message {
                     out.warnings
-                        .push((spec.pod.namespace.clone(), format!("{what}: {remark}")));
+                        .push((as_.namespace.clone(), format!("{what}: {remark}")));
                 }
                 let total = status.progress.map(|p| p.total_bytes).unwrap_or_default();
                 let uploaded = status.bytes_uploaded.unwrap_or_default();
@@ -259,10 +309,10 @@ fn gather(
                     "{what}: snapshot {id}, {total} bytes, {uploaded} uploaded"
                 ));
                 out.snapshots.push(VolumeSnapshot {
-                    namespace: spec.pod.namespace.clone(),
-                    pod: spec.pod.name.clone(),
-                    volume: spec.volume.clone(),
-                    claim: claims.get(&item.name_any()).cloned().flatten(),
+                    namespace: as_.namespace.clone(),
+                    pod: as_.pod.clone(),
+                    volume: as_.volume.clone(),
+                    claim: as_.claim.clone(),
                     repository: spec.repo_identifier.clone(),
                     snapshot_id: id,
                     snapshot_path: spec.snapshot_path.clone(),
@@ -271,7 +321,7 @@ fn gather(
                 });
             }
             (phase, _) => errors.push((
-                spec.pod.namespace.clone(),
+                as_.namespace.clone(),
                 wait::not_done(
                     &what,
                     phase,
@@ -374,6 +424,7 @@ mod tests {
             claim: claim.map(str::to_string),
             requested: true,
             facts: Default::default(),
+            read_from: None,
         }
     }
 
@@ -412,6 +463,43 @@ mod tests {
             assert_eq!(item.spec.compression, compression);
             assert_eq!(item.spec.node, "node-1");
         }
+    }
+
+    #[tokio::test]
+    async fn a_moved_snapshot_is_read_from_the_data_movers_pod_and_recorded_as_the_claims() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let job = job(dir.path(), false);
+        let mut moved = request("db-0", "data", Some("data-db-0"), Some("node-1"));
+        moved.read_from = Some(crate::backup::volumes::ReadFrom {
+            namespace: "arca-system".into(),
+            pod: "arca-move-nightly-1".into(),
+            pod_uid: "uid-mover".into(),
+            node: "node-2".into(),
+            volume: "data".into(),
+        });
+        let run = BackupRun {
+            name: "nightly",
+            uid: "uid-1",
+            compression: None,
+        };
+        let item = work_item(&job, run, &moved);
+        let spec = &item.spec;
+        assert_eq!(
+            (spec.pod.namespace.as_str(), spec.pod.name.as_str()),
+            ("arca-system", "arca-move-nightly-1")
+        );
+        assert_eq!(spec.pod.uid, "uid-mover");
+        assert_eq!(spec.node, "node-2");
+        assert_eq!(spec.volume, "data");
+        // The data belongs to the claim's namespace: its repository, its path, its tags.
+        assert_eq!(spec.repo_identifier, "volumes/shop/");
+        assert_eq!(spec.snapshot_path, "/shop/pvc/data-db-0");
+        assert!(spec.tags.contains(&"namespace=shop".to_string()));
+        assert!(spec.tags.contains(&"pod=db-0".to_string()));
+        assert!(spec.tags.contains(&"source=csi-snapshot".to_string()));
+        let as_ = Recorded::of(&moved);
+        assert_eq!((as_.namespace.as_str(), as_.pod.as_str()), ("shop", "db-0"));
+        assert_eq!(as_.claim.as_deref(), Some("data-db-0"));
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub async fn restore(
 ) -> VolumeRestores {
     let mut out = VolumeRestores::default();
     let api: Api<PodVolumeRestore> = Api::namespaced(job.client.clone(), &job.work_namespace);
-    let mut created = 0usize;
+    let mut created = std::collections::BTreeSet::new();
     for target in &pods {
         let pods_api: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
         let uid = match pods_api.get_opt(&target.pod).await {
@@ -70,7 +70,9 @@ pub async fn restore(
         for snapshot in &target.snapshots {
             let item = work_item(job, run, target, &uid, snapshot);
             match api.create(&PostParams::default(), &item).await {
-                Ok(_) => created += 1,
+                Ok(_) => {
+                    created.insert(item.name_any());
+                }
                 Err(e) => out.errors.push((
                     target.namespace.clone(),
                     format!(
@@ -81,17 +83,18 @@ pub async fn restore(
             }
         }
     }
-    if created == 0 {
+    if created.is_empty() {
         return out;
     }
     log.info(format!(
-        "waiting for {created} pod volume restores (node agents)"
+        "waiting for {} pod volume restores (node agents)",
+        created.len()
     ));
     let selector = format!("{}={}", protocol::RESTORE_UID, run.uid);
     let items = match wait::until_done(
         &api,
         &selector,
-        created,
+        &created,
         |p: &PodVolumeRestore| p.status.as_ref().and_then(|s| s.phase).unwrap_or_default(),
         job.timeout,
         job.pickup_warning,

@@ -12,14 +12,15 @@ use serde::de::DeserializeOwned;
 
 use crate::runlog::RunLog;
 
-/// Watches the objects labelled `selector` until `expected` of them are terminal or `timeout`
-/// has passed; returns them as last seen. Logs once when some stay New past `pickup`. A
+/// Watches the objects labelled `selector` until those named in `expected` are terminal or
+/// `timeout` has passed; returns them as last seen (others with the label, made by an earlier
+/// step of the same run, are not waited for). Logs once when some stay New past `pickup`. A
 /// watch, not a poll: the run learns of each change as the agent writes it, and an idle run
 /// costs the apiserver nothing.
 pub async fn until_done<K>(
     api: &Api<K>,
     selector: &str,
-    expected: usize,
+    expected: &std::collections::BTreeSet<String>,
     phase_of: impl Fn(&K) -> PodVolumePhase,
     timeout: Duration,
     pickup: Duration,
@@ -39,14 +40,15 @@ where
     let mut events = std::pin::pin!(events);
     loop {
         let done = seen.values().filter(|i| phase_of(i).is_terminal()).count();
-        if done >= expected {
+        if done >= expected.len() {
             break;
         }
         tokio::select! {
             event = events.next() => match event {
-                Some(Ok(item)) => {
+                Some(Ok(item)) if expected.contains(&item.name_any()) => {
                     seen.insert(item.name_any(), item);
                 }
+                Some(Ok(_)) => {}
                 // The watcher retries with backoff; a lasting failure ends at the deadline.
                 Some(Err(e)) => tracing::debug!("watching work items: {e}"),
                 None => break,

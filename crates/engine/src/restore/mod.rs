@@ -11,6 +11,7 @@ pub mod modifiers;
 pub mod order;
 pub mod plan;
 mod readiness;
+pub mod reprovision;
 mod run;
 pub mod skip;
 pub mod transform;

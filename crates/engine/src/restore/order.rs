@@ -23,7 +23,12 @@ pub enum Tier {
     PodDependencies,
     /// Services, endpoints, network policies, disruption budgets.
     Network,
-    /// Workload controllers, Jobs, pods, autoscalers, ingresses.
+    /// Pods: before their controllers, so that a pod restored with its volume data (and
+    /// the restore helper that holds its containers until the data is there) exists before
+    /// a StatefulSet or DaemonSet controller makes one of the same name without it. The
+    /// controller then adopts it. Velero restores pods first too.
+    Pods,
+    /// Workload controllers, Jobs, autoscalers, ingresses.
     Workloads,
     /// Every kind not named: custom resources (their CRDs came first) and the rest.
     Rest,
@@ -34,7 +39,7 @@ pub enum Tier {
 
 impl Tier {
     /// Every tier, in restore order.
-    pub const ALL: [Tier; 10] = [
+    pub const ALL: [Tier; 11] = [
         Tier::Crds,
         Tier::Namespaces,
         Tier::ClusterSettings,
@@ -42,6 +47,7 @@ impl Tier {
         Tier::PersistentVolumeClaims,
         Tier::PodDependencies,
         Tier::Network,
+        Tier::Pods,
         Tier::Workloads,
         Tier::Rest,
         Tier::Last,
@@ -78,6 +84,7 @@ impl Tier {
                 "networkpolicies.networking.k8s.io",
                 "poddisruptionbudgets.policy",
             ],
+            Tier::Pods => &["pods"],
             Tier::Workloads => &[
                 "deployments.apps",
                 "statefulsets.apps",
@@ -86,7 +93,6 @@ impl Tier {
                 "replicationcontrollers",
                 "cronjobs.batch",
                 "jobs.batch",
-                "pods",
                 "horizontalpodautoscalers.autoscaling",
                 "ingresses.networking.k8s.io",
             ],
@@ -140,6 +146,11 @@ mod tests {
             "pods are admitted against their service account"
         );
         assert!(tier_of("priorityclasses.scheduling.k8s.io") < tier_of("pods"));
+        assert!(
+            tier_of("pods") < tier_of("statefulsets.apps")
+                && tier_of("pods") < tier_of("daemonsets.apps"),
+            "a pod restored with its volume data comes before a controller could make it"
+        );
     }
 
     #[test]

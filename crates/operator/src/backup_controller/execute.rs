@@ -101,6 +101,7 @@ pub(super) async fn execute(
             .map_err(|e| e.to_string()),
         annotations: backup.annotations().clone(),
         operator_client: arca_engine::csi::OperatorClient(ctx.client.clone()),
+        helper_image: ctx.settings.restore_helper_image.clone(),
     };
     let outcome = match log {
         Ok((log, writer)) => {

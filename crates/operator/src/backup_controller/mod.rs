@@ -88,6 +88,18 @@ async fn fail_leftover(backup: &Backup, ctx: &Context) -> Result<(), Error> {
     );
     status.completion_timestamp = Some(time(ctx.clock.now()));
     patch(backup, ctx, &mut status).await?;
+    // A data mover stopped in the middle leaves its pods and claims in this namespace.
+    let log = arca_engine::runlog::RunLog::detached(&backup.name_any());
+    if let Err(e) = arca_engine::csi::expose::clean_up_leftovers(
+        &ctx.client,
+        &ctx.settings.namespace,
+        &backup.uid().unwrap_or_default(),
+        &log,
+    )
+    .await
+    {
+        tracing::warn!(backup = %backup.name_any(), "removing the data mover's leftovers: {e}");
+    }
     ctx.metrics
         .backups
         .get_or_create(&OutcomeLabels {

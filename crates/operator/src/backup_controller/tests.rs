@@ -166,13 +166,55 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
 }
 
 /// InProgress, but not run by this process: its operator stopped mid-run. Failed, with the
-/// condition, an Event and the count.
+/// condition, an Event and the count; what its data mover left in the operator's namespace
+/// (a pod and the claim, VolumeSnapshot and content of the same name) is removed.
 #[tokio::test]
 async fn a_backup_left_in_progress_by_a_previous_process_fails() {
+    let left = "arca-move-b1-0123456789";
+    let list = |kind: &str, items: serde_json::Value| json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items});
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": left, "namespace": OPERATOR_NS}});
     let (action, sent, ctx) = run(
         backup(BackupSpec::default(), with_phase(BackupPhase::InProgress)),
         vec![
             Expect::new(Method::PATCH, STATUS, object("Backup", OPERATOR_NS, "b1")),
+            Expect::new(
+                Method::GET,
+                format!("/api/v1/namespaces/{OPERATOR_NS}/pods?&labelSelector=arca.dev%2Fdata-mover-backup-uid%3Duid-b1"),
+                list("PodList", json!([pod])),
+            ),
+            Expect::new(
+                Method::GET,
+                format!("/api/v1/namespaces/{OPERATOR_NS}/persistentvolumeclaims"),
+                list("PersistentVolumeClaimList", json!([])),
+            ),
+            Expect::new(
+                Method::GET,
+                "/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents",
+                list("VolumeSnapshotContentList", json!([])),
+            ),
+            Expect::new(
+                Method::DELETE,
+                format!("/api/v1/namespaces/{OPERATOR_NS}/pods/{left}"),
+                pod.clone(),
+            ),
+            Expect::new(
+                Method::DELETE,
+                format!("/api/v1/namespaces/{OPERATOR_NS}/persistentvolumeclaims/{left}"),
+                json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": left, "namespace": OPERATOR_NS}}),
+            ),
+            Expect::new(
+                Method::DELETE,
+                format!("/apis/snapshot.storage.k8s.io/v1/namespaces/{OPERATOR_NS}/volumesnapshots/{left}"),
+                json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+                    "metadata": {"name": left, "namespace": OPERATOR_NS}, "spec": {"source": {}}}),
+            ),
+            Expect::new(
+                Method::DELETE,
+                format!("/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents/{left}"),
+                json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent", "metadata": {"name": left}, "spec": {"deletionPolicy": "Retain", "driver": "d", "source": {}, "volumeSnapshotRef": {}}}),
+            ),
             Expect::new(
                 Method::POST,
                 events_path(OPERATOR_NS),
@@ -192,7 +234,7 @@ async fn a_backup_left_in_progress_by_a_previous_process_fails() {
     );
     assert_eq!(status["conditions"][0]["reason"], "Failed");
     assert_eq!(status["conditions"][0]["status"], "False");
-    assert_eq!(sent[1]["reason"], "BackupFailed");
+    assert_eq!(sent[8]["reason"], "BackupFailed");
     assert_eq!(outcomes(&ctx, "Failed"), 1);
 }
 

@@ -57,6 +57,18 @@ impl Run<'_> {
                 s.namespace, s.claim
             ));
         }
+        if gr == "persistentvolumes"
+            && let Some((ns, claim)) =
+                super::super::reprovision::reprovisioned_claim(&object, &self.volume_snapshots)
+        {
+            let reason = format!(
+                "claim {ns}/{claim} gets a new volume from its storage class; the node agent restores its data"
+            );
+            if let Ok(mut made_again) = self.reprovisioned_volumes.lock() {
+                made_again.insert(entry.name.clone());
+            }
+            return skip(reason);
+        }
         let status = if (self.status_of)(&gr) {
             object.get("status").cloned()
         } else {
@@ -74,10 +86,14 @@ impl Run<'_> {
             return fail(e);
         }
         self.transform.apply(&gr, &mut object, false);
-        if gr == "persistentvolumeclaims"
-            && let Err(e) = self.claim_from_snapshot(entry, &mut object).await
-        {
-            return fail(e);
+        if gr == "persistentvolumeclaims" {
+            // Its volume's tier came first: a volume skipped there is made again for it.
+            if let Ok(made_again) = self.reprovisioned_volumes.lock() {
+                super::super::reprovision::unbind_claim(&mut object, &made_again);
+            }
+            if let Err(e) = self.claim_from_snapshot(entry, &mut object).await {
+                return fail(e);
+            }
         }
         inject_init_containers(&mut object, &hooks.init_containers);
         if let Some(helper) = &self.restore_helper

@@ -107,6 +107,9 @@ struct Run<'a> {
     volume_snapshots: VolumeSnapshots,
     /// The CSI snapshots of the backup's claims (`csi-snapshots.json`).
     csi_snapshots: arca_store::archive::CsiSnapshots,
+    /// PersistentVolumes not restored because their claims get new ones, whose data the
+    /// node agent writes (see [`super::reprovision`]); their claims lose `volumeName`.
+    reprovisioned_volumes: Mutex<BTreeSet<String>>,
     /// The operator's own client (the contents of CSI snapshots).
     operator: Client,
     /// The Restore's uid.
@@ -299,6 +302,7 @@ pub async fn run(
         pending_hooks: Mutex::new(Vec::new()),
         volume_snapshots,
         csi_snapshots,
+        reprovisioned_volumes: Mutex::new(BTreeSet::new()),
         operator: request.operator_client.0.clone(),
         uid: request.uid.clone(),
         pending_volumes: Mutex::new(Vec::new()),

@@ -1,0 +1,242 @@
+//! `snapshotMoveData: true`: the data of each CSI snapshot taken is copied into the bucket,
+//! and then the snapshot is deleted, so the backup no longer depends on the storage system
+//! or the cluster. Runs after the post hooks (the snapshots are the consistent point; the
+//! copy takes as long as it takes).
+//!
+//! Each snapshot is exposed in the operator's namespace ([`crate::csi::expose`]: a claim
+//! made from it, mounted by a pod on the node of the pod that mounts the original claim),
+//! and the node agent there copies the files through the usual work item
+//! ([`crate::pod_volumes::backup`]), into the claim's namespace's repository, recorded as the
+//! pod volume that mounts the claim: `volumes.json` then holds it as a file copy of that
+//! claim, and any cluster restores it the way it restores file copies (a new claim from its
+//! storage class, the data written before the pod's containers start).
+//!
+//! A snapshot whose data could not be moved is kept and recorded in `csi-snapshots.json`
+//! (the backup still restores it in this cluster), and its claim is named in the errors. A
+//! claim no pod of the backup mounts is not moved (nothing would restore its files into a
+//! new claim): a warning says so, and its snapshot is kept.
+
+use std::collections::BTreeMap;
+
+use arca_store::archive::{CsiSnapshot, VolumeSnapshot};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::Api;
+
+use super::{
+    BackupRequest,
+    collect::Collector,
+    volumes::{ReadFrom, VolumeRequest},
+};
+use crate::{
+    csi::{
+        backup::{DEFAULT_TIMEOUT, labels_of},
+        delete::delete_snapshot,
+        expose::{ExposeJob, POD_VOLUME, clean_up, expose, exposure_name},
+    },
+    runlog::RunLog,
+};
+
+/// Snapshots exposed at once.
+const CONCURRENCY: usize = 4;
+
+/// What moving the snapshots' data gave.
+#[derive(Debug, Default)]
+pub struct Moved {
+    /// The moved claims' data, for `volumes.json`.
+    pub copies: Vec<VolumeSnapshot>,
+    /// The snapshots not moved: kept in the storage system, for `csi-snapshots.json`.
+    pub kept: Vec<CsiSnapshot>,
+}
+
+/// Moves the data of `snapshots` into the bucket; `mounts` are the pod volumes of the backup
+/// that mount each (namespace, claim).
+pub async fn move_data(
+    request: &BackupRequest,
+    snapshots: Vec<CsiSnapshot>,
+    mounts: &BTreeMap<(String, String), VolumeRequest>,
+    collector: &Collector,
+    log: &RunLog,
+) -> Moved {
+    let cannot = |why: &str, snapshots: Vec<CsiSnapshot>| {
+        for s in &snapshots {
+            collector.record_error(
+                Some(&s.namespace),
+                format!(
+                    "claim {}/{}: the data of its CSI snapshot is not moved into the bucket: {why}; the snapshot is kept",
+                    s.namespace, s.claim
+                ),
+            );
+        }
+        Moved {
+            copies: Vec::new(),
+            kept: snapshots,
+        }
+    };
+    if snapshots.is_empty() {
+        return Moved::default();
+    }
+    let job = match &request.volumes {
+        Ok(job) => job,
+        Err(why) => return cannot(why, snapshots),
+    };
+    let Some(image) = request.helper_image.as_deref() else {
+        return cannot(
+            "the operator has no image for its helper pods (--restore-helper-image, which `arca install` sets)",
+            snapshots,
+        );
+    };
+    let operator = &request.operator_client.0;
+    let labels = labels_of(&request.name, &request.namespace, &request.uid);
+    let expose_job = ExposeJob {
+        operator,
+        namespace: &job.work_namespace,
+        image,
+        labels: &labels,
+        backup_uid: &request.uid,
+        timeout: request
+            .spec
+            .csi_snapshot_timeout
+            .map(std::time::Duration::from)
+            .unwrap_or(DEFAULT_TIMEOUT),
+    };
+    let mut kept = Vec::new();
+    let mut candidates = Vec::new();
+    for snapshot in snapshots {
+        let key = (snapshot.namespace.clone(), snapshot.claim.clone());
+        match mounts.get(&key) {
+            Some(mount) if mount.node.is_some() => candidates.push((snapshot, mount.clone())),
+            Some(mount) => {
+                collector.record_warning(
+                    Some(&snapshot.namespace),
+                    format!(
+                        "claim {}/{}: pod {} that mounts it is on no node, so the data of its CSI snapshot is not moved into the bucket; the snapshot is kept",
+                        snapshot.namespace, snapshot.claim, mount.pod
+                    ),
+                );
+                kept.push(snapshot);
+            }
+            None => {
+                collector.record_warning(
+                    Some(&snapshot.namespace),
+                    format!(
+                        "claim {}/{}: no pod of the backup mounts it, and moved data is restored through a pod that mounts the claim: its CSI snapshot is kept, not moved into the bucket",
+                        snapshot.namespace, snapshot.claim
+                    ),
+                );
+                kept.push(snapshot);
+            }
+        }
+    }
+    let mut exposed = Vec::new();
+    let mut requests = Vec::new();
+    let mut runs = futures::stream::iter(candidates)
+        .map(|(snapshot, mount)| async move {
+            let name = exposure_name(&request.name, &request.uid, &snapshot);
+            let result = expose_one(expose_job, &name, &snapshot, &mount, log).await;
+            (snapshot, mount, name, result)
+        })
+        .buffer_unordered(CONCURRENCY);
+    while let Some((snapshot, mount, name, result)) = runs.next().await {
+        match result {
+            Ok(exposure) => {
+                log.info(format!(
+                    "claim {}/{}: its CSI snapshot is mounted by pod {}/{name} on node {}",
+                    snapshot.namespace, snapshot.claim, job.work_namespace, exposure.node
+                ));
+                requests.push(VolumeRequest {
+                    node: Some(exposure.node.clone()),
+                    requested: true,
+                    read_from: Some(ReadFrom {
+                        namespace: job.work_namespace.clone(),
+                        pod: exposure.name.clone(),
+                        pod_uid: exposure.pod_uid.clone(),
+                        node: exposure.node.clone(),
+                        volume: POD_VOLUME.into(),
+                    }),
+                    ..mount
+                });
+                exposed.push((name, snapshot));
+            }
+            Err(why) => {
+                collector.record_error(
+                    Some(&snapshot.namespace),
+                    format!(
+                        "claim {}/{}: the data of its CSI snapshot is not moved into the bucket: {why}; the snapshot is kept",
+                        snapshot.namespace, snapshot.claim
+                    ),
+                );
+                kept.push(snapshot);
+            }
+        }
+    }
+    drop(runs);
+    let run = crate::pod_volumes::backup::BackupRun {
+        name: &request.name,
+        uid: &request.uid,
+        compression: request
+            .spec
+            .uploader_config
+            .as_ref()
+            .and_then(|c| c.compression),
+    };
+    let outcome = if requests.is_empty() {
+        crate::pod_volumes::backup::VolumeBackups::default()
+    } else {
+        crate::pod_volumes::backup::back_up(job, run, requests, log).await
+    };
+    for (ns, message) in outcome.errors {
+        collector.record_error(Some(&ns), message);
+    }
+    for (ns, message) in outcome.warnings {
+        collector.record_warning(Some(&ns), message);
+    }
+    for (name, snapshot) in exposed {
+        clean_up(operator, &job.work_namespace, &name, log).await;
+        let moved = outcome.snapshots.iter().any(|c| {
+            c.namespace == snapshot.namespace && c.claim.as_ref() == Some(&snapshot.claim)
+        });
+        if !moved {
+            // Its copy failed (an error names it): the snapshot stays the backup's.
+            kept.push(snapshot);
+            continue;
+        }
+        match delete_snapshot(operator, &request.name, &request.namespace, &snapshot).await {
+            Ok(_) => log.info(format!(
+                "claim {}/{}: its data is in the bucket; CSI snapshot {} deleted",
+                snapshot.namespace, snapshot.claim, snapshot.snapshot_handle
+            )),
+            Err(why) => collector.record_warning(
+                Some(&snapshot.namespace),
+                format!(
+                    "claim {}/{}: its data is in the bucket, but its CSI snapshot was not deleted: {why}",
+                    snapshot.namespace, snapshot.claim
+                ),
+            ),
+        }
+    }
+    kept.sort_by(|a, b| (&a.namespace, &a.claim).cmp(&(&b.namespace, &b.claim)));
+    Moved {
+        copies: outcome.snapshots,
+        kept,
+    }
+}
+
+async fn expose_one(
+    job: ExposeJob<'_>,
+    name: &str,
+    snapshot: &CsiSnapshot,
+    mount: &VolumeRequest,
+    log: &RunLog,
+) -> Result<crate::csi::expose::Exposure, String> {
+    let claims: Api<PersistentVolumeClaim> =
+        Api::namespaced(job.operator.clone(), &snapshot.namespace);
+    let original = claims.get(&snapshot.claim).await.map_err(|e| {
+        format!(
+            "reading claim {}/{}: {e}",
+            snapshot.namespace, snapshot.claim
+        )
+    })?;
+    let node = mount.node.as_deref().unwrap_or_default();
+    expose(job, name, snapshot, &original, node, log).await
+}

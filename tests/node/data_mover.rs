@@ -1,0 +1,281 @@
+//! The data mover (`snapshotMoveData: true`) on the real node, Arca installed from its image
+//! with the node agent: a StatefulSet's CSI claim is snapshotted, the snapshot mounted through
+//! a temporary claim by a pod in Arca's namespace, and the agent copies its files into the
+//! namespace's repository (the plain `restic` CLI checks every byte); then every temporary
+//! object and the snapshot itself are gone. The namespace and its volume are deleted, and the
+//! restore gives the claim a new volume from its storage class (no snapshot left to restore
+//! from), with the data written by the agent before the database's container starts, byte
+//! for byte.
+
+use std::time::Duration;
+
+use arca_e2e::{
+    eventually, kubectl, kubectl_apply,
+    restic::{own_password, restic},
+};
+use arca_engine::{csi::expose::DATA_MOVER_LABEL, protocol::RepositoryId};
+use arca_store::{Layout, archive::VolumeSnapshots};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+
+use crate::{
+    csi::{csi_env, database, json, names, volume_of_db},
+    helpers::{
+        arca, files_under_data, install_arca, is_ready, load_image, ok, ready_pods, uninstall,
+    },
+};
+
+const LONG: Duration = Duration::from_secs(240);
+
+/// Tarballs of the driver's snapshots (one per snapshot it holds).
+fn driver_snapshots(csi: &arca_testenv::Csi) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(csi.state_dir.join("snapshots"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_data_is_moved_into_the_bucket_and_restored_without_the_snapshot() {
+    let (env, csi) = csi_env();
+    load_image(env);
+    let node = env.env.real_node.clone().expect("a real node");
+    let client = env.client().await.expect("client");
+    let system = env.namespace("arca").await.expect("namespace");
+    let sys = system.name.as_str();
+    let prefix = env.prefix();
+    install_arca(env, sys, &prefix.prefix);
+    ready_pods(
+        &client,
+        sys,
+        "app.kubernetes.io/component=operator",
+        1,
+        LONG,
+    )
+    .await;
+    let agents: Api<Pod> = Api::namespaced(client.clone(), &format!("{sys}-node-agent"));
+    eventually("the node agent Ready on the real node", LONG, || async {
+        let list = agents.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|p| {
+                is_ready(p)
+                    && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&node.name)
+            })
+            .then_some(())
+    })
+    .await;
+    eventually("the location to be Available", LONG, || async {
+        let out = arca(env, sys, &["location", "get", "-o", "json"]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains("\"Available\"")
+            .then_some(())
+    })
+    .await;
+
+    let app = env.namespace("moved").await.expect("namespace");
+    let ns = app.name.as_str();
+    kubectl_apply(env, &database(ns, &node.test_image, &csi.storage_class));
+    ready_pods(&client, ns, "app=db", 1, LONG).await;
+    let written = files_under_data(env, ns, "db-0");
+    assert_eq!(written.len(), 3, "{written:?}");
+    let old_volume = volume_of_db(env, ns);
+    let snapshots_before = driver_snapshots(&csi);
+
+    // The backup snapshots the claim and moves the snapshot's data into the bucket.
+    let out = ok(
+        "arca backup create --snapshot-move-data",
+        &arca(
+            env,
+            sys,
+            &[
+                "backup",
+                "create",
+                "moved",
+                "--include-namespaces",
+                ns,
+                "--snapshot-volumes",
+                "true",
+                "--snapshot-move-data",
+                "--wait",
+            ],
+        ),
+    );
+    assert!(out.contains("Completed"), "{out}");
+    let backup = json(
+        env,
+        &["get", "backups.arca.dev", "moved", "-n", sys, "-o", "json"],
+    );
+    assert_eq!(backup["status"]["phase"], "Completed", "{backup}");
+    assert_eq!(
+        backup["status"]["csiVolumeSnapshotsCompleted"], 1,
+        "{backup}"
+    );
+    let store = arca_e2e::store(env, &prefix.prefix).await;
+    let recorded: VolumeSnapshots = serde_json::from_slice(
+        &store
+            .get(&Layout::backup_volumes("moved"))
+            .await
+            .expect("volumes.json"),
+    )
+    .expect("its JSON");
+    assert_eq!(recorded.snapshots.len(), 1, "{recorded:?}");
+    let copy = &recorded.snapshots[0];
+    assert_eq!(
+        (
+            copy.namespace.as_str(),
+            copy.pod.as_str(),
+            copy.volume.as_str()
+        ),
+        (ns, "db-0", "data"),
+        "recorded as the database's pod volume"
+    );
+    assert_eq!(copy.claim.as_deref(), Some("data-db-0"));
+    assert!(copy.total_bytes >= 3 * 1024 * 1024, "{copy:?}");
+    assert!(
+        store
+            .get(&Layout::backup_csi_snapshots("moved"))
+            .await
+            .is_err(),
+        "a moved snapshot is not kept in csi-snapshots.json"
+    );
+    // The agent read the data mover's pod in Arca's namespace, not the database's.
+    let items = json(
+        env,
+        &["get", "podvolumebackups.arca.dev", "-n", sys, "-o", "json"],
+    );
+    let items = items["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["spec"]["pod"]["namespace"], sys, "{:?}", items[0]);
+    assert_eq!(items[0]["spec"]["node"], node.name.as_str());
+    assert_eq!(items[0]["status"]["phase"], "Completed");
+    assert!(
+        items[0]["spec"]["tags"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t == "source=csi-snapshot")),
+        "{:?}",
+        items[0]
+    );
+
+    // restic reads every byte of it, at the claim's path.
+    let password = own_password(&client, sys, &RepositoryId::new(ns)).await;
+    let (checked, out) = restic(
+        env,
+        &prefix.prefix,
+        ns,
+        &password,
+        &["check", "--read-data"],
+    );
+    assert!(checked, "restic check: {out}");
+    let (listed, out) = restic(env, &prefix.prefix, ns, &password, &["snapshots", "--json"]);
+    assert!(
+        listed && out.contains(&format!("/{ns}/pvc/data-db-0")),
+        "{out}"
+    );
+
+    // Nothing temporary is left, and the snapshot itself is deleted.
+    eventually(
+        "the data mover's objects and the snapshot gone",
+        LONG,
+        || async {
+            let selector = DATA_MOVER_LABEL;
+            let left_in_sys = kubectl(
+                env,
+                &[
+                    "get",
+                    "pods,pvc,volumesnapshots",
+                    "-n",
+                    sys,
+                    "-l",
+                    selector,
+                    "-o",
+                    "name",
+                ],
+            );
+            let contents = kubectl(
+                env,
+                &[
+                    "get",
+                    "volumesnapshotcontents",
+                    "-l",
+                    "arca.dev/backup-name=moved",
+                    "-o",
+                    "name",
+                ],
+            );
+            (left_in_sys.trim().is_empty()
+                && contents.trim().is_empty()
+                && names(env, "volumesnapshots", ns).is_empty()
+                && driver_snapshots(&csi) == snapshots_before)
+                .then_some(())
+        },
+    )
+    .await;
+    let moved_claims = names(env, "pvc", sys);
+    assert!(moved_claims.is_empty(), "{moved_claims:?}");
+
+    // The namespace goes, and its volume with it.
+    kubectl(
+        env,
+        &["delete", "namespace", ns, "--wait=true", "--timeout=180s"],
+    );
+    eventually("the old volume deleted", LONG, || async {
+        (!names(env, "pv", "default").contains(&old_volume)).then_some(())
+    })
+    .await;
+
+    // The restore: a new volume from the storage class, the data written before the
+    // database's container starts.
+    let out = ok(
+        "arca restore create",
+        &arca(
+            env,
+            sys,
+            &[
+                "restore",
+                "create",
+                "back",
+                "--from-backup",
+                "moved",
+                "--wait",
+            ],
+        ),
+    );
+    assert!(out.contains("Completed"), "{out}");
+    let restored = ready_pods(&client, ns, "app=db", 1, LONG).await.remove(0);
+    let inits = restored
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        inits.first().map(|c| c.name.as_str()),
+        Some("arca-restore-wait"),
+        "the restore helper held the database until its data was there: {inits:?}"
+    );
+    let claim = json(env, &["get", "pvc", "data-db-0", "-n", ns, "-o", "json"]);
+    assert!(claim["spec"].get("dataSource").is_none(), "{claim}");
+    let new_volume = volume_of_db(env, ns);
+    assert!(
+        !new_volume.is_empty() && new_volume != old_volume,
+        "{new_volume}"
+    );
+    assert_eq!(
+        files_under_data(env, ns, "db-0"),
+        written,
+        "the restored claim's files"
+    );
+
+    let out = uninstall(env, sys);
+    assert!(out.contains("Every backup in the bucket is kept"), "{out}");
+    kubectl(
+        env,
+        &["delete", "namespace", ns, "--wait=true", "--timeout=180s"],
+    );
+}
