@@ -21,7 +21,8 @@ use kube::Api;
 use crate::{
     csi::{csi_env, database, json, names, volume_of_db},
     helpers::{
-        arca, files_under_data, install_arca, is_ready, load_image, ok, ready_pods, uninstall,
+        arca, files_under_data, install_arca, is_ready, load_image, location_available, ok,
+        ready_pods, restored_with_helper, uninstall,
     },
 };
 
@@ -71,13 +72,7 @@ async fn snapshot_data_is_moved_into_the_bucket_and_restored_without_the_snapsho
             .then_some(())
     })
     .await;
-    eventually("the location to be Available", LONG, || async {
-        let out = arca(env, sys, &["location", "get", "-o", "json"]);
-        String::from_utf8_lossy(&out.stdout)
-            .contains("\"Available\"")
-            .then_some(())
-    })
-    .await;
+    location_available(env, sys, "default", LONG).await;
 
     let app = env.namespace("moved").await.expect("namespace");
     let ns = app.name.as_str();
@@ -232,33 +227,7 @@ async fn snapshot_data_is_moved_into_the_bucket_and_restored_without_the_snapsho
 
     // The restore: a new volume from the storage class, the data written before the
     // database's container starts.
-    let out = ok(
-        "arca restore create",
-        &arca(
-            env,
-            sys,
-            &[
-                "restore",
-                "create",
-                "back",
-                "--from-backup",
-                "moved",
-                "--wait",
-            ],
-        ),
-    );
-    assert!(out.contains("Completed"), "{out}");
-    let restored = ready_pods(&client, ns, "app=db", 1, LONG).await.remove(0);
-    let inits = restored
-        .spec
-        .as_ref()
-        .and_then(|s| s.init_containers.clone())
-        .unwrap_or_default();
-    assert_eq!(
-        inits.first().map(|c| c.name.as_str()),
-        Some("arca-restore-wait"),
-        "the restore helper held the database until its data was there: {inits:?}"
-    );
+    restored_with_helper(env, &client, (sys, "back", "moved"), (ns, "app=db"), LONG).await;
     let claim = json(env, &["get", "pvc", "data-db-0", "-n", ns, "-o", "json"]);
     assert!(claim["spec"].get("dataSource").is_none(), "{claim}");
     let new_volume = volume_of_db(env, ns);

@@ -197,6 +197,62 @@ pub fn install_arca(env: &TestEnv, sys: &str, prefix: &str) -> String {
     out
 }
 
+/// `arca restore create <restore> --from-backup <backup> --wait` in `sys`, Completed; then the
+/// restored pod matching `selector` in `ns` once Ready, whose first init container is the
+/// restore helper (of Arca's image) that held its containers until its volumes were filled.
+pub async fn restored_with_helper(
+    env: &TestEnv,
+    client: &Client,
+    (sys, restore, backup): (&str, &str, &str),
+    (ns, selector): (&str, &str),
+    timeout: Duration,
+) -> Pod {
+    let out = ok(
+        "arca restore create",
+        &arca(
+            env,
+            sys,
+            &[
+                "restore",
+                "create",
+                restore,
+                "--from-backup",
+                backup,
+                "--wait",
+            ],
+        ),
+    );
+    assert!(out.contains("Completed"), "{out}");
+    let restored = ready_pods(client, ns, selector, 1, timeout).await.remove(0);
+    let inits = restored
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        inits.first().map(|c| c.name.as_str()),
+        Some("arca-restore-wait"),
+        "the restore helper runs first: {inits:?}"
+    );
+    assert_eq!(inits[0].image.as_deref(), Some(image().as_str()));
+    restored
+}
+
+/// Waits until `arca location get <location>` in `sys` says Available.
+pub async fn location_available(env: &TestEnv, sys: &str, location: &str, timeout: Duration) {
+    eventually(
+        &format!("location {location} to be Available"),
+        timeout,
+        || async {
+            let out = arca(env, sys, &["location", "get", location, "-o", "json"]);
+            String::from_utf8_lossy(&out.stdout)
+                .contains("\"Available\"")
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 /// The pods matching `selector` in `namespace` once `count` of them are Ready.
 pub async fn ready_pods(
     client: &Client,

@@ -14,7 +14,8 @@ use k8s_openapi::api::{
 use kube::{Api, api::DeleteParams};
 
 use crate::helpers::{
-    arca, image, install_arca, logs, node_env, ok, process_facts, ready_pods, real_node, uninstall,
+    arca, install_arca, location_available, logs, node_env, ok, process_facts, ready_pods,
+    real_node, restored_with_helper, uninstall,
 };
 
 const LONG: Duration = Duration::from_secs(240);
@@ -162,13 +163,7 @@ async fn installed_arca_backs_up_and_restores_a_pod_on_a_real_node() {
         facts.no_new_privs && facts.seccomp_filtered && facts.root_read_only,
         "{facts:?}"
     );
-    eventually("the location to be Available", LONG, || async {
-        let out = arca(env, sys, &["location", "get", "-o", "json"]);
-        String::from_utf8_lossy(&out.stdout)
-            .contains("\"Available\"")
-            .then_some(())
-    })
-    .await;
+    location_available(env, sys, "default", LONG).await;
 
     // 2b. Name resolution in the image: a store given by host name, from the pod's
     // /etc/hosts (hostAliases; no DNS server runs in this cluster).
@@ -221,17 +216,7 @@ spec:
             region = env.env.s3.region,
         ),
     );
-    eventually(
-        "the location named by host name to be Available",
-        LONG,
-        || async {
-            let out = arca(env, sys, &["location", "get", "by-name", "-o", "json"]);
-            String::from_utf8_lossy(&out.stdout)
-                .contains("\"Available\"")
-                .then_some(())
-        },
-    )
-    .await;
+    location_available(env, sys, "by-name", LONG).await;
 
     // 3. A workload on the real node writes its files from inside its container.
     let app = env.namespace("app").await.expect("namespace");
@@ -334,27 +319,7 @@ spec:
     .await;
 
     // 6. Restore: the data is in place before the workload's own container starts.
-    let out = ok(
-        "arca restore create",
-        &arca(
-            env,
-            sys,
-            &["restore", "create", "r1", "--from-backup", "b1", "--wait"],
-        ),
-    );
-    assert!(out.contains("Completed"), "{out}");
-    let restored = ready_pods(&client, ns, "", 1, LONG).await.remove(0);
-    let inits = restored
-        .spec
-        .as_ref()
-        .and_then(|s| s.init_containers.clone())
-        .unwrap_or_default();
-    assert_eq!(
-        inits.first().map(|c| c.name.as_str()),
-        Some("arca-restore-wait"),
-        "the restore helper runs first: {inits:?}"
-    );
-    assert_eq!(inits[0].image.as_deref(), Some(image().as_str()));
+    restored_with_helper(env, &client, (sys, "r1", "b1"), (ns, ""), LONG).await;
     let helper_log = logs(env, ns, "app", "arca-restore-wait");
     assert!(
         helper_log.contains("every volume is restored"),

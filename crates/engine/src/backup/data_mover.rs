@@ -171,19 +171,10 @@ pub async fn move_data(
         }
     }
     drop(runs);
-    let run = crate::pod_volumes::backup::BackupRun {
-        name: &request.name,
-        uid: &request.uid,
-        compression: request
-            .spec
-            .uploader_config
-            .as_ref()
-            .and_then(|c| c.compression),
-    };
     let outcome = if requests.is_empty() {
         crate::pod_volumes::backup::VolumeBackups::default()
     } else {
-        crate::pod_volumes::backup::back_up(job, run, requests, log).await
+        crate::pod_volumes::backup::back_up(job, request.volume_run(), requests, log).await
     };
     for (ns, message) in outcome.errors {
         collector.record_error(Some(&ns), message);

@@ -76,6 +76,21 @@ pub struct BackupRequest {
     pub helper_image: Option<String>,
 }
 
+impl BackupRequest {
+    /// The run its pod volume work items belong to.
+    pub fn volume_run(&self) -> crate::pod_volumes::backup::BackupRun<'_> {
+        crate::pod_volumes::backup::BackupRun {
+            name: &self.name,
+            uid: &self.uid,
+            compression: self
+                .spec
+                .uploader_config
+                .as_ref()
+                .and_then(|c| c.compression),
+        }
+    }
+}
+
 /// Tuning.
 #[derive(Clone, Copy, Debug)]
 pub struct BackupSettings {
@@ -562,16 +577,8 @@ async fn back_up_volumes(
             return Vec::new();
         }
     };
-    let run = crate::pod_volumes::backup::BackupRun {
-        name: &request.name,
-        uid: &request.uid,
-        compression: request
-            .spec
-            .uploader_config
-            .as_ref()
-            .and_then(|c| c.compression),
-    };
-    let outcome = crate::pod_volumes::backup::back_up(job, run, requests, log).await;
+    let outcome =
+        crate::pod_volumes::backup::back_up(job, request.volume_run(), requests, log).await;
     for (ns, message) in outcome.errors {
         collector.record_error(Some(&ns), message);
     }

@@ -18,16 +18,13 @@ use std::{collections::BTreeMap, time::Duration};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, ObjectMeta, PostParams},
+    api::{DeleteParams, PostParams},
 };
 use serde_json::{Value, json};
 
 use arca_store::archive::CsiSnapshot;
 
-use super::{
-    ContentSource, VolumeSnapshot, VolumeSnapshotContent, VolumeSnapshotContentSpec,
-    VolumeSnapshotSource, VolumeSnapshotSpec,
-};
+use super::{VolumeSnapshot, VolumeSnapshotContent};
 use crate::runlog::RunLog;
 
 /// The label every object of a data mover exposure carries (its value: the backup's uid).
@@ -103,9 +100,11 @@ async fn make(
         super::backup::label_value(job.backup_uid),
     );
     let contents: Api<VolumeSnapshotContent> = Api::all(job.operator.clone());
-    create(&contents, &content(name, job.namespace, record, &labels)).await?;
+    // Retain: the backup's own content keeps owning the snapshot until the data is moved.
+    let content = super::pre_provisioned_content(name, job.namespace, record, &labels);
+    create(&contents, &content).await?;
     let snapshots: Api<VolumeSnapshot> = Api::namespaced(job.operator.clone(), job.namespace);
-    create(&snapshots, &snapshot(name, &labels)).await?;
+    create(&snapshots, &super::bound_snapshot(name, &labels)).await?;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(job.operator.clone(), job.namespace);
     let claim: PersistentVolumeClaim =
         serde_json::from_value(claim_spec(name, &labels, original, record))
@@ -132,55 +131,6 @@ where
             object.name_any()
         )),
     }
-}
-
-/// The pre-provisioned content naming the snapshot (Retain: the backup's own content keeps
-/// owning the snapshot until the data is moved).
-fn content(
-    name: &str,
-    namespace: &str,
-    record: &CsiSnapshot,
-    labels: &BTreeMap<String, String>,
-) -> VolumeSnapshotContent {
-    VolumeSnapshotContent {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            labels: Some(labels.clone()),
-            ..ObjectMeta::default()
-        },
-        spec: VolumeSnapshotContentSpec {
-            deletion_policy: "Retain".into(),
-            driver: record.driver.clone(),
-            source: ContentSource {
-                volume_handle: None,
-                snapshot_handle: Some(record.snapshot_handle.clone()),
-            },
-            volume_snapshot_class_name: None,
-            volume_snapshot_ref: k8s_openapi::api::core::v1::ObjectReference {
-                api_version: Some(format!("{}/v1", super::GROUP)),
-                kind: Some("VolumeSnapshot".into()),
-                namespace: Some(namespace.to_string()),
-                name: Some(name.to_string()),
-                ..Default::default()
-            },
-        },
-        status: None,
-    }
-}
-
-fn snapshot(name: &str, labels: &BTreeMap<String, String>) -> VolumeSnapshot {
-    let mut snapshot = VolumeSnapshot::new(
-        name,
-        VolumeSnapshotSpec {
-            source: VolumeSnapshotSource {
-                persistent_volume_claim_name: None,
-                volume_snapshot_content_name: Some(name.to_string()),
-            },
-            volume_snapshot_class_name: None,
-        },
-    );
-    snapshot.metadata.labels = Some(labels.clone());
-    snapshot
 }
 
 /// The claim provisioned from the snapshot: the original's storage class, access modes and

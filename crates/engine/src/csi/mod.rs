@@ -152,6 +152,59 @@ pub fn snapshot_class_resource() -> kube::api::ApiResource {
     )
 }
 
+/// A VolumeSnapshotContent naming `record`'s snapshot (`deletionPolicy: Retain`: deleting it
+/// leaves the snapshot), for VolumeSnapshot `namespace/name` to bind to.
+pub(crate) fn pre_provisioned_content(
+    name: &str,
+    namespace: &str,
+    record: &arca_store::archive::CsiSnapshot,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> VolumeSnapshotContent {
+    VolumeSnapshotContent {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(labels.clone()),
+            ..kube::api::ObjectMeta::default()
+        },
+        spec: VolumeSnapshotContentSpec {
+            deletion_policy: "Retain".into(),
+            driver: record.driver.clone(),
+            source: ContentSource {
+                volume_handle: None,
+                snapshot_handle: Some(record.snapshot_handle.clone()),
+            },
+            volume_snapshot_class_name: None,
+            volume_snapshot_ref: k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some(format!("{GROUP}/v1")),
+                kind: Some("VolumeSnapshot".into()),
+                namespace: Some(namespace.to_string()),
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+        },
+        status: None,
+    }
+}
+
+/// The VolumeSnapshot `name` bound to the pre-provisioned content of the same name.
+pub(crate) fn bound_snapshot(
+    name: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> VolumeSnapshot {
+    let mut snapshot = VolumeSnapshot::new(
+        name,
+        VolumeSnapshotSpec {
+            source: VolumeSnapshotSource {
+                persistent_volume_claim_name: None,
+                volume_snapshot_content_name: Some(name.to_string()),
+            },
+            volume_snapshot_class_name: None,
+        },
+    );
+    snapshot.metadata.labels = Some(labels.clone());
+    snapshot
+}
+
 /// A name for an object Arca makes for `owner` and `key`: `<prefix>-<owner>-<hash of key>`,
 /// at most 63 characters (a label value can then hold it too), lowercase DNS.
 pub fn object_name(prefix: &str, owner: &str, key: &str) -> String {

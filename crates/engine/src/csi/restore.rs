@@ -6,17 +6,11 @@
 //! one.
 
 use arca_store::archive::CsiSnapshot;
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::{
-    Api, Client,
-    api::{ObjectMeta, PostParams},
-};
+use kube::{Api, Client, api::PostParams};
 use serde_json::{Value, json};
 
 use super::{
-    ContentSource, RESTORE_NAME_LABEL, VolumeSnapshot, VolumeSnapshotContent,
-    VolumeSnapshotContentSpec, VolumeSnapshotSource, VolumeSnapshotSpec, backup::label_value,
-    object_name,
+    RESTORE_NAME_LABEL, VolumeSnapshot, VolumeSnapshotContent, backup::label_value, object_name,
 };
 
 /// Who restores, for which Restore.
@@ -52,47 +46,14 @@ pub(crate) async fn provision_from_snapshot(
         RESTORE_NAME_LABEL.to_string(),
         label_value(job.restore),
     )]);
-    let content = VolumeSnapshotContent {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            labels: Some(labels.clone()),
-            ..ObjectMeta::default()
-        },
-        spec: VolumeSnapshotContentSpec {
-            deletion_policy: "Retain".into(),
-            driver: record.driver.clone(),
-            source: ContentSource {
-                volume_handle: None,
-                snapshot_handle: Some(record.snapshot_handle.clone()),
-            },
-            volume_snapshot_class_name: None,
-            volume_snapshot_ref: ObjectReference {
-                api_version: Some(format!("{}/v1", super::GROUP)),
-                kind: Some("VolumeSnapshot".into()),
-                namespace: Some(target.to_string()),
-                name: Some(name.clone()),
-                ..ObjectReference::default()
-            },
-        },
-        status: None,
-    };
+    let content = super::pre_provisioned_content(&name, target, record, &labels);
     let contents: Api<VolumeSnapshotContent> = Api::all(job.operator.clone());
     match contents.create(&PostParams::default(), &content).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(format!("creating VolumeSnapshotContent {name}: {e}")),
     }
-    let mut snapshot = VolumeSnapshot::new(
-        &name,
-        VolumeSnapshotSpec {
-            source: VolumeSnapshotSource {
-                persistent_volume_claim_name: None,
-                volume_snapshot_content_name: Some(name.clone()),
-            },
-            volume_snapshot_class_name: None,
-        },
-    );
-    snapshot.metadata.labels = Some(labels);
+    let snapshot = super::bound_snapshot(&name, &labels);
     let snapshots: Api<VolumeSnapshot> = Api::namespaced(job.run_client.clone(), target);
     match snapshots.create(&PostParams::default(), &snapshot).await {
         Ok(_) => Ok(name),
