@@ -118,6 +118,61 @@ pub(crate) fn contents_of_namespace(env: &TestEnv, ns: &str) -> Vec<String> {
         .collect()
 }
 
+/// Backup `name` of `spec` by the scenario's operator, PartiallyFailed: its status and its
+/// `results.json` as text.
+async fn partially_failed(
+    env: &TestEnv,
+    s: &Scenario,
+    name: &str,
+    spec: &str,
+) -> (arca_api::BackupStatus, String) {
+    let backup = s.backup(name, spec).await;
+    let status = backup.status.clone().expect("status");
+    assert_eq!(
+        status.phase,
+        Some(BackupPhase::PartiallyFailed),
+        "{status:?}"
+    );
+    let store = arca_e2e::store(env, &s.prefix.prefix).await;
+    let results = store
+        .get(&Layout::backup_results(name))
+        .await
+        .expect("results.json");
+    (status, String::from_utf8_lossy(&results).into_owned())
+}
+
+/// `arca backup delete <backup>`, then waits until its VolumeSnapshotContent `content` is
+/// gone (deleted with the backup, and the snapshot with it).
+async fn delete_backup_and_its_content(env: &TestEnv, s: &Scenario, backup: &str, content: &str) {
+    ok(
+        "arca backup delete",
+        &arca(
+            env,
+            &s.arca.name,
+            &["backup", "delete", backup, "--confirm"],
+        ),
+    );
+    eventually(
+        "the backup's VolumeSnapshotContent deleted",
+        Duration::from_secs(120),
+        || async {
+            let out = kubectl(
+                env,
+                &[
+                    "get",
+                    "volumesnapshotcontent",
+                    content,
+                    "--ignore-not-found",
+                    "-o",
+                    "name",
+                ],
+            );
+            out.trim().is_empty().then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_is_backed_up_by_csi_snapshot_and_restored_from_it_byte_for_byte() {
     let (env, csi) = csi_env();
@@ -273,33 +328,7 @@ async fn a_claim_is_backed_up_by_csi_snapshot_and_restored_from_it_byte_for_byte
     );
 
     // Deleting the backup deletes its snapshot's content.
-    ok(
-        "arca backup delete",
-        &arca(
-            env,
-            &s.arca.name,
-            &["backup", "delete", "snap", "--confirm"],
-        ),
-    );
-    eventually(
-        "the backup's VolumeSnapshotContent deleted",
-        Duration::from_secs(120),
-        || async {
-            let out = kubectl(
-                env,
-                &[
-                    "get",
-                    "volumesnapshotcontent",
-                    &snapshot.content,
-                    "--ignore-not-found",
-                    "-o",
-                    "name",
-                ],
-            );
-            out.trim().is_empty().then_some(())
-        },
-    )
-    .await;
+    delete_backup_and_its_content(env, &s, "snap", &snapshot.content).await;
     kubectl(
         env,
         &["delete", "namespace", &app, "--wait=true", "--timeout=120s"],
@@ -332,28 +361,16 @@ async fn a_snapshot_that_never_becomes_ready_fails_its_claim_and_leaves_nothing_
     kubectl_apply(env, &workload);
     ready_pods(&s.client, &app, "app=db", 1, Duration::from_secs(180)).await;
 
-    let backup = s
-        .backup(
-            "stuck",
-            &format!(
-                "{{includedNamespaces: [{app}], snapshotVolumes: true, csiSnapshotTimeout: 5s}}"
-            ),
-        )
-        .await;
-    let status = backup.status.clone().expect("status");
-    assert_eq!(
-        status.phase,
-        Some(BackupPhase::PartiallyFailed),
-        "{status:?}"
-    );
+    let (status, results) = partially_failed(
+        env,
+        &s,
+        "stuck",
+        &format!("{{includedNamespaces: [{app}], snapshotVolumes: true, csiSnapshotTimeout: 5s}}"),
+    )
+    .await;
     assert_eq!(status.csi_volume_snapshots_attempted, 1, "{status:?}");
     assert_eq!(status.csi_volume_snapshots_completed, 0, "{status:?}");
     let store = arca_e2e::store(env, &s.prefix.prefix).await;
-    let results = store
-        .get(&Layout::backup_results("stuck"))
-        .await
-        .expect("results.json");
-    let results = String::from_utf8_lossy(&results).into_owned();
     assert!(
         results.contains(&format!("claim {app}/data-db-0"))
             && results.contains("csiSnapshotTimeout"),
@@ -380,5 +397,80 @@ async fn a_snapshot_that_never_becomes_ready_fails_its_claim_and_leaves_nothing_
     assert_eq!(names(env, "pvc", &app), vec!["data-db-0".to_string()]);
     assert_eq!(names(env, "pods", &app), vec!["db-0".to_string()]);
     kubectl(env, &["delete", "volumesnapshotclass", &never]);
+    s.stop().await;
+}
+
+/// `snapshotMoveData` where the data cannot be moved (this operator has no image for the data
+/// mover's pod): the snapshot is kept as without the data mover, recorded in
+/// `csi-snapshots.json`, the claim named in the errors; no volume data is claimed and nothing
+/// temporary is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_whose_data_cannot_be_moved_is_kept_and_its_claim_named() {
+    let (env, csi) = csi_env();
+    let node = env.env.real_node.clone().expect("a real node");
+    let s = Scenario::start_on(env, "csi-nomove").await;
+    let app = s.app.name.clone();
+    kubectl_apply(env, &database(&app, &node.test_image, &csi.storage_class));
+    ready_pods(&s.client, &app, "app=db", 1, Duration::from_secs(180)).await;
+
+    let (status, results) = partially_failed(
+        env,
+        &s,
+        "nomove",
+        &format!("{{includedNamespaces: [{app}], snapshotVolumes: true, snapshotMoveData: true}}"),
+    )
+    .await;
+    assert_eq!(status.csi_volume_snapshots_completed, 1, "{status:?}");
+    let store = arca_e2e::store(env, &s.prefix.prefix).await;
+    assert!(
+        results.contains(&format!("claim {app}/data-db-0"))
+            && results.contains("not moved into the bucket")
+            && results.contains("--restore-helper-image"),
+        "{results}"
+    );
+    let kept: CsiSnapshots = serde_json::from_slice(
+        &store
+            .get(&Layout::backup_csi_snapshots("nomove"))
+            .await
+            .expect("the kept snapshot is recorded"),
+    )
+    .expect("its JSON");
+    assert_eq!(kept.snapshots.len(), 1, "{kept:?}");
+    assert_eq!(kept.snapshots[0].claim, "data-db-0");
+    let content = json(
+        env,
+        &[
+            "get",
+            "volumesnapshotcontent",
+            &kept.snapshots[0].content,
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(content["spec"]["deletionPolicy"], "Retain", "{content}");
+    assert!(
+        store.get(&Layout::backup_volumes("nomove")).await.is_err(),
+        "no volume data is claimed"
+    );
+    let made = kubectl(
+        env,
+        &[
+            "get",
+            "pods,pvc,volumesnapshots",
+            "-n",
+            &s.arca.name,
+            "-l",
+            arca_engine::csi::expose::DATA_MOVER_LABEL,
+            "-o",
+            "name",
+        ],
+    );
+    assert!(made.trim().is_empty(), "{made}");
+
+    delete_backup_and_its_content(env, &s, "nomove", &kept.snapshots[0].content).await;
+    kubectl(
+        env,
+        &["delete", "namespace", &app, "--wait=true", "--timeout=120s"],
+    );
     s.stop().await;
 }
