@@ -322,8 +322,13 @@ async fn describe(ctx: &Ctx, b: &Backup) -> anyhow::Result<()> {
         hooks.hooks_attempted, hooks.hooks_failed
     );
     if s.csi_volume_snapshots_attempted > 0 {
+        let whereto = if spec.snapshot_move_data == Some(true) {
+            "their data moved into the bucket (a snapshot not moved is kept: see the errors and warnings)"
+        } else {
+            "kept"
+        };
         println!(
-            "CSI snapshots: {} of {} ready and kept",
+            "CSI snapshots: {} of {} ready, {whereto}",
             s.csi_volume_snapshots_completed, s.csi_volume_snapshots_attempted
         );
     }
