@@ -100,33 +100,11 @@ pub async fn move_data(
             .map(std::time::Duration::from)
             .unwrap_or(DEFAULT_TIMEOUT),
     };
+    let (candidates, unmovable) = movable(snapshots, mounts);
     let mut kept = Vec::new();
-    let mut candidates = Vec::new();
-    for snapshot in snapshots {
-        let key = (snapshot.namespace.clone(), snapshot.claim.clone());
-        match mounts.get(&key) {
-            Some(mount) if mount.node.is_some() => candidates.push((snapshot, mount.clone())),
-            Some(mount) => {
-                collector.record_warning(
-                    Some(&snapshot.namespace),
-                    format!(
-                        "claim {}/{}: pod {} that mounts it is on no node, so the data of its CSI snapshot is not moved into the bucket; the snapshot is kept",
-                        snapshot.namespace, snapshot.claim, mount.pod
-                    ),
-                );
-                kept.push(snapshot);
-            }
-            None => {
-                collector.record_warning(
-                    Some(&snapshot.namespace),
-                    format!(
-                        "claim {}/{}: no pod of the backup mounts it, and moved data is restored through a pod that mounts the claim: its CSI snapshot is kept, not moved into the bucket",
-                        snapshot.namespace, snapshot.claim
-                    ),
-                );
-                kept.push(snapshot);
-            }
-        }
+    for (snapshot, why) in unmovable {
+        collector.record_warning(Some(&snapshot.namespace), why);
+        kept.push(snapshot);
     }
     let mut exposed = Vec::new();
     let mut requests = Vec::new();
@@ -213,6 +191,40 @@ pub async fn move_data(
     }
 }
 
+/// Which snapshots can be moved: those whose claim a pod of the backup on a node mounts
+/// (with that pod volume); the others with the warning that says why not. Pure.
+fn movable(
+    snapshots: Vec<CsiSnapshot>,
+    mounts: &BTreeMap<(String, String), VolumeRequest>,
+) -> (
+    Vec<(CsiSnapshot, VolumeRequest)>,
+    Vec<(CsiSnapshot, String)>,
+) {
+    let mut movable = Vec::new();
+    let mut not = Vec::new();
+    for snapshot in snapshots {
+        let key = (snapshot.namespace.clone(), snapshot.claim.clone());
+        let claim = format!("claim {}/{}", snapshot.namespace, snapshot.claim);
+        match mounts.get(&key) {
+            Some(mount) if mount.node.is_some() => movable.push((snapshot, mount.clone())),
+            Some(mount) => {
+                let why = format!(
+                    "{claim}: pod {} that mounts it is on no node, so the data of its CSI snapshot is not moved into the bucket; the snapshot is kept",
+                    mount.pod
+                );
+                not.push((snapshot, why));
+            }
+            None => {
+                let why = format!(
+                    "{claim}: no pod of the backup mounts it, and moved data is restored through a pod that mounts the claim: its CSI snapshot is kept, not moved into the bucket"
+                );
+                not.push((snapshot, why));
+            }
+        }
+    }
+    (movable, not)
+}
+
 async fn expose_one(
     job: ExposeJob<'_>,
     name: &str,
@@ -230,4 +242,76 @@ async fn expose_one(
     })?;
     let node = mount.node.as_deref().unwrap_or_default();
     expose(job, name, snapshot, &original, node, log).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(namespace: &str, claim: &str) -> CsiSnapshot {
+        CsiSnapshot {
+            namespace: namespace.into(),
+            claim: claim.into(),
+            ..CsiSnapshot::default()
+        }
+    }
+
+    fn mount(namespace: &str, pod: &str, claim: &str, node: Option<&str>) -> VolumeRequest {
+        VolumeRequest {
+            namespace: namespace.into(),
+            pod: pod.into(),
+            pod_uid: format!("uid-{pod}"),
+            node: node.map(str::to_string),
+            volume: "data".into(),
+            claim: Some(claim.into()),
+            requested: false,
+            facts: Default::default(),
+            read_from: None,
+        }
+    }
+
+    #[test]
+    fn only_claims_a_scheduled_pod_of_the_backup_mounts_are_moved() {
+        let mounts = BTreeMap::from([
+            (
+                ("shop".to_string(), "data-db-0".to_string()),
+                mount("shop", "db-0", "data-db-0", Some("node-a")),
+            ),
+            (
+                ("shop".to_string(), "pending".to_string()),
+                mount("shop", "waiting", "pending", None),
+            ),
+        ]);
+        let (moved, kept) = movable(
+            vec![
+                snapshot("shop", "data-db-0"),
+                snapshot("shop", "pending"),
+                snapshot("shop", "unmounted"),
+                // The same claim name in another namespace is another claim.
+                snapshot("other", "data-db-0"),
+            ],
+            &mounts,
+        );
+        assert_eq!(moved.len(), 1);
+        assert_eq!(moved[0].0.claim, "data-db-0");
+        assert_eq!(moved[0].1.pod, "db-0");
+        assert_eq!(moved[0].1.node.as_deref(), Some("node-a"));
+        let reasons: Vec<(&str, &str)> = kept
+            .iter()
+            .map(|(s, why)| (s.claim.as_str(), why.as_str()))
+            .collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert!(
+            reasons[0]
+                .1
+                .contains("pod waiting that mounts it is on no node")
+        );
+        assert!(
+            reasons[1]
+                .1
+                .contains("claim shop/unmounted: no pod of the backup mounts it")
+        );
+        assert!(reasons[2].1.contains("claim other/data-db-0: no pod"));
+        assert!(kept.iter().all(|(_, why)| why.contains("kept")));
+    }
 }
