@@ -191,15 +191,15 @@ pub async fn move_data(
     }
 }
 
+/// A snapshot that cannot be moved, and the warning saying why.
+type Unmovable = (CsiSnapshot, String);
+
 /// Which snapshots can be moved: those whose claim a pod of the backup on a node mounts
 /// (with that pod volume); the others with the warning that says why not. Pure.
 fn movable(
     snapshots: Vec<CsiSnapshot>,
     mounts: &BTreeMap<(String, String), VolumeRequest>,
-) -> (
-    Vec<(CsiSnapshot, VolumeRequest)>,
-    Vec<(CsiSnapshot, String)>,
-) {
+) -> (Vec<(CsiSnapshot, VolumeRequest)>, Vec<Unmovable>) {
     let mut movable = Vec::new();
     let mut not = Vec::new();
     for snapshot in snapshots {
