@@ -452,7 +452,7 @@ pub async fn run(
             if requests.is_empty() {
                 return None;
             }
-            Some(back_up_volumes(request, requests, &collector, &log).await)
+            back_up_volumes(request, requests, &collector, &log).await
         };
         let snapshots = snapshots::snapshot_claims(
             &client,
@@ -555,13 +555,15 @@ pub async fn run(
     })
 }
 
-/// Copies the requested pod volumes through the node agents; returns the snapshots taken.
+/// Copies the requested pod volumes through the node agents; returns the snapshots taken,
+/// None when volume data cannot go anywhere (each volume is then an error, and no
+/// `volumes.json` is written for them).
 async fn back_up_volumes(
     request: &BackupRequest,
     requests: Vec<volumes::VolumeRequest>,
     collector: &Collector,
     log: &RunLog,
-) -> Vec<arca_store::archive::VolumeSnapshot> {
+) -> Option<Vec<arca_store::archive::VolumeSnapshot>> {
     let job = match &request.volumes {
         Ok(job) => job,
         Err(why) => {
@@ -574,7 +576,7 @@ async fn back_up_volumes(
                     ),
                 );
             }
-            return Vec::new();
+            return None;
         }
     };
     let outcome =
@@ -585,7 +587,7 @@ async fn back_up_volumes(
     for (ns, message) in outcome.warnings {
         collector.record_warning(Some(&ns), message);
     }
-    outcome.snapshots
+    Some(outcome.snapshots)
 }
 
 /// Writes `volumes.json`; returns its size and sha256 (for the seal of `backup.json`).
