@@ -349,3 +349,148 @@ data:
     );
     scenario.stop().await;
 }
+
+/// Velero's scoped filters, alone and with a resource policy's `includeExcludePolicy`
+/// (whose names count where the Backup's lists are silent), checked in the bucket; mixing
+/// them with the first filters is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_filters_and_an_include_exclude_policy_choose_what_is_backed_up() {
+    let scenario = Scenario::start("scoped").await;
+    let (env, _, arca, app, prefix) = scenario.parts();
+    let ns = &app.name;
+    let a = &arca.name;
+    kubectl_apply(
+        env,
+        &format!(
+            r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings, namespace: {ns}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: token, namespace: {ns}}}
+stringData: {{k: v}}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {ns}-pv}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  hostPath: {{path: /tmp/{ns}-pv}}
+  claimRef: {{namespace: {ns}, name: db}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: db, namespace: {ns}}}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  volumeName: {ns}-pv
+  resources: {{requests: {{storage: 1Gi}}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: no-pvs, namespace: {a}}}
+data:
+  policy.yaml: |
+    version: v1
+    includeExcludePolicy:
+      includedNamespaceScopedResources: [secrets, persistentvolumeclaims]
+      excludedNamespaceScopedResources: [configmaps]
+      excludedClusterScopedResources: [persistentvolumes]
+"#
+        ),
+    );
+    let policy = "resourcePolicy: {kind: ConfigMap, name: no-pvs}";
+    let backups = [
+        (
+            "scoped",
+            format!("{{includedNamespaces: [{ns}], includedNamespaceScopedResources: [cm, pvc]}}"),
+        ),
+        (
+            "policy-only",
+            format!("{{includedNamespaces: [{ns}], {policy}}}"),
+        ),
+        (
+            "backup-wins",
+            format!(
+                "{{includedNamespaces: [{ns}], includedNamespaceScopedResources: [configmaps], includedClusterScopedResources: [persistentvolumes], {policy}}}"
+            ),
+        ),
+    ];
+    for (name, spec) in &backups {
+        scenario.apply_backup(name, spec);
+    }
+    for (name, _) in &backups {
+        assert_completed(&scenario.backup_done(name).await);
+    }
+    let cluster = |index: &[arca_store::archive::IndexEntry]| -> BTreeSet<String> {
+        index
+            .iter()
+            .filter(|e| e.namespace.is_none() && e.resource != "namespaces")
+            .map(|e| format!("{}/{}", e.group_resource(), e.name))
+            .collect()
+    };
+    let pv = format!("persistentvolumes/{ns}-pv");
+
+    // Namespaced types chosen; the claim's volume comes along as a related item.
+    let scoped = index_of(env, &prefix.prefix, "scoped").await;
+    assert_eq!(
+        names(&scoped, ns),
+        set(&[
+            "configmaps/kube-root-ca.crt",
+            "configmaps/settings",
+            "persistentvolumeclaims/db"
+        ])
+    );
+    assert_eq!(cluster(&scoped), set(&[&pv]));
+
+    // The policy alone: its types, and its cluster exclusion holds even for the claim's PV.
+    let policy_only = index_of(env, &prefix.prefix, "policy-only").await;
+    assert_eq!(
+        names(&policy_only, ns),
+        set(&["persistentvolumeclaims/db", "secrets/token"])
+    );
+    assert!(
+        cluster(&policy_only).is_empty(),
+        "{:?}",
+        cluster(&policy_only)
+    );
+
+    // The Backup's own lists win where they speak (configmaps, persistentvolumes); the
+    // policy adds where they are silent (secrets, claims).
+    let wins = index_of(env, &prefix.prefix, "backup-wins").await;
+    assert_eq!(
+        names(&wins, ns),
+        set(&[
+            "configmaps/kube-root-ca.crt",
+            "configmaps/settings",
+            "persistentvolumeclaims/db",
+            "secrets/token"
+        ])
+    );
+    assert!(cluster(&wins).contains(&pv), "{:?}", cluster(&wins));
+
+    // The first filters and an includeExcludePolicy: refused, naming both.
+    let mixed = scenario
+        .backup(
+            "mixed",
+            &format!("{{includedNamespaces: [{ns}], includedResources: [cm], {policy}}}"),
+        )
+        .await;
+    assert_eq!(phase_of_backup(&mixed), BackupPhase::FailedValidation);
+    let errors = mixed
+        .status
+        .unwrap_or_default()
+        .validation_errors
+        .join("\n");
+    assert!(
+        errors.contains(
+            "ConfigMap no-pvs: its includeExcludePolicy works with the scoped filters only"
+        ),
+        "{errors}"
+    );
+    scenario.stop().await;
+}

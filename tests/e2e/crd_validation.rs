@@ -46,6 +46,21 @@ fn refused(result: Result<DynamicObject, Status>, expected: &str) {
 }
 
 #[tokio::test]
+async fn backup_mixing_the_two_kinds_of_resource_filters_is_refused() {
+    let body = serde_json::json!({
+        "metadata": {"name": "mixed"},
+        "spec": {
+            "includedResources": ["configmaps"],
+            "excludedClusterScopedResources": ["persistentvolumes"]
+        }
+    });
+    refused(
+        create::<Backup>("cel-scoped", body).await,
+        "cannot be used together with the scoped filters",
+    );
+}
+
+#[tokio::test]
 async fn backup_with_both_selectors_is_refused() {
     let body = serde_json::json!({
         "metadata": {"name": "both"},

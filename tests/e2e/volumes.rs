@@ -229,6 +229,20 @@ async fn volume_data_is_backed_up_checked_by_restic_restored_and_incremental() {
     let snapshot = status.snapshot_id.clone().expect("snapshot id");
     let progress = status.progress.clone().expect("progress");
     assert!(progress.total_bytes >= 64 * 1024 * 1024, "{progress:?}");
+    // The Backup's status sums its work items' bytes; describe shows them.
+    let backup_progress = first
+        .status
+        .clone()
+        .and_then(|s| s.progress)
+        .expect("backup progress");
+    assert_eq!(
+        (
+            backup_progress.total_volume_bytes,
+            backup_progress.volume_bytes_backed_up
+        ),
+        (progress.total_bytes, progress.total_bytes),
+        "{backup_progress:?}"
+    );
     let first_upload = repository_bytes(env, &prefix.prefix, &ns).await;
 
     // The plain restic CLI reads the repository with its own password, not the shared one.
@@ -273,6 +287,12 @@ async fn volume_data_is_backed_up_checked_by_restic_restored_and_incremental() {
         &arca.name,
         &["backup", "describe", "first", "--details"],
     ));
+    assert!(
+        details.lines().any(|l| l.starts_with("Volume data:  ")
+            && l.contains(" MiB of ")
+            && l.ends_with(" MiB read by the node agents")),
+        "{details}"
+    );
     assert!(
         details.contains(&format!("  pods  {ns}/"))
             && details.contains(&format!("  namespaces  {ns}\n"))
@@ -501,6 +521,112 @@ async fn an_agent_killed_mid_backup_leaves_the_volume_failed_never_completed() {
         status.message.unwrap_or_default().contains("agent stopped"),
         "the reason names the agent"
     );
+    scenario.stop().await;
+}
+
+/// Deleting a Backup while its volumes are copied cancels it: the agent stops the copy still
+/// running (a 1 TiB sparse file: minutes of reading, so it cannot have finished), the volume
+/// snapshot a finished copy already wrote is forgotten, the work items and the backup's
+/// folder in storage are removed, and an Event says so. The repository stays sound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_running_backup_stops_its_copies_and_removes_what_it_wrote() {
+    let scenario = Scenario::start("cancel-db").await;
+    let (env, client, arca, app, prefix) = scenario.parts();
+    let ns = app.name.clone();
+    kubectl_apply(
+        env,
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: db-0\n  namespace: {ns}\n  annotations:\n    backup.arca.dev/backup-volumes: small,huge\nspec:\n  containers: [{{name: db, image: postgres, volumeMounts: [{{name: small, mountPath: /small}}, {{name: huge, mountPath: /huge}}]}}]\n  volumes: [{{name: small, emptyDir: {{}}}}, {{name: huge, emptyDir: {{}}}}]\n"
+        ),
+    );
+    let (uid, node_name) = scheduled(client, &ns, "db-0").await;
+    let mut node = Node::new(env, "cancel");
+    node.name = node_name;
+    fill(&node.mount(&uid, "small"), 1, 5, 17);
+    let huge = std::fs::File::create(node.mount(&uid, "huge").join("disk.img")).expect("file");
+    huge.set_len(1 << 40).expect("a 1 TiB sparse file");
+    let _agent = node.spawn_agent(env, &arca.name, "cancel");
+    scenario.apply_backup("gone", &scenario.app_spec());
+    let volume_of = |i: &PodVolumeBackup| i.spec.volume.clone();
+    eventually(
+        "the small volume copied and the huge one being read",
+        Duration::from_secs(180),
+        || async {
+            let items = volume_backups(client, &arca.name).await;
+            let phase = |v: &str| {
+                items
+                    .iter()
+                    .find(|i| volume_of(i) == v)
+                    .and_then(|i| i.status.clone())
+            };
+            let small = phase("small")?;
+            let huge = phase("huge")?;
+            (small.phase == Some(PodVolumePhase::Completed)
+                && huge.phase == Some(PodVolumePhase::InProgress)
+                && huge.progress.is_some_and(|p| p.bytes_done > 0))
+            .then_some(())
+        },
+    )
+    .await;
+    kubectl(
+        env,
+        &["delete", "backups.arca.dev", "gone", "-n", &arca.name],
+    );
+
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), &arca.name);
+    let note = eventually(
+        "an Event saying the backup was canceled",
+        Duration::from_secs(180),
+        || async {
+            events
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("BackupCanceled"))
+                .and_then(|e| e.message)
+        },
+    )
+    .await;
+    assert!(
+        note.contains("1 volume snapshots forgotten") && note.contains("folder in storage deleted"),
+        "{note}"
+    );
+    assert!(!note.contains("not removed"), "{note}");
+    assert!(
+        volume_backups(client, &arca.name).await.is_empty(),
+        "the work items are gone"
+    );
+    let left = store(env, &prefix.prefix)
+        .await
+        .list("backups/gone/")
+        .await
+        .expect("list the backup's folder");
+    assert!(left.is_empty(), "left in storage: {left:?}");
+    let agent_log =
+        std::fs::read_to_string(env.env.dir.join("logs/arca-agent-cancel.log")).expect("agent log");
+    assert!(
+        agent_log.contains("asked to stop") && agent_log.contains("canceled"),
+        "the agent stopped the copy: {agent_log}"
+    );
+    // The finished copy's snapshot is forgotten; what the stopped one uploaded is named by no
+    // index or snapshot, and the repository checks clean.
+    let password = own_password(client, &arca.name, &RepositoryId::new(&ns)).await;
+    let (ok, out) = restic(
+        env,
+        &prefix.prefix,
+        &ns,
+        &password,
+        &["snapshots", "--json"],
+    );
+    assert!(
+        ok && snapshot_ids(&out).is_empty(),
+        "restic snapshots: {out}"
+    );
+    let (ok, out) = restic(env, &prefix.prefix, &ns, &password, &["check"]);
+    assert!(ok, "restic check: {out}");
     scenario.stop().await;
 }
 

@@ -21,8 +21,8 @@ use kube::Api;
 use crate::{
     csi::{csi_env, database, json, names, volume_of_db},
     helpers::{
-        arca, files_under_data, install_arca, is_ready, load_image, location_available, ok,
-        ready_pods, restored_with_helper, uninstall,
+        arca, files_under_data, import_image, install_arca, is_ready, load_image,
+        location_available, ok, ready_pods, restored_with_helper, uninstall,
     },
 };
 
@@ -241,10 +241,115 @@ async fn snapshot_data_is_moved_into_the_bucket_and_restored_without_the_snapsho
         "the restored claim's files"
     );
 
+    // Another cluster, with no storage shared with this one: the backup restores there too.
+    restored_in_a_second_environment(env, sys, &prefix.prefix, ns, &written).await;
+
     let out = uninstall(env, sys);
     assert!(out.contains("Every backup in the bucket is kept"), "{out}");
     kubectl(
         env,
         &["delete", "namespace", ns, "--wait=true", "--timeout=180s"],
     );
+}
+
+/// A second environment of this test, stopped when dropped.
+struct SecondEnvironment(arca_e2e::TestEnv);
+
+impl Drop for SecondEnvironment {
+    fn drop(&mut self) {
+        let _ = arca_testenv::Environment::down(&self.0.env.name);
+    }
+}
+
+/// A cluster of its own with its own real node, CSI driver and S3 server: the bucket's
+/// objects under `prefix` are copied to its S3 server (a replicated bucket), and the two
+/// Secrets a migration copies (the seal key, the repositories' password); Arca installed
+/// there syncs backup `moved` and restores it, the claim's data written by that cluster's
+/// agent from the bucket alone, identical to `written`.
+async fn restored_in_a_second_environment(
+    first: &arca_e2e::TestEnv,
+    sys: &str,
+    prefix: &str,
+    ns: &str,
+    written: &std::collections::BTreeMap<String, String>,
+) {
+    let name = format!("dm2-{}", &ns[ns.len().saturating_sub(6)..]);
+    let options = arca_testenv::UpOptions {
+        real_node: true,
+        csi: true,
+    };
+    let second = SecondEnvironment(arca_e2e::TestEnv {
+        env: arca_testenv::Environment::up_with(&arca_testenv::testenv_root(), &name, options)
+            .await
+            .expect("a second environment"),
+    });
+    let there = &second.0;
+    import_image(there);
+    let from = arca_e2e::store(first, prefix).await;
+    let to = arca_e2e::store(there, prefix).await;
+    let objects = from.list("").await.expect("list the bucket");
+    assert!(
+        objects.iter().any(|o| o.key.starts_with("volumes/")),
+        "{objects:?}"
+    );
+    for object in &objects {
+        let body = from.get(&object.key).await.expect("read an object");
+        to.put(&object.key, body).await.expect("copy an object");
+    }
+    kubectl(there, &["create", "namespace", sys]);
+    for secret in [
+        arca_runtime::keys::SEAL_SECRET,
+        arca_engine::protocol::REPOSITORY_SECRET,
+    ] {
+        let found: serde_json::Value = serde_json::from_str(&kubectl(
+            first,
+            &["get", "secret", secret, "-n", sys, "-o", "json"],
+        ))
+        .expect("the Secret's JSON");
+        let copy = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": secret, "namespace": sys},
+            "type": found["type"],
+            "data": found["data"],
+        });
+        kubectl_apply(there, &copy.to_string());
+    }
+    install_arca(there, sys, prefix);
+    location_available(there, sys, "default", LONG).await;
+    eventually("backup moved synced from the bucket", LONG, || async {
+        let out = there
+            .env
+            .kubectl()
+            .args([
+                "get",
+                "backups.arca.dev",
+                "moved",
+                "-n",
+                sys,
+                "-o",
+                "jsonpath={.status.phase}",
+            ])
+            .output()
+            .ok()?;
+        (String::from_utf8_lossy(&out.stdout) == "Completed").then_some(())
+    })
+    .await;
+    let client = there.client().await.expect("client");
+    restored_with_helper(
+        there,
+        &client,
+        (sys, "there", "moved"),
+        (ns, "app=db"),
+        LONG,
+    )
+    .await;
+    let claim = json(there, &["get", "pvc", "data-db-0", "-n", ns, "-o", "json"]);
+    assert!(claim["spec"].get("dataSource").is_none(), "{claim}");
+    assert_eq!(
+        files_under_data(there, ns, "db-0"),
+        *written,
+        "the claim's files, restored in the second environment"
+    );
+    uninstall(there, sys);
 }

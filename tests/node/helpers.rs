@@ -41,7 +41,13 @@ fn image_archive() -> PathBuf {
 /// Imports target/image/arca.tar into the node's containerd once per test process.
 pub fn load_image(env: &TestEnv) {
     static LOADED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    LOADED.get_or_init(|| {
+    LOADED.get_or_init(|| import_image(env));
+}
+
+/// Imports target/image/arca.tar into the real node of `env` (another environment than the
+/// shared one: [`load_image`] does that one once).
+pub fn import_image(env: &TestEnv) {
+    {
         let archive = image_archive();
         assert!(
             archive.is_file(),
@@ -65,7 +71,7 @@ pub fn load_image(env: &TestEnv) {
             "the node's containerd does not list {} after the import: {listed}",
             image()
         );
-    });
+    }
 }
 
 /// `ctr` against the node's containerd (namespace k8s.io), as root on the machine.

@@ -4,10 +4,14 @@ use std::sync::Arc;
 
 use arca_api::{
     PodVolumeBackup, PodVolumeBackupStatus, PodVolumePhase, PodVolumeProgress, VolumeCompression,
+    labels,
 };
 use arca_engine::progress::Progress;
 use arca_volume::{Compression, SnapshotRequest};
-use kube::{ResourceExt, runtime::controller::Action};
+use kube::{
+    Api, ResourceExt,
+    runtime::{controller::Action, wait::await_condition},
+};
 
 use arca_engine::protocol::RepositoryId;
 
@@ -29,6 +33,11 @@ pub async fn reconcile(item: Arc<PodVolumeBackup>, agent: Arc<Agent>) -> Result<
     {
         return Ok(Action::await_change());
     }
+    // Its backup was deleted before the copy started: it never starts.
+    if item.cancel_requested() {
+        finish(&agent, &item, status, Err(canceled())).await;
+        return Ok(Action::await_change());
+    }
     let mut status = PodVolumeBackupStatus {
         phase: Some(PodVolumePhase::InProgress),
         start_timestamp: Some(time(jiff::Timestamp::now())),
@@ -38,9 +47,55 @@ pub async fn reconcile(item: Arc<PodVolumeBackup>, agent: Arc<Agent>) -> Result<
     work::write_status(&agent, item.as_ref(), &status)
         .await
         .map_err(|e| Error::Status(item.name_any(), e))?;
-    let outcome = back_up(&agent, &item, &mut status).await;
+    // The operator asks for a stop by annotating the item (or deletes it): the copy stops
+    // at its next chunk, and no snapshot is written.
+    let cancel = arca_volume::Cancel::new();
+    let watch = tokio::spawn(stop_when_asked(agent.clone(), item.clone(), cancel.clone()));
+    let outcome = back_up(&agent, &item, &mut status, &cancel).await;
+    watch.abort();
+    let outcome = match outcome {
+        Err(_) if cancel.is_canceled() => Err(canceled()),
+        other => other,
+    };
     finish(&agent, &item, status, outcome).await;
     Ok(Action::await_change())
+}
+
+/// The message of a copy stopped at the operator's request; starts with
+/// [`labels::CANCELED_MESSAGE`].
+fn canceled() -> String {
+    format!(
+        "{}: the backup was deleted while this volume was being copied; no snapshot was written",
+        labels::CANCELED_MESSAGE
+    )
+}
+
+/// Sets `cancel` once `item` is annotated [`labels::CANCEL`] or deleted.
+async fn stop_when_asked(
+    agent: Arc<Agent>,
+    item: Arc<PodVolumeBackup>,
+    cancel: arca_volume::Cancel,
+) {
+    let api: Api<PodVolumeBackup> =
+        Api::namespaced(agent.client.clone(), &agent.settings.namespace);
+    let name = item.name_any();
+    let uid = item.uid().unwrap_or_default();
+    let asked = move |found: Option<&PodVolumeBackup>| {
+        found.is_none_or(|i| i.uid().as_deref() != Some(uid.as_str()) || i.cancel_requested())
+    };
+    loop {
+        match await_condition(api.clone(), &name, asked.clone()).await {
+            Ok(_) => {
+                tracing::info!(item = %name, "asked to stop: canceling the copy");
+                cancel.cancel();
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(item = %name, "watching the work item: {e}");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        }
+    }
 }
 
 /// Writes the final status: Completed with the snapshot, or Failed with the reason.
@@ -69,6 +124,7 @@ async fn back_up(
     agent: &Agent,
     item: &PodVolumeBackup,
     status: &mut PodVolumeBackupStatus,
+    cancel: &arca_volume::Cancel,
 ) -> Result<(), String> {
     let spec = &item.spec;
     if spec.pod.namespace.is_empty() {
@@ -96,15 +152,16 @@ async fn back_up(
     .with_compression(match spec.compression.unwrap_or_default() {
         VolumeCompression::Auto => Compression::Auto,
         VolumeCompression::Off => Compression::Off,
-    });
+    })
+    .with_cancel(cancel.clone(), "the operator asked the agent to stop");
     let progress = Arc::new(Progress::default());
     let ticker = Ticker::start(&agent.client, item, MANAGER, progress.clone(), {
         let status = status.clone();
-        move |(total, done)| {
+        move |counts: arca_engine::progress::Counts| {
             let mut status = status.clone();
             status.progress = Some(PodVolumeProgress {
-                total_bytes: total,
-                bytes_done: done,
+                total_bytes: counts.total,
+                bytes_done: counts.done,
             });
             status
         }

@@ -143,11 +143,11 @@ async fn restore(
     let progress = Arc::new(Progress::default());
     let ticker = Ticker::start(&agent.client, item, MANAGER, progress.clone(), {
         let status = status.clone();
-        move |(total, done)| {
+        move |counts: arca_engine::progress::Counts| {
             let mut status = status.clone();
             status.progress = Some(PodVolumeProgress {
-                total_bytes: total,
-                bytes_done: done,
+                total_bytes: counts.total,
+                bytes_done: counts.done,
             });
             status
         }

@@ -32,6 +32,7 @@ use crate::{BackupHooks, Duration};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.labelSelector) || !has(self.orLabelSelectors) || size(self.orLabelSelectors) == 0").message("labelSelector and orLabelSelectors cannot be used together: use one of them"))]
+#[x_kube(validation = Rule::new("!(has(self.includedResources) || has(self.excludedResources) || has(self.includeClusterResources)) || !(has(self.includedClusterScopedResources) || has(self.excludedClusterScopedResources) || has(self.includedNamespaceScopedResources) || has(self.excludedNamespaceScopedResources))").message("includedResources, excludedResources and includeClusterResources cannot be used together with the scoped filters (includedClusterScopedResources, excludedClusterScopedResources, includedNamespaceScopedResources, excludedNamespaceScopedResources): use one kind"))]
 pub struct BackupSpec {
     /// Namespaces to back up; `*` and globs such as `team-*` allowed. Empty means all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -52,6 +53,23 @@ pub struct BackupSpec {
     /// `false`: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_cluster_resources: Option<bool>,
+    /// Cluster-scoped resources to back up (Velero's scoped filters, which replace
+    /// `includedResources`, `excludedResources` and `includeClusterResources`: the two kinds
+    /// cannot be mixed). `*` means all. Unset with `excludedClusterScopedResources` unset too:
+    /// all of them when the backup covers every namespace and every namespaced resource,
+    /// otherwise only those the namespaced items need (their PVs, CRDs, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub included_cluster_scoped_resources: Vec<String>,
+    /// Cluster-scoped resources never backed up, not even as items the namespaced ones need;
+    /// `*` means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_cluster_scoped_resources: Vec<String>,
+    /// Namespaced resources to back up; empty or `*` means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub included_namespace_scoped_resources: Vec<String>,
+    /// Namespaced resources never backed up; `*` means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_namespace_scoped_resources: Vec<String>,
     /// Only objects whose labels match this selector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_selector: Option<LabelSelector>,
@@ -96,7 +114,10 @@ pub struct BackupSpec {
     /// v1`, `volumePolicies` whose conditions choose volumes by capacity, storage class,
     /// claim labels, NFS server, CSI driver or source type, and whose action is `skip`,
     /// `fs-backup` or `snapshot`). The first matching policy decides a volume's fate over
-    /// the pod's annotations and `defaultVolumesToFsBackup`. `kind` must be `ConfigMap`.
+    /// the pod's annotations and `defaultVolumesToFsBackup`. Its `includeExcludePolicy`
+    /// (the four scoped resource lists) joins this Backup's scoped filters, which win where
+    /// they name a resource; not with `includedResources`, `excludedResources` or
+    /// `includeClusterResources`. `kind` must be `ConfigMap`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_policy: Option<crate::ConfigMapReference>,
     /// How the node agents write this backup's pod volume data (Velero's block name; Arca
@@ -203,6 +224,13 @@ pub struct BackupProgress {
     /// Items written to the archive.
     #[serde(default)]
     pub items_backed_up: u64,
+    /// Bytes of pod volume data to copy (file copies and moved CSI snapshots), summed over
+    /// the backup's PodVolumeBackups; grows while the node agents scan the volumes.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub total_volume_bytes: u64,
+    /// Of those, bytes the node agents have read so far.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub volume_bytes_backed_up: u64,
 }
 
 /// Counts of hooks run.
@@ -296,6 +324,26 @@ impl crate::conditions::CompletedByPhase for BackupStatus {
     }
 }
 
+impl BackupSpec {
+    /// Whether the spec uses Velero's first resource filters (`includedResources`,
+    /// `excludedResources`, `includeClusterResources`) rather than the scoped ones. A spec
+    /// with neither uses the scoped ones (a resource policy's `includeExcludePolicy` then
+    /// applies).
+    pub fn uses_old_resource_filters(&self) -> bool {
+        !self.included_resources.is_empty()
+            || !self.excluded_resources.is_empty()
+            || self.include_cluster_resources.is_some()
+    }
+
+    /// Whether the spec sets any of the scoped resource filters.
+    pub fn uses_scoped_resource_filters(&self) -> bool {
+        !self.included_cluster_scoped_resources.is_empty()
+            || !self.excluded_cluster_scoped_resources.is_empty()
+            || !self.included_namespace_scoped_resources.is_empty()
+            || !self.excluded_namespace_scoped_resources.is_empty()
+    }
+}
+
 impl Backup {
     /// The location the backup was written to: `spec.storageLocation`, else the
     /// `arca.dev/storage-location` label the operator puts on it when it starts.
@@ -320,5 +368,9 @@ impl Backup {
 }
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+pub(crate) fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }

@@ -30,6 +30,13 @@ pub const FIELD_MANAGER: &str = "arca";
 pub const BACKUP_UID: &str = "arca.dev/backup-uid";
 /// On a PodVolumeRestore: the uid of the Restore it belongs to.
 pub const RESTORE_UID: &str = "arca.dev/restore-uid";
+/// Annotation the operator sets (`"true"`) on a PodVolumeBackup whose Backup was deleted
+/// while it ran: the agent stops the copy (or never starts it) and marks it Failed with a
+/// message starting [`CANCELED_MESSAGE`]. Velero's DataUpload says the same with
+/// `spec.cancel`; a work item's spec never changes, so here it is an annotation.
+pub const CANCEL: &str = "arca.dev/cancel";
+/// How the message of a work item stopped through [`CANCEL`] starts.
+pub const CANCELED_MESSAGE: &str = "canceled";
 
 /// The finalizer the operator holds on every Restore until its files under
 /// `restores/<name>/` and its PodVolumeRestores are removed.

@@ -103,6 +103,18 @@ pub struct PodVolumeBackupSpec {
     pub compression: Option<crate::VolumeCompression>,
 }
 
+impl PodVolumeBackup {
+    /// Whether the operator asked the agent to stop this copy (annotation
+    /// [`crate::labels::CANCEL`]).
+    pub fn cancel_requested(&self) -> bool {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::labels::CANCEL))
+            .is_some_and(|v| v == "true")
+    }
+}
+
 fn default_uploader() -> String {
     "restic-format".into()
 }

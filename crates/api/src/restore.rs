@@ -188,6 +188,13 @@ pub struct RestoreProgress {
     /// Items handled so far (created, updated, unchanged, skipped or failed).
     #[serde(default)]
     pub items_restored: u64,
+    /// Bytes of pod volume data to write back, summed over the restore's
+    /// PodVolumeRestores.
+    #[serde(default, skip_serializing_if = "crate::backup::is_zero_u64")]
+    pub total_volume_bytes: u64,
+    /// Of those, bytes the node agents have written so far.
+    #[serde(default, skip_serializing_if = "crate::backup::is_zero_u64")]
+    pub volume_bytes_restored: u64,
 }
 
 /// What happened to each item, counted.

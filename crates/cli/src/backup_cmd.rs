@@ -9,7 +9,7 @@ use arca_api::{
 };
 use kube::{
     Api, ResourceExt,
-    api::{ListParams, PostParams},
+    api::{DeleteParams, ListParams, PostParams},
 };
 
 use crate::{
@@ -58,7 +58,9 @@ pub enum BackupCommand {
         #[arg(short = 'f', long)]
         file: Option<std::path::PathBuf>,
     },
-    /// Delete backups and their data (through a DeleteBackupRequest), after confirmation.
+    /// Delete backups and their data (through a DeleteBackupRequest), after confirmation. A
+    /// backup still running is stopped instead: its Backup object is deleted, and the operator
+    /// removes what the run wrote.
     Delete {
         #[arg(required = true)]
         names: Vec<String>,
@@ -197,20 +199,49 @@ pub async fn run(ctx: &Ctx, command: BackupCommand) -> anyhow::Result<()> {
             Ok(())
         }
         BackupCommand::Delete { names, confirm } => {
+            let mut running = Vec::new();
             for name in &names {
-                api.get_opt(name)
+                let backup = api
+                    .get_opt(name)
                     .await?
                     .ok_or_else(|| not_found("backup", name, &ctx.namespace))?;
+                let phase = backup
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase)
+                    .unwrap_or_default();
+                // A Backup the storage sync made is New until its status arrives: not a run.
+                let synced = backup.labels().contains_key(labels::SYNCED_FROM_STORAGE);
+                if phase == BackupPhase::InProgress || (phase == BackupPhase::New && !synced) {
+                    running.push(name.clone());
+                }
             }
-            if !confirm
-                && !ask(&format!(
+            let question = if running.is_empty() {
+                format!(
                     "Delete backup(s) {} and all their data? (y/N) ",
                     names.join(", ")
-                ))?
-            {
+                )
+            } else {
+                format!(
+                    "Delete backup(s) {} and all their data ({} still running: stopped, and what they wrote removed)? (y/N) ",
+                    names.join(", "),
+                    running.join(", ")
+                )
+            };
+            if !confirm && !ask(&question)? {
                 println!("Nothing deleted.");
                 return Ok(());
             }
+            for name in &running {
+                match api.delete(name, &DeleteParams::default()).await {
+                    Ok(_) => println!(
+                        "Backup {name} was running: its Backup object is deleted; the operator stops the run and removes what it wrote (an Event BackupCanceled says what)."
+                    ),
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(refused("backup", name, e)),
+                }
+            }
+            let names: Vec<String> = names.into_iter().filter(|n| !running.contains(n)).collect();
             let requests: Api<DeleteBackupRequest> =
                 Api::namespaced(ctx.client().await?, &ctx.namespace);
             for name in names {
@@ -249,6 +280,7 @@ async fn snapshot(api: &Api<Backup>, name: &str) -> anyhow::Result<wait::Snapsho
         phase: format!("{phase:?}"),
         done: progress.items_backed_up,
         total: progress.total_items,
+        volume: (progress.volume_bytes_backed_up, progress.total_volume_bytes),
         terminal: phase.is_terminal() || phase == BackupPhase::Deleting,
     })
 }
@@ -279,19 +311,32 @@ async fn describe(ctx: &Ctx, b: &Backup) -> anyhow::Result<()> {
         list(&spec.included_namespaces, "*"),
         list(&spec.excluded_namespaces, "none")
     );
-    println!(
-        "Resources:    included {}; excluded {}",
-        list(&spec.included_resources, "*"),
-        list(&spec.excluded_resources, "none")
-    );
-    println!(
-        "Cluster-scoped: {}",
-        match spec.include_cluster_resources {
-            Some(true) => "all",
-            Some(false) => "none",
-            None => "auto",
-        }
-    );
+    if spec.uses_scoped_resource_filters() {
+        println!(
+            "Namespaced resources: included {}; excluded {}",
+            list(&spec.included_namespace_scoped_resources, "*"),
+            list(&spec.excluded_namespace_scoped_resources, "none")
+        );
+        println!(
+            "Cluster-scoped resources: included {}; excluded {}",
+            list(&spec.included_cluster_scoped_resources, "auto"),
+            list(&spec.excluded_cluster_scoped_resources, "none")
+        );
+    } else {
+        println!(
+            "Resources:    included {}; excluded {}",
+            list(&spec.included_resources, "*"),
+            list(&spec.excluded_resources, "none")
+        );
+        println!(
+            "Cluster-scoped: {}",
+            match spec.include_cluster_resources {
+                Some(true) => "all",
+                Some(false) => "none",
+                None => "auto",
+            }
+        );
+    }
     println!(
         "Location:     {}",
         spec.storage_location
@@ -316,6 +361,13 @@ async fn describe(ctx: &Ctx, b: &Backup) -> anyhow::Result<()> {
         progress.total_items,
         s.archive_bytes.unwrap_or_default()
     );
+    if progress.total_volume_bytes > 0 {
+        println!(
+            "Volume data:  {} of {} read by the node agents",
+            output::bytes(progress.volume_bytes_backed_up),
+            output::bytes(progress.total_volume_bytes)
+        );
+    }
     let hooks = s.hook_status.clone().unwrap_or_default();
     println!(
         "Hooks:        {} attempted, {} failed",

@@ -25,6 +25,20 @@ pub struct BackupFlags {
     /// every namespace is backed up.
     #[arg(long)]
     pub include_cluster_resources: Option<bool>,
+    /// Cluster-scoped resources to back up (`*`: all), comma-separated: Velero's scoped
+    /// filters, instead of --include-resources, --exclude-resources and
+    /// --include-cluster-resources.
+    #[arg(long, value_delimiter = ',')]
+    pub include_cluster_scoped_resources: Vec<String>,
+    /// Cluster-scoped resources never backed up (`*`: all), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude_cluster_scoped_resources: Vec<String>,
+    /// Namespaced resources to back up (default: all), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub include_namespace_scoped_resources: Vec<String>,
+    /// Namespaced resources never backed up (`*`: all), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude_namespace_scoped_resources: Vec<String>,
     /// Only objects matching this label selector (`app=web,tier in (a,b)`).
     #[arg(short = 'l', long, value_parser = selector)]
     pub selector: Option<LabelSelector>,
@@ -78,12 +92,28 @@ impl BackupFlags {
         if self.selector.is_some() && self.or_selector.is_some() {
             anyhow::bail!("--selector and --or-selector cannot be used together: use one of them");
         }
+        let old = !self.include_resources.is_empty()
+            || !self.exclude_resources.is_empty()
+            || self.include_cluster_resources.is_some();
+        let scoped = !self.include_cluster_scoped_resources.is_empty()
+            || !self.exclude_cluster_scoped_resources.is_empty()
+            || !self.include_namespace_scoped_resources.is_empty()
+            || !self.exclude_namespace_scoped_resources.is_empty();
+        if old && scoped {
+            anyhow::bail!(
+                "--include-resources, --exclude-resources and --include-cluster-resources cannot be used together with the --include/exclude-cluster/namespace-scoped-resources flags: use one kind"
+            );
+        }
         Ok(BackupSpec {
             included_namespaces: self.include_namespaces.clone(),
             excluded_namespaces: self.exclude_namespaces.clone(),
             included_resources: self.include_resources.clone(),
             excluded_resources: self.exclude_resources.clone(),
             include_cluster_resources: self.include_cluster_resources,
+            included_cluster_scoped_resources: self.include_cluster_scoped_resources.clone(),
+            excluded_cluster_scoped_resources: self.exclude_cluster_scoped_resources.clone(),
+            included_namespace_scoped_resources: self.include_namespace_scoped_resources.clone(),
+            excluded_namespace_scoped_resources: self.exclude_namespace_scoped_resources.clone(),
             label_selector: self.selector.clone(),
             or_label_selectors: self.or_selector.clone().unwrap_or_default(),
             ttl: self.ttl,

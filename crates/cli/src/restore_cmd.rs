@@ -263,6 +263,13 @@ pub async fn run(ctx: &Ctx, command: RestoreCommand) -> anyhow::Result<()> {
             println!("Completed:   {}", when(s.completion_timestamp.as_ref()));
             let p = s.progress.clone().unwrap_or_default();
             println!("Items:       {} of {}", p.items_restored, p.total_items);
+            if p.total_volume_bytes > 0 {
+                println!(
+                    "Volume data: {} of {} written by the node agents",
+                    crate::output::bytes(p.volume_bytes_restored),
+                    crate::output::bytes(p.total_volume_bytes)
+                );
+            }
             let o = s.outcomes.clone().unwrap_or_default();
             println!(
                 "Outcomes:    {} created, {} updated, {} existing, {} skipped, {} failed",
@@ -301,6 +308,7 @@ async fn snapshot(api: &Api<Restore>, name: &str) -> anyhow::Result<wait::Snapsh
         phase: format!("{phase:?}"),
         done: p.items_restored,
         total: p.total_items,
+        volume: (p.volume_bytes_restored, p.total_volume_bytes),
         terminal: phase.is_terminal(),
     })
 }

@@ -8,7 +8,24 @@ pub struct Snapshot {
     pub phase: String,
     pub done: u64,
     pub total: u64,
+    /// Bytes of pod volume data (done, total); (0, 0) when the run moves none.
+    pub volume: (u64, u64),
     pub terminal: bool,
+}
+
+impl Snapshot {
+    /// ", 1.2 GiB of 2.0 GiB of volume data" while volume data moves, else nothing.
+    fn volume_note(&self) -> String {
+        let (done, total) = self.volume;
+        if total == 0 {
+            return String::new();
+        }
+        format!(
+            ", {} of {} of volume data",
+            crate::output::bytes(done),
+            crate::output::bytes(total)
+        )
+    }
 }
 
 /// How long a run may stay New before the user is told no operator has started it.
@@ -51,11 +68,17 @@ where
             Some(bar) => {
                 bar.set_length(now.total);
                 bar.set_position(now.done);
-                bar.set_message(format!("{what}: {}", now.phase));
+                bar.set_message(format!("{what}: {}{}", now.phase, now.volume_note()));
             }
             None => {
                 if last.as_ref() != Some(&now) {
-                    eprintln!("{what}: {} {}/{} items", now.phase, now.done, now.total);
+                    eprintln!(
+                        "{what}: {} {}/{} items{}",
+                        now.phase,
+                        now.done,
+                        now.total,
+                        now.volume_note()
+                    );
                 }
             }
         }

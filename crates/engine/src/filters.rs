@@ -94,6 +94,8 @@ pub struct ResourceFilter {
     /// `None`: every resource.
     include: Option<BTreeSet<String>>,
     exclude: BTreeSet<String>,
+    /// Resources named in an include list (not through `*`).
+    named: BTreeSet<String>,
     /// Names that matched no resource the cluster serves.
     pub unknown: Vec<String>,
 }
@@ -118,8 +120,25 @@ impl ResourceFilter {
         let include = (!everything).then(|| resolve(included));
         let exclude = resolve(excluded);
         Self {
+            named: include.clone().unwrap_or_default(),
             include,
             exclude,
+            unknown,
+        }
+    }
+
+    /// A filter decided elsewhere ([`crate::scoped`]): exactly the resources of `include`,
+    /// never those of `exclude`; `named` were named by an include list.
+    pub fn from_sets(
+        include: BTreeSet<String>,
+        exclude: BTreeSet<String>,
+        named: BTreeSet<String>,
+        unknown: Vec<String>,
+    ) -> Self {
+        Self {
+            include: Some(include),
+            exclude,
+            named,
             unknown,
         }
     }
@@ -139,9 +158,7 @@ impl ResourceFilter {
 
     /// Named in `includedResources` (not through `*`).
     pub fn names(&self, group_resource: &str) -> bool {
-        self.include
-            .as_ref()
-            .is_some_and(|i| i.contains(group_resource))
+        self.named.contains(group_resource)
     }
 }
 

@@ -14,3 +14,4 @@ pub mod protocol;
 pub mod restore;
 pub mod rules;
 pub mod runlog;
+pub mod scoped;

@@ -241,6 +241,8 @@ impl Context {
             timeout: self.settings.fs_backup_timeout,
             pickup_warning: Duration::from_secs(60),
             locks: self.repository_locks.clone(),
+            progress: Arc::default(),
+            cancel: Default::default(),
         })
     }
 

@@ -136,8 +136,11 @@ fn refusal(backup: &Backup, phase: BackupPhase) -> Option<String> {
             labels::MADE_BY_VELERO
         ));
     }
-    matches!(phase, BackupPhase::New | BackupPhase::InProgress)
-        .then(|| format!("backup {name} is {phase:?}: delete it once it has finished"))
+    matches!(phase, BackupPhase::New | BackupPhase::InProgress).then(|| {
+        format!(
+            "backup {name} is {phase:?}: delete it once it has finished, or stop it now by deleting the Backup object (`arca backup delete {name}` does; the run stops and what it wrote is removed)"
+        )
+    })
 }
 
 fn truncate(name: &str, max: usize) -> &str {
@@ -446,22 +449,8 @@ async fn delete_backup(ctx: &Context, backup: &Backup) -> Vec<String> {
             )];
         }
     }
-    let work: Api<PodVolumeBackup> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
     if let Some(uid) = backup.uid() {
-        let selector = format!("{}={uid}", labels::BACKUP_UID);
-        match work.list(&ListParams::default().labels(&selector)).await {
-            Ok(items) => {
-                for item in items {
-                    if let Err(e) = work
-                        .delete(&item.name_any(), &DeleteParams::default())
-                        .await
-                    {
-                        tracing::warn!(backup = %name, "deleting PodVolumeBackup {}: {e}", item.name_any());
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(backup = %name, "listing its PodVolumeBackups: {e}"),
-        }
+        delete_work_items(ctx, &name, &uid).await;
     }
     match backups.delete(&name, &DeleteParams::default()).await {
         Ok(_) => Vec::new(),
@@ -470,9 +459,29 @@ async fn delete_backup(ctx: &Context, backup: &Backup) -> Vec<String> {
     }
 }
 
+/// Deletes the PodVolumeBackups of the backup with `uid` (named `name`, for the log); an
+/// agent still copying one stops when it is gone.
+pub(crate) async fn delete_work_items(ctx: &Context, name: &str, uid: &str) {
+    let work: Api<PodVolumeBackup> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+    let selector = format!("{}={uid}", labels::BACKUP_UID);
+    match work.list(&ListParams::default().labels(&selector)).await {
+        Ok(items) => {
+            for item in items {
+                if let Err(e) = work
+                    .delete(&item.name_any(), &DeleteParams::default())
+                    .await
+                {
+                    tracing::warn!(backup = %name, "deleting PodVolumeBackup {}: {e}", item.name_any());
+                }
+            }
+        }
+        Err(e) => tracing::warn!(backup = %name, "listing its PodVolumeBackups: {e}"),
+    }
+}
+
 /// Deletes the CSI snapshots the backup kept (their VolumeSnapshotContents). Returns what
 /// failed.
-async fn delete_csi_snapshots(
+pub(crate) async fn delete_csi_snapshots(
     ctx: &Context,
     backup: &Backup,
     csi: &arca_store::archive::CsiSnapshots,
@@ -504,7 +513,7 @@ async fn delete_csi_snapshots(
 }
 
 /// Forgets the backup's volume snapshots and prunes each repository. Returns what failed.
-async fn forget_volumes(
+pub(crate) async fn forget_volumes(
     ctx: &Context,
     location: &arca_api::BackupStorageLocation,
     volumes: &VolumeSnapshots,

@@ -75,6 +75,7 @@ pub(crate) fn backup_of(
     let progress = velero.total_items.map(|total| BackupProgress {
         total_items: total,
         items_backed_up: velero.items_backed_up.unwrap_or_default(),
+        ..BackupProgress::default()
     });
     let status = BackupStatus {
         phase: Some(phase),

@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use arca_engine::progress::Progress;
+use arca_engine::progress::{Counts, Progress};
 use kube::{Api, Resource, ResourceExt};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -33,20 +33,20 @@ impl Ticker {
             + Sync
             + 'static,
         S: Serialize + Send + Sync + 'static,
-        F: Fn((u64, u64)) -> S + Send + 'static,
+        F: Fn(Counts) -> S + Send + 'static,
     {
         let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
         let name = object.name_any();
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
-            let mut last = (0, 0);
+            let mut last = Counts::default();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = &mut stopped => return,
                     _ = tick.tick() => {}
                 }
-                let now = progress.get();
+                let now = progress.counts();
                 if now != last {
                     last = now;
                     if let Err(e) = apply_status(&api, &name, manager, &status_for(now)).await {

@@ -62,6 +62,7 @@ pub struct StoreBackend {
     counters: Arc<TransferCounters>,
     last_error: Mutex<Option<String>>,
     tree_packs: Mutex<TreePacks>,
+    cancel: crate::Cancel,
 }
 
 impl fmt::Debug for StoreBackend {
@@ -88,7 +89,19 @@ impl StoreBackend {
             counters: Arc::default(),
             last_error: Mutex::default(),
             tree_packs: Mutex::default(),
+            cancel: crate::Cancel::default(),
         }
+    }
+
+    /// This backend, refusing every write once `cancel` is set.
+    pub fn canceled_by(mut self, cancel: crate::Cancel) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// The flag that stops writes through this backend.
+    pub(crate) fn cancel(&self) -> &crate::Cancel {
+        &self.cancel
     }
 
     /// The byte counters, shared: they keep counting while the backend is in use.
@@ -298,6 +311,13 @@ impl WriteBackend for StoreBackend {
         content: BytesList,
     ) -> RusticResult<()> {
         let key = self.key(tpe, id);
+        if self.cancel.is_canceled() {
+            return Err(RusticError::new(
+                ErrorKind::Backend,
+                "Writing `{key}` was refused: the operation was canceled.",
+            )
+            .attach_context("key", key));
+        }
         let body = match content.slice() {
             [one] => one.clone(),
             many => {

@@ -68,6 +68,15 @@ pub enum VolumeError {
         /// The last store error seen, or the panic message.
         detail: String,
     },
+    /// The caller stopped the operation ([`crate::Cancel`]); a backup stopped so wrote no
+    /// snapshot.
+    #[error("{operation} was canceled: {reason}")]
+    Canceled {
+        /// What was being done.
+        operation: String,
+        /// Who stopped it, as the caller said ([`crate::VolumeRepository::with_cancel`]).
+        reason: String,
+    },
 }
 
 impl VolumeError {

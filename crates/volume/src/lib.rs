@@ -72,6 +72,7 @@
 
 mod backend;
 mod backup;
+mod cancel;
 mod error;
 mod forget;
 mod key_cache;
@@ -85,6 +86,7 @@ mod writer;
 
 pub use backend::{MAX_WHOLE_FILE, StoreBackend, TransferCounters};
 pub use backup::{BackupWriter, Compression, SnapshotRequest, SnapshotSummary};
+pub use cancel::Cancel;
 pub use error::{CREDENTIALS_SECRET, PASSWORD_KEY, Result, VolumeError};
 pub use forget::PruneReport;
 pub use key_cache::KeyCache;

@@ -61,6 +61,8 @@ pub struct VolumeRepository {
     key_cache: Option<Arc<KeyCache>>,
     /// Whether backups compress file data ([`VolumeRepository::with_compression`]).
     compression: Compression,
+    /// Stops this handle's operations, and why ([`VolumeRepository::with_cancel`]).
+    cancel: Option<(crate::Cancel, Arc<str>)>,
 }
 
 impl fmt::Debug for VolumeRepository {
@@ -109,6 +111,7 @@ impl VolumeRepository {
             namespace_only: None,
             key_cache: None,
             compression: Compression::Auto,
+            cancel: None,
         }
     }
 
@@ -127,6 +130,7 @@ impl VolumeRepository {
             namespace_only: None,
             key_cache: None,
             compression: Compression::Auto,
+            cancel: None,
         }
     }
 
@@ -159,6 +163,14 @@ impl VolumeRepository {
     /// ([`crate::BackupWriter::Rustic`]) compresses as the repository's config says.
     pub fn with_compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
+        self
+    }
+
+    /// Operations through this handle stop once `cancel` is set, failing with
+    /// [`crate::VolumeError::Canceled`] and `reason` (who stopped them). A backup checks it
+    /// at every chunk it reads and before every write; a stopped backup writes no snapshot.
+    pub fn with_cancel(mut self, cancel: crate::Cancel, reason: &str) -> Self {
+        self.cancel = Some((cancel, reason.into()));
         self
     }
 
@@ -410,13 +422,24 @@ impl VolumeRepository {
         T: Send + 'static,
         F: FnOnce(Arc<StoreBackend>) -> Result<T> + Send + 'static,
     {
-        let be = Arc::new(StoreBackend::new(
-            self.store.clone(),
-            &self.root,
-            Handle::current(),
-        ));
+        let mut be = StoreBackend::new(self.store.clone(), &self.root, Handle::current());
+        if let Some((cancel, _)) = &self.cancel {
+            be = be.canceled_by(cancel.clone());
+        }
+        let be = Arc::new(be);
         let worker = be.clone();
-        match tokio::task::spawn_blocking(move || work(worker)).await {
+        let outcome = tokio::task::spawn_blocking(move || work(worker)).await;
+        // Whatever a stopped operation failed with, it failed because it was stopped.
+        if let Some((cancel, reason)) = &self.cancel
+            && cancel.is_canceled()
+            && !matches!(outcome, Ok(Ok(_)))
+        {
+            return Err(VolumeError::Canceled {
+                operation: operation.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+        match outcome {
             Ok(result) => result,
             Err(err) => {
                 let panic = if err.is_panic() {

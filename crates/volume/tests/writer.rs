@@ -163,3 +163,64 @@ async fn a_pack_the_store_refuses_fails_the_backup_and_leaves_no_snapshot() {
     restic_ok(&fx.repository_dir(), &["check", "--read-data"]);
     assert_eq!(repo.snapshots().await.expect("list")[0].id, snap.id);
 }
+
+/// A backup canceled half way (from its own progress: after the first 8 MiB of a 64 MiB
+/// file, so it cannot have finished) ends `Canceled` with the caller's reason, writes no
+/// snapshot and no index, and leaves a repository `restic check` passes; the next backup
+/// works.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canceled_backup_stops_writes_no_snapshot_and_the_next_one_works() {
+    let fx = Fixture::new();
+    let source = fx.folder("volume");
+    let mut rng = StdRng::seed_from_u64(21);
+    let mut random = vec![0u8; 64 << 20];
+    rng.fill_bytes(&mut random);
+    fs::write(source.join("big.bin"), &random).expect("random");
+    let repo = VolumeRepository::new(fx.store.clone(), NAMESPACE, PASSWORD.into());
+    repo.ensure_initialized().await.expect("init");
+    let cancel = arca_volume::Cancel::new();
+    let progress: arca_volume::ProgressFn = {
+        let cancel = cancel.clone();
+        std::sync::Arc::new(move |p: arca_volume::BytesProgress| {
+            if p.done >= 8 << 20 {
+                cancel.cancel();
+            }
+        })
+    };
+    let err = repo
+        .clone()
+        .with_cancel(cancel.clone(), "its backup was deleted")
+        .backup(&source, &request("db-0/data"), progress)
+        .await
+        .expect_err("canceled");
+    assert!(
+        matches!(err, arca_volume::VolumeError::Canceled { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("its backup was deleted"), "{err}");
+    assert!(repo.snapshots().await.expect("list").is_empty());
+    assert!(
+        fs::read_dir(fx.repository_dir().join("index"))
+            .map(|d| d.count() == 0)
+            .unwrap_or(true),
+        "no index file: the packs written are named by nothing"
+    );
+    restic_ok(&fx.repository_dir(), &["check"]);
+    // Canceled before it starts: the same.
+    let err = repo
+        .clone()
+        .with_cancel(cancel, "its backup was deleted")
+        .backup(&source, &request("db-0/data"), no_progress())
+        .await
+        .expect_err("canceled before it starts");
+    assert!(
+        matches!(err, arca_volume::VolumeError::Canceled { .. }),
+        "{err:?}"
+    );
+    let snap = repo
+        .backup(&source, &request("db-0/data"), no_progress())
+        .await
+        .expect("a backup without the flag");
+    restic_ok(&fx.repository_dir(), &["check", "--read-data"]);
+    assert_eq!(repo.snapshots().await.expect("list")[0].id, snap.id);
+}

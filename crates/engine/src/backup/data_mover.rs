@@ -76,6 +76,13 @@ pub async fn move_data(
     if snapshots.is_empty() {
         return Moved::default();
     }
+    // A canceled run keeps its snapshots for the operator to delete with what it wrote.
+    if request.cancel.is_cancelled() {
+        return Moved {
+            copies: Vec::new(),
+            kept: snapshots,
+        };
+    }
     let job = match &request.volumes {
         Ok(job) => job,
         Err(why) => return cannot(why, snapshots),
@@ -99,6 +106,7 @@ pub async fn move_data(
             .csi_snapshot_timeout
             .map(std::time::Duration::from)
             .unwrap_or(DEFAULT_TIMEOUT),
+        cancel: &request.cancel,
     };
     let (candidates, unmovable) = movable(snapshots, mounts);
     let mut kept = Vec::new();
@@ -149,7 +157,7 @@ pub async fn move_data(
         }
     }
     drop(runs);
-    let outcome = if requests.is_empty() {
+    let outcome = if requests.is_empty() || request.cancel.is_cancelled() {
         crate::pod_volumes::backup::VolumeBackups::default()
     } else {
         crate::pod_volumes::backup::back_up(job, request.volume_run(), requests, log).await

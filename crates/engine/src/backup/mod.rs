@@ -74,6 +74,10 @@ pub struct BackupRequest {
     pub operator_client: crate::csi::OperatorClient,
     /// Arca's image, for the data mover's pods (`snapshotMoveData`); None: data is not moved.
     pub helper_image: Option<String>,
+    /// Set when the Backup is deleted while it runs: the run stops at its next safe point
+    /// (pre hooks are always followed by their post hooks; running pod volume copies are
+    /// asked to stop) and ends with [`BackupError::Canceled`], writing nothing more.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 impl BackupRequest {
@@ -136,6 +140,19 @@ pub enum BackupError {
     Store(#[from] StoreError),
     #[error("the backup task failed: {0}")]
     Internal(String),
+    /// The run was canceled ([`BackupRequest::cancel`]); what it made outside its folder
+    /// in storage is listed for the caller to remove.
+    #[error("the backup was canceled (its Backup was deleted while it ran)")]
+    Canceled(Box<Leftovers>),
+}
+
+/// What a canceled run made that outlives it: volume snapshots its copies wrote before they
+/// were stopped, and CSI snapshots it took (kept in the storage system). Its folder in
+/// storage holds the rest (an unfinished archive, its log), never `backup.json`.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    pub volume_snapshots: Vec<arca_store::archive::VolumeSnapshot>,
+    pub csi_snapshots: Vec<arca_store::archive::CsiSnapshot>,
 }
 
 /// Checks of the spec that need no cluster: globs, selectors, a tenant's limits.
@@ -149,6 +166,10 @@ pub fn validate(spec: &BackupSpec, tenant: Option<&str>) -> Vec<String> {
     push(NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces).map(|_| ()));
     push(LabelFilter::new(spec.label_selector.as_ref(), &spec.or_label_selectors).map(|_| ()));
     problems.extend(ordered::validate(&spec.ordered_resources));
+    if spec.uses_old_resource_filters() && spec.uses_scoped_resource_filters() {
+        problems.push("includedResources, excludedResources and includeClusterResources cannot be used together with the scoped filters (includedClusterScopedResources, excludedClusterScopedResources, includedNamespaceScopedResources, excludedNamespaceScopedResources): use one kind".into());
+    }
+    problems.extend(crate::scoped::ScopedLists::of(spec).problems());
     if let Some(reference) = &spec.resource_policy
         && !reference.kind.eq_ignore_ascii_case("configmap")
     {
@@ -160,9 +181,11 @@ pub fn validate(spec: &BackupSpec, tenant: Option<&str>) -> Vec<String> {
     // An exclusion of every namespace leaves nothing namespaced: what was meant is either a
     // mistake or a cluster-only backup, which must then be asked for.
     let excludes_all = spec.excluded_namespaces.iter().any(|n| n.trim() == "*");
-    if tenant.is_none() && excludes_all && spec.include_cluster_resources != Some(true) {
+    let cluster_asked = spec.include_cluster_resources == Some(true)
+        || !spec.included_cluster_scoped_resources.is_empty();
+    if tenant.is_none() && excludes_all && !cluster_asked {
         problems.push(
-            "excludedNamespaces [\"*\"] excludes every namespace, so nothing namespaced would be backed up: name the namespaces to leave out, or set includeClusterResources: true for a backup of cluster-scoped resources only".into(),
+            "excludedNamespaces [\"*\"] excludes every namespace, so nothing namespaced would be backed up: name the namespaces to leave out, or set includeClusterResources: true (or includedClusterScopedResources) for a backup of cluster-scoped resources only".into(),
         );
     }
     if let Some(ns) = tenant {
@@ -189,6 +212,11 @@ pub fn validate(spec: &BackupSpec, tenant: Option<&str>) -> Vec<String> {
                 "a Backup in namespace {ns} cannot include cluster-scoped resources; remove includeClusterResources"
             ));
         }
+        if !spec.included_cluster_scoped_resources.is_empty() {
+            problems.push(format!(
+                "a Backup in namespace {ns} cannot include cluster-scoped resources; remove includedClusterScopedResources"
+            ));
+        }
     }
     problems
 }
@@ -199,6 +227,36 @@ mod validation_tests {
 
     fn spec(yaml: serde_json::Value) -> BackupSpec {
         serde_json::from_value(yaml).expect("a spec")
+    }
+
+    #[test]
+    fn the_two_kinds_of_resource_filters_are_not_mixed_and_scoped_lists_are_checked() {
+        let mixed = spec(serde_json::json!({
+            "includedResources": ["pods"],
+            "excludedClusterScopedResources": ["persistentvolumes"],
+        }));
+        let problems = validate(&mixed, None);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("cannot be used together")),
+            "{problems:?}"
+        );
+        let star = spec(serde_json::json!({"excludedNamespaceScopedResources": ["*", "pods"]}));
+        assert_eq!(
+            validate(&star, None),
+            vec!["excludedNamespaceScopedResources: `*` stands alone (it already means all)"]
+        );
+        let cluster_only = spec(serde_json::json!({
+            "excludedNamespaces": ["*"],
+            "includedClusterScopedResources": ["*"],
+        }));
+        assert!(validate(&cluster_only, None).is_empty());
+        assert!(
+            validate(&cluster_only, Some("team"))
+                .iter()
+                .any(|p| p.contains("remove includedClusterScopedResources")),
+        );
     }
 
     #[test]
@@ -266,21 +324,49 @@ pub async fn run(
         }
         None => None,
     };
-    let resources = ResourceFilter::new(
-        &catalogue,
-        &spec.included_resources,
-        &spec.excluded_resources,
-    );
+    let policy_filters = policies
+        .as_ref()
+        .and_then(|p| p.include_exclude.as_ref())
+        .map(|p| p.lists());
+    if let (Some(reference), Some(_)) = (&spec.resource_policy, &policy_filters)
+        && spec.uses_old_resource_filters()
+    {
+        return Err(BackupError::Invalid(vec![format!(
+            "resource policies ConfigMap {}: its includeExcludePolicy works with the scoped filters only, and this Backup sets includedResources, excludedResources or includeClusterResources: write them as includedNamespaceScopedResources, excludedNamespaceScopedResources, includedClusterScopedResources or excludedClusterScopedResources (Velero refuses this too)",
+            reference.name
+        )]));
+    }
     let labels = LabelFilter::new(spec.label_selector.as_ref(), &spec.or_label_selectors)
         .map_err(|e| BackupError::Invalid(vec![e.to_string()]))?;
-    let (namespaces, cluster) = match &request.tenant {
-        Some(ns) => (NamespaceFilter::only(ns), ClusterResources::None),
-        None => {
-            let filter = NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces)
-                .map_err(|e| BackupError::Invalid(vec![e.to_string()]))?;
-            let cluster = ClusterResources::decide(spec.include_cluster_resources, &filter);
-            (filter, cluster)
-        }
+    let namespaces = match &request.tenant {
+        Some(ns) => NamespaceFilter::only(ns),
+        None => NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces)
+            .map_err(|e| BackupError::Invalid(vec![e.to_string()]))?,
+    };
+    // Velero's first filters, or its scoped ones (with the policy's): a spec with neither
+    // and no policy filters reads the same either way.
+    let scoped = spec.uses_scoped_resource_filters() || policy_filters.is_some();
+    let (resources, cluster, filter_warnings) = if scoped && !spec.uses_old_resource_filters() {
+        let decided = crate::scoped::decide(
+            &catalogue,
+            &crate::scoped::ScopedLists::of(spec),
+            policy_filters.as_ref(),
+            &namespaces,
+        );
+        (decided.resources, decided.cluster, decided.warnings)
+    } else {
+        let resources = ResourceFilter::new(
+            &catalogue,
+            &spec.included_resources,
+            &spec.excluded_resources,
+        );
+        let cluster = ClusterResources::decide(spec.include_cluster_resources, &namespaces);
+        (resources, cluster, Vec::new())
+    };
+    // A tenant's backup never takes a cluster-scoped item.
+    let cluster = match &request.tenant {
+        Some(_) => ClusterResources::None,
+        None => cluster,
     };
     let (chosen_namespaces, existing) =
         choose_namespaces(&client, &catalogue, &namespaces, request.tenant.as_deref()).await?;
@@ -391,6 +477,9 @@ pub async fn run(
     for warning in collector.ordered.outside(&selected) {
         collector.record_warning(Some(""), warning);
     }
+    for warning in filter_warnings {
+        collector.record_warning(Some(""), warning);
+    }
     for name in &resources.unknown {
         collector.record_warning(
             Some(""),
@@ -447,7 +536,8 @@ pub async fn run(
         .lock()
         .map(|r| r.claim_mounts.clone())
         .map_err(|_| BackupError::Internal("related items lock poisoned".into()))?;
-    let (copies, taken) = if listed.is_ok() {
+    // A run canceled by now starts no volume work.
+    let (copies, taken) = if listed.is_ok() && !request.cancel.is_cancelled() {
         let copies = async {
             if requests.is_empty() {
                 return None;
@@ -497,6 +587,19 @@ pub async fn run(
             kept: taken.snapshots,
         }
     };
+    if request.cancel.is_cancelled() {
+        drop(collector.frames);
+        if let Ok(Ok(writer)) = writer_task.await {
+            writer.abort().await;
+        }
+        let mut volume_snapshots = copies.unwrap_or_default();
+        volume_snapshots.extend(moved.copies);
+        log.warn("the backup was canceled: nothing more is written");
+        return Err(BackupError::Canceled(Box::new(Leftovers {
+            volume_snapshots,
+            csi_snapshots: moved.kept,
+        })));
+    }
     let volumes_file = match copies {
         None if moved.copies.is_empty() => None,
         copies => {

@@ -1,6 +1,8 @@
 //! Resource policies: Velero's ConfigMap (`version: v1`, `volumePolicies`) naming, per kind
 //! of volume, how its data is backed up: `skip`, `fs-backup` (the node agent copies the
-//! files) or `snapshot`. Pure: parsing, and the action for one volume's facts.
+//! files) or `snapshot`; and its `includeExcludePolicy` (resource filters of the scoped kind,
+//! combined with the Backup's: [`crate::scoped::decide`]). Pure:
+//! parsing, and the action for one volume's facts.
 //!
 //! ```yaml
 //! version: v1
@@ -64,6 +66,35 @@ struct Document {
     version: String,
     #[serde(default)]
     volume_policies: Vec<PolicySpec>,
+    #[serde(default)]
+    include_exclude_policy: Option<IncludeExcludePolicy>,
+}
+
+/// `includeExcludePolicy`: resource filters of Velero's scoped kind, combined with the
+/// Backup's own (which win where they name a resource).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IncludeExcludePolicy {
+    #[serde(default)]
+    pub included_cluster_scoped_resources: Vec<String>,
+    #[serde(default)]
+    pub excluded_cluster_scoped_resources: Vec<String>,
+    #[serde(default)]
+    pub included_namespace_scoped_resources: Vec<String>,
+    #[serde(default)]
+    pub excluded_namespace_scoped_resources: Vec<String>,
+}
+
+impl IncludeExcludePolicy {
+    /// The lists, as the filters read them.
+    pub fn lists(&self) -> crate::scoped::ScopedLists {
+        crate::scoped::ScopedLists {
+            included_cluster: self.included_cluster_scoped_resources.clone(),
+            excluded_cluster: self.excluded_cluster_scoped_resources.clone(),
+            included_namespaced: self.included_namespace_scoped_resources.clone(),
+            excluded_namespaced: self.excluded_namespace_scoped_resources.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,10 +167,12 @@ struct Policy {
     action: VolumeAction,
 }
 
-/// A backup's volume policies.
+/// A backup's resource policies: its volume policies, and its `includeExcludePolicy`.
 #[derive(Debug)]
 pub struct ResourcePolicies {
     policies: Vec<Policy>,
+    /// Resource filters combined with the Backup's scoped ones.
+    pub include_exclude: Option<IncludeExcludePolicy>,
 }
 
 /// Kubernetes' volume source names, as `volumeTypes` lists them (Velero's list).
@@ -243,8 +276,20 @@ impl ResourcePolicies {
                 Err(e) => problems.push(format!("volume policy {}: {e}", i + 1)),
             }
         }
+        if let Some(filters) = &document.include_exclude_policy {
+            problems.extend(
+                filters
+                    .lists()
+                    .problems()
+                    .into_iter()
+                    .map(|p| format!("includeExcludePolicy: {p}")),
+            );
+        }
         if problems.is_empty() {
-            Ok(Self { policies })
+            Ok(Self {
+                policies,
+                include_exclude: document.include_exclude_policy,
+            })
         } else {
             Err(problems)
         }

@@ -48,6 +48,8 @@ pub(crate) struct ExposeJob<'a> {
     pub backup_uid: &'a str,
     /// How long the claim may take to be provisioned and the pod to start.
     pub timeout: Duration,
+    /// The run's cancel token: a canceled run stops waiting for the pod.
+    pub cancel: &'a tokio_util::sync::CancellationToken,
 }
 
 /// A snapshot exposed: the pod the node agent reads the volume of.
@@ -114,7 +116,7 @@ async fn make(
     let pod: Pod = serde_json::from_value(pod_spec(name, &labels, job.image, node))
         .map_err(|e| format!("the data mover's pod {name}: {e}"))?;
     create(&pods, &pod).await?;
-    wait_running(&pods, &claims, name, job.timeout).await
+    wait_running(&pods, &claims, name, (job.timeout, job.cancel)).await
 }
 
 async fn create<K>(api: &Api<K>, object: &K) -> Result<(), String>
@@ -220,10 +222,13 @@ async fn wait_running(
     pods: &Api<Pod>,
     claims: &Api<PersistentVolumeClaim>,
     name: &str,
-    timeout: Duration,
+    (timeout, cancel): (Duration, &tokio_util::sync::CancellationToken),
 ) -> Result<Exposure, String> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
+        if cancel.is_cancelled() {
+            return Err("the backup was canceled".into());
+        }
         let pod = pods
             .get_opt(name)
             .await

@@ -180,9 +180,16 @@ pub async fn back_up(
             &api,
             &selector,
             &created,
-            |p: &PodVolumeBackup| p.status.as_ref().and_then(|s| s.phase).unwrap_or_default(),
-            job.timeout,
-            job.pickup_warning,
+            job,
+            |p: &PodVolumeBackup| {
+                let status = p.status.as_ref();
+                let progress = status.and_then(|s| s.progress.as_ref());
+                wait::ItemState {
+                    phase: status.and_then(|s| s.phase).unwrap_or_default(),
+                    total_bytes: progress.map_or(0, |p| p.total_bytes),
+                    bytes_done: progress.map_or(0, |p| p.bytes_done),
+                }
+            },
             log,
         )
         .await
@@ -359,6 +366,8 @@ mod tests {
             timeout: std::time::Duration::from_secs(60),
             pickup_warning: std::time::Duration::from_secs(60),
             locks: Default::default(),
+            progress: Default::default(),
+            cancel: Default::default(),
         }
     }
 

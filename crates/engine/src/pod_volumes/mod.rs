@@ -104,6 +104,12 @@ pub struct VolumeJob {
     pub pickup_warning: Duration,
     /// The operator's repository locks.
     pub locks: Arc<RepositoryLocks>,
+    /// Where the bytes the work items move are summed, for the run's status
+    /// ([`VolumeJob::reporting_to`]).
+    pub progress: Arc<crate::progress::Progress>,
+    /// Set when the run is to stop (its Backup was deleted): the work items still running
+    /// are asked to stop ([`arca_api::labels::CANCEL`]) and waited for a short while.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for VolumeJob {
@@ -120,6 +126,18 @@ impl std::fmt::Debug for VolumeJob {
 }
 
 impl VolumeJob {
+    /// This job, summing its work items' bytes into `progress`.
+    pub fn reporting_to(mut self, progress: Arc<crate::progress::Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// This job, stopping its work items when `cancel` is set.
+    pub fn canceled_by(mut self, cancel: tokio_util::sync::CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
     /// The repository of `namespace`, relative to the location's prefix.
     pub fn repository(&self, namespace: &str) -> RepositoryId {
         if self.velero_restic {

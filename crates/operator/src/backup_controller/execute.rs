@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arca_api::{Backup, BackupPhase, BackupProgress, BackupStatus};
 use arca_engine::{
     backup::{self, BackupError, BackupRequest},
-    progress::Progress,
+    progress::{Counts, Progress},
     runlog::RunLog,
 };
 use arca_runtime::status::time;
@@ -18,6 +18,16 @@ use kube::ResourceExt;
 
 use super::{Error, MANAGER, label_location, report::report, resolve::Resolved, set_completed};
 use crate::context::Context;
+
+/// The status's progress from the run's counts.
+fn backup_progress(counts: Counts) -> BackupProgress {
+    BackupProgress {
+        total_items: counts.total,
+        items_backed_up: counts.done,
+        total_volume_bytes: counts.volume_total,
+        volume_bytes_backed_up: counts.volume_done,
+    }
+}
 
 /// Runs a claimed backup to its end and reports it: the status, metrics and an Event.
 pub(super) async fn execute(
@@ -66,15 +76,15 @@ pub(super) async fn execute(
     .await;
 
     let progress = Arc::new(Progress::default());
+    // Deleting the Backup while it runs stops the run.
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let deletion = super::cancel::watch_deletion(ctx, backup, cancel.clone());
     let ticker =
         arca_runtime::progress::Ticker::start(&ctx.client, backup, MANAGER, progress.clone(), {
             let status = status.clone();
-            move |(total, done)| {
+            move |counts| {
                 let mut status = status.clone();
-                status.progress = Some(BackupProgress {
-                    total_items: total,
-                    items_backed_up: done,
-                });
+                status.progress = Some(backup_progress(counts));
                 status
             }
         });
@@ -98,10 +108,15 @@ pub(super) async fn execute(
                 shared_store.clone(),
             )
             .await
+            .map(|job| {
+                job.reporting_to(progress.clone())
+                    .canceled_by(cancel.clone())
+            })
             .map_err(|e| e.to_string()),
         annotations: backup.annotations().clone(),
         operator_client: arca_engine::csi::OperatorClient(ctx.client.clone()),
         helper_image: ctx.settings.restore_helper_image.clone(),
+        cancel,
     };
     let outcome = match log {
         Ok((log, writer)) => {
@@ -122,11 +137,15 @@ pub(super) async fn execute(
         Err(e) => Err(BackupError::Store(e)),
     };
     ticker.stop().await;
-    let (total, done) = progress.get();
-    status.progress = Some(BackupProgress {
-        total_items: total,
-        items_backed_up: done,
-    });
+    deletion.abort();
+    let outcome = match outcome {
+        Err(BackupError::Canceled(leftovers)) => {
+            super::cancel::discard(ctx, backup, location, &shared_store, *leftovers).await;
+            return Ok(());
+        }
+        other => other,
+    };
+    status.progress = Some(backup_progress(progress.counts()));
     let finished = ctx.clock.now();
     status.completion_timestamp = Some(time(finished));
     match outcome {

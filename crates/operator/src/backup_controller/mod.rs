@@ -307,6 +307,7 @@ where
     }
 }
 
+mod cancel;
 mod execute;
 mod report;
 mod resolve;

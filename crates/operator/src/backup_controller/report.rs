@@ -90,6 +90,7 @@ mod tests {
             progress: Some(arca_api::BackupProgress {
                 total_items: 12,
                 items_backed_up: 12,
+                ..Default::default()
             }),
             ..BackupStatus::default()
         };

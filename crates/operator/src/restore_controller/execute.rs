@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arca_api::{Restore, RestorePhase, RestoreProgress, RestoreStatus};
 use arca_engine::{
-    progress::Progress,
+    progress::{Counts, Progress},
     restore::{self, Notice, RestoreError, RestoreRequest},
     runlog::RunLog,
 };
@@ -19,6 +19,16 @@ use super::{
     resolve::{Resolved, Source},
 };
 use crate::context::Context;
+
+/// The status's progress from the run's counts.
+fn restore_progress(counts: Counts) -> RestoreProgress {
+    RestoreProgress {
+        total_items: counts.total,
+        items_restored: counts.done,
+        total_volume_bytes: counts.volume_total,
+        volume_bytes_restored: counts.volume_done,
+    }
+}
 
 /// Runs a claimed restore to its end and reports it.
 pub(super) async fn execute(
@@ -93,12 +103,9 @@ pub(super) async fn execute(
     let ticker =
         arca_runtime::progress::Ticker::start(&ctx.client, restore, MANAGER, progress.clone(), {
             let status = status.clone();
-            move |(total, done)| {
+            move |counts| {
                 let mut status = status.clone();
-                status.progress = Some(RestoreProgress {
-                    total_items: total,
-                    items_restored: done,
-                });
+                status.progress = Some(restore_progress(counts));
                 status
             }
         });
@@ -109,7 +116,7 @@ pub(super) async fn execute(
         spec: restore.spec.clone(),
         tenant,
         uid: restore.uid().unwrap_or_default(),
-        volumes,
+        volumes: volumes.map(|job| job.reporting_to(progress.clone())),
         restore_helper_image: ctx.settings.restore_helper_image.clone(),
         notices,
         operator_client: arca_engine::csi::OperatorClient(ctx.client.clone()),
@@ -135,11 +142,7 @@ pub(super) async fn execute(
         Err(e) => Err(RestoreError::Store(e)),
     };
     ticker.stop().await;
-    let (total, done) = progress.get();
-    status.progress = Some(RestoreProgress {
-        total_items: total,
-        items_restored: done,
-    });
+    status.progress = Some(restore_progress(progress.counts()));
     let finished = ctx.clock.now();
     status.completion_timestamp = Some(time(finished));
     match outcome {

@@ -64,6 +64,9 @@ fn read_file(
     let mut content = Vec::new();
     let mut bytes = 0u64;
     loop {
+        // A canceled backup stops within a chunk (at most 8 MiB read), even when none of
+        // its chunks is new (nothing is written that would notice).
+        shared.check()?;
         let data = match chunks.next_chunk() {
             Ok(Some(data)) => data,
             Ok(None) => break,

@@ -163,22 +163,29 @@ pub(crate) struct Shared<'a> {
     pub(crate) stats: Stats,
     stop: AtomicBool,
     failure: Mutex<Option<WriterError>>,
+    /// The caller's flag: set, every stage stops as after a failure.
+    cancel: &'a crate::Cancel,
 }
 
 impl<'a> Shared<'a> {
-    pub(crate) fn new(known: &'a index::KnownBlobs, progress: &'a Progress) -> Self {
+    pub(crate) fn new(
+        known: &'a index::KnownBlobs,
+        progress: &'a Progress,
+        cancel: &'a crate::Cancel,
+    ) -> Self {
         Self {
             known,
             progress,
             stats: Stats::default(),
             stop: AtomicBool::new(false),
             failure: Mutex::new(None),
+            cancel,
         }
     }
 
-    /// `Err(Stopped)` once some stage failed.
+    /// `Err(Stopped)` once some stage failed or the caller canceled the backup.
     pub(crate) fn check(&self) -> Result<(), WriterError> {
-        if self.stop.load(Relaxed) {
+        if self.stop.load(Relaxed) || self.cancel.is_canceled() {
             Err(WriterError::Stopped)
         } else {
             Ok(())

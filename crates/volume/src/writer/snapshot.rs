@@ -106,6 +106,7 @@ pub(crate) fn write_snapshot(
         snap.parent = Some(parent.id);
         snap.parents = vec![parent.id];
     }
+    let cancel = be.cancel().clone();
     let files = RepoFiles { be, sealer, level };
     let plan = Plan {
         files: &files,
@@ -116,7 +117,7 @@ pub(crate) fn write_snapshot(
         tree_pack: pack_size(&config, rustic_core::repofile::BlobType::Tree, stored[1]),
     };
     let progress = Progress::new(progress);
-    let shared = Shared::new(&known, &progress);
+    let shared = Shared::new(&known, &progress, &cancel);
     let previous_root = parent.as_ref().map(|p| p.tree);
     let trees = ParentTrees::new(&files, &known, previous_root);
     let root = pipeline::run(&plan, &shared, source, trees, previous_root).map_err(writer)?;
