@@ -7,7 +7,7 @@ NAME ?= dev
 # The environment e2e tests run against; `make test` starts and stops its own.
 TEST_ENV_NAME ?= test-$(shell echo $$PPID)
 
-.PHONY: all build test lint fmt clippy unit e2e crds deploy testenv-build testenv-up testenv-down testenv-load image demo demo-cluster bench
+.PHONY: all build test lint fmt clippy unit e2e crds deploy testenv-build testenv-up testenv-down testenv-load image demo demo-cluster bench bench-mover
 
 all: build
 
@@ -94,3 +94,9 @@ demo-cluster: testenv-build
 bench: testenv-build
 	$(CARGO) build --release -p arca -p arca-bench
 	target/release/arca-bench $(BENCH_ARGS)
+
+## bench-mover: the data mover (a 2 GiB CSI snapshot moved into the bucket by Arca installed
+## from its image on a real node) against restic on the same data (root; builds the image).
+bench-mover: testenv-build image
+	$(CARGO) build --release -p arca -p arca-bench
+	target/release/arca-bench --data-mover $(BENCH_ARGS)

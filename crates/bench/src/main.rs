@@ -9,9 +9,13 @@
 //!   S3 server: first backup, unchanged backup and restore, in rotated rounds, with
 //!   uploaded bytes, peak memory, CPU seconds and load of each run;
 //! - `--index-only`: the operator's peak memory restoring a large backup's index (300k
-//!   objects) against its floor (idle, and restoring 1k objects).
+//!   objects) against its floor (idle, and restoring 1k objects);
+//! - `--data-mover` (`make bench-mover`): a CSI snapshot of `--volume-gib` GiB moved into the
+//!   bucket by Arca installed from its image on a real node, against `restic backup` of the
+//!   same data (an environment with a real node and the CSI driver; root).
 
 mod index;
+mod mover;
 mod seed;
 mod steps;
 mod volumes;
@@ -39,6 +43,9 @@ struct Args {
     /// `--index-objects` objects, after a backup of `--index-floor-objects`.
     #[arg(long)]
     index_only: bool,
+    /// Only the data mover benchmark (a real node and the CSI driver; needs `make image`).
+    #[arg(long)]
+    data_mover: bool,
     /// Objects in the large backup of the index benchmark.
     #[arg(long, default_value_t = 300_000)]
     index_objects: usize,
@@ -60,9 +67,16 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let name = format!("bench-{}", std::process::id());
-    let env = arca_testenv::Environment::up(&name).await?;
+    let options = arca_testenv::UpOptions {
+        real_node: args.data_mover,
+        csi: args.data_mover,
+    };
+    let env =
+        arca_testenv::Environment::up_with(&arca_testenv::testenv_root(), &name, options).await?;
     let sizes: &[usize] = if args.volumes_only { &[] } else { &args.sizes };
-    let result = if args.index_only {
+    let result = if args.data_mover {
+        mover::run(&env, &args.arca, args.volume_gib).await
+    } else if args.index_only {
         index::run(
             &env,
             &args.arca,
