@@ -183,12 +183,10 @@ pub async fn back_up(
             job,
             |p: &PodVolumeBackup| {
                 let status = p.status.as_ref();
-                let progress = status.and_then(|s| s.progress.as_ref());
-                wait::ItemState {
-                    phase: status.and_then(|s| s.phase).unwrap_or_default(),
-                    total_bytes: progress.map_or(0, |p| p.total_bytes),
-                    bytes_done: progress.map_or(0, |p| p.bytes_done),
-                }
+                wait::ItemState::of(
+                    status.and_then(|s| s.phase),
+                    status.and_then(|s| s.progress.as_ref()),
+                )
             },
             log,
         )

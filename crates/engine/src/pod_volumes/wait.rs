@@ -32,6 +32,20 @@ pub struct ItemState {
     pub bytes_done: u64,
 }
 
+impl ItemState {
+    /// From a work item's status: its phase (New when unset) and progress.
+    pub fn of(
+        phase: Option<PodVolumePhase>,
+        progress: Option<&arca_api::PodVolumeProgress>,
+    ) -> Self {
+        Self {
+            phase: phase.unwrap_or_default(),
+            total_bytes: progress.map_or(0, |p| p.total_bytes),
+            bytes_done: progress.map_or(0, |p| p.bytes_done),
+        }
+    }
+}
+
 /// (total, done) bytes over `items`. Pure.
 pub fn bytes_of(items: impl Iterator<Item = ItemState>) -> (u64, u64) {
     items.fold((0, 0), |(total, done), i| {
