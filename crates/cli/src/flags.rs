@@ -92,19 +92,7 @@ impl BackupFlags {
         if self.selector.is_some() && self.or_selector.is_some() {
             anyhow::bail!("--selector and --or-selector cannot be used together: use one of them");
         }
-        let old = !self.include_resources.is_empty()
-            || !self.exclude_resources.is_empty()
-            || self.include_cluster_resources.is_some();
-        let scoped = !self.include_cluster_scoped_resources.is_empty()
-            || !self.exclude_cluster_scoped_resources.is_empty()
-            || !self.include_namespace_scoped_resources.is_empty()
-            || !self.exclude_namespace_scoped_resources.is_empty();
-        if old && scoped {
-            anyhow::bail!(
-                "--include-resources, --exclude-resources and --include-cluster-resources cannot be used together with the --include/exclude-cluster/namespace-scoped-resources flags: use one kind"
-            );
-        }
-        Ok(BackupSpec {
+        let spec = BackupSpec {
             included_namespaces: self.include_namespaces.clone(),
             excluded_namespaces: self.exclude_namespaces.clone(),
             included_resources: self.include_resources.clone(),
@@ -135,7 +123,13 @@ impl BackupFlags {
             csi_snapshot_timeout: self.csi_snapshot_timeout,
             snapshot_move_data: self.snapshot_move_data.then_some(true),
             ..BackupSpec::default()
-        })
+        };
+        if spec.uses_old_resource_filters() && spec.uses_scoped_resource_filters() {
+            anyhow::bail!(
+                "--include-resources, --exclude-resources and --include-cluster-resources cannot be used together with the --include/exclude-cluster/namespace-scoped-resources flags: use one kind"
+            );
+        }
+        Ok(spec)
     }
 }
 
