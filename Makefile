@@ -34,14 +34,7 @@ e2e: testenv-build image
 	# first build make it: building a subset (`-p arca`, `--bins`) unifies dependency features
 	# differently and compiles much of the tree again (2-3 min cold); so does `cargo run -p`.
 	$(CARGO) build --workspace --all-targets
-	@set -e; env=target/debug/arca-testenv; \
-	  trap 'rc=$$?; [ $$rc -eq 0 ] || bash hack/testenv/keep-logs.sh $(TEST_ENV_NAME) $(TEST_ENV_NAME)-node; \
-	  $$env down --name $(TEST_ENV_NAME); $$env down --name $(TEST_ENV_NAME)-node' EXIT; \
-	  $$env up --name $(TEST_ENV_NAME); \
-	  $$env up --name $(TEST_ENV_NAME)-node --node real --csi; \
-	  ARCA_TESTENV=$(TEST_ENV_NAME) $(CARGO) test --workspace --test e2e -- --test-threads=4; \
-	  ARCA_TESTENV=$(TEST_ENV_NAME)-node ARCA_IMAGE=$$(tail -n 1 target/image/ref) \
-	    $(CARGO) test --workspace --test node -- --test-threads=1
+	bash hack/testenv/e2e.sh $(TEST_ENV_NAME)
 
 ## crds: regenerate crds/ and docs/reference/crds.md from the Rust types (a unit test fails
 ## when they differ).

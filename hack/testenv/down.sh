@@ -60,17 +60,20 @@ for pidfile in "$dir"/pids/*.pid "$dir"/kwok/clusters/"$name"/pids/*.pid; do
   pid=$(cat "$pidfile")
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && stop_pids "$pid"
 done
+slot_dir=""
 if [ -f "$dir/node-slot" ]; then
   slot=$(cat "$dir/node-slot")
+  slot_dir="${ARCA_TESTENV_SLOTS:-/run/arca-testenv/slots}/$slot"
   ip link del "arcah$slot" 2>/dev/null
   ip netns del "arca-node-$slot" 2>/dev/null
-  rm -rf "${ARCA_TESTENV_SLOTS:-/run/arca-testenv/slots}/$slot"
 fi
-# Nothing of the node's should be mounted here; if something is, unmount it before removing.
+# Nothing of the node's should be mounted here (nor on the slot's kubelet folder); if
+# something is, unmount it before removing.
 if command -v findmnt >/dev/null; then
-  findmnt -rn -o TARGET | grep -F "$dir/" | sort -r | while read -r target; do
+  findmnt -rn -o TARGET | grep -F -e "$dir/" ${slot_dir:+-e "$slot_dir/"} | sort -r | while read -r target; do
     umount -l "$target" 2>/dev/null
   done
 fi
+[ -n "$slot_dir" ] && rm -rf "$slot_dir"
 rm -rf "$dir"
 exit $status

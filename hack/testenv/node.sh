@@ -7,7 +7,9 @@
 #   - kubelet's writes to machine-wide kernel settings (kernel.panic, vm.overcommit_memory, ...)
 #     land in files of the environment instead;
 #   - the runtime's fixed folders (/run/containerd, /var/lib/cni, /var/log/containers,
-#     /run/netns) are private tmpfs, so nothing is left on the machine and two nodes never meet.
+#     /run/netns) are private tmpfs, so nothing is left on the machine and two nodes never meet;
+#   - kubelet's root folder (the environment's node/kubelet) is bind-mounted on the slot's
+#     short KUBELET_ROOT_DIR.
 # Every setting comes from DIR/node/node.env, written by crates/testenv/src/node.rs.
 # Pids go to DIR/pids; logs to DIR/logs. `hack/testenv/down.sh` stops it all.
 set -euo pipefail
@@ -27,6 +29,12 @@ for folder in /run/containerd /var/lib/cni /var/log/containers /run/netns; do
   mkdir -p "$folder"
   mount -t tmpfs -o mode=0755 arca-node "$folder"
 done
+# kubelet's root: the environment's node/kubelet, seen at a short path of the slot (its
+# plugin registration sockets must be under it, and a socket's path ends at 108 bytes).
+# Shared (within this namespace only), as kubelet's root is on a node: the volumes mounted
+# under it reach containers that mount it with HostToContainer propagation (the node agent).
+mount --bind "$KUBELET_DATA_DIR" "$KUBELET_ROOT_DIR"
+mount --make-rshared "$KUBELET_ROOT_DIR"
 # The node's cgroup in every hierarchy (kubelet's cgroupRoot must exist); a new cpuset
 # starts empty, so it takes its parent's CPUs and memory nodes.
 for hierarchy in /sys/fs/cgroup/*/; do

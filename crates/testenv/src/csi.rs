@@ -28,6 +28,9 @@ use crate::{TestenvError, error::io, node::REAL_NODE_NAME};
 pub const CSI_DRIVER: &str = "hostpath.csi.arca.dev";
 /// The StorageClass of the driver (WaitForFirstConsumer, reclaim policy Delete).
 pub const CSI_STORAGE_CLASS: &str = "csi-hostpath";
+/// The node label (a CSI topology segment the driver reports, kubelet sets it) saying which
+/// node holds the driver's volumes: the real node (`hack/testenv/csi-hostpath/main.go`).
+pub const CSI_TOPOLOGY_KEY: &str = "topology.hostpath.csi.arca.dev/node";
 /// The default VolumeSnapshotClass of the driver (deletion policy Delete).
 pub const CSI_SNAPSHOT_CLASS: &str = "csi-hostpath-snapclass";
 /// A VolumeSnapshotClass parameter for the fault tests: with `"true"`, every snapshot of
@@ -177,6 +180,12 @@ pub(crate) async fn install(
         "provisioner": CSI_DRIVER,
         // The scheduler picks the node first; the provisioner then makes the volume there.
         "volumeBindingMode": "WaitForFirstConsumer",
+        // Only the real node holds the driver's volumes: the scheduler keeps a pod of an
+        // unbound claim off the kwok nodes (their pods, node agents included, are pretend),
+        // as a zonal class keeps pods in its zones.
+        "allowedTopologies": [{"matchLabelExpressions": [
+            {"key": CSI_TOPOLOGY_KEY, "values": [REAL_NODE_NAME]}
+        ]}],
         "reclaimPolicy": "Delete",
         "allowVolumeExpansion": false
     });

@@ -190,7 +190,7 @@ impl Environment {
                 kubelet_root_dir,
                 test_image: binaries::versions().busybox_image,
                 s3_endpoint_in_cluster: slot.s3_endpoint(),
-                containerd_socket: dir.join("node/containerd.sock"),
+                containerd_socket: slot.containerd_socket(),
                 netns: slot.netns(),
             });
         }

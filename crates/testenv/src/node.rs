@@ -74,6 +74,36 @@ impl NodeSlot {
     pub fn s3_endpoint(&self) -> String {
         format!("http://{}:{S3_PORT_IN_NODE}", self.node_ip())
     }
+    /// The slot's folder (its reservation, under /run). The node's unix sockets live under it,
+    /// never under the environment's folder: a socket's path ends at 108 bytes, and a checkout
+    /// deep enough (a CI clone's) would push them past it.
+    pub fn dir(&self) -> PathBuf {
+        slots_dir().join(self.slot.to_string())
+    }
+    /// kubelet's `--root-dir`: an empty folder of the slot on the machine, on which `node.sh`
+    /// bind-mounts the environment's `node/kubelet` inside the node's mount namespace. Short,
+    /// because kubelet's plugin registration sockets must be under it.
+    pub fn kubelet_root_dir(&self) -> PathBuf {
+        self.dir().join("kubelet")
+    }
+    /// containerd's socket (its ttrpc socket is beside it, `.ttrpc` added).
+    pub fn containerd_socket(&self) -> PathBuf {
+        self.dir().join("containerd.sock")
+    }
+}
+
+/// Refuses a unix socket path the kernel would refuse (108 bytes with the final NUL), with
+/// the setting that shortens it.
+fn check_socket_path(path: &Path) -> Result<(), TestenvError> {
+    if path.as_os_str().len() <= 100 {
+        return Ok(());
+    }
+    Err(TestenvError::BadFile {
+        path: path.to_path_buf(),
+        message: "the path is too long for a unix socket (108 bytes): use a shorter \
+                  ARCA_TESTENV_SLOTS (default /run/arca-testenv/slots)"
+            .into(),
+    })
 }
 
 /// The folder of reservations: one sub-folder per slot in use, made atomically by `mkdir`.
@@ -255,20 +285,15 @@ pub(crate) fn write_config(
     ] {
         std::fs::create_dir_all(nd.join(sub)).map_err(io(nd.join(sub)))?;
     }
-    let socket = nd.join("containerd.sock");
-    if socket.as_os_str().len() > 100 {
-        return Err(TestenvError::BadFile {
-            path: socket,
-            message: "the path is too long for a unix socket (108 bytes): use a shorter \
-                      ARCA_TESTENV_ROOT"
-                .into(),
-        });
-    }
+    let socket = node.containerd_socket();
+    check_socket_path(&socket)?;
     for image in ["pause.tar", "busybox.tar"] {
         let (from, to) = (images.join(image), nd.join("images").join(image));
         std::fs::copy(&from, &to).map_err(io(&from))?;
     }
-    let kubelet_root = nd.join("kubelet");
+    // The mount point of kubelet's root; its files stay in `node/kubelet` (node.sh binds it).
+    let kubelet_root = node.kubelet_root_dir();
+    std::fs::create_dir_all(&kubelet_root).map_err(io(&kubelet_root))?;
     let write = |name: &str, text: String| {
         let path = nd.join(name);
         std::fs::write(&path, text).map_err(io(&path))
@@ -282,13 +307,10 @@ pub(crate) fn write_config(
     let _ = writeln!(env, "NETNS={}", node.netns());
     let _ = writeln!(env, "HOST_INTERFACE={}", node.host_interface());
     let _ = writeln!(env, "CGROUP_ROOT={}", node.cgroup_root());
-    let _ = writeln!(
-        env,
-        "SLOT_DIR={}",
-        slots_dir().join(node.slot.to_string()).display()
-    );
+    let _ = writeln!(env, "SLOT_DIR={}", node.dir().display());
     let _ = writeln!(env, "CONTAINERD_SOCKET={}", socket.display());
     let _ = writeln!(env, "KUBELET_ROOT_DIR={}", kubelet_root.display());
+    let _ = writeln!(env, "KUBELET_DATA_DIR={}", nd.join("kubelet").display());
     if csi {
         env.push_str(&csi_settings(dir, &kubelet_root)?);
     }
@@ -463,16 +485,8 @@ fn csi_settings(dir: &Path, kubelet_root: &Path) -> Result<String, TestenvError>
     let socket = kubelet_root.join("plugins").join(driver).join("csi.sock");
     let registration_dir = kubelet_root.join("plugins_registry");
     let registration = registration_dir.join(format!("{driver}-reg.sock"));
-    for path in [&socket, &registration] {
-        if path.as_os_str().len() > 107 {
-            return Err(TestenvError::BadFile {
-                path: path.clone(),
-                message: "the path is too long for a unix socket (108 bytes): use a shorter \
-                          ARCA_TESTENV_ROOT or environment name"
-                    .into(),
-            });
-        }
-    }
+    check_socket_path(&socket)?;
+    check_socket_path(&registration)?;
     let mut env = String::new();
     let _ = writeln!(env, "CSI=1");
     let _ = writeln!(env, "CSI_SOCKET={}", socket.display());
@@ -564,16 +578,15 @@ mod tests {
     #[test]
     fn the_csi_sockets_are_where_kubelet_looks_and_too_long_paths_are_refused() {
         let dir = Path::new("/t/env");
-        let settings = csi_settings(dir, &dir.join("node/kubelet")).unwrap_or_default();
+        let settings = csi_settings(dir, Path::new("/run/s/7/kubelet")).unwrap_or_default();
         assert!(settings.contains("CSI=1\n"), "{settings}");
         assert!(
-            settings.contains(
-                "CSI_SOCKET=/t/env/node/kubelet/plugins/hostpath.csi.arca.dev/csi.sock\n"
-            ),
+            settings
+                .contains("CSI_SOCKET=/run/s/7/kubelet/plugins/hostpath.csi.arca.dev/csi.sock\n"),
             "{settings}"
         );
         assert!(
-            settings.contains("CSI_REGISTRATION_DIR=/t/env/node/kubelet/plugins_registry\n"),
+            settings.contains("CSI_REGISTRATION_DIR=/run/s/7/kubelet/plugins_registry\n"),
             "{settings}"
         );
         assert!(
@@ -581,11 +594,33 @@ mod tests {
             "{settings}"
         );
         let long = PathBuf::from(format!("/{}", "x".repeat(80)));
-        let refused = csi_settings(&long, &long.join("node/kubelet"));
+        let refused = csi_settings(dir, &long.join("kubelet"));
         assert!(
             matches!(&refused, Err(TestenvError::BadFile { message, .. }) if message.contains("unix socket")),
             "{refused:?}"
         );
+    }
+
+    #[test]
+    fn the_node_sockets_fit_however_deep_the_checkout_is() {
+        // Paths under the environment's folder (in the checkout) never hold a socket: a CI
+        // clone deep enough made the registration socket too long once.
+        let node = NodeSlot { slot: SLOTS - 1 };
+        let registration = node
+            .kubelet_root_dir()
+            .join("plugins_registry")
+            .join(format!("{}-reg.sock", crate::csi::CSI_DRIVER));
+        for socket in [
+            node.containerd_socket(),
+            registration,
+            node.kubelet_root_dir()
+                .join("plugins")
+                .join(crate::csi::CSI_DRIVER)
+                .join("csi.sock"),
+        ] {
+            assert!(check_socket_path(&socket).is_ok(), "{}", socket.display());
+        }
+        assert!(check_socket_path(&Path::new("/").join("x".repeat(101))).is_err());
     }
 
     #[test]
