@@ -15,13 +15,11 @@ use arca_e2e::{
 };
 use arca_engine::{csi::expose::DATA_MOVER_LABEL, protocol::RepositoryId};
 use arca_store::{Layout, archive::VolumeSnapshots};
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
 
 use crate::{
     csi::{csi_env, database, json, names, volume_of_db},
     helpers::{
-        arca, files_under_data, import_image, install_arca, is_ready, load_image,
+        arca, files_under_data, import_image, install_arca, install_with_agent, load_image,
         location_available, ok, ready_pods, restored_with_helper, uninstall,
     },
 };
@@ -51,28 +49,7 @@ async fn snapshot_data_is_moved_into_the_bucket_and_restored_without_the_snapsho
     let system = env.namespace("arca").await.expect("namespace");
     let sys = system.name.as_str();
     let prefix = env.prefix();
-    install_arca(env, sys, &prefix.prefix);
-    ready_pods(
-        &client,
-        sys,
-        "app.kubernetes.io/component=operator",
-        1,
-        LONG,
-    )
-    .await;
-    let agents: Api<Pod> = Api::namespaced(client.clone(), &format!("{sys}-node-agent"));
-    eventually("the node agent Ready on the real node", LONG, || async {
-        let list = agents.list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|p| {
-                is_ready(p)
-                    && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&node.name)
-            })
-            .then_some(())
-    })
-    .await;
-    location_available(env, sys, "default", LONG).await;
+    install_with_agent(env, &client, sys, &prefix.prefix, LONG).await;
 
     let app = env.namespace("moved").await.expect("namespace");
     let ns = app.name.as_str();

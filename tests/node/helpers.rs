@@ -244,6 +244,39 @@ pub async fn restored_with_helper(
     restored
 }
 
+/// [`install_arca`], then waits for the operator, the node agent Ready on the real node,
+/// and the location Available.
+pub async fn install_with_agent(
+    env: &TestEnv,
+    client: &Client,
+    sys: &str,
+    prefix: &str,
+    timeout: Duration,
+) {
+    let node = real_node(env).name.clone();
+    install_arca(env, sys, prefix);
+    ready_pods(
+        client,
+        sys,
+        "app.kubernetes.io/component=operator",
+        1,
+        timeout,
+    )
+    .await;
+    let agents: Api<Pod> = Api::namespaced(client.clone(), &format!("{sys}-node-agent"));
+    eventually("the node agent Ready on the real node", timeout, || async {
+        let list = agents.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|p| {
+                is_ready(p) && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&node)
+            })
+            .then_some(())
+    })
+    .await;
+    location_available(env, sys, "default", timeout).await;
+}
+
 /// Waits until `arca location get <location>` in `sys` says Available.
 pub async fn location_available(env: &TestEnv, sys: &str, location: &str, timeout: Duration) {
     eventually(

@@ -10,5 +10,6 @@ mod csi;
 mod data_mover;
 mod helpers;
 mod install;
+mod parked_claim;
 mod upgrade;
 mod velero_agent;

@@ -142,7 +142,9 @@ pub struct BackupSpec {
     /// operator's namespace on the node of the pod that mounts the claim, the node agent there
     /// copies its files into the namespace's volume repository, recorded as a file copy of
     /// that pod volume, and everything temporary is removed. A claim no pod of the backup
-    /// mounts, or whose copy fails, keeps its snapshot (a warning or an error names it).
+    /// mounts is read on a node with a node agent and recorded as the claim's alone; a
+    /// restore fills it through a short-lived Job. A claim whose copy fails keeps its
+    /// snapshot (an error names it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_move_data: Option<bool>,
     /// How long a CSI snapshot may take to become ready (`10m` when unset); past it the

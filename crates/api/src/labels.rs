@@ -41,3 +41,8 @@ pub const CANCELED_MESSAGE: &str = "canceled";
 /// The finalizer the operator holds on every Restore until its files under
 /// `restores/<name>/` and its PodVolumeRestores are removed.
 pub const RESTORE_FINALIZER: &str = "arca.dev/restore-cleanup";
+/// The labels of the node agent's pods (`arca install --use-node-agent`), as a label
+/// selector: the operator places the pods it makes for the agent (the data mover's) on the
+/// nodes where one of these runs.
+pub const NODE_AGENT_POD_SELECTOR: &str =
+    "app.kubernetes.io/name=arca,app.kubernetes.io/component=node-agent";

@@ -434,16 +434,16 @@ async fn print_details(ctx: &Ctx, b: &Backup) -> anyhow::Result<()> {
         Err(e) => return Err(e.context("reading the backup's volumes.json")),
     };
     for v in &volumes.snapshots {
-        let claim = v
-            .claim
-            .as_ref()
-            .map(|c| format!(" (claim {c})"))
-            .unwrap_or_default();
+        let what = match (&v.claim, v.is_claim_only()) {
+            (Some(claim), true) => format!("claim {}/{claim} (no pod mounted it)", v.namespace),
+            (Some(claim), false) => format!(
+                "{}/{} volume {} (claim {claim})",
+                v.namespace, v.pod, v.volume
+            ),
+            (None, _) => format!("{}/{} volume {}", v.namespace, v.pod, v.volume),
+        };
         println!(
-            "  {}/{} volume {}{claim}: snapshot {} in {}, {} bytes, {} uploaded",
-            v.namespace,
-            v.pod,
-            v.volume,
+            "  {what}: snapshot {} in {}, {} bytes, {} uploaded",
             v.snapshot_id.get(..12).unwrap_or(&v.snapshot_id),
             v.repository,
             v.total_bytes,

@@ -166,5 +166,11 @@ mod tests {
             .find(|v| v["kind"] == "NetworkPolicy")
             .expect("policy");
         assert_eq!(policy["spec"]["ingress"], json!([]));
+        // The operator finds the agents' nodes by this selector (the data mover's pods).
+        let pod_labels = &ds["spec"]["template"]["metadata"]["labels"];
+        for pair in arca_api::labels::NODE_AGENT_POD_SELECTOR.split(',') {
+            let (key, value) = pair.split_once('=').expect("key=value");
+            assert_eq!(pod_labels[key], value, "{pod_labels}");
+        }
     }
 }

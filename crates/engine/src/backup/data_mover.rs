@@ -11,10 +11,13 @@
 //! claim, and any cluster restores it the way it restores file copies (a new claim from its
 //! storage class, the data written before the pod's containers start).
 //!
+//! A claim no pod of the backup mounts on a node (a StatefulSet scaled to zero, a pod not
+//! scheduled) is moved too: its exposure goes to a node with an agent within the original
+//! volume's topology, and `volumes.json` records it as the claim's alone (no pod), which a
+//! restore fills through a pod of its own ([`crate::pod_volumes::populate`]).
+//!
 //! A snapshot whose data could not be moved is kept and recorded in `csi-snapshots.json`
-//! (the backup still restores it in this cluster), and its claim is named in the errors. A
-//! claim no pod of the backup mounts is not moved (nothing would restore its files into a
-//! new claim): a warning says so, and its snapshot is kept.
+//! (the backup still restores it in this cluster), and its claim is named in the errors.
 
 use std::collections::BTreeMap;
 
@@ -108,18 +111,20 @@ pub async fn move_data(
             .unwrap_or(DEFAULT_TIMEOUT),
         cancel: &request.cancel,
     };
-    let (candidates, unmovable) = movable(snapshots, mounts);
+    let candidates = movable(snapshots, mounts);
     let mut kept = Vec::new();
-    for (snapshot, why) in unmovable {
-        collector.record_warning(Some(&snapshot.namespace), why);
-        kept.push(snapshot);
-    }
+    // Where a claim no pod holds on a node can be read: the agents' nodes, listed once.
+    let agents = match candidates.iter().any(|(_, m)| m.node.is_none()) {
+        true => crate::pod_volumes::placement::agent_nodes(operator).await,
+        false => Ok(Default::default()),
+    };
+    let agents = &agents;
     let mut exposed = Vec::new();
     let mut requests = Vec::new();
     let mut runs = futures::stream::iter(candidates)
         .map(|(snapshot, mount)| async move {
             let name = exposure_name(&request.name, &request.uid, &snapshot);
-            let result = expose_one(expose_job, &name, &snapshot, &mount, log).await;
+            let result = expose_one(expose_job, &name, &snapshot, &mount, agents, log).await;
             (snapshot, mount, name, result)
         })
         .buffer_unordered(CONCURRENCY);
@@ -199,38 +204,33 @@ pub async fn move_data(
     }
 }
 
-/// A snapshot that cannot be moved, and the warning saying why.
-type Unmovable = (CsiSnapshot, String);
-
-/// Which snapshots can be moved: those whose claim a pod of the backup on a node mounts
-/// (with that pod volume); the others with the warning that says why not. Pure.
+/// What each snapshot's data is recorded as: the pod volume of the backup that mounts its
+/// claim on a node, else the claim alone (no pod, no node: a claim-only entry). Pure.
 fn movable(
     snapshots: Vec<CsiSnapshot>,
     mounts: &BTreeMap<(String, String), VolumeRequest>,
-) -> (Vec<(CsiSnapshot, VolumeRequest)>, Vec<Unmovable>) {
-    let mut movable = Vec::new();
-    let mut not = Vec::new();
-    for snapshot in snapshots {
-        let key = (snapshot.namespace.clone(), snapshot.claim.clone());
-        let claim = format!("claim {}/{}", snapshot.namespace, snapshot.claim);
-        match mounts.get(&key) {
-            Some(mount) if mount.node.is_some() => movable.push((snapshot, mount.clone())),
-            Some(mount) => {
-                let why = format!(
-                    "{claim}: pod {} that mounts it is on no node, so the data of its CSI snapshot is not moved into the bucket; the snapshot is kept",
-                    mount.pod
-                );
-                not.push((snapshot, why));
-            }
-            None => {
-                let why = format!(
-                    "{claim}: no pod of the backup mounts it, and moved data is restored through a pod that mounts the claim: its CSI snapshot is kept, not moved into the bucket"
-                );
-                not.push((snapshot, why));
-            }
-        }
-    }
-    (movable, not)
+) -> Vec<(CsiSnapshot, VolumeRequest)> {
+    snapshots
+        .into_iter()
+        .map(|snapshot| {
+            let key = (snapshot.namespace.clone(), snapshot.claim.clone());
+            let request = match mounts.get(&key) {
+                Some(mount) if mount.node.is_some() => mount.clone(),
+                _ => VolumeRequest {
+                    namespace: snapshot.namespace.clone(),
+                    pod: String::new(),
+                    pod_uid: String::new(),
+                    node: None,
+                    volume: String::new(),
+                    claim: Some(snapshot.claim.clone()),
+                    requested: true,
+                    facts: Default::default(),
+                    read_from: None,
+                },
+            };
+            (snapshot, request)
+        })
+        .collect()
 }
 
 async fn expose_one(
@@ -238,8 +238,10 @@ async fn expose_one(
     name: &str,
     snapshot: &CsiSnapshot,
     mount: &VolumeRequest,
+    agents: &Result<std::collections::BTreeSet<String>, String>,
     log: &RunLog,
 ) -> Result<crate::csi::expose::Exposure, String> {
+    use crate::pod_volumes::placement;
     let claims: Api<PersistentVolumeClaim> =
         Api::namespaced(job.operator.clone(), &snapshot.namespace);
     let original = claims.get(&snapshot.claim).await.map_err(|e| {
@@ -248,8 +250,19 @@ async fn expose_one(
             snapshot.namespace, snapshot.claim
         )
     })?;
-    let node = mount.node.as_deref().unwrap_or_default();
-    expose(job, name, snapshot, &original, node, log).await
+    let affinity = match &mount.node {
+        // The node of the pod that mounts it: a node-local snapshot is there, and an agent.
+        Some(node) => placement::affinity(&[node.clone()].into(), &[]),
+        None => {
+            let volume = original
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_name.as_deref());
+            let terms = placement::volume_terms(job.operator, volume).await;
+            placement::affinity(agents.as_ref().map_err(Clone::clone)?, &terms)
+        }
+    };
+    expose(job, name, snapshot, &original, &affinity, log).await
 }
 
 #[cfg(test)]
@@ -279,7 +292,7 @@ mod tests {
     }
 
     #[test]
-    fn only_claims_a_scheduled_pod_of_the_backup_mounts_are_moved() {
+    fn a_claim_no_scheduled_pod_mounts_is_moved_as_the_claims_alone() {
         let mounts = BTreeMap::from([
             (
                 ("shop".to_string(), "data-db-0".to_string()),
@@ -290,7 +303,7 @@ mod tests {
                 mount("shop", "waiting", "pending", None),
             ),
         ]);
-        let (moved, kept) = movable(
+        let moved = movable(
             vec![
                 snapshot("shop", "data-db-0"),
                 snapshot("shop", "pending"),
@@ -300,26 +313,27 @@ mod tests {
             ],
             &mounts,
         );
-        assert_eq!(moved.len(), 1);
-        assert_eq!(moved[0].0.claim, "data-db-0");
-        assert_eq!(moved[0].1.pod, "db-0");
-        assert_eq!(moved[0].1.node.as_deref(), Some("node-a"));
-        let reasons: Vec<(&str, &str)> = kept
+        let recorded: Vec<(&str, &str, &str, Option<&str>)> = moved
             .iter()
-            .map(|(s, why)| (s.claim.as_str(), why.as_str()))
+            .map(|(s, r)| {
+                assert_eq!(r.claim.as_deref(), Some(s.claim.as_str()));
+                assert_eq!(r.namespace, s.namespace);
+                (
+                    s.claim.as_str(),
+                    r.pod.as_str(),
+                    r.volume.as_str(),
+                    r.node.as_deref(),
+                )
+            })
             .collect();
-        assert_eq!(reasons.len(), 3, "{reasons:?}");
-        assert!(
-            reasons[0]
-                .1
-                .contains("pod waiting that mounts it is on no node")
+        assert_eq!(
+            recorded,
+            vec![
+                ("data-db-0", "db-0", "data", Some("node-a")),
+                ("pending", "", "", None),
+                ("unmounted", "", "", None),
+                ("data-db-0", "", "", None),
+            ]
         );
-        assert!(
-            reasons[1]
-                .1
-                .contains("claim shop/unmounted: no pod of the backup mounts it")
-        );
-        assert!(reasons[2].1.contains("claim other/data-db-0: no pod"));
-        assert!(kept.iter().all(|(_, why)| why.contains("kept")));
     }
 }

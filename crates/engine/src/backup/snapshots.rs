@@ -163,6 +163,7 @@ pub async fn snapshot_claims(
             .csi_snapshot_timeout
             .map(std::time::Duration::from)
             .unwrap_or(DEFAULT_TIMEOUT),
+        cancel: &request.cancel,
     };
     let outcome = take(job, chosen, log).await;
     for (ns, message) in outcome.errors {

@@ -85,6 +85,21 @@ pub struct VolumeRequest {
     pub read_from: Option<ReadFrom>,
 }
 
+impl VolumeRequest {
+    /// A claim's data with no pod of the backup mounting it (the data mover reads it).
+    pub fn is_claim_only(&self) -> bool {
+        self.pod.is_empty() && self.claim.is_some()
+    }
+
+    /// How messages name it: `pod <ns>/<pod> volume <volume>`, or `claim <ns>/<claim>`.
+    pub fn what(&self) -> String {
+        match (&self.claim, self.is_claim_only()) {
+            (Some(claim), true) => format!("claim {}/{claim}", self.namespace),
+            _ => format!("pod {}/{} volume {}", self.namespace, self.pod, self.volume),
+        }
+    }
+}
+
 /// A pod volume the node agent reads instead of the one a [`VolumeRequest`] names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadFrom {

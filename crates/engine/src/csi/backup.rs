@@ -39,6 +39,9 @@ pub(crate) struct SnapshotJob<'a> {
     pub backup_namespace: &'a str,
     pub backup_uid: &'a str,
     pub timeout: Duration,
+    /// The run's cancel token: a canceled run stops waiting for its snapshots (and deletes
+    /// them, as it deletes one that is never ready).
+    pub cancel: &'a tokio_util::sync::CancellationToken,
 }
 
 /// What the snapshots gave.
@@ -136,7 +139,7 @@ async fn take_one(
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(format!("creating VolumeSnapshot {name}: {e}")),
     }
-    let ready = match wait_ready(&snapshots, &name, job.timeout).await {
+    let ready = match wait_ready(&snapshots, &name, (job.timeout, job.cancel)).await {
         Ok(ready) => ready,
         Err(why) => {
             discard(job, &snapshots, &name, log).await;
@@ -152,15 +155,21 @@ async fn take_one(
     }
 }
 
-/// The VolumeSnapshot once ready; an error with the controllers' last word at the timeout.
+/// The VolumeSnapshot once ready; an error with the controllers' last word at the timeout,
+/// or as soon as the run is canceled.
 async fn wait_ready(
     snapshots: &Api<VolumeSnapshot>,
     name: &str,
-    timeout: Duration,
+    (timeout, cancel): (Duration, &tokio_util::sync::CancellationToken),
 ) -> Result<VolumeSnapshot, String> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last_error = None;
     loop {
+        if cancel.is_cancelled() {
+            return Err(format!(
+                "VolumeSnapshot {name}: the backup was canceled before it was ready; it was deleted"
+            ));
+        }
         match snapshots.get_opt(name).await {
             Ok(Some(snapshot)) => {
                 let status = snapshot.status.clone().unwrap_or_default();
@@ -183,7 +192,10 @@ async fn wait_ready(
                 timeout.as_secs()
             ));
         }
-        tokio::time::sleep(POLL).await;
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = cancel.cancelled() => {}
+        }
     }
 }
 
@@ -289,4 +301,61 @@ pub fn label_value(value: &str) -> String {
         .collect::<String>()
         .trim_end_matches(['-', '.', '_'])
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client whose apiserver answers every request with a VolumeSnapshot never ready;
+    /// the task returns how many requests it saw.
+    fn never_ready() -> (Client, tokio::task::JoinHandle<usize>) {
+        let (service, mut handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let server = tokio::spawn(async move {
+            let body = r#"{"apiVersion":"snapshot.storage.k8s.io/v1","kind":"VolumeSnapshot","metadata":{"name":"s","namespace":"n"},"spec":{"source":{"persistentVolumeClaimName":"c"}},"status":{"readyToUse":false}}"#;
+            let mut seen = 0;
+            while let Some((_request, respond)) = handle.next_request().await {
+                seen += 1;
+                let response = http::Response::builder()
+                    .status(200)
+                    .body(kube::client::Body::from(body.as_bytes().to_vec()))
+                    .expect("response");
+                respond.send_response(response);
+            }
+            seen
+        });
+        (Client::new(service, "default"), server)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_canceled_run_stops_waiting_for_a_snapshot_at_once() {
+        let (client, server) = never_ready();
+        let snapshots: Api<VolumeSnapshot> = Api::namespaced(client, "n");
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let canceler = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                cancel.cancel();
+            })
+        };
+        let started = tokio::time::Instant::now();
+        let timeout = Duration::from_secs(3600);
+        let result = wait_ready(&snapshots, "s", (timeout, &cancel)).await;
+        let waited = started.elapsed();
+        let Err(why) = result else {
+            panic!("a never-ready snapshot is never Ok");
+        };
+        assert!(why.contains("the backup was canceled"), "{why}");
+        assert!(
+            waited < Duration::from_secs(4),
+            "stopped at the cancel: {waited:?}"
+        );
+        canceler.await.expect("canceler");
+        drop(snapshots);
+        assert!(server.await.expect("server") >= 2, "it polled meanwhile");
+    }
 }

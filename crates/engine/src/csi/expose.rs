@@ -7,7 +7,8 @@
 //!   least the snapshot's size);
 //! - a pod of Arca's image (`arca hold`: it does nothing) mounting the claim read-only, on
 //!   the node of the pod that mounts the original claim (a node-local snapshot is there, and
-//!   that node has an agent), tolerating any taint there.
+//!   that node has an agent); for a claim no pod mounts, on a node with an agent within the
+//!   original volume's topology ([`crate::pod_volumes::placement`]); tolerating any taint.
 //!
 //! Everything is labelled with the backup and removed by [`clean_up`], whatever happened.
 //! Velero's data mover exposes a snapshot the same way (a backup pod and claim in its own
@@ -70,17 +71,18 @@ pub fn exposure_name(backup: &str, uid: &str, record: &CsiSnapshot) -> String {
     )
 }
 
-/// Exposes `record` (a ready snapshot of `original`, the claim as the cluster has it) on
-/// `node`; on an error, whatever was made is removed before it returns.
+/// Exposes `record` (a ready snapshot of `original`, the claim as the cluster has it) on a
+/// node `affinity` (a pod's) allows; on an error, whatever was made is removed before it
+/// returns.
 pub(crate) async fn expose(
     job: ExposeJob<'_>,
     name: &str,
     record: &CsiSnapshot,
     original: &PersistentVolumeClaim,
-    node: &str,
+    affinity: &Value,
     log: &RunLog,
 ) -> Result<Exposure, String> {
-    match make(job, name, record, original, node).await {
+    match make(job, name, record, original, affinity).await {
         Ok(exposure) => Ok(exposure),
         Err(why) => {
             clean_up(job.operator, job.namespace, name, log).await;
@@ -94,7 +96,7 @@ async fn make(
     name: &str,
     record: &CsiSnapshot,
     original: &PersistentVolumeClaim,
-    node: &str,
+    affinity: &Value,
 ) -> Result<Exposure, String> {
     let mut labels = job.labels.clone();
     labels.insert(
@@ -113,7 +115,7 @@ async fn make(
             .map_err(|e| format!("the data mover's claim {name}: {e}"))?;
     create(&claims, &claim).await?;
     let pods: Api<Pod> = Api::namespaced(job.operator.clone(), job.namespace);
-    let pod: Pod = serde_json::from_value(pod_spec(name, &labels, job.image, node))
+    let pod: Pod = serde_json::from_value(pod_spec(name, &labels, job.image, affinity))
         .map_err(|e| format!("the data mover's pod {name}: {e}"))?;
     create(&pods, &pod).await?;
     wait_running(&pods, &claims, name, (job.timeout, job.cancel)).await
@@ -169,8 +171,13 @@ pub fn claim_spec(
     claim
 }
 
-/// The pod holding the claim mounted on `node`, read-only, doing nothing. Pure.
-pub fn pod_spec(name: &str, labels: &BTreeMap<String, String>, image: &str, node: &str) -> Value {
+/// The pod holding the claim mounted read-only where `affinity` allows, doing nothing. Pure.
+pub fn pod_spec(
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    image: &str,
+    affinity: &Value,
+) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -180,11 +187,7 @@ pub fn pod_spec(name: &str, labels: &BTreeMap<String, String>, image: &str, node
             "automountServiceAccountToken": false,
             "enableServiceLinks": false,
             "terminationGracePeriodSeconds": 5,
-            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [{"matchFields": [
-                    {"key": "metadata.name", "operator": "In", "values": [node]}
-                ]}]
-            }}},
+            "affinity": affinity,
             "tolerations": [{"operator": "Exists"}],
             "securityContext": {
                 "runAsNonRoot": true,
@@ -404,7 +407,8 @@ mod tests {
     #[test]
     fn the_pod_holds_the_claim_read_only_on_the_node_with_nothing_else() {
         let labels = BTreeMap::new();
-        let pod = pod_spec("arca-move-x", &labels, "arca:1", "node-a");
+        let on_node = crate::pod_volumes::placement::affinity(&["node-a".to_string()].into(), &[]);
+        let pod = pod_spec("arca-move-x", &labels, "arca:1", &on_node);
         let spec = &pod["spec"];
         assert_eq!(
             spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]

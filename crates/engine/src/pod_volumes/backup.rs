@@ -43,13 +43,14 @@ pub fn plan(requests: Vec<VolumeRequest>) -> (Vec<VolumeRequest>, Vec<(String, S
             continue;
         }
         if request.node.is_none() {
-            errors.push((
-                request.namespace.clone(),
-                format!(
+            let message = match request.is_claim_only() {
+                true => format!("{}: no node reads it", request.what()),
+                false => format!(
                     "pod {}/{} is not scheduled on a node: the data of its volume {} cannot be read",
                     request.namespace, request.pod, request.volume
                 ),
-            ));
+            };
+            errors.push((request.namespace.clone(), message));
             continue;
         }
         work.push(request);
@@ -146,10 +147,8 @@ pub async fn back_up(
             errors.push((
                 request.namespace.clone(),
                 format!(
-                    "pod {}/{} volume {}: the repository {} cannot be used: {problem}",
-                    request.namespace,
-                    request.pod,
-                    request.volume,
+                    "{}: the repository {} cannot be used: {problem}",
+                    request.what(),
                     job.repository(&request.namespace)
                 ),
             ));
@@ -163,10 +162,7 @@ pub async fn back_up(
             }
             Err(e) => errors.push((
                 request.namespace.clone(),
-                format!(
-                    "pod {}/{} volume {}: creating its PodVolumeBackup: {e}",
-                    request.namespace, request.pod, request.volume
-                ),
+                format!("{}: creating its PodVolumeBackup: {e}", request.what()),
             )),
         }
     }
@@ -202,10 +198,13 @@ pub async fn back_up(
 }
 
 fn work_item(job: &VolumeJob, run: BackupRun<'_>, request: &VolumeRequest) -> PodVolumeBackup {
-    let name = work_item_name(
-        run.name,
-        &[&request.namespace, &request.pod, &request.volume],
-    );
+    let name = match (&request.claim, request.is_claim_only()) {
+        (Some(claim), true) => work_item_name(run.name, &[&request.namespace, "claim", claim]),
+        _ => work_item_name(
+            run.name,
+            &[&request.namespace, &request.pod, &request.volume],
+        ),
+    };
     // The data mover's pod is read in place of the pod volume the data is recorded as.
     let (node, pod, volume) = match &request.read_from {
         Some(from) => (
@@ -231,9 +230,14 @@ fn work_item(job: &VolumeJob, run: BackupRun<'_>, request: &VolumeRequest) -> Po
         format!("backup={}", run.name),
         format!("backup-uid={}", run.uid),
         format!("namespace={}", request.namespace),
-        format!("pod={}", request.pod),
-        format!("volume={}", request.volume),
     ];
+    match (&request.claim, request.is_claim_only()) {
+        (Some(claim), true) => tags.push(format!("claim={claim}")),
+        _ => tags.extend([
+            format!("pod={}", request.pod),
+            format!("volume={}", request.volume),
+        ]),
+    }
     if request.read_from.is_some() {
         tags.push("source=csi-snapshot".into());
     }
@@ -507,6 +511,40 @@ mod tests {
         let as_ = Recorded::of(&moved);
         assert_eq!((as_.namespace.as_str(), as_.pod.as_str()), ("shop", "db-0"));
         assert_eq!(as_.claim.as_deref(), Some("data-db-0"));
+    }
+
+    #[tokio::test]
+    async fn a_claim_no_pod_mounts_gets_its_own_work_item_and_is_recorded_without_a_pod() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let job = job(dir.path(), false);
+        let claim_only = |claim: &str| {
+            let mut r = request("", "", Some(claim), Some("node-2"));
+            r.pod_uid = String::new();
+            r.read_from = Some(crate::backup::volumes::ReadFrom {
+                namespace: "arca-system".into(),
+                pod: format!("arca-move-{claim}"),
+                pod_uid: "uid-mover".into(),
+                node: "node-2".into(),
+                volume: "data".into(),
+            });
+            r
+        };
+        let run = BackupRun {
+            name: "nightly",
+            uid: "uid-1",
+            compression: None,
+        };
+        let (a, b) = (claim_only("data-db-1"), claim_only("data-db-2"));
+        assert!(a.is_claim_only());
+        assert_eq!(a.what(), "claim shop/data-db-1");
+        let (first, second) = (work_item(&job, run, &a), work_item(&job, run, &b));
+        assert_ne!(first.name_any(), second.name_any(), "two claims, two items");
+        assert_eq!(first.spec.snapshot_path, "/shop/pvc/data-db-1");
+        assert!(first.spec.tags.contains(&"claim=data-db-1".to_string()));
+        assert!(!first.spec.tags.iter().any(|t| t.starts_with("pod=")));
+        let as_ = Recorded::of(&a);
+        assert!(as_.pod.is_empty() && as_.volume.is_empty());
+        assert_eq!(as_.claim.as_deref(), Some("data-db-1"));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! initializes each namespace's repository once (never two agents at a time), and waits.
 
 pub mod backup;
+pub mod placement;
+pub mod populate;
 pub mod restore;
 mod wait;
 

@@ -20,11 +20,14 @@ pub struct VolumeSnapshots {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshot {
-    /// The pod's namespace at backup time.
+    /// The pod's namespace at backup time (the claim's, for a claim no pod mounted).
     pub namespace: String,
-    /// The pod the data was read from.
+    /// The pod the data was read from; empty (absent in the file) for a claim no pod of the
+    /// backup mounted, whose CSI snapshot was moved: see [`VolumeSnapshot::is_claim_only`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub pod: String,
-    /// The volume's name in the pod spec.
+    /// The volume's name in the pod spec; empty (absent) with `pod`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub volume: String,
     /// The claim the volume mounts, when it is a PersistentVolumeClaim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,6 +44,15 @@ pub struct VolumeSnapshot {
     pub bytes_uploaded: u64,
 }
 
+impl VolumeSnapshot {
+    /// A claim's data with no pod: a claim no pod of the backup mounted (a StatefulSet
+    /// scaled to zero, say), whose CSI snapshot was moved into the bucket. A restore fills
+    /// the recreated claim through a pod of its own.
+    pub fn is_claim_only(&self) -> bool {
+        self.pod.is_empty() && self.claim.is_some()
+    }
+}
+
 impl VolumeSnapshots {
     /// The snapshots of the pod `namespace/pod`.
     pub fn of_pod<'a>(
@@ -50,7 +62,14 @@ impl VolumeSnapshots {
     ) -> impl Iterator<Item = &'a VolumeSnapshot> + 'a {
         self.snapshots
             .iter()
-            .filter(move |s| s.namespace == namespace && s.pod == pod)
+            .filter(move |s| !s.pod.is_empty() && s.namespace == namespace && s.pod == pod)
+    }
+
+    /// The claim-only snapshot of claim `namespace/claim`, if the backup has one.
+    pub fn of_claim_only(&self, namespace: &str, claim: &str) -> Option<&VolumeSnapshot> {
+        self.snapshots.iter().find(|s| {
+            s.is_claim_only() && s.namespace == namespace && s.claim.as_deref() == Some(claim)
+        })
     }
 }
 
@@ -131,4 +150,51 @@ pub(crate) async fn read_sealed_json<T: serde::de::DeserializeOwned>(
             key,
             detail: e.to_string(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_only_entry_has_no_pod_in_the_file_and_is_found_by_its_claim_only() {
+        let claim_only = VolumeSnapshot {
+            namespace: "shop".into(),
+            claim: Some("data-db-1".into()),
+            repository: "volumes/shop/".into(),
+            snapshot_id: "ab".repeat(32),
+            snapshot_path: "/shop/pvc/data-db-1".into(),
+            ..VolumeSnapshot::default()
+        };
+        let json = serde_json::to_value(&claim_only).expect("serializes");
+        assert!(
+            json.get("pod").is_none() && json.get("volume").is_none(),
+            "{json}"
+        );
+        let back: VolumeSnapshot = serde_json::from_value(json).expect("reads back");
+        assert_eq!(back, claim_only);
+        assert!(back.is_claim_only());
+        let mounted = VolumeSnapshot {
+            pod: "db-0".into(),
+            volume: "data".into(),
+            claim: Some("data-db-0".into()),
+            ..claim_only.clone()
+        };
+        assert!(!mounted.is_claim_only());
+        let all = VolumeSnapshots {
+            snapshots: vec![mounted, claim_only],
+        };
+        assert_eq!(
+            all.of_pod("shop", "").count(),
+            0,
+            "no pod is not a pod named ''"
+        );
+        assert_eq!(all.of_pod("shop", "db-0").count(), 1);
+        assert!(all.of_claim_only("shop", "data-db-1").is_some());
+        assert!(
+            all.of_claim_only("shop", "data-db-0").is_none(),
+            "mounted by a pod"
+        );
+        assert!(all.of_claim_only("other", "data-db-1").is_none());
+    }
 }

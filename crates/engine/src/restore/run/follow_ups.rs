@@ -47,29 +47,78 @@ impl Run<'_> {
         }
     }
 
-    /// Fills the recreated pods' volumes through the node agents.
+    /// A recreated claim the backup holds alone waits for its data, like a pod's volumes.
+    pub(super) fn note_claim(
+        &self,
+        entry: &IndexEntry,
+        applied: &Applied,
+        snapshot: VolumeSnapshot,
+    ) {
+        let namespace = self
+            .transform
+            .target_namespace(entry.namespace.as_deref().unwrap_or_default())
+            .to_string();
+        let claim = &entry.name;
+        match applied.outcome {
+            Outcome::Created if !self.restore_volumes => self.log.info(format!(
+                "claim {namespace}/{claim}: restorePVs is false, it is left empty"
+            )),
+            Outcome::Created if self.applier.dry_run => self.log.info(format!(
+                "dry run: claim {namespace}/{claim} would get its data through a pod of its own"
+            )),
+            Outcome::Created => {
+                if let Ok(mut pending) = self.pending_claims.lock() {
+                    pending.push(ClaimToFill {
+                        namespace,
+                        claim: claim.clone(),
+                        snapshot,
+                    });
+                }
+            }
+            _ => self.warn(
+                &namespace,
+                format!(
+                    "claim {namespace}/{claim} was not created by this restore: its data is not restored into it"
+                ),
+            ),
+        }
+    }
+
+    /// Fills the recreated pods' volumes, and the recreated claims no pod mounts, through
+    /// the node agents.
     pub(super) async fn restore_volumes(&self, request: &RestoreRequest) {
         let pods = self
             .pending_volumes
             .lock()
             .map(|mut p| std::mem::take(&mut *p))
             .unwrap_or_default();
-        if pods.is_empty() {
+        let claims = self
+            .pending_claims
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default();
+        if pods.is_empty() && claims.is_empty() {
             return;
         }
         let job = match &request.volumes {
             Ok(job) => job,
             Err(why) => {
-                if let Ok(mut results) = self.results.lock() {
-                    for pod in pods {
-                        let message = format!(
-                            "pod {}/{}: the data of its volumes is not restored: {why}",
-                            pod.namespace, pod.pod
-                        );
-                        self.log.error(message.clone());
-                        results.errors.add(Some(&pod.namespace), message);
-                    }
-                }
+                let pods = pods
+                    .iter()
+                    .map(|p| (&p.namespace, format!("pod {}/{}", p.namespace, p.pod)));
+                let claims = claims
+                    .iter()
+                    .map(|c| (&c.namespace, format!("claim {}/{}", c.namespace, c.claim)));
+                let messages: Vec<(String, String)> = pods
+                    .chain(claims)
+                    .map(|(ns, what)| {
+                        (
+                            ns.clone(),
+                            format!("{what}: the data of its volumes is not restored: {why}"),
+                        )
+                    })
+                    .collect();
+                self.report_errors(messages);
                 return;
             }
         };
@@ -77,9 +126,27 @@ impl Run<'_> {
             name: &request.name,
             uid: &request.uid,
         };
-        let outcome = pod_volumes::restore::restore(&self.client, job, run, pods, &self.log).await;
+        let populate = pod_volumes::populate::Populate {
+            client: &self.client,
+            operator: &self.operator,
+            image: request.restore_helper_image.as_deref(),
+            volume_timeout: job.timeout,
+        };
+        let started = match claims.is_empty() {
+            true => Default::default(),
+            false => pod_volumes::populate::start(&populate, run, claims, &self.log).await,
+        };
+        self.report_errors(started.errors);
+        let all = pods.into_iter().chain(started.pods).collect();
+        let outcome = pod_volumes::restore::restore(&self.client, job, run, all, &self.log).await;
+        pod_volumes::populate::finish(&self.client, &started.jobs, &self.log).await;
+        self.report_errors(outcome.errors);
+    }
+
+    /// Logs each (namespace, message) and adds it to the results' errors.
+    fn report_errors(&self, errors: Vec<(String, String)>) {
         if let Ok(mut results) = self.results.lock() {
-            for (ns, e) in outcome.errors {
+            for (ns, e) in errors {
                 self.log.error(e.clone());
                 results.errors.add(Some(&ns), e);
             }

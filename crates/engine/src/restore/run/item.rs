@@ -106,6 +106,13 @@ impl Run<'_> {
         if !snapshots.is_empty() {
             self.note_volumes(entry, &applied, snapshots);
         }
+        if gr == "persistentvolumeclaims"
+            && let Some(snapshot) = self
+                .volume_snapshots
+                .of_claim_only(entry.namespace.as_deref().unwrap_or_default(), &entry.name)
+        {
+            self.note_claim(entry, &applied, snapshot.clone());
+        }
         if applied.outcome == Outcome::Created && !self.applier.dry_run && !hooks.exec.is_empty() {
             let namespace = self
                 .transform

@@ -48,6 +48,7 @@ use arca_store::archive::{VolumeSnapshot, VolumeSnapshots};
 
 use crate::pod_volumes::{
     self,
+    populate::ClaimToFill,
     restore::{PodToFill, RestoreRun},
 };
 
@@ -116,6 +117,8 @@ struct Run<'a> {
     uid: String,
     /// Recreated pods whose volumes wait for their data.
     pending_volumes: Mutex<Vec<PodToFill>>,
+    /// Recreated claims the backup holds alone (no pod), filled through pods of their own.
+    pending_claims: Mutex<Vec<ClaimToFill>>,
     /// `restorePVs`: fill the recreated pods' volumes.
     restore_volumes: bool,
     /// Added to pods whose volumes are filled, when there is an image for it.
@@ -306,6 +309,7 @@ pub async fn run(
         operator: request.operator_client.0.clone(),
         uid: request.uid.clone(),
         pending_volumes: Mutex::new(Vec::new()),
+        pending_claims: Mutex::new(Vec::new()),
         restore_volumes: spec.restore_p_vs.unwrap_or(true),
         restore_helper: match (&request.restore_helper_image, &request.volumes) {
             (Some(image), Ok(_)) if spec.restore_p_vs.unwrap_or(true) && !spec.dry_run => {

@@ -1,0 +1,110 @@
+//! Where a pod the operator makes for the node agent runs (the data mover's pod reading a
+//! snapshot, the pod through which a restore fills a claim no restored pod mounts): on a
+//! node where an agent pod runs (an agent reads or writes the volume there), and, for a
+//! volume pinned to a topology (a zone, a node), where the volume can be. The scheduler picks
+//! among those; with `WaitForFirstConsumer` storage the new volume is provisioned there.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{PersistentVolume, Pod};
+use kube::{Api, Client, api::ListParams};
+use serde_json::{Value, json};
+
+/// The nodes on which a node agent pod runs (by the labels `arca install` gives it).
+pub async fn agent_nodes(operator: &Client) -> Result<BTreeSet<String>, String> {
+    let pods: Api<Pod> = Api::all(operator.clone());
+    let params = ListParams::default().labels(arca_api::labels::NODE_AGENT_POD_SELECTOR);
+    let list = pods
+        .list(&params)
+        .await
+        .map_err(|e| format!("listing the node agent's pods: {e}"))?;
+    let nodes: BTreeSet<String> = list
+        .items
+        .into_iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .filter_map(|p| p.spec.and_then(|s| s.node_name))
+        .collect();
+    if nodes.is_empty() {
+        return Err(format!(
+            "no node agent pod runs in the cluster (labels {}; `arca install --use-node-agent` installs it)",
+            arca_api::labels::NODE_AGENT_POD_SELECTOR
+        ));
+    }
+    Ok(nodes)
+}
+
+/// The node selector terms a volume's nodes must match (its PersistentVolume's
+/// `spec.nodeAffinity.required`); none when it has no such constraint or is unknown.
+pub async fn volume_terms(client: &Client, volume: Option<&str>) -> Vec<Value> {
+    let Some(volume) = volume else {
+        return Vec::new();
+    };
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let Ok(Some(pv)) = volumes.get_opt(volume).await else {
+        return Vec::new();
+    };
+    pv.spec
+        .and_then(|s| s.node_affinity)
+        .and_then(|a| a.required)
+        .map(|r| r.node_selector_terms)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| serde_json::to_value(t).ok())
+        .collect()
+}
+
+/// A pod's `affinity`: one of `nodes` and, when `terms` are given, matching one of them
+/// (each term gets the node list; terms are ORed, a term's parts ANDed). Pure.
+pub fn affinity(nodes: &BTreeSet<String>, terms: &[Value]) -> Value {
+    let on_nodes = json!({"key": "metadata.name", "operator": "In", "values": nodes});
+    let terms: Vec<Value> = match terms {
+        [] => vec![json!({"matchFields": [on_nodes]})],
+        terms => terms
+            .iter()
+            .map(|term| {
+                let mut term = term.clone();
+                let mut fields = term
+                    .get("matchFields")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                fields.push(on_nodes.clone());
+                term["matchFields"] = Value::Array(fields);
+                term
+            })
+            .collect(),
+    };
+    json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": terms
+    }}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn a_pod_goes_to_an_agents_node_within_its_volumes_topology() {
+        let free = affinity(&nodes(&["a", "b"]), &[]);
+        assert_eq!(
+            free["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"],
+            json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a", "b"]}]}])
+        );
+        // A volume in zone x or y: each zone term also needs an agent's node.
+        let zones = [
+            json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["x"]}]}),
+            json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["y"]}]}),
+        ];
+        let pinned = affinity(&nodes(&["a"]), &zones);
+        let terms = &pinned["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
+        assert_eq!(terms.as_array().map(Vec::len), Some(2));
+        for (term, zone) in terms.as_array().into_iter().flatten().zip(["x", "y"]) {
+            assert_eq!(term["matchExpressions"][0]["values"], json!([zone]));
+            assert_eq!(term["matchFields"][0]["values"], json!(["a"]));
+        }
+    }
+}
