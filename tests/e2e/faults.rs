@@ -14,7 +14,7 @@ use arca_e2e::{
     scenario::Scenario,
     store,
 };
-use kube::Api;
+use kube::{Api, ResourceExt};
 
 /// A running pod whose `phase` ("pre" or "post") backup hook sleeps `seconds`: it holds a
 /// backup of its namespace InProgress, before (pre) or after (post) the items are written.
@@ -461,5 +461,92 @@ async fn storage_built_to_exhaust_memory_is_refused_with_the_limit_named() {
             "nothing of {name} was applied"
         );
     }
+    scenario.stop().await;
+}
+
+/// A PodVolumeBackup of Backup uid `uid` in the operator's namespace `ns`, as a run makes them.
+fn work_item(name: &str, ns: &str, uid: &str) -> String {
+    format!(
+        r#"
+apiVersion: arca.dev/v1alpha1
+kind: PodVolumeBackup
+metadata:
+  name: {name}
+  namespace: {ns}
+  labels: {{arca.dev/backup-uid: "{uid}", arca.dev/backup-name: gone}}
+spec:
+  node: kwok-node-0
+  pod: {{namespace: {ns}, name: app, uid: "pod-uid"}}
+  volume: data
+  backupStorageLocation: default
+  locationNamespace: {ns}
+  repoIdentifier: volumes/{ns}/
+  snapshotPath: /{ns}/pod/app/data
+"#
+    )
+}
+
+/// An operator stopped while a deleted backup's run was cleaning up (or while a run went on
+/// whose Backup was then deleted) leaves work items and data mover objects nobody looks at
+/// again: the next operator removes those of uids no Backup has, and nothing of a Backup
+/// that exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_starting_removes_what_runs_of_deleted_backups_left() {
+    let mut scenario = Scenario::prepare("orphans").await;
+    let (env, client, arca, _, _) = scenario.parts();
+    let ns = arca.name.clone();
+    let orphan = "00000000-dead-4000-8000-000000000001";
+    // A Backup that exists (it fails validation: no such location; it stays).
+    scenario.apply_backup("alive", "{storageLocation: nowhere}");
+    let backups: Api<Backup> = Api::namespaced(client.clone(), &ns);
+    let alive = backups
+        .get("alive")
+        .await
+        .expect("the Backup")
+        .uid()
+        .expect("uid");
+    kubectl_apply(env, &work_item("left-by-gone", &ns, orphan));
+    kubectl_apply(env, &work_item("of-alive", &ns, &alive));
+    let mover = arca_engine::csi::expose::DATA_MOVER_LABEL;
+    kubectl_apply(
+        env,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: arca-move-gone, namespace: {ns}, labels: {{{mover}: "{orphan}"}}}}
+spec:
+  containers: [{{name: hold, image: busybox}}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: arca-move-gone, namespace: {ns}, labels: {{{mover}: "{orphan}"}}}}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 1Mi}}}}
+"#
+        ),
+    );
+
+    scenario.start_operator().await;
+    let names = |kind: &str| arca_e2e::kubectl(env, &["get", kind, "-n", &ns, "-o", "name"]);
+    eventually(
+        "the orphan's work item, pod and claim removed",
+        Duration::from_secs(60),
+        || async {
+            let items = names("podvolumebackups.arca.dev");
+            let pods = names("pods");
+            let claims = names("pvc");
+            (!items.contains("left-by-gone")
+                && !pods.contains("arca-move-gone")
+                && !claims.contains("arca-move-gone"))
+            .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        names("podvolumebackups.arca.dev").contains("of-alive"),
+        "the work item of a Backup that exists is kept"
+    );
     scenario.stop().await;
 }

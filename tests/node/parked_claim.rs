@@ -108,25 +108,30 @@ async fn a_claim_no_pod_mounts_is_moved_and_filled_by_the_restore() {
     let old_volume = volume_of_parked(env, ns);
     assert!(!old_volume.is_empty());
 
-    let out = ok(
-        "arca backup create --snapshot-move-data",
-        &arca(
-            env,
-            sys,
-            &[
-                "backup",
-                "create",
-                "parked",
-                "--include-namespaces",
-                ns,
-                "--snapshot-volumes",
-                "true",
-                "--snapshot-move-data",
-                "--wait",
-            ],
-        ),
+    let created = arca(
+        env,
+        sys,
+        &[
+            "backup",
+            "create",
+            "parked",
+            "--include-namespaces",
+            ns,
+            "--snapshot-volumes",
+            "true",
+            "--snapshot-move-data",
+            "--wait",
+        ],
     );
-    assert!(out.contains("Completed"), "{out}");
+    let out = String::from_utf8_lossy(&created.stdout).into_owned();
+    if !created.status.success() || !out.contains("Completed") {
+        let described = arca(env, sys, &["backup", "describe", "parked", "--details"]);
+        panic!(
+            "backup parked did not complete: {out}{}\n{}",
+            String::from_utf8_lossy(&created.stderr),
+            String::from_utf8_lossy(&described.stdout)
+        );
+    }
     let store = arca_e2e::store(env, &prefix.prefix).await;
     let recorded: VolumeSnapshots = serde_json::from_slice(
         &store

@@ -13,6 +13,7 @@ pub mod identity;
 pub mod leader;
 mod location_controller;
 pub mod metrics;
+mod orphans;
 mod restore_controller;
 mod schedule_controller;
 mod sync;
@@ -90,6 +91,8 @@ pub async fn run(
     if let Err(e) = ctx.seal_keys().await {
         tracing::error!("{e}; backups and restores fail until it is fixed");
     }
+    // What runs of since-deleted Backups left (an operator stopped while cleaning up).
+    orphans::sweep(&ctx).await;
     tracing::info!(namespace = %ctx.settings.namespace, "arca operator started");
     let controllers = futures::future::join(
         futures::future::join4(

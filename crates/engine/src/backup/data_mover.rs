@@ -116,7 +116,7 @@ pub async fn move_data(
     // Where a claim no pod holds on a node can be read: the agents' nodes, listed once.
     let agents = match candidates.iter().any(|(_, m)| m.node.is_none()) {
         true => crate::pod_volumes::placement::agent_nodes(operator).await,
-        false => Ok(Default::default()),
+        false => Ok(None),
     };
     let agents = &agents;
     let mut exposed = Vec::new();
@@ -238,7 +238,7 @@ async fn expose_one(
     name: &str,
     snapshot: &CsiSnapshot,
     mount: &VolumeRequest,
-    agents: &Result<std::collections::BTreeSet<String>, String>,
+    agents: &Result<Option<std::collections::BTreeSet<String>>, String>,
     log: &RunLog,
 ) -> Result<crate::csi::expose::Exposure, String> {
     use crate::pod_volumes::placement;
@@ -252,14 +252,15 @@ async fn expose_one(
     })?;
     let affinity = match &mount.node {
         // The node of the pod that mounts it: a node-local snapshot is there, and an agent.
-        Some(node) => placement::affinity(&[node.clone()].into(), &[]),
+        Some(node) => placement::affinity(Some(&[node.clone()].into()), &[]),
         None => {
             let volume = original
                 .spec
                 .as_ref()
                 .and_then(|s| s.volume_name.as_deref());
             let terms = placement::volume_terms(job.operator, volume).await;
-            placement::affinity(agents.as_ref().map_err(Clone::clone)?, &terms)
+            let nodes = agents.as_ref().map_err(Clone::clone)?;
+            placement::affinity(nodes.as_ref(), &terms)
         }
     };
     expose(job, name, snapshot, &original, &affinity, log).await

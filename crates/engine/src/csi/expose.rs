@@ -333,15 +333,13 @@ pub async fn clean_up_leftovers(
             .iter()
             .map(|c| c.name_any()),
     );
+    // A cluster without the snapshot API (its CRDs not installed) has no contents.
     let contents: Api<VolumeSnapshotContent> = Api::all(operator.clone());
-    names.extend(
-        contents
-            .list(&params)
-            .await?
-            .items
-            .iter()
-            .map(|c| c.name_any()),
-    );
+    match contents.list(&params).await {
+        Ok(list) => names.extend(list.items.iter().map(|c| c.name_any())),
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(e),
+    }
     for name in &names {
         clean_up(operator, namespace, name, log).await;
     }
@@ -407,7 +405,8 @@ mod tests {
     #[test]
     fn the_pod_holds_the_claim_read_only_on_the_node_with_nothing_else() {
         let labels = BTreeMap::new();
-        let on_node = crate::pod_volumes::placement::affinity(&["node-a".to_string()].into(), &[]);
+        let on_node =
+            crate::pod_volumes::placement::affinity(Some(&["node-a".to_string()].into()), &[]);
         let pod = pod_spec("arca-move-x", &labels, "arca:1", &on_node);
         let spec = &pod["spec"];
         assert_eq!(

@@ -6,31 +6,43 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::{PersistentVolume, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, Pod};
 use kube::{Api, Client, api::ListParams};
 use serde_json::{Value, json};
 
-/// The nodes on which a node agent pod runs (by the labels `arca install` gives it).
-pub async fn agent_nodes(operator: &Client) -> Result<BTreeSet<String>, String> {
+/// The nodes on which a node agent pod runs (by the labels `arca install` gives it); None
+/// when one runs on every node, the usual case, which needs no constraint.
+pub async fn agent_nodes(operator: &Client) -> Result<Option<BTreeSet<String>>, String> {
     let pods: Api<Pod> = Api::all(operator.clone());
     let params = ListParams::default().labels(arca_api::labels::NODE_AGENT_POD_SELECTOR);
     let list = pods
         .list(&params)
         .await
         .map_err(|e| format!("listing the node agent's pods: {e}"))?;
-    let nodes: BTreeSet<String> = list
+    let with_agent: BTreeSet<String> = list
         .items
         .into_iter()
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
         .filter_map(|p| p.spec.and_then(|s| s.node_name))
         .collect();
-    if nodes.is_empty() {
+    if with_agent.is_empty() {
         return Err(format!(
             "no node agent pod runs in the cluster (labels {}; `arca install --use-node-agent` installs it)",
             arca_api::labels::NODE_AGENT_POD_SELECTOR
         ));
     }
-    Ok(nodes)
+    let nodes: Api<Node> = Api::all(operator.clone());
+    let all = nodes
+        .list_metadata(&ListParams::default())
+        .await
+        .map_err(|e| format!("listing the nodes: {e}"))?;
+    let everywhere = all.items.iter().all(|n| {
+        n.metadata
+            .name
+            .as_ref()
+            .is_some_and(|n| with_agent.contains(n))
+    });
+    Ok((!everywhere).then_some(with_agent))
 }
 
 /// The node selector terms a volume's nodes must match (its PersistentVolume's
@@ -53,24 +65,35 @@ pub async fn volume_terms(client: &Client, volume: Option<&str>) -> Vec<Value> {
         .collect()
 }
 
-/// A pod's `affinity`: one of `nodes` and, when `terms` are given, matching one of them
-/// (each term gets the node list; terms are ORed, a term's parts ANDed). Pure.
-pub fn affinity(nodes: &BTreeSet<String>, terms: &[Value]) -> Value {
-    let on_nodes = json!({"key": "metadata.name", "operator": "In", "values": nodes});
-    let terms: Vec<Value> = match terms {
-        [] => vec![json!({"matchFields": [on_nodes]})],
-        terms => terms
+/// A pod's `affinity`: on one of `nodes` (None: any node) and, when `terms` are given,
+/// matching one of them. Terms are ORed and a term's parts ANDed, and a node name can only be
+/// matched one at a time (`matchFields` takes one value), so each term is repeated per node.
+/// Null when nothing constrains the pod. Pure.
+pub fn affinity(nodes: Option<&BTreeSet<String>>, terms: &[Value]) -> Value {
+    let on_node =
+        |node: &String| json!({"key": "metadata.name", "operator": "In", "values": [node]});
+    let anywhere = [json!({})];
+    let base: &[Value] = match terms {
+        [] => &anywhere,
+        terms => terms,
+    };
+    let terms: Vec<Value> = match nodes {
+        None if terms.is_empty() => return Value::Null,
+        None => terms.to_vec(),
+        Some(nodes) => base
             .iter()
-            .map(|term| {
-                let mut term = term.clone();
-                let mut fields = term
-                    .get("matchFields")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                fields.push(on_nodes.clone());
-                term["matchFields"] = Value::Array(fields);
-                term
+            .flat_map(|term| {
+                nodes.iter().map(move |node| {
+                    let mut term = term.clone();
+                    let mut fields = term
+                        .get("matchFields")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    fields.push(on_node(node));
+                    term["matchFields"] = Value::Array(fields);
+                    term
+                })
             })
             .collect(),
     };
@@ -89,22 +112,38 @@ mod tests {
 
     #[test]
     fn a_pod_goes_to_an_agents_node_within_its_volumes_topology() {
-        let free = affinity(&nodes(&["a", "b"]), &[]);
+        let terms_of = |affinity: &Value| {
+            affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                ["nodeSelectorTerms"]
+                .clone()
+        };
+        // A node name is matched one at a time: the apiserver refuses two values.
+        let free = affinity(Some(&nodes(&["a", "b"])), &[]);
         assert_eq!(
-            free["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"],
-            json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a", "b"]}]}])
+            terms_of(&free),
+            json!([
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a"]}]},
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}
+            ])
         );
         // A volume in zone x or y: each zone term also needs an agent's node.
         let zones = [
             json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["x"]}]}),
             json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["y"]}]}),
         ];
-        let pinned = affinity(&nodes(&["a"]), &zones);
-        let terms = &pinned["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
+        let pinned = affinity(Some(&nodes(&["a"])), &zones);
+        let terms = terms_of(&pinned);
         assert_eq!(terms.as_array().map(Vec::len), Some(2));
         for (term, zone) in terms.as_array().into_iter().flatten().zip(["x", "y"]) {
             assert_eq!(term["matchExpressions"][0]["values"], json!([zone]));
             assert_eq!(term["matchFields"][0]["values"], json!(["a"]));
         }
+        // Agents everywhere: only the volume's topology, or nothing at all.
+        assert_eq!(terms_of(&affinity(None, &zones)), json!(zones));
+        assert_eq!(affinity(None, &[]), Value::Null);
+        let pod: k8s_openapi::api::core::v1::Affinity =
+            serde_json::from_value(affinity(Some(&nodes(&["a", "b"])), &zones))
+                .expect("an affinity");
+        assert!(pod.node_affinity.is_some());
     }
 }

@@ -101,7 +101,7 @@ pub(crate) async fn start(
             return out;
         }
     };
-    let affinity = super::placement::affinity(&nodes, &[]);
+    let affinity = super::placement::affinity(nodes.as_ref(), &[]);
     let deadline = (START_TIMEOUT + populate.volume_timeout).as_secs();
     let affinity = &affinity;
     let mut runs = futures::stream::iter(claims)
@@ -284,7 +284,7 @@ mod tests {
     #[test]
     fn the_job_mounts_the_claim_restricted_on_an_agents_node_and_cleans_itself_up() {
         let on_agents =
-            crate::pod_volumes::placement::affinity(&["node-a".to_string()].into(), &[]);
+            crate::pod_volumes::placement::affinity(Some(&["node-a".to_string()].into()), &[]);
         let value = job_spec(
             "arca-fill-r-1",
             "uid-r",
