@@ -50,18 +50,36 @@ pub(crate) fn backup_of(
     namespace: &str,
 ) -> Option<(Backup, BackupStatus)> {
     let phase = arca_phase(&velero.phase)?;
-    let spec = BackupSpec {
+    let mut spec = BackupSpec {
         included_namespaces: velero.included_namespaces.clone(),
         excluded_namespaces: velero.excluded_namespaces.clone(),
         included_resources: velero.included_resources.clone(),
         excluded_resources: velero.excluded_resources.clone(),
         include_cluster_resources: velero.include_cluster_resources,
+        included_cluster_scoped_resources: velero.scoped_resources.included_cluster_scoped.clone(),
+        excluded_cluster_scoped_resources: velero.scoped_resources.excluded_cluster_scoped.clone(),
+        included_namespace_scoped_resources: velero
+            .scoped_resources
+            .included_namespace_scoped
+            .clone(),
+        excluded_namespace_scoped_resources: velero
+            .scoped_resources
+            .excluded_namespace_scoped
+            .clone(),
         // A TTL Arca cannot read is left out: Arca never expires Velero's backups anyway.
         ttl: velero.ttl.as_deref().and_then(|t| t.parse().ok()),
         storage_location: Some(location.to_string()),
         default_volumes_to_fs_backup: velero.default_volumes_to_fs_backup,
         ..BackupSpec::default()
     };
+    if spec.uses_old_resource_filters() && spec.uses_scoped_resource_filters() {
+        // Velero refused such a backup (FailedValidation) and so does the CRD: the first
+        // filters are kept, so the object can be made.
+        spec.included_cluster_scoped_resources.clear();
+        spec.excluded_cluster_scoped_resources.clear();
+        spec.included_namespace_scoped_resources.clear();
+        spec.excluded_namespace_scoped_resources.clear();
+    }
     let mut backup = Backup::new(&velero.name, spec);
     backup.metadata.namespace = Some(namespace.to_string());
     let mut object_labels = std::collections::BTreeMap::new();
@@ -196,7 +214,11 @@ mod tests {
             "apiVersion": "velero.io/v1",
             "kind": "Backup",
             "metadata": {"name": "nightly", "namespace": "velero", "uid": "u1"},
-            "spec": {"includedNamespaces": ["shop"], "ttl": "720h0m0s", "storageLocation": "default"},
+            "spec": {
+                "includedNamespaces": ["shop"], "ttl": "720h0m0s", "storageLocation": "default",
+                "includedClusterScopedResources": ["storageclasses"],
+                "excludedNamespaceScopedResources": ["secrets"]
+            },
             "status": {
                 "phase": phase,
                 "formatVersion": "1.1.0",
@@ -249,6 +271,13 @@ mod tests {
         assert_eq!(object_labels[labels::STORAGE_LOCATION], "velero-bucket");
         assert_eq!(backup.metadata.namespace.as_deref(), Some("arca-system"));
         assert_eq!(backup.spec.included_namespaces, ["shop"]);
+        // Velero's scoped filters are carried over, as `describe` shows them.
+        assert_eq!(
+            backup.spec.included_cluster_scoped_resources,
+            ["storageclasses"]
+        );
+        assert_eq!(backup.spec.excluded_namespace_scoped_resources, ["secrets"]);
+        assert!(backup.spec.uses_scoped_resource_filters());
         assert_eq!(
             backup.spec.storage_location.as_deref(),
             Some("velero-bucket")
@@ -269,6 +298,19 @@ mod tests {
         );
         assert_eq!(status.warnings, 2);
         assert_eq!(status.progress.map(|p| p.total_items), Some(12));
+    }
+
+    #[test]
+    fn a_velero_backup_mixing_both_kinds_of_filters_keeps_the_first_ones() {
+        let mut velero = parsed("FailedValidation");
+        velero.included_resources = vec!["configmaps".into()];
+        let (backup, _) = backup_of(&velero, "velero-bucket", "arca-system").expect("finished");
+        assert_eq!(backup.spec.included_resources, ["configmaps"]);
+        assert!(
+            !backup.spec.uses_scoped_resource_filters(),
+            "{:?}",
+            backup.spec
+        );
     }
 
     #[test]

@@ -128,6 +128,10 @@ pub struct VeleroBackup {
     pub excluded_resources: Vec<String>,
     /// `spec.includeClusterResources`.
     pub include_cluster_resources: Option<bool>,
+    /// `spec.includedClusterScopedResources`, `excludedClusterScopedResources`,
+    /// `includedNamespaceScopedResources`, `excludedNamespaceScopedResources` (Velero's
+    /// scoped filters, in that order).
+    pub scoped_resources: ScopedResources,
     /// `spec.storageLocation`.
     pub storage_location: Option<String>,
     /// `spec.ttl`, a Go duration (`720h0m0s`).
@@ -150,6 +154,19 @@ pub struct VeleroBackup {
     pub volume_snapshots_attempted: u64,
     /// `status.csiVolumeSnapshotsAttempted`.
     pub csi_volume_snapshots_attempted: u64,
+}
+
+/// Velero's scoped resource filters of a backup (empty lists when it set none).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScopedResources {
+    /// `spec.includedClusterScopedResources`.
+    pub included_cluster_scoped: Vec<String>,
+    /// `spec.excludedClusterScopedResources`.
+    pub excluded_cluster_scoped: Vec<String>,
+    /// `spec.includedNamespaceScopedResources`.
+    pub included_namespace_scoped: Vec<String>,
+    /// `spec.excludedNamespaceScopedResources`.
+    pub excluded_namespace_scoped: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -188,6 +205,14 @@ struct RawSpec {
     excluded_resources: Option<Vec<String>>,
     #[serde(default)]
     include_cluster_resources: Option<bool>,
+    #[serde(default)]
+    included_cluster_scoped_resources: Option<Vec<String>>,
+    #[serde(default)]
+    excluded_cluster_scoped_resources: Option<Vec<String>>,
+    #[serde(default)]
+    included_namespace_scoped_resources: Option<Vec<String>>,
+    #[serde(default)]
+    excluded_namespace_scoped_resources: Option<Vec<String>>,
     #[serde(default)]
     storage_location: Option<String>,
     #[serde(default)]
@@ -285,6 +310,16 @@ impl VeleroBackup {
             included_resources: spec.included_resources.unwrap_or_default(),
             excluded_resources: spec.excluded_resources.unwrap_or_default(),
             include_cluster_resources: spec.include_cluster_resources,
+            scoped_resources: ScopedResources {
+                included_cluster_scoped: spec.included_cluster_scoped_resources.unwrap_or_default(),
+                excluded_cluster_scoped: spec.excluded_cluster_scoped_resources.unwrap_or_default(),
+                included_namespace_scoped: spec
+                    .included_namespace_scoped_resources
+                    .unwrap_or_default(),
+                excluded_namespace_scoped: spec
+                    .excluded_namespace_scoped_resources
+                    .unwrap_or_default(),
+            },
             storage_location: spec.storage_location.filter(|s| !s.is_empty()),
             ttl: spec.ttl.filter(|s| !s.is_empty()),
             default_volumes_to_fs_backup: spec
@@ -321,6 +356,27 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = r#"{"kind":"Backup","apiVersion":"velero.io/v1","metadata":{"name":"nightly-20250101","namespace":"velero","uid":"u-1","labels":{"velero.io/schedule-name":"nightly","velero.io/storage-location":"default"}},"spec":{"includedNamespaces":["shop"],"excludedNamespaces":["kube-system"],"ttl":"720h0m0s","storageLocation":"default","defaultVolumesToFsBackup":true,"hooks":{}},"status":{"version":1,"formatVersion":"1.1.0","expiration":"2025-01-31T00:00:00Z","phase":"Completed","startTimestamp":"2025-01-01T00:00:00Z","completionTimestamp":"2025-01-01T00:01:02Z","progress":{"totalItems":12,"itemsBackedUp":12},"warnings":2}}"#;
+
+    #[test]
+    fn velero_s_scoped_filters_are_read() -> Result<(), VeleroError> {
+        let scoped = SAMPLE.replace(
+            r#""ttl":"720h0m0s""#,
+            r#""includedClusterScopedResources":["storageclasses"],"excludedNamespaceScopedResources":["secrets"],"ttl":"720h0m0s""#,
+        );
+        let b = VeleroBackup::parse(scoped.as_bytes(), "nightly-20250101", "k")?;
+        assert_eq!(
+            b.scoped_resources.included_cluster_scoped,
+            vec!["storageclasses"]
+        );
+        assert_eq!(
+            b.scoped_resources.excluded_namespace_scoped,
+            vec!["secrets"]
+        );
+        assert!(b.scoped_resources.excluded_cluster_scoped.is_empty());
+        let plain = VeleroBackup::parse(SAMPLE.as_bytes(), "nightly-20250101", "k")?;
+        assert_eq!(plain.scoped_resources, ScopedResources::default());
+        Ok(())
+    }
 
     #[test]
     fn velero_s_backup_object() -> Result<(), VeleroError> {

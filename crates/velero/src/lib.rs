@@ -53,7 +53,7 @@ mod transcode;
 mod volume_info;
 mod volumes;
 
-pub use backup::{BackupPhase, VeleroBackup};
+pub use backup::{BackupPhase, ScopedResources, VeleroBackup};
 pub use error::VeleroError;
 pub use item::{Entry, RefusedItem, VeleroItem};
 pub use limits::Limits;
