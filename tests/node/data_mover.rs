@@ -20,7 +20,7 @@ use crate::{
     csi::{csi_env, database, json, names, volume_of_db},
     helpers::{
         arca, files_under_data, import_image, install_arca, install_with_agent, load_image,
-        location_available, ok, ready_pods, restored_with_helper, uninstall,
+        location_available, ready_pods, restored_with_helper, uninstall,
     },
 };
 
@@ -61,42 +61,16 @@ async fn snapshot_data_is_moved_into_the_bucket_and_restored_without_the_snapsho
     let snapshots_before = driver_snapshots(&csi);
 
     // The backup snapshots the claim and moves the snapshot's data into the bucket.
-    let out = ok(
-        "arca backup create --snapshot-move-data",
-        &arca(
-            env,
-            sys,
-            &[
-                "backup",
-                "create",
-                "moved",
-                "--include-namespaces",
-                ns,
-                "--snapshot-volumes",
-                "true",
-                "--snapshot-move-data",
-                "--wait",
-            ],
-        ),
-    );
-    assert!(out.contains("Completed"), "{out}");
+    let recorded = moved_backup(env, sys, "moved", ns, &prefix.prefix).await;
     let backup = json(
         env,
         &["get", "backups.arca.dev", "moved", "-n", sys, "-o", "json"],
     );
-    assert_eq!(backup["status"]["phase"], "Completed", "{backup}");
     assert_eq!(
         backup["status"]["csiVolumeSnapshotsCompleted"], 1,
         "{backup}"
     );
     let store = arca_e2e::store(env, &prefix.prefix).await;
-    let recorded: VolumeSnapshots = serde_json::from_slice(
-        &store
-            .get(&Layout::backup_volumes("moved"))
-            .await
-            .expect("volumes.json"),
-    )
-    .expect("its JSON");
     assert_eq!(recorded.snapshots.len(), 1, "{recorded:?}");
     let copy = &recorded.snapshots[0];
     assert_eq!(
@@ -329,4 +303,48 @@ async fn restored_in_a_second_environment(
         "the claim's files, restored in the second environment"
     );
     uninstall(there, sys);
+}
+
+/// `arca backup create <name> --include-namespaces <ns> --snapshot-volumes true
+/// --snapshot-move-data --wait` in `sys`, Completed (else the panic shows `backup describe
+/// --details`); its `volumes.json` from the bucket under `prefix`.
+pub(crate) async fn moved_backup(
+    env: &arca_e2e::TestEnv,
+    sys: &str,
+    name: &str,
+    ns: &str,
+    prefix: &str,
+) -> VolumeSnapshots {
+    let created = arca(
+        env,
+        sys,
+        &[
+            "backup",
+            "create",
+            name,
+            "--include-namespaces",
+            ns,
+            "--snapshot-volumes",
+            "true",
+            "--snapshot-move-data",
+            "--wait",
+        ],
+    );
+    let out = String::from_utf8_lossy(&created.stdout).into_owned();
+    if !created.status.success() || !out.contains("Completed") {
+        let described = arca(env, sys, &["backup", "describe", name, "--details"]);
+        panic!(
+            "backup {name} did not complete: {out}{}\n{}",
+            String::from_utf8_lossy(&created.stderr),
+            String::from_utf8_lossy(&described.stdout)
+        );
+    }
+    let store = arca_e2e::store(env, prefix).await;
+    serde_json::from_slice(
+        &store
+            .get(&Layout::backup_volumes(name))
+            .await
+            .expect("volumes.json"),
+    )
+    .expect("its JSON")
 }

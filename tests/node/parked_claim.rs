@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use arca_e2e::{eventually, kubectl, kubectl_apply};
 use arca_engine::pod_volumes::populate::POPULATE_LABEL;
-use arca_store::{Layout, archive::VolumeSnapshots};
 
 use crate::{
     csi::{csi_env, json, names},
+    data_mover::moved_backup,
     helpers::{arca, files_under_data, install_with_agent, load_image, ok, ready_pods, uninstall},
 };
 
@@ -108,38 +108,7 @@ async fn a_claim_no_pod_mounts_is_moved_and_filled_by_the_restore() {
     let old_volume = volume_of_parked(env, ns);
     assert!(!old_volume.is_empty());
 
-    let created = arca(
-        env,
-        sys,
-        &[
-            "backup",
-            "create",
-            "parked",
-            "--include-namespaces",
-            ns,
-            "--snapshot-volumes",
-            "true",
-            "--snapshot-move-data",
-            "--wait",
-        ],
-    );
-    let out = String::from_utf8_lossy(&created.stdout).into_owned();
-    if !created.status.success() || !out.contains("Completed") {
-        let described = arca(env, sys, &["backup", "describe", "parked", "--details"]);
-        panic!(
-            "backup parked did not complete: {out}{}\n{}",
-            String::from_utf8_lossy(&created.stderr),
-            String::from_utf8_lossy(&described.stdout)
-        );
-    }
-    let store = arca_e2e::store(env, &prefix.prefix).await;
-    let recorded: VolumeSnapshots = serde_json::from_slice(
-        &store
-            .get(&Layout::backup_volumes("parked"))
-            .await
-            .expect("volumes.json"),
-    )
-    .expect("its JSON");
+    let recorded = moved_backup(env, sys, "parked", ns, &prefix.prefix).await;
     assert_eq!(recorded.snapshots.len(), 1, "{recorded:?}");
     let copy = &recorded.snapshots[0];
     assert!(

@@ -182,40 +182,7 @@ pub fn pod_spec(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": false,
-            "enableServiceLinks": false,
-            "terminationGracePeriodSeconds": 5,
-            "affinity": affinity,
-            "tolerations": [{"operator": "Exists"}],
-            "securityContext": {
-                "runAsNonRoot": true,
-                "runAsUser": 65532,
-                "runAsGroup": 65532,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [{
-                "name": "hold",
-                "image": image,
-                "imagePullPolicy": "IfNotPresent",
-                "args": ["hold"],
-                "resources": {
-                    "requests": {"cpu": "10m", "memory": "16Mi"},
-                    "limits": {"memory": "32Mi"},
-                },
-                "securityContext": {
-                    "allowPrivilegeEscalation": false,
-                    "readOnlyRootFilesystem": true,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-                "volumeMounts": [{"name": POD_VOLUME, "mountPath": "/data", "readOnly": true}],
-            }],
-            "volumes": [{
-                "name": POD_VOLUME,
-                "persistentVolumeClaim": {"claimName": name, "readOnly": true},
-            }],
-        },
+        "spec": crate::pod_volumes::placement::hold_pod_spec(image, name, true, affinity),
     })
 }
 

@@ -102,6 +102,53 @@ pub fn affinity(nodes: Option<&BTreeSet<String>>, terms: &[Value]) -> Value {
     }}})
 }
 
+/// The spec of a pod that holds `claim` mounted at `/data` (volume [`POD_VOLUME`]) for the
+/// agent and does nothing else (`arca hold`, Arca's image): restricted (non-root, no
+/// capability, no service account token, read-only root), tolerating any taint, where
+/// `affinity` allows. Pure.
+///
+/// [`POD_VOLUME`]: crate::csi::expose::POD_VOLUME
+pub fn hold_pod_spec(image: &str, claim: &str, read_only: bool, affinity: &Value) -> Value {
+    use crate::csi::expose::POD_VOLUME;
+    let mut mount = json!({"name": POD_VOLUME, "mountPath": "/data"});
+    let mut source = json!({"claimName": claim});
+    if read_only {
+        mount["readOnly"] = Value::Bool(true);
+        source["readOnly"] = Value::Bool(true);
+    }
+    json!({
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": false,
+        "enableServiceLinks": false,
+        "terminationGracePeriodSeconds": 5,
+        "affinity": affinity,
+        "tolerations": [{"operator": "Exists"}],
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [{
+            "name": "hold",
+            "image": image,
+            "imagePullPolicy": "IfNotPresent",
+            "args": ["hold"],
+            "resources": {
+                "requests": {"cpu": "10m", "memory": "16Mi"},
+                "limits": {"memory": "32Mi"},
+            },
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true,
+                "capabilities": {"drop": ["ALL"]},
+            },
+            "volumeMounts": [mount],
+        }],
+        "volumes": [{"name": POD_VOLUME, "persistentVolumeClaim": source}],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -238,40 +238,7 @@ pub fn job_spec(
             "activeDeadlineSeconds": deadline_seconds,
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": false,
-                    "enableServiceLinks": false,
-                    "terminationGracePeriodSeconds": 5,
-                    "affinity": affinity,
-                    "tolerations": [{"operator": "Exists"}],
-                    "securityContext": {
-                        "runAsNonRoot": true,
-                        "runAsUser": 65532,
-                        "runAsGroup": 65532,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [{
-                        "name": "hold",
-                        "image": image,
-                        "imagePullPolicy": "IfNotPresent",
-                        "args": ["hold"],
-                        "resources": {
-                            "requests": {"cpu": "10m", "memory": "16Mi"},
-                            "limits": {"memory": "32Mi"},
-                        },
-                        "securityContext": {
-                            "allowPrivilegeEscalation": false,
-                            "readOnlyRootFilesystem": true,
-                            "capabilities": {"drop": ["ALL"]},
-                        },
-                        "volumeMounts": [{"name": POD_VOLUME, "mountPath": "/data"}],
-                    }],
-                    "volumes": [{
-                        "name": POD_VOLUME,
-                        "persistentVolumeClaim": {"claimName": claim},
-                    }],
-                },
+                "spec": super::placement::hold_pod_spec(image, claim, false, affinity),
             },
         },
     })
@@ -325,6 +292,13 @@ mod tests {
             pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
             "data-db-1"
         );
+        // Writable: the agent writes the data into the volume kubelet mounts for it.
+        assert!(
+            pod["volumes"][0]["persistentVolumeClaim"]
+                .get("readOnly")
+                .is_none()
+        );
+        assert!(container["volumeMounts"][0].get("readOnly").is_none());
         assert_eq!(
             value["metadata"]["labels"][POPULATE_LABEL], "uid-r",
             "the Job names its Restore"
