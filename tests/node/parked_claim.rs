@@ -202,6 +202,69 @@ async fn a_claim_no_pod_mounts_is_moved_and_filled_by_the_restore() {
         "the claim's files, restored"
     );
 
+    // The claim exists now, with a file of its user: restoring the backup again never
+    // writes into it (no filling Job, no work item), and says so.
+    kubectl(
+        env,
+        &[
+            "exec",
+            "-n",
+            ns,
+            "reader",
+            "--",
+            "sh",
+            "-c",
+            "echo mine > /data/mine",
+        ],
+    );
+    let mut now = written.clone();
+    now.extend(
+        files_under_data(env, ns, "reader")
+            .into_iter()
+            .filter(|(p, _)| p == "mine"),
+    );
+    assert_eq!(now.len(), written.len() + 1, "{now:?}");
+    let out = ok(
+        "arca restore create (the claim exists)",
+        &arca(
+            env,
+            sys,
+            &[
+                "restore",
+                "create",
+                "parked-again",
+                "--from-backup",
+                "parked",
+                "--wait",
+            ],
+        ),
+    );
+    assert!(out.contains("Completed"), "{out}");
+    let described = ok(
+        "arca restore describe",
+        &arca(env, sys, &["restore", "describe", "parked-again"]),
+    );
+    assert!(
+        described.contains("was not created by this restore: its data is not restored into it"),
+        "{described}"
+    );
+    let restores = json(
+        env,
+        &["get", "podvolumerestores.arca.dev", "-n", sys, "-o", "json"],
+    );
+    assert_eq!(
+        restores["items"].as_array().map(Vec::len),
+        Some(1),
+        "no work item for the existing claim: {restores}"
+    );
+    let jobs = kubectl(env, &["get", "jobs", "-n", ns, "-o", "name"]);
+    assert!(jobs.trim().is_empty(), "{jobs}");
+    assert_eq!(
+        files_under_data(env, ns, "reader"),
+        now,
+        "the claim untouched"
+    );
+
     let out = uninstall(env, sys);
     assert!(out.contains("Every backup in the bucket is kept"), "{out}");
     kubectl(
