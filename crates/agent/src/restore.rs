@@ -1,5 +1,6 @@
-//! A `PodVolumeRestore` of a pod on this node: wait for kubelet to create the new pod's
-//! volume folder, then write the snapshot into it.
+//! A `PodVolumeRestore` of a pod on this node: wait for kubelet to set up the new pod's
+//! volumes (a container of it started) and its volume folder, then write the snapshot into
+//! it.
 
 use std::{sync::Arc, time::Duration};
 
@@ -128,6 +129,7 @@ async fn restore(
     let spec = &item.spec;
     let root = RepositoryId::parse(&spec.repo_identifier).map_err(|e| e.to_string())?;
     let name = work::folder_name(agent, pod, &spec.volume).await?;
+    wait_for_volumes_set_up(agent, &spec.pod).await?;
     let folder = wait_for_folder(agent, &spec.pod.uid, &name).await?;
     status.path = Some(folder.display().to_string());
     let repository = work::repository(
@@ -187,6 +189,46 @@ fn explain(root: &RepositoryId, namespace: &str, error: arca_volume::VolumeError
     }
 }
 
+/// Whether kubelet has set up every volume of `pod`: it starts a pod's first container (the
+/// restore helper, for a restored pod) only then. Before, a volume's folder may already be
+/// there while the volume itself (a CSI or local volume) is mounted over it a moment later:
+/// data written into the folder then would be hidden under the mount. Pure.
+fn volumes_set_up(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    let Some(status) = &pod.status else {
+        return false;
+    };
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .filter_map(|c| c.state.as_ref())
+        .any(|state| state.running.is_some() || state.terminated.is_some())
+}
+
+/// Waits until kubelet has set up the volumes of the pod (see [`volumes_set_up`]).
+async fn wait_for_volumes_set_up(
+    agent: &Agent,
+    pod: &arca_api::PodReference,
+) -> Result<(), String> {
+    let started = tokio::time::Instant::now();
+    let deadline = started + agent.settings.mount_wait;
+    loop {
+        if volumes_set_up(&work::the_pod(agent, pod).await?) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "pod {}/{}: no container started within {}s, so kubelet has not set up its volumes; the data is not restored",
+                pod.namespace,
+                pod.name,
+                agent.settings.mount_wait.as_secs()
+            ));
+        }
+        tokio::time::sleep(recheck_after(started.elapsed())).await;
+    }
+}
+
 /// kubelet makes the folder when it mounts the volume, which may be after the pod exists.
 async fn wait_for_folder(
     agent: &Agent,
@@ -228,6 +270,38 @@ mod tests {
         // Arca's own repositories keep the volume crate's words.
         let own = explain(&RepositoryId::new("shop"), "arca-system", wrong());
         assert!(!own.contains("velero-repo-credentials"), "{own}");
+    }
+
+    #[test]
+    fn volumes_are_set_up_once_a_container_has_started() {
+        let pod = |status: serde_json::Value| -> k8s_openapi::api::core::v1::Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "db-0"},
+                "status": status,
+            }))
+            .expect("a pod")
+        };
+        assert!(!volumes_set_up(&pod(
+            serde_json::json!({"phase": "Pending"})
+        )));
+        assert!(!volumes_set_up(&pod(serde_json::json!({
+            "phase": "Pending",
+            "initContainerStatuses": [{"name": "arca-restore-wait", "image": "a", "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "PodInitializing"}}}]
+        }))));
+        assert!(volumes_set_up(&pod(serde_json::json!({
+            "phase": "Pending",
+            "initContainerStatuses": [{"name": "arca-restore-wait", "image": "a", "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"running": {"startedAt": "2026-11-29T08:00:00Z"}}}]
+        }))));
+        assert!(volumes_set_up(&pod(serde_json::json!({
+            "phase": "Running",
+            "containerStatuses": [{"name": "hold", "image": "a", "imageID": "",
+                "ready": true, "restartCount": 0,
+                "state": {"running": {"startedAt": "2026-11-29T08:00:00Z"}}}]
+        }))));
     }
 
     #[test]
